@@ -1,0 +1,1 @@
+//! The custom resources of group `planops.io`, version `v1alpha1`.

@@ -1,0 +1,1 @@
+//! Reconcilers, one per kind, sharing one context.

@@ -1,0 +1,1 @@
+//! Pure planning logic: detectors, severity, priority and fingerprints. No I/O.

@@ -1,0 +1,12 @@
+//! PlanOps: demand-planning coordination for Odoo as Kubernetes resources.
+//!
+//! The crate is one package with a folder per component (see `DESIGN.md` in the
+//! project's shared notes): `api` holds the custom resources, `odoo` the client,
+//! `sim` the Odoo simulator, `engine` the pure planning logic and `controllers`
+//! the reconcilers that tie them to the Kubernetes API.
+
+pub mod api;
+pub mod controllers;
+pub mod engine;
+pub mod odoo;
+pub mod sim;

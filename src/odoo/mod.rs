@@ -1,0 +1,1 @@
+//! Client for Odoo's external API.
