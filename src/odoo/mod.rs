@@ -1,1 +1,3 @@
 //! Client for Odoo's external API.
+
+pub mod domain;
