@@ -9,4 +9,5 @@ pub mod api;
 pub mod controllers;
 pub mod engine;
 pub mod odoo;
+pub mod schedule;
 pub mod sim;
