@@ -136,6 +136,14 @@ fn main() {
         }),
         ..Default::default()
     };
+    // Default horizon: lead time + review period + 7 days per product.
+    let stockout_default = DetectorSpec {
+        projected_stockout: Some(ProjectedStockoutParams {
+            history_days: Some(365),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
     let spike = DetectorSpec {
         demand_spike: Some(DemandSpikeParams::default()),
         ..Default::default()
@@ -144,7 +152,11 @@ fn main() {
     for products in [1_000usize, 10_000, 50_000] {
         let input = build(products, today);
         let runs = if products >= 50_000 { 5 } else { 9 };
-        for (name, spec) in [("projectedStockout", &stockout), ("demandSpike", &spike)] {
+        for (name, spec) in [
+            ("stockout H=90d", &stockout),
+            ("stockout H=default", &stockout_default),
+            ("demandSpike", &spike),
+        ] {
             let (time, found) = median_time(runs, || {
                 evaluate(&rule, spec, &thresholds, &input)
                     .map(|v| v.len())

@@ -67,7 +67,7 @@ pub fn detect(
         };
         let subject = Subject {
             kind: SubjectKind::Record,
-            model: params.model.clone(),
+            model: params.model.clone().into(),
             ids: vec![record.id],
             label: label(record, params.subject_field(), &params.model),
         };

@@ -31,6 +31,70 @@ pub use exception::{
 pub use inputs::PlanningInput;
 pub use params::{DetectorSpec, ParamsError, SeverityThresholds};
 
+/// What a scan must read from Odoo into [`PlanningInput`] for one detector, so it
+/// fetches nothing the detector ignores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InputNeeds {
+    /// `items` with on hand (and `virtual_available` when cheap).
+    pub stock_items: bool,
+    /// `items[].history`: daily demand per product × warehouse.
+    pub demand_history: bool,
+    /// `items[].receipts` / `items[].deliveries`: dated incoming and outgoing moves.
+    pub dated_moves: bool,
+    /// `items[].orderpoint`: reordering rules with Odoo's computed figures.
+    pub orderpoints: bool,
+    /// `products` with `suppliers` (vendor price list lines) and cost.
+    pub products: bool,
+    /// `purchase_lines`: open purchase lines with last scan's planned dates.
+    pub purchase_lines: bool,
+    /// `receipt_history`: done receipts for measured lead times.
+    pub receipt_history: bool,
+    /// `sale_lines`: confirmed, undelivered sales lines.
+    pub sale_lines: bool,
+    /// `records`: the field-threshold model's records.
+    pub records: bool,
+}
+
+impl DetectorKind {
+    /// The inputs this detector reads.
+    pub fn input_needs(self) -> InputNeeds {
+        let none = InputNeeds::default();
+        match self {
+            DetectorKind::ProjectedStockout => InputNeeds {
+                stock_items: true,
+                demand_history: true,
+                dated_moves: true,
+                orderpoints: true,
+                products: true,
+                ..none
+            },
+            DetectorKind::DemandSpike => InputNeeds {
+                stock_items: true,
+                demand_history: true,
+                products: true,
+                ..none
+            },
+            DetectorKind::SupplierDelay => InputNeeds {
+                products: true,
+                purchase_lines: true,
+                receipt_history: true,
+                ..none
+            },
+            DetectorKind::OrderAtRisk => InputNeeds {
+                stock_items: true,
+                dated_moves: true,
+                products: true,
+                sale_lines: true,
+                ..none
+            },
+            DetectorKind::FieldThreshold => InputNeeds {
+                records: true,
+                ..none
+            },
+        }
+    }
+}
+
 /// Evaluates `spec` over `input` for the rule `rule`. Fails only on an invalid spec
 /// (no detector, several, or a value out of range); the data itself cannot make it
 /// fail. Exceptions come back by descending priority, ties by fingerprint, so the
@@ -43,7 +107,7 @@ pub fn evaluate(
 ) -> Result<Vec<PlanningException>, ParamsError> {
     let kind = spec.validate()?;
     thresholds.validate()?;
-    let mut found = match kind {
+    let found = match kind {
         DetectorKind::ProjectedStockout => spec
             .projected_stockout
             .as_ref()
@@ -66,12 +130,33 @@ pub fn evaluate(
             .map(|p| field_threshold::detect(p, rule, thresholds, input)),
     }
     .unwrap_or_default();
-    found.sort_by(|a, b| {
-        b.priority
-            .total_cmp(&a.priority)
-            .then_with(|| a.fingerprint.cmp(&b.fingerprint))
+    Ok(sort_by_priority(found))
+}
+
+/// Descending priority, ties by fingerprint. Exceptions are large structs, so an index
+/// permutation is sorted and applied in place, moving each exception about once
+/// instead of O(n log n) times.
+fn sort_by_priority(mut found: Vec<PlanningException>) -> Vec<PlanningException> {
+    let mut order: Vec<usize> = (0..found.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        found[b]
+            .priority
+            .total_cmp(&found[a].priority)
+            .then_with(|| found[a].fingerprint.cmp(&found[b].fingerprint))
     });
-    Ok(found)
+    // Position i must receive the element now at order[i]. Following each cycle of the
+    // permutation, one swap settles one position.
+    for start in 0..order.len() {
+        let mut current = start;
+        while order[current] != start {
+            let next = order[current];
+            found.swap(current, next);
+            order[current] = current;
+            current = next;
+        }
+        order[current] = current;
+    }
+    found
 }
 
 #[cfg(test)]
@@ -123,6 +208,43 @@ mod tests {
             ),
             Err(ParamsError::NoDetector)
         );
+    }
+
+    #[test]
+    fn permutation_sort_orders_by_priority_then_fingerprint() {
+        let mut input = PlanningInput::new(date(2025, 3, 1));
+        // Negative on hand −n and no demand gives priority n (shortage n, urgency 1).
+        let on_hand = [-3.0, -9.0, -1.0, -9.0, -5.0, -2.0, -7.0, -4.0];
+        for (i, q) in on_hand.iter().enumerate() {
+            input.items.push(StockItem {
+                product_id: i as i64 + 1,
+                warehouse_id: 1,
+                on_hand: *q,
+                ..Default::default()
+            });
+        }
+        let spec = DetectorSpec {
+            projected_stockout: Some(ProjectedStockoutParams::default()),
+            ..Default::default()
+        };
+        let rule = RuleRef {
+            namespace: "ns",
+            rule: "r",
+        };
+        let found = evaluate(&rule, &spec, &SeverityThresholds::default(), &input).unwrap();
+        let priorities: Vec<f64> = found.iter().map(|e| e.priority).collect();
+        assert_eq!(priorities, vec![9.0, 9.0, 7.0, 5.0, 4.0, 3.0, 2.0, 1.0]);
+        assert!(found[0].fingerprint < found[1].fingerprint);
+    }
+
+    #[test]
+    fn input_needs_match_what_detectors_read() {
+        let stockout = DetectorKind::ProjectedStockout.input_needs();
+        assert!(stockout.demand_history && stockout.dated_moves && !stockout.sale_lines);
+        let field = DetectorKind::FieldThreshold.input_needs();
+        assert!(field.records && !field.stock_items && !field.products);
+        assert!(DetectorKind::OrderAtRisk.input_needs().sale_lines);
+        assert!(DetectorKind::SupplierDelay.input_needs().receipt_history);
     }
 
     #[test]

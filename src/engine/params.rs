@@ -37,6 +37,14 @@ fn invalid(field: &str, reason: impl Into<String>) -> ParamsError {
     }
 }
 
+/// CEL rule for the CRD's `spec.detector` that repeats [`DetectorSpec::kind`]'s
+/// exactly-one check on the API server (use with message [`EXACTLY_ONE_DETECTOR_MESSAGE`]).
+pub const EXACTLY_ONE_DETECTOR_CEL: &str = "[has(self.projectedStockout), has(self.demandSpike), has(self.supplierDelay), has(self.orderAtRisk), has(self.fieldThreshold)].filter(x, x).size() == 1";
+
+/// Message of [`EXACTLY_ONE_DETECTOR_CEL`].
+pub const EXACTLY_ONE_DETECTOR_MESSAGE: &str =
+    "set exactly one of projectedStockout, demandSpike, supplierDelay, orderAtRisk, fieldThreshold";
+
 /// Which detector a rule runs, with its parameters. Exactly one field must be set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -177,17 +177,8 @@ pub struct DemandForecast {
 /// No demand at all gives a rate of 0 (class `NoDemand`).
 pub fn forecast_daily(series: &[f32], method: ForecastMethod, alpha: f64) -> DemandForecast {
     let days = series.len();
-    let mut sum = 0.0;
-    let mut sum_sq = 0.0;
-    let mut demand_days = 0usize;
-    for &v in series {
-        let x = f64::from(v).max(0.0);
-        sum += x;
-        sum_sq += x * x;
-        if x > 0.0 {
-            demand_days += 1;
-        }
-    }
+    let moments = Moments::of(series);
+    let (sum, sum_sq, demand_days) = (moments.sum, moments.sum_sq, moments.demand_days);
     let mean = if days > 0 { sum / days as f64 } else { 0.0 };
     let std_dev = if days > 0 {
         (sum_sq / days as f64 - mean * mean).max(0.0).sqrt()
@@ -220,12 +211,13 @@ pub fn forecast_daily(series: &[f32], method: ForecastMethod, alpha: f64) -> Dem
     } else {
         match method {
             ForecastMethod::MovingAverage | ForecastMethod::Auto => mean,
+            // A constant series smooths to itself; saying so exactly keeps the
+            // unrolled sum's last-bit rounding out of hand-checkable cases.
+            ForecastMethod::Ses if std_dev == 0.0 => mean,
             ForecastMethod::Ses => {
-                let mut level = mean;
-                for &v in series {
-                    level += alpha * (f64::from(v).max(0.0) - level);
-                }
-                level
+                // SES started from ℓ₀ unrolls to ℓₙ = (1 − α)ⁿ·ℓ₀ + Σ α(1 − α)ⁿ⁻¹⁻ⁱ·xᵢ.
+                let decay = (1.0 - alpha).powi(i32::try_from(days).unwrap_or(i32::MAX));
+                ses_weighted_sum(series, alpha) + decay * mean
             }
             ForecastMethod::Sba => sba(series, alpha),
         }
@@ -241,6 +233,73 @@ pub fn forecast_daily(series: &[f32], method: ForecastMethod, alpha: f64) -> Dem
         adi,
         cv2,
     }
+}
+
+/// Sum, sum of squares and count of days with demand, negatives as 0. Four lanes of
+/// accumulators break the add-latency chain: this runs over a year of history for
+/// every product × warehouse of a scan.
+struct Moments {
+    sum: f64,
+    sum_sq: f64,
+    demand_days: usize,
+}
+
+impl Moments {
+    fn of(series: &[f32]) -> Moments {
+        let mut sum = [0.0f64; 4];
+        let mut sum_sq = [0.0f64; 4];
+        let mut nonzero = [0usize; 4];
+        let chunks = series.chunks_exact(4);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            for lane in 0..4 {
+                let x = f64::from(chunk[lane]).max(0.0);
+                sum[lane] += x;
+                sum_sq[lane] += x * x;
+                nonzero[lane] += usize::from(x > 0.0);
+            }
+        }
+        for (lane, &v) in rest.iter().enumerate() {
+            let x = f64::from(v).max(0.0);
+            sum[lane] += x;
+            sum_sq[lane] += x * x;
+            nonzero[lane] += usize::from(x > 0.0);
+        }
+        Moments {
+            sum: sum.iter().sum(),
+            sum_sq: sum_sq.iter().sum(),
+            demand_days: nonzero.iter().sum(),
+        }
+    }
+}
+
+/// Σ α(1 − α)ⁿ⁻¹⁻ⁱ·xᵢ, the part of SES that does not depend on the starting level.
+/// Walked newest first, so weights shrink (no overflow for any α) and four lanes with
+/// weight steps of (1 − α)⁴ keep the loop free of a serial dependency.
+fn ses_weighted_sum(series: &[f32], alpha: f64) -> f64 {
+    let beta = 1.0 - alpha;
+    let step = beta.powi(4);
+    let mut weight = [
+        alpha,
+        alpha * beta,
+        alpha * beta * beta,
+        alpha * beta * beta * beta,
+    ];
+    let mut acc = [0.0f64; 4];
+    let chunks = series.rchunks_exact(4);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        // chunk[3] is the newest of the four.
+        for lane in 0..4 {
+            acc[lane] += weight[lane] * f64::from(chunk[3 - lane]).max(0.0);
+            weight[lane] *= step;
+        }
+    }
+    // The oldest values, newest of them last in `rest`.
+    for (lane, &v) in rest.iter().rev().enumerate() {
+        acc[lane] += weight[lane] * f64::from(v).max(0.0);
+    }
+    acc.iter().sum()
 }
 
 fn sba(series: &[f32], alpha: f64) -> f64 {
@@ -378,6 +437,25 @@ mod tests {
         assert_eq!(f.class, DemandClass::Smooth);
         // Population σ of 10, 20 is 5.
         assert!(close(f.std_dev, 5.0, 1e-12));
+    }
+
+    #[test]
+    fn ses_closed_form_matches_the_recurrence() {
+        for len in [1usize, 2, 3, 4, 5, 7, 90, 365] {
+            let series: Vec<f32> = (0..len).map(|i| ((i * 7919) % 23) as f32 - 3.0).collect();
+            for alpha in [0.05, 0.1, 0.3, 0.99] {
+                let f = forecast_daily(&series, ForecastMethod::Ses, alpha);
+                let mut level = f.mean;
+                for &v in &series {
+                    level += alpha * (f64::from(v).max(0.0) - level);
+                }
+                assert!(
+                    close(f.daily_rate, level, 1e-9),
+                    "len {len} α {alpha}: {} vs {level}",
+                    f.daily_rate
+                );
+            }
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@
 //! of the below-safety day against L. Expedite is at least High.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use super::exception::{
     self, DetectorKind, ExceptionNumbers, NumberSource, PlanningException, RuleRef, Severity,
@@ -95,7 +96,7 @@ enum LeadSource {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-struct Projection {
+struct Projection<'a> {
     forecast: DemandForecast,
     lead_time: u32,
     lead_source: LeadSource,
@@ -114,7 +115,7 @@ struct Projection {
     min_qty: f64,
     multiple: f64,
     supplier_id: Option<i64>,
-    supplier_name: Option<String>,
+    supplier_name: Option<&'a str>,
     action: StockoutAction,
 }
 
@@ -123,13 +124,13 @@ fn history_window(item: &StockItem, days: u32) -> &[f32] {
     &daily[daily.len().saturating_sub(days as usize)..]
 }
 
-fn project_item(
+fn project_item<'a>(
     params: &ProjectedStockoutParams,
     today: jiff::civil::Date,
     item: &StockItem,
-    product: Option<&Product>,
+    product: Option<&'a Product>,
     scratch: &mut Scratch,
-) -> Option<Projection> {
+) -> Option<Projection<'a>> {
     let orderpoint = item.orderpoint.as_ref();
     if orderpoint
         .and_then(|op| op.snoozed_until)
@@ -249,7 +250,7 @@ fn project_item(
         min_qty,
         multiple,
         supplier_id: supplier.map(|s| s.partner_id),
-        supplier_name: supplier.map(|s| s.partner_name.clone()),
+        supplier_name: supplier.map(|s| s.partner_name.as_str()),
         action,
     })
 }
@@ -282,11 +283,17 @@ fn bucket(buckets: &mut Vec<f64>, len: usize, today: jiff::civil::Date, moves: &
     }
 }
 
-fn fmt_qty(q: f64) -> String {
-    if (q - q.round()).abs() < 1e-6 {
-        format!("{}", q.round())
-    } else {
-        format!("{q:.2}")
+/// A quantity as planners read it: whole numbers without decimals, else two.
+struct Qty(f64);
+
+impl std::fmt::Display for Qty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let q = self.0;
+        if (q - q.round()).abs() < 1e-6 {
+            write!(f, "{}", q.round())
+        } else {
+            write!(f, "{q:.2}")
+        }
     }
 }
 
@@ -304,17 +311,23 @@ pub(crate) fn item_subject(
     product: Option<&Product>,
     warehouse: Option<&Warehouse>,
 ) -> Subject {
-    let product_label =
-        product.map_or_else(|| format!("product #{}", item.product_id), Product::label);
-    let warehouse_label = warehouse.map_or_else(
-        || format!("warehouse #{}", item.warehouse_id),
-        |w| w.code.clone(),
-    );
+    let mut label = String::with_capacity(64);
+    let _ = match product {
+        Some(p) => match p.default_code.as_deref() {
+            Some(code) if !code.is_empty() => write!(label, "[{code}] {}", p.name),
+            _ => write!(label, "{}", p.name),
+        },
+        None => write!(label, "product #{}", item.product_id),
+    };
+    let _ = match warehouse {
+        Some(w) => write!(label, " × {}", w.code),
+        None => write!(label, " × warehouse #{}", item.warehouse_id),
+    };
     Subject {
         kind: SubjectKind::ProductWarehouse,
         model: "product.product".into(),
         ids: vec![item.product_id, item.warehouse_id],
-        label: format!("{product_label} × {warehouse_label}"),
+        label,
     }
 }
 
@@ -327,7 +340,7 @@ fn to_exception(
     item: &StockItem,
     product: Option<&Product>,
     warehouse: Option<&Warehouse>,
-    p: Projection,
+    p: Projection<'_>,
 ) -> PlanningException {
     let subject = item_subject(item, product, warehouse);
     let d = p.forecast.daily_rate;
@@ -417,9 +430,9 @@ fn to_exception(
             "suggestedOrderQty",
             format!(
                 "need {} rounded up to multiple {} and vendor minimum {}",
-                fmt_qty(p.raw_need),
-                fmt_qty(p.multiple),
-                fmt_qty(p.min_qty)
+                Qty(p.raw_need),
+                Qty(p.multiple),
+                Qty(p.min_qty)
             ),
         )
     });
@@ -436,42 +449,51 @@ fn to_exception(
             subject.label
         ),
     };
-    let mut narrative = format!(
+    // One buffer and `write!` (infallible on a String): this runs for every flagged
+    // item, and temporary strings per sentence cost more than the projection itself.
+    let mut narrative = String::with_capacity(400);
+    let _ = write!(
+        narrative,
         "{} has {} on hand with forecast demand of {:.2}/day ({}). Projected stock falls below the safety stock of {} on {below_safety_date}",
         subject.label,
-        fmt_qty(item.on_hand),
+        Qty(item.on_hand),
         d,
         method_name(p.forecast.method),
-        fmt_qty(p.safety_stock),
+        Qty(p.safety_stock),
     );
     match stockout_date {
-        Some(date) => narrative.push_str(&format!(" and runs out on {date}")),
+        Some(date) => {
+            let _ = write!(narrative, " and runs out on {date}");
+        }
         None => narrative.push_str(" but stays above zero within the horizon"),
     }
-    narrative.push_str(&format!(
+    let _ = write!(
+        narrative,
         "; a replenishment ordered today arrives after {} days",
         p.lead_time
-    ));
-    if let Some(name) = &p.supplier_name {
-        narrative.push_str(&format!(" from {name}"));
+    );
+    if let Some(name) = p.supplier_name {
+        let _ = write!(narrative, " from {name}");
     }
-    narrative.push_str(&format!(
+    let _ = write!(
+        narrative,
         ", when projected stock is {}. ",
-        fmt_qty(p.projected_at_lead)
-    ));
+        Qty(p.projected_at_lead)
+    );
     if let Some(cover) = days_of_cover {
-        narrative.push_str(&format!("Days of cover: {cover:.1}. "));
+        let _ = write!(narrative, "Days of cover: {cover:.1}. ");
     }
     if p.suggested > 0.0 {
-        narrative.push_str(&format!(
+        let _ = write!(
+            narrative,
             "Suggested order: {}{}.",
-            fmt_qty(p.suggested),
+            Qty(p.suggested),
             if p.suggested_from_odoo {
                 " (Odoo's quantity to order)"
             } else {
                 ""
             }
-        ));
+        );
     } else {
         narrative.push_str("No order needed yet within the review period.");
     }
