@@ -409,10 +409,16 @@ cmd_stop() {
   fi
 }
 
-case "${1:-build}" in
-  build) cmd_build ;;
-  bin) echo "$BIN_DIR" ;;
-  start) shift; cmd_start "$@" ;;
-  stop) shift; cmd_stop "$@" ;;
-  *) echo "usage: $0 build|bin|start DIR [--watch PID] [--ephemeral]|stop DIR" >&2; exit 2 ;;
-esac
+main() {
+  case "${1:-build}" in
+    build) cmd_build ;;
+    bin) echo "$BIN_DIR" ;;
+    start) shift; cmd_start "$@" ;;
+    stop) shift; cmd_stop "$@" ;;
+    *) echo "usage: $0 build|bin|start DIR [--watch PID] [--ephemeral]|stop DIR" >&2; exit 2 ;;
+  esac
+}
+
+# One line, parsed whole before it runs: editing this file (git checkout)
+# while a long build runs cannot make bash execute a half-read script.
+main "$@"; exit
