@@ -591,16 +591,22 @@ impl OdooClient {
         }
     }
 
-    /// Whether a model is installed (`ir.model`). A user who may not read
-    /// `ir.model` gets `false` rather than an error.
+    /// Whether a model is installed (`ir.model`). Only transient and
+    /// authentication failures are errors; any other refusal reads as `false`.
     pub async fn has_model(&self, model: &str) -> Result<bool, OdooError> {
         match self
             .search_count("ir.model", &json!([["model", "=", model]]))
             .await
         {
             Ok(n) => Ok(n > 0),
-            Err(e) if matches!(e.kind(), ErrorKind::Access { .. }) => Ok(false),
-            Err(e) => Err(e),
+            Err(e) if e.is_transient() || e.is_authentication() => Err(e),
+            Err(e) => {
+                // Edition detection is informational: a user without rights on
+                // ir.model, or a server that refuses the search, must not make
+                // the connection unusable.
+                tracing::warn!(model, error = %e, "cannot check whether a model is installed; assuming it is not");
+                Ok(false)
+            }
         }
     }
 
