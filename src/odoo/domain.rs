@@ -939,7 +939,8 @@ mod tests {
 
     #[test]
     fn malformed_domains_point_at_the_element() {
-        let cases: Vec<(&str, fn(&DomainError) -> bool)> = vec![
+        type Check = fn(&DomainError) -> bool;
+        let cases: Vec<(&str, Check)> = vec![
             (r#"{"a":1}"#, |e| matches!(e, DomainError::NotAList { .. })),
             (r#"["|",["a","=",1]]"#, |e| {
                 matches!(
