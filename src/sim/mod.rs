@@ -41,7 +41,12 @@ pub struct SimArgs {
     #[arg(long, default_value = "community", value_parser = parse_edition)]
     pub edition: Edition,
     /// Password of the `admin` user.
-    #[arg(long, env = "PLANOPS_SIM_ADMIN_PASSWORD", default_value = "admin", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PLANOPS_SIM_ADMIN_PASSWORD",
+        default_value = "admin",
+        hide_env_values = true
+    )]
     pub admin_password: String,
     /// Number of products in the data set.
     #[arg(long)]
@@ -86,7 +91,9 @@ fn parse_edition(text: &str) -> Result<Edition, String> {
     match text.to_ascii_lowercase().as_str() {
         "community" | "ce" => Ok(Edition::Community),
         "enterprise" | "ee" => Ok(Edition::Enterprise),
-        other => Err(format!("unknown edition {other:?} (expected community or enterprise)")),
+        other => Err(format!(
+            "unknown edition {other:?} (expected community or enterprise)"
+        )),
     }
 }
 
@@ -204,15 +211,18 @@ fn user_logins(db: &Database) -> Vec<String> {
 async fn wait_for_signal() -> anyhow::Result<()> {
     #[cfg(unix)]
     {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("installing the SIGTERM handler")?;
         tokio::select! {
             result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C")?,
             _ = terminate.recv() => {}
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     Ok(())
 }
 
