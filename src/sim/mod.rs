@@ -23,7 +23,7 @@ pub use stats::StatsSnapshot;
 pub use webhooks::DeliveryLogSnapshot;
 
 /// Command-line arguments of `planops odoo-sim`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct SimArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8069")]
@@ -81,6 +81,29 @@ pub struct SimArgs {
     /// Bearer token of the /planops-sim/ admin endpoints (random when omitted).
     #[arg(long, env = "PLANOPS_SIM_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for SimArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimArgs")
+            .field("listen", &self.listen)
+            .field("seed", &self.seed)
+            .field("database", &self.database)
+            .field("odoo_version", &self.odoo_version)
+            .field("edition", &self.edition)
+            .field("admin_password", &"<redacted>")
+            .field("products", &self.products)
+            .field("warehouses", &self.warehouses)
+            .field("history_days", &self.history_days)
+            .field("suppliers", &self.suppliers)
+            .field("today", &self.today)
+            .field("faults", &self.fault_config())
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 fn parse_version(text: &str) -> Result<OdooVersion, String> {
@@ -265,6 +288,28 @@ mod tests {
         let faults = cli.sim.fault_config();
         assert_eq!(faults.error_rate, 0.25);
         assert_eq!(faults.latency_ms, 30);
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let cli = Cli::try_parse_from([
+            "sim",
+            "--admin-password",
+            "hunter2",
+            "--admin-token",
+            "tok-123",
+        ])
+        .unwrap();
+        let shown = format!("{:?}", cli.sim);
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("tok-123"),
+            "{shown}"
+        );
+        let options = SimOptions {
+            admin_token: Some("tok-123".into()),
+            ..SimOptions::default()
+        };
+        assert!(!format!("{options:?}").contains("tok-123"));
     }
 
     #[test]

@@ -64,6 +64,20 @@ pub struct SimState {
 }
 
 impl SimState {
+    fn new(db: Database, options: SimOptions) -> Result<Arc<SimState>, SimError> {
+        Ok(Arc::new(SimState {
+            db,
+            faults: FaultInjector::new(options.faults)?,
+            stats: RequestStats::default(),
+            sessions: SessionStore::default(),
+            webhooks: Arc::new(WebhookSender::new()?),
+            admin_token: options.admin_token.unwrap_or_else(random_hex::<24>),
+            login_failures: Mutex::new(HashMap::new()),
+            verified_credentials: Mutex::new(HashSet::new()),
+            deprecation_warned: Mutex::new(HashSet::new()),
+        }))
+    }
+
     /// Odoo 19 logs one deprecation warning per client address and user agent
     /// on the legacy RPC endpoints.
     pub fn warn_deprecated(&self, peer: IpAddr, headers: &HeaderMap, route: &str) {
@@ -90,11 +104,23 @@ impl SimState {
 }
 
 /// Options of an in-process simulator beyond the database itself.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct SimOptions {
     /// Token of the admin endpoints; random when not given.
     pub admin_token: Option<String>,
     pub faults: FaultConfig,
+}
+
+impl std::fmt::Debug for SimOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimOptions")
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("faults", &self.faults)
+            .finish()
+    }
 }
 
 struct Running {
@@ -148,18 +174,8 @@ impl SimServer {
         addr: SocketAddr,
         options: SimOptions,
     ) -> Result<SimServer, SimError> {
-        let admin_token = options.admin_token.unwrap_or_else(random_hex::<24>);
-        let state = Arc::new(SimState {
-            db: db.clone(),
-            faults: FaultInjector::new(options.faults)?,
-            stats: RequestStats::default(),
-            sessions: SessionStore::default(),
-            webhooks: Arc::new(WebhookSender::new()?),
-            admin_token: admin_token.clone(),
-            login_failures: Mutex::new(HashMap::new()),
-            verified_credentials: Mutex::new(HashSet::new()),
-            deprecation_warned: Mutex::new(HashSet::new()),
-        });
+        let state = SimState::new(db.clone(), options)?;
+        let admin_token = state.admin_token.clone();
         let (bound, running) = listen(Arc::clone(&state), addr).await?;
         Ok(SimServer {
             url: format!("http://{bound}"),
@@ -514,6 +530,45 @@ async fn admin_webhooks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_guard_wants_loopback_and_the_token() {
+        let db = Database::new(SimConfig {
+            dataset: crate::sim::db::DatasetParams {
+                products: 1,
+                warehouses: 1,
+                history_days: 1,
+                ..Default::default()
+            },
+            ..SimConfig::default()
+        });
+        let state = SimState::new(
+            db,
+            SimOptions {
+                admin_token: Some("s3cret".into()),
+                ..SimOptions::default()
+            },
+        )
+        .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        let loopback: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "10.1.2.3:5000".parse().unwrap();
+        assert_eq!(admin_guard(&state, loopback, &headers), Ok(()));
+        assert_eq!(
+            admin_guard(&state, remote, &headers),
+            Err(AdminRefusal::NotLoopback)
+        );
+        headers.insert(AUTHORIZATION, "Bearer s3cre".parse().unwrap());
+        assert_eq!(
+            admin_guard(&state, loopback, &headers),
+            Err(AdminRefusal::BadToken)
+        );
+        assert_eq!(
+            admin_guard(&state, loopback, &HeaderMap::new()),
+            Err(AdminRefusal::BadToken)
+        );
+    }
 
     #[test]
     fn endpoint_kinds() {
