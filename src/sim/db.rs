@@ -1,0 +1,1068 @@
+//! The simulator's in-memory database: configuration, authentication and the
+//! `execute_kw` entry point that the protocol layer (XML-RPC, JSON-RPC, JSON-2)
+//! calls for every ORM method.
+
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Map, Value, json};
+
+#[path = "eval.rs"]
+pub mod eval;
+#[path = "model.rs"]
+pub mod model;
+#[path = "orm.rs"]
+pub mod orm;
+#[path = "store.rs"]
+pub mod store;
+#[path = "value.rs"]
+pub mod value;
+
+use crate::odoo::domain::Domain;
+use orm::Ctx;
+use store::{Store, UserAuth, hash_secret};
+
+/// The Odoo major version the simulator imitates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OdooVersion {
+    V16,
+    V17,
+    V18,
+    V19,
+}
+
+/// An Odoo version string the simulator does not imitate.
+#[derive(Debug, thiserror::Error)]
+#[error("unsupported Odoo version {0:?} (expected 16, 17, 18 or 19)")]
+pub struct UnsupportedVersion(pub String);
+
+impl OdooVersion {
+    /// Parses "16", "17.0", "saas~17.2" style strings by their major number.
+    pub fn parse(text: &str) -> Result<OdooVersion, UnsupportedVersion> {
+        let trimmed = text.trim().trim_start_matches("saas~");
+        let major = trimmed.split('.').next().unwrap_or_default();
+        match major {
+            "16" => Ok(OdooVersion::V16),
+            "17" => Ok(OdooVersion::V17),
+            "18" => Ok(OdooVersion::V18),
+            "19" => Ok(OdooVersion::V19),
+            _ => Err(UnsupportedVersion(text.to_string())),
+        }
+    }
+
+    pub fn major(self) -> u32 {
+        match self {
+            OdooVersion::V16 => 16,
+            OdooVersion::V17 => 17,
+            OdooVersion::V18 => 18,
+            OdooVersion::V19 => 19,
+        }
+    }
+
+    /// The `server_version` string reported by `common.version()`, e.g. "17.0".
+    pub fn server_version(self) -> String {
+        format!("{}.0", self.major())
+    }
+}
+
+impl std::str::FromStr for OdooVersion {
+    type Err = UnsupportedVersion;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OdooVersion::parse(s)
+    }
+}
+
+/// Community or Enterprise; Enterprise adds the approvals models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Edition {
+    Community,
+    Enterprise,
+}
+
+/// Shape of the seeded data set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetParams {
+    pub seed: u64,
+    pub products: usize,
+    pub warehouses: usize,
+    pub history_days: u32,
+    pub suppliers: usize,
+    pub customers: usize,
+    /// Open (unconfirmed-delivery) sale orders.
+    pub open_sale_orders: usize,
+    /// Open purchase orders, some of them late.
+    pub open_purchase_orders: usize,
+}
+
+impl Default for DatasetParams {
+    fn default() -> Self {
+        DatasetParams {
+            seed: 7,
+            products: 200,
+            warehouses: 3,
+            history_days: 365,
+            suppliers: 12,
+            customers: 40,
+            open_sale_orders: 60,
+            open_purchase_orders: 40,
+        }
+    }
+}
+
+/// Everything needed to build a simulated database.
+#[derive(Clone)]
+pub struct SimConfig {
+    pub database: String,
+    pub version: OdooVersion,
+    pub edition: Edition,
+    pub admin_password: String,
+    pub dataset: DatasetParams,
+    /// Fixed "today" so the data set is deterministic.
+    pub today: jiff::civil::Date,
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("database", &self.database)
+            .field("version", &self.version)
+            .field("edition", &self.edition)
+            .field("admin_password", &"<redacted>")
+            .field("dataset", &self.dataset)
+            .field("today", &self.today)
+            .finish()
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            database: "planops".to_string(),
+            version: OdooVersion::V17,
+            edition: Edition::Community,
+            admin_password: "admin".to_string(),
+            dataset: DatasetParams::default(),
+            today: jiff::Zoned::now().date(),
+        }
+    }
+}
+
+/// A POST queued by a `base.automation` webhook rule; the protocol layer sends it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookDelivery {
+    pub url: String,
+    pub payload: Value,
+    pub automation_id: i64,
+}
+
+/// Errors raised by ORM methods, mirroring the Odoo exception classes.
+#[derive(Debug, thiserror::Error)]
+pub enum OrmError {
+    #[error("{0}")]
+    Access(String),
+    #[error("Access Denied")]
+    AccessDenied,
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    Missing(String),
+    #[error("{0}")]
+    User(String),
+    /// Bad arguments: Python's ValueError / TypeError.
+    #[error("{0}")]
+    Value(String),
+    #[error("Object {0} doesn't exist")]
+    UnknownModel(String),
+    #[error("The method '{method}' does not exist on the model '{model}'")]
+    UnknownMethod { model: String, method: String },
+}
+
+impl OrmError {
+    /// The fully qualified exception name Odoo reports in `data.name`.
+    pub fn odoo_exception_name(&self) -> &'static str {
+        match self {
+            OrmError::Access(_) => "odoo.exceptions.AccessError",
+            OrmError::AccessDenied => "odoo.exceptions.AccessDenied",
+            OrmError::Validation(_) => "odoo.exceptions.ValidationError",
+            OrmError::Missing(_) => "odoo.exceptions.MissingError",
+            OrmError::User(_) => "odoo.exceptions.UserError",
+            OrmError::Value(_) => "builtins.ValueError",
+            OrmError::UnknownModel(_) => "builtins.KeyError",
+            OrmError::UnknownMethod { .. } => "builtins.AttributeError",
+        }
+    }
+}
+
+struct Inner {
+    store: Store,
+    admin_api_key: String,
+}
+
+/// uid of the administrator, as in a fresh Odoo database.
+pub const ADMIN_UID: i64 = 2;
+/// uid of the restricted `planner` user.
+pub const PLANNER_UID: i64 = 3;
+
+fn random_key() -> String {
+    let a = uuid::Uuid::new_v4();
+    let b = uuid::Uuid::new_v4();
+    let mut bytes = a.as_bytes().to_vec();
+    bytes.extend_from_slice(&b.as_bytes()[..4]);
+    hex::encode(bytes)
+}
+
+fn seed_base(store: &mut Store, cfg: &SimConfig) {
+    store.frozen_now = Some(cfg.today.to_datetime(jiff::civil::Time::midnight()));
+    let ctx = Ctx {
+        uid: 1,
+        active_test: true,
+    };
+    let object = |v: Value| v.as_object().cloned().unwrap_or_default();
+    // Ids follow a fresh database: company 1, users 1 (__system__) and 2 (admin).
+    let steps: Vec<(&str, Value)> = vec![
+        ("res.currency", json!({"name": "EUR", "symbol": "€"})),
+        (
+            "res.partner",
+            json!({"name": "PlanOps Distribution", "is_company": true}),
+        ),
+        (
+            "res.company",
+            json!({"name": "PlanOps Distribution", "partner_id": 1}),
+        ),
+        ("res.partner", json!({"name": "OdooBot"})),
+        (
+            "res.partner",
+            json!({"name": "Administrator", "email": "admin@example.com"}),
+        ),
+        (
+            "res.partner",
+            json!({"name": "Demand Planner", "email": "planner@example.com"}),
+        ),
+        (
+            "res.users",
+            json!({"login": "__system__", "partner_id": 2, "active": false}),
+        ),
+        ("res.users", json!({"login": "admin", "partner_id": 3})),
+        ("res.users", json!({"login": "planner", "partner_id": 4})),
+        ("uom.category", json!({"name": "Unit"})),
+        ("uom.uom", json!({"name": "Units", "category_id": 1})),
+        ("product.category", json!({"name": "All"})),
+    ];
+    for (model, vals) in steps {
+        // The seed values are fixed literals; failure would be a programming error
+        // caught by the tests, so it is only logged here.
+        if let Err(error) = store.create(model, &object(vals), &ctx) {
+            tracing::error!(%model, %error, "seeding the simulator failed");
+        }
+    }
+    store.frozen_now = None;
+    store.users = vec![
+        UserAuth {
+            uid: ADMIN_UID,
+            login: "admin".into(),
+            password_hash: hash_secret(&cfg.admin_password),
+            is_admin: true,
+        },
+        UserAuth {
+            uid: PLANNER_UID,
+            login: "planner".into(),
+            password_hash: hash_secret("planner"),
+            is_admin: false,
+        },
+    ];
+}
+
+/// Models a non-admin user may read but not change.
+const READ_ONLY_FOR_USERS: &[&str] = &[
+    "ir.model.data",
+    "base.automation",
+    "ir.actions.server",
+    "ir.cron",
+    "res.users",
+    "res.groups",
+    "res.company",
+    "ir.model",
+    "ir.model.fields",
+    "ir.model.fields.selection",
+];
+/// Models a non-admin user may not touch at all.
+const FORBIDDEN_FOR_USERS: &[&str] = &["res.users.apikeys"];
+
+fn check_access(store: &Store, uid: i64, model: &str, operation: &str) -> Result<(), OrmError> {
+    if uid == 1 || store.users.iter().any(|u| u.uid == uid && u.is_admin) {
+        return Ok(());
+    }
+    let denied = FORBIDDEN_FOR_USERS.contains(&model)
+        || (operation != "read" && READ_ONLY_FOR_USERS.contains(&model));
+    if !denied {
+        return Ok(());
+    }
+    let description = store
+        .def(model)
+        .map(|d| d.description.clone())
+        .unwrap_or_default();
+    let verb = match operation {
+        "read" => "access",
+        "write" => "modify",
+        "create" => "create",
+        _ => "delete",
+    };
+    Err(OrmError::Access(format!(
+        "You are not allowed to {verb} '{description}' ({model}) records.\n\nThis operation is allowed for the following groups:\n\t- Administration/Settings\n\nContact your administrator to request access if necessary."
+    )))
+}
+
+/// Positional and keyword arguments, looked up by position or name.
+struct Args {
+    positional: Vec<Value>,
+    named: Map<String, Value>,
+}
+
+impl Args {
+    fn get(&self, position: usize, name: &str) -> Option<&Value> {
+        self.named
+            .get(name)
+            .or_else(|| self.positional.get(position))
+    }
+
+    fn ids(&self, model: &str, method: &str) -> Result<Vec<i64>, OrmError> {
+        match self.get(0, "ids") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_i64()
+                        .ok_or_else(|| OrmError::Value(format!("{method}: invalid id {v}")))
+                })
+                .collect(),
+            Some(Value::Number(n)) => Ok(n.as_i64().into_iter().collect()),
+            _ => Err(OrmError::Value(format!(
+                "{model}.{method}() missing 1 required positional argument: 'ids'"
+            ))),
+        }
+    }
+
+    fn domain(&self, position: usize, names: &[&str]) -> Result<Domain, OrmError> {
+        let value = names
+            .iter()
+            .find_map(|n| self.named.get(*n))
+            .or_else(|| self.positional.get(position));
+        match value {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(Domain::all()),
+            Some(v) => Domain::from_json_value(v)
+                .map_err(|e| OrmError::Value(format!("Invalid domain: {e}"))),
+        }
+    }
+
+    fn strings(&self, position: usize, name: &str) -> Vec<String> {
+        match self.get(position, name) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    fn usize(&self, position: usize, name: &str) -> Option<usize> {
+        self.get(position, name)
+            .and_then(Value::as_u64)
+            .map(|n| n as usize)
+    }
+}
+
+fn dispatch(
+    store: &mut Store,
+    uid: i64,
+    model: &str,
+    method: &str,
+    args: Args,
+) -> Result<Value, OrmError> {
+    if method.starts_with('_') {
+        return Err(OrmError::Access(format!(
+            "Private methods (such as '{model}.{method}') cannot be called remotely."
+        )));
+    }
+    store.model_index(model)?;
+    let ctx = Ctx::from_kwargs(uid, args.named.get("context"));
+    match method {
+        "search" => {
+            check_access(store, uid, model, "read")?;
+            let domain = args.domain(0, &["domain", "args"])?;
+            let order = args.get(3, "order").and_then(Value::as_str);
+            let ids = store.search(
+                model,
+                &domain,
+                args.usize(1, "offset").unwrap_or(0),
+                args.usize(2, "limit"),
+                order,
+                &ctx,
+            )?;
+            Ok(json!(ids))
+        }
+        "search_count" => {
+            check_access(store, uid, model, "read")?;
+            let domain = args.domain(0, &["domain", "args"])?;
+            let ids = store.search(model, &domain, 0, args.usize(1, "limit"), Some("id"), &ctx)?;
+            Ok(json!(ids.len()))
+        }
+        "search_read" => {
+            check_access(store, uid, model, "read")?;
+            let domain = args.domain(0, &["domain"])?;
+            let fields = args.strings(1, "fields");
+            let order = args.get(4, "order").and_then(Value::as_str);
+            let ids = store.search(
+                model,
+                &domain,
+                args.usize(2, "offset").unwrap_or(0),
+                args.usize(3, "limit"),
+                order,
+                &ctx,
+            )?;
+            Ok(Value::Array(store.read(model, &ids, &fields, true, &ctx)?))
+        }
+        "read" => {
+            check_access(store, uid, model, "read")?;
+            let ids = args.ids(model, method)?;
+            let fields = args.strings(1, "fields");
+            let classic = !matches!(
+                args.get(2, "load"),
+                Some(Value::Null) | Some(Value::Bool(false))
+            ) && args.get(2, "load").and_then(Value::as_str) != Some("");
+            Ok(Value::Array(
+                store.read(model, &ids, &fields, classic, &ctx)?,
+            ))
+        }
+        "create" => {
+            check_access(store, uid, model, "create")?;
+            match args.get(0, "vals_list").or_else(|| args.named.get("vals")) {
+                Some(Value::Object(vals)) => Ok(json!(store.create(model, vals, &ctx)?)),
+                Some(Value::Array(list)) => {
+                    let mut ids = Vec::with_capacity(list.len());
+                    for item in list {
+                        let vals = item.as_object().ok_or_else(|| {
+                            OrmError::Value("create expects dicts of values".into())
+                        })?;
+                        ids.push(store.create(model, vals, &ctx)?);
+                    }
+                    Ok(json!(ids))
+                }
+                _ => Err(OrmError::Value(format!(
+                    "{model}.create() missing 1 required positional argument: 'vals_list'"
+                ))),
+            }
+        }
+        "write" => {
+            check_access(store, uid, model, "write")?;
+            let ids = args.ids(model, method)?;
+            let vals = args
+                .get(1, "vals")
+                .and_then(Value::as_object)
+                .cloned()
+                .ok_or_else(|| {
+                    OrmError::Value(format!(
+                        "{model}.write() missing 1 required positional argument: 'vals'"
+                    ))
+                })?;
+            store.write(model, &ids, &vals, &ctx)?;
+            Ok(Value::Bool(true))
+        }
+        "unlink" => {
+            check_access(store, uid, model, "unlink")?;
+            let ids = args.ids(model, method)?;
+            store.unlink(model, &ids, &ctx)?;
+            Ok(Value::Bool(true))
+        }
+        "fields_get" => store.fields_get(
+            model,
+            &args.strings(0, "allfields"),
+            &args.strings(1, "attributes"),
+        ),
+        "name_search" => {
+            check_access(store, uid, model, "read")?;
+            let name = args
+                .get(0, "name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let domain = args.domain(1, &["domain", "args"])?;
+            let operator = args
+                .get(2, "operator")
+                .and_then(Value::as_str)
+                .unwrap_or("ilike")
+                .to_string();
+            store.name_search(
+                model,
+                &name,
+                &domain,
+                &operator,
+                args.usize(3, "limit").unwrap_or(100),
+                &ctx,
+            )
+        }
+        "check_access_rights" => {
+            let operation = args
+                .get(0, "operation")
+                .and_then(Value::as_str)
+                .unwrap_or("read")
+                .to_string();
+            let raise = args
+                .get(1, "raise_exception")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            match check_access(store, uid, model, &operation) {
+                Ok(()) => Ok(Value::Bool(true)),
+                Err(_) if !raise => Ok(Value::Bool(false)),
+                Err(error) => Err(error),
+            }
+        }
+        "context_get" if model == "res.users" => {
+            Ok(json!({"lang": "en_US", "tz": "Europe/Brussels", "uid": uid}))
+        }
+        _ => Err(OrmError::UnknownMethod {
+            model: model.to_string(),
+            method: method.to_string(),
+        }),
+    }
+}
+
+/// The simulated Odoo database. Cheap to clone; all clones share state.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<RwLock<Inner>>,
+    calls: Arc<AtomicU64>,
+    name: Arc<str>,
+    version: OdooVersion,
+    edition: Edition,
+}
+
+impl Database {
+    pub fn new(cfg: SimConfig) -> Database {
+        let name: Arc<str> = Arc::from(cfg.database.as_str());
+        let version = cfg.version;
+        let edition = cfg.edition;
+        let real_now = jiff::Zoned::now()
+            .with_time_zone(jiff::tz::TimeZone::UTC)
+            .datetime();
+        let origin = if real_now.date() == cfg.today {
+            real_now
+        } else {
+            cfg.today
+                .to_datetime(jiff::civil::Time::constant(9, 0, 0, 0))
+        };
+        let mut store = Store::new(version, edition, cfg.today, origin);
+        seed_base(&mut store, &cfg);
+        let admin_api_key = random_key();
+        store
+            .api_keys
+            .insert(hash_secret(&admin_api_key), ADMIN_UID);
+        Database {
+            inner: Arc::new(RwLock::new(Inner {
+                store,
+                admin_api_key,
+            })),
+            calls: Arc::new(AtomicU64::new(0)),
+            name,
+            version,
+            edition,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn version(&self) -> OdooVersion {
+        self.version
+    }
+
+    pub fn edition(&self) -> Edition {
+        self.edition
+    }
+
+    /// Checks a login against its password or one of its API keys; returns the uid.
+    pub fn authenticate(&self, login: &str, password_or_api_key: &str) -> Option<i64> {
+        let inner = self.inner.read().ok()?;
+        let user = inner.store.users.iter().find(|u| u.login == login)?;
+        let hashed = hash_secret(password_or_api_key);
+        if hashed == user.password_hash || inner.store.api_keys.get(&hashed) == Some(&user.uid) {
+            Some(user.uid)
+        } else {
+            None
+        }
+    }
+
+    /// Creates an API key for a user (as the preferences dialog does) and returns it.
+    pub fn generate_api_key(&self, login: &str) -> Option<String> {
+        let mut inner = self.inner.write().ok()?;
+        let uid = inner.store.users.iter().find(|u| u.login == login)?.uid;
+        let key = random_key();
+        inner.store.api_keys.insert(hash_secret(&key), uid);
+        Some(key)
+    }
+
+    /// Resolves a JSON-2 bearer API key to its user.
+    pub fn uid_for_api_key(&self, key: &str) -> Option<i64> {
+        let inner = self.inner.read().ok()?;
+        inner.store.api_keys.get(&hash_secret(key)).copied()
+    }
+
+    /// The admin's API key, generated when the database is built.
+    pub fn admin_api_key(&self) -> String {
+        self.inner
+            .read()
+            .map(|i| i.admin_api_key.clone())
+            .unwrap_or_default()
+    }
+
+    /// Runs an ORM method with positional `args` and keyword `kwargs` (XML-RPC / JSON-RPC).
+    pub fn execute_kw(
+        &self,
+        uid: i64,
+        model: &str,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+    ) -> Result<Value, OrmError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut inner = self
+            .inner
+            .write()
+            .map_err(|_| OrmError::Value("the simulator's database lock is poisoned".into()))?;
+        dispatch(
+            &mut inner.store,
+            uid,
+            model,
+            method,
+            Args {
+                positional: args,
+                named: kwargs,
+            },
+        )
+    }
+
+    /// Runs an ORM method with named parameters only (JSON-2: `ids`, `domain`, `fields`, …).
+    pub fn execute_named(
+        &self,
+        uid: i64,
+        model: &str,
+        method: &str,
+        params: Map<String, Value>,
+    ) -> Result<Value, OrmError> {
+        self.execute_kw(uid, model, method, Vec::new(), params)
+    }
+
+    /// Takes the webhook POSTs queued by automation rules since the last call.
+    pub fn drain_webhooks(&self) -> Vec<WebhookDelivery> {
+        self.inner
+            .write()
+            .map(|mut i| std::mem::take(&mut i.store.webhooks))
+            .unwrap_or_default()
+    }
+
+    /// Number of `execute_kw` calls served so far.
+    pub fn call_count(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(version: OdooVersion) -> Database {
+        Database::new(SimConfig {
+            version,
+            today: jiff::civil::date(2025, 3, 10),
+            ..SimConfig::default()
+        })
+    }
+
+    fn call(
+        db: &Database,
+        model: &str,
+        method: &str,
+        args: Value,
+        kwargs: Value,
+    ) -> Result<Value, OrmError> {
+        let args = args.as_array().cloned().unwrap_or_default();
+        let kwargs = kwargs.as_object().cloned().unwrap_or_default();
+        db.execute_kw(ADMIN_UID, model, method, args, kwargs)
+    }
+
+    /// A small fixed data set of partners and categories (not the random one).
+    fn fixture() -> (Database, Vec<i64>) {
+        let db = db(OdooVersion::V17);
+        let ids = call(&db, "res.partner", "create", json!([[
+            {"name": "Azure Supplies", "is_company": true, "supplier_rank": 3, "email": "sales@azure.example", "city": "Gent"},
+            {"name": "Bolt & Nut", "is_company": true, "supplier_rank": 1, "customer_rank": 2, "city": "Brugge"},
+            {"name": "Carla Contact", "parent_id": 0, "email": false, "customer_rank": 5},
+            {"name": "Delta_Archived", "active": false, "supplier_rank": 2},
+            {"name": "echo lowercase", "ref": "E-100%", "city": "Gent"}
+        ]]), json!({})).unwrap();
+        let ids: Vec<i64> = ids
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        call(
+            &db,
+            "res.partner",
+            "write",
+            json!([[ids[2]], {"parent_id": ids[0]}]),
+            json!({}),
+        )
+        .unwrap();
+        (db, ids)
+    }
+
+    #[test]
+    fn domain_table() {
+        let (db, p) = fixture();
+        let (a, b, c, d, e) = (p[0], p[1], p[2], p[3], p[4]);
+        let table: Vec<(Value, Vec<i64>)> = vec![
+            (json!([["supplier_rank", ">", 0]]), vec![a, b]),
+            (json!([["supplier_rank", ">=", 1]]), vec![a, b]),
+            (json!([["supplier_rank", "<", 2]]), vec![b, c, e]),
+            (json!([["supplier_rank", "<=", 0]]), vec![c, e]),
+            (json!([["supplier_rank", "=", 3]]), vec![a]),
+            (json!([["supplier_rank", "!=", 3]]), vec![b, c, e]),
+            (json!([["name", "=", "Bolt & Nut"]]), vec![b]),
+            (json!([["name", "like", "Co"]]), vec![c]),
+            (json!([["name", "ilike", "co"]]), vec![c]),
+            (json!([["name", "not ilike", "co"]]), vec![a, b, e]),
+            (json!([["name", "not like", "Co"]]), vec![a, b, e]),
+            (json!([["name", "=like", "A%"]]), vec![a]),
+            (json!([["name", "=ilike", "a%"]]), vec![a]),
+            (json!([["name", "=like", "_olt%"]]), vec![b]),
+            (json!([["ref", "like", "100%"]]), vec![e]),
+            (json!([["email", "=", false]]), vec![b, c, e]),
+            (json!([["email", "!=", false]]), vec![a]),
+            (json!([["city", "in", ["Gent", "Brugge"]]]), vec![a, b, e]),
+            (json!([["city", "not in", ["Gent"]]]), vec![b, c]),
+            (json!([["city", "in", [false]]]), vec![c]),
+            (json!([["city", "=?", false]]), vec![a, b, c, e]),
+            (json!([["city", "=?", "Gent"]]), vec![a, e]),
+            (
+                json!(["|", ["city", "=", "Gent"], ["customer_rank", ">", 0]]),
+                vec![a, b, c, e],
+            ),
+            (json!(["!", ["city", "=", "Gent"]]), vec![b, c]),
+            (
+                json!([["city", "=", "Gent"], ["is_company", "=", true]]),
+                vec![a],
+            ),
+            (
+                json!(["&", ["is_company", "=", false], "!", ["email", "=", false]]),
+                vec![],
+            ),
+            (json!([["is_company", "=", false]]), vec![c, e]),
+            (json!([["is_company", "!=", true]]), vec![c, e]),
+            (json!([["parent_id", "=", a]]), vec![c]),
+            (json!([["parent_id", "=", false]]), vec![a, b, e]),
+            (json!([["parent_id", "!=", false]]), vec![c]),
+            (json!([["parent_id.name", "=", "Azure Supplies"]]), vec![c]),
+            (json!([["parent_id.city", "ilike", "gen"]]), vec![c]),
+            (json!([["parent_id", "ilike", "azure"]]), vec![c]),
+            (json!([["parent_id", "in", [a, b]]]), vec![c]),
+            (
+                json!([["parent_id", "any", [["supplier_rank", ">", 2]]]]),
+                vec![c],
+            ),
+            (
+                json!([["parent_id", "not any", [["supplier_rank", ">", 2]]]]),
+                vec![a, b, e],
+            ),
+            (
+                json!([["child_ids", "any", [["customer_rank", "=", 5]]]]),
+                vec![a],
+            ),
+            (json!([["child_ids", "=", false]]), vec![b, c, e]),
+            (json!([["id", "in", [a, e, 9999]]]), vec![a, e]),
+            (json!([["id", "child_of", a]]), vec![a]),
+            (json!([["active", "=", false]]), vec![d]),
+            (
+                json!([["active", "in", [true, false]], ["supplier_rank", "=", 2]]),
+                vec![d],
+            ),
+            (
+                json!([
+                    ["create_date", "<=", "2100-01-01"],
+                    ["name", "=", "echo lowercase"]
+                ]),
+                vec![e],
+            ),
+        ];
+        assert!(table.len() >= 40);
+        let base = [a, b, c, d, e];
+        for (domain, expected) in table {
+            // Restrict to the fixture so seeded base partners do not interfere.
+            let mut full = domain.as_array().unwrap().clone();
+            full.push(json!(["id", "in", base]));
+            let got = call(
+                &db,
+                "res.partner",
+                "search",
+                json!([full]),
+                json!({"order": "id"}),
+            )
+            .unwrap();
+            let got: Vec<i64> = got
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect();
+            assert_eq!(got, expected, "domain {domain}");
+        }
+    }
+
+    #[test]
+    fn read_shapes_order_and_paging() {
+        let (db, p) = fixture();
+        let rows = call(
+            &db,
+            "res.partner",
+            "read",
+            json!([[p[2]], ["parent_id", "email", "supplier_rank"]]),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(rows[0]["parent_id"], json!([p[0], "Azure Supplies"]));
+        assert_eq!(rows[0]["email"], json!(false));
+        assert_eq!(rows[0]["supplier_rank"], json!(0));
+        let rows = call(
+            &db,
+            "res.partner",
+            "read",
+            json!([[p[2]], ["parent_id"]]),
+            json!({"load": null}),
+        )
+        .unwrap();
+        assert_eq!(rows[0]["parent_id"], json!(p[0]));
+        let page = call(&db, "res.partner", "search_read", json!([[["supplier_rank", ">", 0]]]), json!({"fields": ["name"], "order": "supplier_rank desc, id", "limit": 1, "offset": 1, "context": {"active_test": false}})).unwrap();
+        assert_eq!(page, json!([{"id": p[3], "name": "Delta_Archived"}]));
+        let count = call(
+            &db,
+            "res.partner",
+            "search_count",
+            json!([[["city", "=", "Gent"]]]),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(count, json!(2));
+    }
+
+    #[test]
+    fn write_moves_write_date_and_errors_match_odoo() {
+        let (db, p) = fixture();
+        let before = call(
+            &db,
+            "res.partner",
+            "read",
+            json!([[p[0]], ["write_date"]]),
+            json!({}),
+        )
+        .unwrap();
+        assert!(
+            before[0]["write_date"]
+                .as_str()
+                .unwrap()
+                .starts_with("2025-03-10 ")
+        );
+        let err = call(
+            &db,
+            "res.partner",
+            "write",
+            json!([[p[0]], {"bogus": 1}]),
+            json!({}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Invalid field 'bogus' on model 'res.partner'"
+        );
+        assert_eq!(err.odoo_exception_name(), "builtins.ValueError");
+        let err = call(&db, "res.partner", "read", json!([[424242]]), json!({})).unwrap_err();
+        assert!(matches!(err, OrmError::Missing(_)));
+        let err = call(
+            &db,
+            "stock.warehouse",
+            "create",
+            json!([{"code": "X"}]),
+            json!({}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("Field: Warehouse (name)"), "{err}");
+        let err = call(
+            &db,
+            "res.partner",
+            "search",
+            json!([[["nope", "=", 1]]]),
+            json!({}),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("Invalid field res.partner.nope"),
+            "{err}"
+        );
+        assert!(matches!(
+            call(&db, "no.such", "search", json!([[]]), json!({})),
+            Err(OrmError::UnknownModel(_))
+        ));
+        assert!(matches!(
+            call(&db, "res.partner", "_private", json!([]), json!({})),
+            Err(OrmError::Access(_))
+        ));
+    }
+
+    #[test]
+    fn x2many_commands() {
+        let (db, p) = fixture();
+        let m2m = |cmds: Value| {
+            call(
+                &db,
+                "res.users",
+                "write",
+                json!([[ADMIN_UID], {"company_ids": cmds}]),
+                json!({}),
+            )
+            .unwrap();
+            call(
+                &db,
+                "res.users",
+                "read",
+                json!([[ADMIN_UID], ["company_ids"]]),
+                json!({}),
+            )
+            .unwrap()[0]["company_ids"]
+                .clone()
+        };
+        assert_eq!(m2m(json!([[6, 0, [1]]])), json!([1]));
+        let created = m2m(json!([[0, 0, {"name": "Second Co"}]]));
+        assert_eq!(created.as_array().unwrap().len(), 2);
+        let second = created[1].as_i64().unwrap();
+        assert_eq!(m2m(json!([[3, second, 0]])), json!([1]));
+        assert_eq!(m2m(json!([[4, second, 0]])), json!([1, second]));
+        assert_eq!(m2m(json!([[5, 0, 0]])), json!([]));
+        // one2many through the inverse many2one.
+        call(
+            &db,
+            "res.partner",
+            "write",
+            json!([[p[1]], {"child_ids": [[0, 0, {"name": "New child"}], [4, p[4], 0]]}]),
+            json!({}),
+        )
+        .unwrap();
+        let kids = call(
+            &db,
+            "res.partner",
+            "read",
+            json!([[p[1]], ["child_ids"]]),
+            json!({}),
+        )
+        .unwrap()[0]["child_ids"]
+            .clone();
+        assert_eq!(kids.as_array().unwrap().len(), 2);
+        call(
+            &db,
+            "res.partner",
+            "write",
+            json!([[p[1]], {"child_ids": [[5, 0, 0]]}]),
+            json!({}),
+        )
+        .unwrap();
+        let kids = call(
+            &db,
+            "res.partner",
+            "read",
+            json!([[p[1]], ["child_ids"]]),
+            json!({}),
+        )
+        .unwrap()[0]["child_ids"]
+            .clone();
+        assert_eq!(kids, json!([]));
+    }
+
+    #[test]
+    fn authentication_and_access() {
+        let db = db(OdooVersion::V19);
+        assert_eq!(db.authenticate("admin", "admin"), Some(ADMIN_UID));
+        assert_eq!(db.authenticate("admin", "wrong"), None);
+        let key = db.admin_api_key();
+        assert_eq!(key.len(), 40);
+        assert_eq!(db.authenticate("admin", &key), Some(ADMIN_UID));
+        assert_eq!(db.uid_for_api_key(&key), Some(ADMIN_UID));
+        assert_eq!(db.authenticate("planner", &key), None);
+        let planner_key = db.generate_api_key("planner").unwrap();
+        assert_eq!(db.uid_for_api_key(&planner_key), Some(PLANNER_UID));
+        let err = db
+            .execute_kw(
+                PLANNER_UID,
+                "res.users.apikeys",
+                "search",
+                vec![json!([])],
+                Map::new(),
+            )
+            .unwrap_err();
+        assert_eq!(err.odoo_exception_name(), "odoo.exceptions.AccessError");
+        assert!(
+            err.to_string()
+                .starts_with("You are not allowed to access 'Users API Keys'"),
+            "{err}"
+        );
+        let err = db
+            .execute_kw(
+                PLANNER_UID,
+                "base.automation",
+                "create",
+                vec![json!({})],
+                Map::new(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, OrmError::Access(_)));
+        assert!(
+            db.execute_kw(
+                PLANNER_UID,
+                "ir.model.data",
+                "search",
+                vec![json!([])],
+                Map::new()
+            )
+            .is_ok()
+        );
+        assert!(db.call_count() >= 3);
+    }
+
+    #[test]
+    fn version_personalities() {
+        let fields = |v| {
+            call(
+                &db(v),
+                "product.template",
+                "fields_get",
+                json!([]),
+                json!({"attributes": ["type"]}),
+            )
+            .unwrap()
+        };
+        assert!(fields(OdooVersion::V16).get("is_storable").is_none());
+        assert!(fields(OdooVersion::V17).get("detailed_type").is_some());
+        assert!(fields(OdooVersion::V18).get("is_storable").is_some());
+        assert!(fields(OdooVersion::V19).get("uom_po_id").is_none());
+        let community = db(OdooVersion::V17);
+        assert!(matches!(
+            call(
+                &community,
+                "approval.request",
+                "search",
+                json!([[]]),
+                json!({})
+            ),
+            Err(OrmError::UnknownModel(_))
+        ));
+    }
+}

@@ -1,0 +1,724 @@
+//! ORM methods over the store: search, read, create, write, unlink, fields_get,
+//! name_search. Values follow Odoo's read/write encoding (odoo-api.md §3.3).
+
+use serde_json::{Map, Value, json};
+
+use super::model::{DefaultValue, FieldDef, FieldType, Storage};
+use super::store::Store;
+use super::value::{self, Val};
+use crate::odoo::domain::Domain;
+use crate::sim::db::OrmError;
+
+/// Per-call context (from `kwargs["context"]`).
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub uid: i64,
+    pub active_test: bool,
+}
+
+impl Ctx {
+    pub fn from_kwargs(uid: i64, context: Option<&Value>) -> Ctx {
+        let active_test = context
+            .and_then(|c| c.get("active_test"))
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        Ctx { uid, active_test }
+    }
+}
+
+fn missing(model: &str, ids: &[i64], uid: i64) -> OrmError {
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    OrmError::Missing(format!(
+        "Record does not exist or has been deleted.\n(Record: {model}({},), User: {uid})",
+        list.join(", ")
+    ))
+}
+
+impl Store {
+    /// Value of any field of a record (stored, related, one2many or computed).
+    pub fn get(&self, mi: usize, id: i64, field: &FieldDef, ctx: &Ctx) -> Val {
+        let table = &self.tables[mi];
+        let Some(row) = table.get(id) else {
+            return Val::False;
+        };
+        match &field.storage {
+            Storage::Id => Val::Int(id),
+            Storage::Stored(slot) => row.vals[*slot].clone(),
+            Storage::Meta => match field.name.as_str() {
+                "create_date" => Val::Datetime(row.create_date),
+                "write_date" => Val::Datetime(row.write_date),
+                "create_uid" => Val::Id(row.create_uid),
+                _ => Val::Id(row.write_uid),
+            },
+            Storage::Related(path) => {
+                let (mut model, mut current) = (mi, id);
+                for (i, segment) in path.iter().enumerate() {
+                    let def = self.tables[model].def.clone();
+                    let Some(step) = def.field(segment) else {
+                        return Val::False;
+                    };
+                    let value = self.get(model, current, step, ctx);
+                    if i + 1 == path.len() {
+                        return value;
+                    }
+                    let (Some(target), Some(rel)) = (value.as_id(), step.relation.as_deref())
+                    else {
+                        return Val::False;
+                    };
+                    let Ok(next) = self.model_index(rel) else {
+                        return Val::False;
+                    };
+                    model = next;
+                    current = target;
+                }
+                Val::False
+            }
+            Storage::Inverse(inverse) => {
+                let Some(rel) = field.relation.as_deref() else {
+                    return Val::Ids(Vec::new().into());
+                };
+                let Ok(target) = self.model_index(rel) else {
+                    return Val::Ids(Vec::new().into());
+                };
+                let tdef = &self.tables[target].def;
+                let Some(slot) = tdef.slot_of(inverse) else {
+                    return Val::Ids(Vec::new().into());
+                };
+                // mail.message / mail.activity point back by (model, res_id).
+                let model_slot = if inverse == "res_id" {
+                    tdef.slot_of("model")
+                        .or_else(|| tdef.slot_of("res_model_id"))
+                } else {
+                    None
+                };
+                let candidates: Vec<i64> = match self.tables[target].lookup(slot, id) {
+                    Some(list) => list.to_vec(),
+                    None => self.tables[target]
+                        .ids()
+                        .filter(|&c| {
+                            self.tables[target]
+                                .get(c)
+                                .is_some_and(|r| r.vals[slot].as_id() == Some(id))
+                        })
+                        .collect(),
+                };
+                let ids: Vec<i64> = candidates
+                    .into_iter()
+                    .filter(|&c| match model_slot {
+                        None => true,
+                        Some(ms) => {
+                            let v = &self.tables[target].get(c).map(|r| r.vals[ms].clone());
+                            match v {
+                                Some(Val::Str(s)) => s.as_ref() == table.def.name,
+                                Some(Val::Id(model_id)) => self
+                                    .model_index("ir.model")
+                                    .ok()
+                                    .map(|im| self.slot_value(im, *model_id, "model"))
+                                    .and_then(|m| m.as_str().map(|s| s == table.def.name))
+                                    .unwrap_or(false),
+                                _ => false,
+                            }
+                        }
+                    })
+                    .collect();
+                Val::Ids(ids.into())
+            }
+            Storage::Computed => self.compute(mi, id, field, ctx),
+        }
+    }
+
+    fn compute(&self, mi: usize, id: i64, field: &FieldDef, ctx: &Ctx) -> Val {
+        match field.name.as_str() {
+            "display_name" => Val::str(&self.display_name(mi, id, ctx)),
+            "complete_name" => Val::str(&self.display_name(mi, id, ctx)),
+            "full_name" => Val::str(&self.display_name(mi, id, ctx)),
+            _ => match field.ftype {
+                FieldType::Float | FieldType::Monetary => Val::Float(0.0),
+                FieldType::Integer => Val::Int(0),
+                FieldType::Many2many | FieldType::One2many => Val::Ids(Vec::new().into()),
+                _ => Val::False,
+            },
+        }
+    }
+
+    /// `display_name` as Odoo renders it for the models that matter here.
+    pub fn display_name(&self, mi: usize, id: i64, ctx: &Ctx) -> String {
+        let def = self.tables[mi].def.clone();
+        let text = |name: &str| -> String {
+            def.field(name)
+                .map(|f| self.get(mi, id, f, ctx))
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        let parent_name = |field: &str| -> Option<String> {
+            let parent = self.slot_value(mi, id, field).as_id()?;
+            self.tables[mi]
+                .exists(parent)
+                .then(|| self.display_name(mi, parent, ctx))
+        };
+        match def.name.as_str() {
+            "product.product" | "product.template" => {
+                let code = text("default_code");
+                let name = text("name");
+                if code.is_empty() {
+                    name
+                } else {
+                    format!("[{code}] {name}")
+                }
+            }
+            "product.category" => match parent_name("parent_id") {
+                Some(parent) => format!("{parent} / {}", text("name")),
+                None => text("name"),
+            },
+            "stock.location" => match parent_name("location_id") {
+                Some(parent) => format!("{parent}/{}", text("name")),
+                None => text("name"),
+            },
+            "ir.model.data" => format!("{}.{}", text("module"), text("name")),
+            _ => {
+                let Some(field) = def.field(&def.rec_name) else {
+                    return format!("{},{id}", def.name);
+                };
+                match (field.ftype, self.get(mi, id, field, ctx)) {
+                    (FieldType::Many2one, Val::Id(target)) => field
+                        .relation
+                        .as_deref()
+                        .and_then(|r| self.model_index(r).ok())
+                        .map(|t| self.display_name(t, target, ctx))
+                        .unwrap_or_default(),
+                    (_, Val::Str(s)) => s.to_string(),
+                    _ => format!("{},{id}", def.name),
+                }
+            }
+        }
+    }
+
+    /// Ids matching the domain, ordered, paged.
+    pub fn search(
+        &self,
+        model: &str,
+        domain: &Domain,
+        offset: usize,
+        limit: Option<usize>,
+        order: Option<&str>,
+        ctx: &Ctx,
+    ) -> Result<Vec<i64>, OrmError> {
+        let mi = self.model_index(model)?;
+        self.check_domain(mi, domain)?;
+        let def = self.tables[mi].def.clone();
+        let mentions_active = domain
+            .terms()
+            .iter()
+            .any(|t| matches!(t, crate::odoo::domain::Term::Leaf(c) if c.path == "active"));
+        let active = (def.has_active && ctx.active_test && !mentions_active)
+            .then(|| def.slot_of("active"))
+            .flatten();
+        let expr = domain.expr();
+        let mut ids: Vec<i64> = self.tables[mi]
+            .ids()
+            .filter(|&id| {
+                active.is_none_or(|slot| {
+                    self.tables[mi]
+                        .get(id)
+                        .is_some_and(|r| r.vals[slot] == Val::Bool(true))
+                })
+            })
+            .filter(|&id| self.eval_expr(mi, id, &expr, ctx))
+            .collect();
+        let order = order
+            .filter(|o| !o.trim().is_empty())
+            .unwrap_or(&def.order)
+            .to_string();
+        self.sort(mi, &mut ids, &order, ctx)?;
+        let paged = ids.into_iter().skip(offset);
+        Ok(match limit {
+            Some(limit) => paged.take(limit).collect(),
+            None => paged.collect(),
+        })
+    }
+
+    fn sort(&self, mi: usize, ids: &mut [i64], order: &str, ctx: &Ctx) -> Result<(), OrmError> {
+        let def = self.tables[mi].def.clone();
+        let mut keys: Vec<(FieldDef, bool)> = Vec::new();
+        for part in order.split(',') {
+            let mut words = part.split_whitespace();
+            let Some(name) = words.next() else { continue };
+            let descending = words.next().is_some_and(|w| w.eq_ignore_ascii_case("desc"));
+            let field = def.field(name).ok_or_else(|| {
+                OrmError::Value(format!("Invalid field {name:?} on model {:?}", def.name))
+            })?;
+            keys.push((field.clone(), descending));
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let sort_value = |id: i64, field: &FieldDef| -> Val {
+            match (field.ftype, self.get(mi, id, field, ctx)) {
+                (FieldType::Many2one, Val::Id(target)) => field
+                    .relation
+                    .as_deref()
+                    .and_then(|r| self.model_index(r).ok())
+                    .map(|t| Val::str(&self.display_name(t, target, ctx)))
+                    .unwrap_or(Val::False),
+                (_, v) => v,
+            }
+        };
+        let mut decorated: Vec<(Vec<Val>, i64)> = ids
+            .iter()
+            .map(|&id| (keys.iter().map(|(f, _)| sort_value(id, f)).collect(), id))
+            .collect();
+        decorated.sort_by(|(a, ida), (b, idb)| {
+            for ((x, y), (_, descending)) in a.iter().zip(b).zip(&keys) {
+                // PostgreSQL: NULLs last ascending, first descending.
+                let ordering = match (matches!(x, Val::False), matches!(y, Val::False)) {
+                    (true, true) => std::cmp::Ordering::Equal,
+                    (true, false) => std::cmp::Ordering::Greater,
+                    (false, true) => std::cmp::Ordering::Less,
+                    _ => x.compare(y),
+                };
+                let ordering = if *descending {
+                    ordering.reverse()
+                } else {
+                    ordering
+                };
+                if ordering.is_ne() {
+                    return ordering;
+                }
+            }
+            ida.cmp(idb)
+        });
+        for (slot, (_, id)) in ids.iter_mut().zip(decorated) {
+            *slot = id;
+        }
+        Ok(())
+    }
+
+    /// `read(ids, fields, load)`.
+    pub fn read(
+        &self,
+        model: &str,
+        ids: &[i64],
+        fields: &[String],
+        classic_load: bool,
+        ctx: &Ctx,
+    ) -> Result<Vec<Value>, OrmError> {
+        let mi = self.model_index(model)?;
+        let def = self.tables[mi].def.clone();
+        let wanted: Vec<&FieldDef> = if fields.is_empty() {
+            def.fields.iter().collect()
+        } else {
+            let mut out = Vec::with_capacity(fields.len());
+            for name in fields {
+                out.push(def.field(name).ok_or_else(|| {
+                    OrmError::Value(format!("Invalid field {name:?} on model {model:?}"))
+                })?);
+            }
+            out
+        };
+        let absent: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|&id| !self.tables[mi].exists(id))
+            .collect();
+        if !absent.is_empty() {
+            return Err(missing(model, &absent, ctx.uid));
+        }
+        let mut rows = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let mut record = Map::new();
+            record.insert("id".into(), json!(id));
+            for field in &wanted {
+                let value = self.get(mi, id, field, ctx);
+                let json_value = match (field.ftype, &value) {
+                    (FieldType::Many2one, Val::Id(target)) if classic_load => {
+                        let name = field
+                            .relation
+                            .as_deref()
+                            .and_then(|r| self.model_index(r).ok())
+                            .map(|t| self.display_name(t, *target, ctx))
+                            .unwrap_or_default();
+                        json!([target, name])
+                    }
+                    _ => value::to_json(field.ftype, &value),
+                };
+                record.insert(field.name.clone(), json_value);
+            }
+            rows.push(Value::Object(record));
+        }
+        Ok(rows)
+    }
+
+    /// Creates one record from write-encoded values; returns its id.
+    pub fn create(
+        &mut self,
+        model: &str,
+        vals: &Map<String, Value>,
+        ctx: &Ctx,
+    ) -> Result<i64, OrmError> {
+        let mi = self.model_index(model)?;
+        let def = self.tables[mi].def.clone();
+        for name in vals.keys() {
+            if def.field(name).is_none() {
+                return Err(OrmError::Value(format!(
+                    "Invalid field '{name}' on model '{model}'"
+                )));
+            }
+        }
+        let mut slots = vec![Val::False; def.slots];
+        for field in &def.fields {
+            let Some(slot) = field.slot() else { continue };
+            slots[slot] = match (vals.get(&field.name), &field.default) {
+                (Some(v), _) if !field.ftype.is_x2many() => {
+                    value::from_json(field, v).map_err(|e| OrmError::Value(e.0))?
+                }
+                (Some(v), _) => Val::Ids(self.apply_x2many(field, &[], v, ctx)?.into()),
+                (None, Some(default)) => self.default_value(default, ctx),
+                (None, None) => match field.ftype {
+                    FieldType::Many2many => Val::Ids(Vec::new().into()),
+                    _ => Val::False,
+                },
+            };
+            if field.required
+                && slots[slot].is_false()
+                && field.ftype != FieldType::Boolean
+                && !field.ftype.is_numeric()
+            {
+                return Err(OrmError::Validation(format!(
+                    "The operation cannot be completed:\n- Create/update: a mandatory field is not set.\n- Delete: another model requires the record being deleted. If possible, archive it instead.\n\nModel: {} ({})\nField: {} ({})",
+                    def.description, def.name, field.string, field.name
+                )));
+            }
+        }
+        let id = self.insert_raw(mi, slots, ctx.uid);
+        // one2many commands need the parent id.
+        for field in &def.fields {
+            if let (Storage::Inverse(_), Some(v)) = (&field.storage, vals.get(&field.name)) {
+                self.apply_one2many(mi, id, field, v, ctx)?;
+            }
+        }
+        Ok(id)
+    }
+
+    fn default_value(&mut self, default: &DefaultValue, ctx: &Ctx) -> Val {
+        match default {
+            DefaultValue::Const(v) => v.clone(),
+            DefaultValue::Today => Val::Date(self.today),
+            DefaultValue::Now => Val::Datetime(self.now()),
+            DefaultValue::Uid => Val::Id(ctx.uid),
+            DefaultValue::Company | DefaultValue::Currency => Val::Id(1),
+            DefaultValue::Sequence(prefix, width) => Val::str(&self.next_sequence(prefix, *width)),
+        }
+    }
+
+    /// Applies x2many commands to a many2many id list.
+    fn apply_x2many(
+        &mut self,
+        field: &FieldDef,
+        current: &[i64],
+        commands: &Value,
+        ctx: &Ctx,
+    ) -> Result<Vec<i64>, OrmError> {
+        let mut ids = current.to_vec();
+        let rel = field.relation.clone().unwrap_or_default();
+        let Value::Array(items) = commands else {
+            return Err(OrmError::Value(format!(
+                "Wrong value for {}: {commands}",
+                field.name
+            )));
+        };
+        for item in items {
+            match item {
+                Value::Number(n) => ids.extend(n.as_i64()),
+                Value::Array(cmd) => {
+                    let code = cmd.first().and_then(Value::as_i64).unwrap_or(-1);
+                    let arg = cmd.get(1).and_then(Value::as_i64).unwrap_or(0);
+                    match code {
+                        0 => {
+                            let vals = cmd
+                                .get(2)
+                                .and_then(Value::as_object)
+                                .cloned()
+                                .unwrap_or_default();
+                            ids.push(self.create(&rel, &vals, ctx)?);
+                        }
+                        1 => {
+                            let vals = cmd
+                                .get(2)
+                                .and_then(Value::as_object)
+                                .cloned()
+                                .unwrap_or_default();
+                            self.write(&rel, &[arg], &vals, ctx)?;
+                        }
+                        2 => {
+                            ids.retain(|&i| i != arg);
+                            self.unlink(&rel, &[arg], ctx)?;
+                        }
+                        3 => ids.retain(|&i| i != arg),
+                        4 => {
+                            if !ids.contains(&arg) {
+                                ids.push(arg);
+                            }
+                        }
+                        5 => ids.clear(),
+                        6 => {
+                            ids = cmd
+                                .get(2)
+                                .and_then(Value::as_array)
+                                .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                                .unwrap_or_default();
+                        }
+                        _ => return Err(OrmError::Value(format!("Invalid x2many command {item}"))),
+                    }
+                }
+                other => return Err(OrmError::Value(format!("Invalid x2many command {other}"))),
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Applies x2many commands to a one2many: links are the inverse many2one.
+    fn apply_one2many(
+        &mut self,
+        mi: usize,
+        id: i64,
+        field: &FieldDef,
+        commands: &Value,
+        ctx: &Ctx,
+    ) -> Result<(), OrmError> {
+        let (Storage::Inverse(inverse), Some(rel)) = (&field.storage, field.relation.clone())
+        else {
+            return Ok(());
+        };
+        let Value::Array(items) = commands else {
+            return Err(OrmError::Value(format!(
+                "Wrong value for {}: {commands}",
+                field.name
+            )));
+        };
+        let current = self.get(mi, id, field, ctx).ids().to_vec();
+        for item in items {
+            let Value::Array(cmd) = item else { continue };
+            let code = cmd.first().and_then(Value::as_i64).unwrap_or(-1);
+            let arg = cmd.get(1).and_then(Value::as_i64).unwrap_or(0);
+            let mut link = Map::new();
+            link.insert(inverse.clone(), json!(id));
+            let mut unlink_vals = Map::new();
+            unlink_vals.insert(inverse.clone(), Value::Bool(false));
+            match code {
+                0 => {
+                    let mut vals = cmd
+                        .get(2)
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default();
+                    vals.insert(inverse.clone(), json!(id));
+                    self.create(&rel, &vals, ctx)?;
+                }
+                1 => {
+                    let vals = cmd
+                        .get(2)
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default();
+                    self.write(&rel, &[arg], &vals, ctx)?;
+                }
+                2 => self.unlink(&rel, &[arg], ctx)?,
+                3 => self.write(&rel, &[arg], &unlink_vals, ctx)?,
+                4 => self.write(&rel, &[arg], &link, ctx)?,
+                5 => self.write(&rel, &current, &unlink_vals, ctx)?,
+                6 => {
+                    let keep: Vec<i64> = cmd
+                        .get(2)
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                        .unwrap_or_default();
+                    let dropped: Vec<i64> = current
+                        .iter()
+                        .copied()
+                        .filter(|c| !keep.contains(c))
+                        .collect();
+                    self.write(&rel, &dropped, &unlink_vals, ctx)?;
+                    self.write(&rel, &keep, &link, ctx)?;
+                }
+                _ => return Err(OrmError::Value(format!("Invalid x2many command {item}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// `write(ids, vals)`; moves `write_date` on every record.
+    pub fn write(
+        &mut self,
+        model: &str,
+        ids: &[i64],
+        vals: &Map<String, Value>,
+        ctx: &Ctx,
+    ) -> Result<(), OrmError> {
+        let mi = self.model_index(model)?;
+        let def = self.tables[mi].def.clone();
+        let absent: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|&id| !self.tables[mi].exists(id))
+            .collect();
+        if !absent.is_empty() {
+            return Err(missing(model, &absent, ctx.uid));
+        }
+        for (name, raw) in vals {
+            let field = def
+                .field(name)
+                .ok_or_else(|| {
+                    OrmError::Value(format!("Invalid field '{name}' on model '{model}'"))
+                })?
+                .clone();
+            match &field.storage {
+                Storage::Stored(slot) => {
+                    for &id in ids {
+                        let new_value = if field.ftype.is_x2many() {
+                            let current = self.slot_value(mi, id, name).ids().to_vec();
+                            Val::Ids(self.apply_x2many(&field, &current, raw, ctx)?.into())
+                        } else {
+                            value::from_json(&field, raw).map_err(|e| OrmError::Value(e.0))?
+                        };
+                        if field.required
+                            && new_value.is_false()
+                            && !field.ftype.is_numeric()
+                            && field.ftype != FieldType::Boolean
+                        {
+                            return Err(OrmError::Validation(format!(
+                                "The operation cannot be completed:\n- Create/update: a mandatory field is not set.\n- Delete: another model requires the record being deleted. If possible, archive it instead.\n\nModel: {} ({})\nField: {} ({})",
+                                def.description, def.name, field.string, field.name
+                            )));
+                        }
+                        self.set_slot(mi, id, *slot, new_value);
+                    }
+                }
+                Storage::Inverse(_) => {
+                    for &id in ids {
+                        self.apply_one2many(mi, id, &field, raw, ctx)?;
+                    }
+                }
+                Storage::Related(path) if path.len() == 2 => {
+                    // Write through the many2one (e.g. product.product → template).
+                    let Some(link) = def.field(&path[0]).cloned() else {
+                        continue;
+                    };
+                    let Some(rel) = link.relation.clone() else {
+                        continue;
+                    };
+                    let mut through = Map::new();
+                    through.insert(path[1].clone(), raw.clone());
+                    for &id in ids {
+                        if let Some(target) = self.get(mi, id, &link, ctx).as_id() {
+                            self.write(&rel, &[target], &through, ctx)?;
+                        }
+                    }
+                }
+                // Computed and metadata fields without an inverse: ignored, as in Odoo.
+                _ => {}
+            }
+        }
+        for &id in ids {
+            self.touch(mi, id, ctx.uid);
+        }
+        Ok(())
+    }
+
+    pub fn unlink(&mut self, model: &str, ids: &[i64], ctx: &Ctx) -> Result<(), OrmError> {
+        let mi = self.model_index(model)?;
+        let absent: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|&id| !self.tables[mi].exists(id))
+            .collect();
+        if !absent.is_empty() {
+            return Err(missing(model, &absent, ctx.uid));
+        }
+        for &id in ids {
+            self.remove(mi, id);
+        }
+        Ok(())
+    }
+
+    pub fn fields_get(
+        &self,
+        model: &str,
+        allfields: &[String],
+        attributes: &[String],
+    ) -> Result<Value, OrmError> {
+        let def = self.def(model)?;
+        let mut out = Map::new();
+        for field in &def.fields {
+            if !allfields.is_empty() && !allfields.contains(&field.name) {
+                continue;
+            }
+            let mut desc = Map::new();
+            desc.insert("type".into(), json!(field.ftype.as_str()));
+            desc.insert("string".into(), json!(field.string));
+            desc.insert("required".into(), json!(field.required));
+            desc.insert("readonly".into(), json!(field.readonly));
+            desc.insert(
+                "store".into(),
+                json!(!matches!(
+                    field.storage,
+                    Storage::Computed | Storage::Related(_)
+                )),
+            );
+            desc.insert("searchable".into(), json!(true));
+            desc.insert(
+                "sortable".into(),
+                json!(!matches!(field.storage, Storage::Computed)),
+            );
+            if let Some(rel) = &field.relation {
+                desc.insert("relation".into(), json!(rel));
+            }
+            if field.ftype == FieldType::Selection {
+                desc.insert(
+                    "selection".into(),
+                    json!(
+                        field
+                            .selection
+                            .iter()
+                            .map(|(k, v)| json!([k, v]))
+                            .collect::<Vec<_>>()
+                    ),
+                );
+            }
+            if let Some(help) = &field.help {
+                desc.insert("help".into(), json!(help));
+            }
+            if !attributes.is_empty() {
+                desc.retain(|k, _| attributes.contains(k));
+            }
+            out.insert(field.name.clone(), Value::Object(desc));
+        }
+        Ok(Value::Object(out))
+    }
+
+    pub fn name_search(
+        &self,
+        model: &str,
+        name: &str,
+        domain: &Domain,
+        operator: &str,
+        limit: usize,
+        ctx: &Ctx,
+    ) -> Result<Value, OrmError> {
+        let mi = self.model_index(model)?;
+        let ids = self.search(model, domain, 0, None, None, ctx)?;
+        let op = crate::odoo::domain::Operator::parse(operator)
+            .ok_or_else(|| OrmError::Value(format!("Invalid operator {operator:?}")))?;
+        let cond = crate::odoo::domain::Condition::new("display_name", op, name);
+        let filter = Domain::from_conditions([cond]);
+        let mut out = Vec::new();
+        for id in ids {
+            if out.len() >= limit {
+                break;
+            }
+            if name.is_empty() || self.matches(mi, id, &filter, ctx) {
+                out.push(json!([id, self.display_name(mi, id, ctx)]));
+            }
+        }
+        Ok(Value::Array(out))
+    }
+}

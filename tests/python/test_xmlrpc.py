@@ -1,0 +1,95 @@
+"""Odoo's documented external-API walkthrough with Python's own xmlrpc.client."""
+
+import xmlrpc.client
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def api(sim):
+    common = xmlrpc.client.ServerProxy(f"{sim.url}/xmlrpc/2/common")
+    models = xmlrpc.client.ServerProxy(f"{sim.url}/xmlrpc/2/object")
+    return sim, common, models
+
+
+def test_version_and_authenticate(api):
+    sim, common, _ = api
+    version = common.version()
+    assert version["server_version"].startswith(f"{sim.version}.0")
+    assert version["server_version_info"][0] == int(sim.version)
+    assert version["protocol_version"] == 1
+    uid = common.authenticate(sim.db, "admin", sim.password, {})
+    assert uid == 2
+    assert common.authenticate(sim.db, "admin", sim.api_key, {}) == uid
+    assert common.login(sim.db, "admin", "wrong password") is False
+    assert common.authenticate(sim.db, "planner", "planner", {}) not in (False, uid)
+
+
+def test_walkthrough(api):
+    sim, common, models = api
+    db, password = sim.db, sim.api_key
+    uid = common.authenticate(db, "admin", password, {})
+
+    assert models.execute_kw(
+        db, uid, password, "res.partner", "check_access_rights", ["read"], {"raise_exception": False}
+    ) is True
+
+    companies = models.execute_kw(db, uid, password, "res.partner", "search", [[["is_company", "=", True]]])
+    assert companies and all(isinstance(i, int) for i in companies)
+    paged = models.execute_kw(
+        db, uid, password, "res.partner", "search", [[["is_company", "=", True]]], {"offset": 1, "limit": 2}
+    )
+    assert len(paged) <= 2
+    assert set(paged) <= set(companies)
+    count = models.execute_kw(db, uid, password, "res.partner", "search_count", [[["is_company", "=", True]]])
+    assert count == len(companies)
+
+    ids = models.execute_kw(db, uid, password, "res.partner", "search", [[["is_company", "=", True]]], {"limit": 1})
+    [record] = models.execute_kw(db, uid, password, "res.partner", "read", [ids])
+    assert record["id"] == ids[0]
+    assert "name" in record
+    [short] = models.execute_kw(db, uid, password, "res.partner", "read", [ids], {"fields": ["name", "city", "email"]})
+    assert set(short) == {"id", "name", "city", "email"}
+
+    fields = models.execute_kw(
+        db, uid, password, "res.partner", "fields_get", [], {"attributes": ["string", "help", "type"]}
+    )
+    assert fields["name"]["type"] == "char"
+    assert set(fields["name"]) <= {"string", "help", "type"}
+
+    rows = models.execute_kw(
+        db, uid, password, "res.partner", "search_read",
+        [[["is_company", "=", True]]], {"fields": ["name", "city"], "limit": 5},
+    )
+    assert 0 < len(rows) <= 5
+    assert all(set(row) == {"id", "name", "city"} for row in rows)
+
+    new_id = models.execute_kw(db, uid, password, "res.partner", "create", [{"name": "New Partner"}])
+    assert isinstance(new_id, int)
+    assert models.execute_kw(db, uid, password, "res.partner", "write", [[new_id], {"name": "Newer partner"}]) is True
+    [renamed] = models.execute_kw(db, uid, password, "res.partner", "read", [[new_id]], {"fields": ["display_name"]})
+    assert renamed["display_name"] == "Newer partner"
+
+    assert models.execute_kw(db, uid, password, "res.partner", "unlink", [[new_id]]) is True
+    assert models.execute_kw(db, uid, password, "res.partner", "search", [[["id", "=", new_id]]]) == []
+
+
+def test_faults_are_raised_as_xmlrpc_faults(api):
+    sim, _, models = api
+    with pytest.raises(xmlrpc.client.Fault) as unknown_model:
+        models.execute_kw(sim.db, 2, sim.password, "no.such.model", "search", [[]])
+    assert unknown_model.value.faultCode == 2
+    with pytest.raises(xmlrpc.client.Fault) as denied:
+        models.execute_kw(sim.db, 2, "not the password", "res.partner", "search", [[]])
+    assert denied.value.faultCode == 3
+    with pytest.raises(xmlrpc.client.Fault) as bad_field:
+        models.execute_kw(sim.db, 2, sim.password, "res.partner", "search", [[["no_such_field", "=", 1]]])
+    assert bad_field.value.faultCode == 1
+    assert "Traceback" in bad_field.value.faultString
+
+
+def test_legacy_route_uses_string_fault_codes(sim):
+    models = xmlrpc.client.ServerProxy(f"{sim.url}/xmlrpc/object")
+    with pytest.raises(xmlrpc.client.Fault) as denied:
+        models.execute_kw(sim.db, 2, "not the password", "res.partner", "search", [[]])
+    assert denied.value.faultCode == "AccessDenied"
