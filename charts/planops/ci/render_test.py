@@ -3,7 +3,10 @@
 
 Usage, from anywhere:  python3 charts/planops/ci/render_test.py
 The helm binary is $HELM, else the newest ~/.cache/planops-envtest/bin-*/helm,
-else `helm` on PATH. Needs PyYAML. Exit status 0 when every scenario passes.
+else `helm` on PATH. Renders for Kubernetes $KUBE_VERSION (default 1.37.2, the
+envtest version): a helm built without its Makefile's chartutil.k8sVersion*
+ldflags assumes v1.20 and would refuse the chart's kubeVersion ">=1.30.0-0".
+Needs PyYAML. Exit status 0 when every scenario passes.
 """
 
 import glob
@@ -19,6 +22,7 @@ import yaml
 
 CHART = Path(__file__).resolve().parent.parent
 RELEASE, NAMESPACE = "planops", "planops-system"
+KUBE_VERSION = os.environ.get("KUBE_VERSION", "1.37.2")
 KINDS = ("odooconnections", "exceptionrules", "supplierconnectors", "approvalpolicies")
 
 
@@ -38,7 +42,7 @@ HELM = find_helm()
 
 
 def helm(*args):
-    return subprocess.run([HELM, *args], capture_output=True, text=True)
+    return subprocess.run([HELM, *args, "--kube-version", KUBE_VERSION], capture_output=True, text=True)
 
 
 def render(*sets):
