@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Lints and renders the chart with helm and checks what comes out.
+
+Usage, from anywhere:  python3 charts/planops/ci/render_test.py
+The helm binary is $HELM, else the newest ~/.cache/planops-envtest/bin-*/helm,
+else `helm` on PATH. Renders for Kubernetes $KUBE_VERSION (default 1.37.2, the
+envtest version): a helm built without its Makefile's chartutil.k8sVersion*
+ldflags assumes v1.20 and would refuse the chart's kubeVersion ">=1.30.0-0".
+Needs PyYAML. Exit status 0 when every scenario passes.
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import yaml
+
+CHART = Path(__file__).resolve().parent.parent
+RELEASE, NAMESPACE = "planops", "planops-system"
+KUBE_VERSION = os.environ.get("KUBE_VERSION", "1.37.2")
+KINDS = ("odooconnections", "exceptionrules", "supplierconnectors", "approvalpolicies")
+
+
+def find_helm():
+    if os.environ.get("HELM"):
+        return os.environ["HELM"]
+    cached = sorted(glob.glob(os.path.expanduser("~/.cache/planops-envtest/bin-*/helm")))
+    if cached:
+        return cached[-1]
+    found = shutil.which("helm")
+    if not found:
+        sys.exit("no helm binary: set HELM or build one (see README)")
+    return found
+
+
+HELM = find_helm()
+
+
+def helm(*args):
+    return subprocess.run([HELM, *args, "--kube-version", KUBE_VERSION], capture_output=True, text=True)
+
+
+def render(*sets):
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    for s in sets:
+        args += ["--set", s]
+    result = helm(*args)
+    if result.returncode != 0:
+        raise AssertionError(f"helm template {' '.join(sets)} failed:\n{result.stderr}")
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def render_fails(*sets):
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    for s in sets:
+        args += ["--set", s]
+    result = helm(*args)
+    if result.returncode == 0:
+        raise AssertionError(f"helm template {' '.join(sets)} should have failed")
+    return result.stderr
+
+
+def find(docs, kind, name=None, namespace=None):
+    return [
+        d
+        for d in docs
+        if d["kind"] == kind
+        and (name is None or d["metadata"]["name"] == name)
+        and (namespace is None or d["metadata"].get("namespace") == namespace)
+    ]
+
+
+def one(docs, kind, name=None, namespace=None):
+    found = find(docs, kind, name, namespace)
+    assert len(found) == 1, f"expected one {kind} {name or ''} in {namespace or 'any namespace'}, got {len(found)}"
+    return found[0]
+
+
+def env_of(deployment):
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def check_restricted(deployment):
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not pod.get(key), key
+    assert all("hostPath" not in v for v in pod["volumes"]), "hostPath volume"
+    for c in pod["containers"]:
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert "ports" not in c or all("hostPort" not in p for p in c["ports"])
+
+
+def rules_of(role):
+    return {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+
+
+def test_lint():
+    for sets in ([], ["watchNamespaces={a,b}"], ["serviceMonitor.enabled=true,networkPolicy.enabled=true,replicaCount=2"], ["crds.enabled=false"]):
+        args = ["lint", str(CHART), "--strict", "--namespace", NAMESPACE]
+        for s in sets:
+            args += ["--set", s]
+        result = helm(*args)
+        assert result.returncode == 0, f"helm lint {sets}:\n{result.stdout}{result.stderr}"
+
+
+def test_defaults():
+    docs = render()
+    dep = one(docs, "Deployment", "planops", NAMESPACE)
+    check_restricted(dep)
+    pod = dep["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert dep["spec"]["replicas"] == 1
+    assert container["args"] == ["operator"]
+    assert container["image"] == "ghcr.io/planops/planops:0.1.0"
+    assert pod["automountServiceAccountToken"] is True
+    assert pod["serviceAccountName"] == "planops"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    env = env_of(dep)
+    assert env["PLANOPS_WATCH_NAMESPACES"] == ""
+    assert env["PLANOPS_LISTEN"] == "0.0.0.0:8080"
+    assert env["PLANOPS_LEADER_ELECTION"] == "true"
+    assert env["PLANOPS_LEASE_NAME"] == "planops-leader"
+    assert env["PLANOPS_LEASE_DURATION_SECONDS"] == "15"
+    assert env["PLANOPS_CONCURRENCY"] == "8"
+    assert env["PLANOPS_API_QPS"] == "20" and env["PLANOPS_API_BURST"] == "40"
+    assert env["PLANOPS_LOG_FORMAT"] == "text" and env["RUST_LOG"] == "info"
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["PLANOPS_CACHE_DIR"] == "/var/cache/planops"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/var/cache/planops"]]
+
+    assert one(docs, "ServiceAccount", "planops", NAMESPACE)["automountServiceAccountToken"] is True
+    cluster_role = one(docs, "ClusterRole", f"{NAMESPACE}-planops")
+    rules = rules_of(cluster_role)
+    assert rules[(("planops.io",), KINDS)] == {"get", "list", "watch", "patch", "update"}
+    assert rules[(("planops.io",), tuple(f"{k}/status" for k in KINDS))] == {"get", "patch", "update"}
+    assert rules[(("planops.io",), tuple(f"{k}/finalizers" for k in KINDS))] == {"update"}
+    assert rules[(("events.k8s.io",), ("events",))] == {"create", "patch"}
+    assert rules[(("",), ("secrets",))] == {"get", "list", "watch"}
+    assert rules[(("batch",), ("cronjobs",))] == {"get", "list", "watch", "create", "patch", "update", "delete"}
+    all_resources = {res for role in find(docs, "ClusterRole") + find(docs, "Role") for r in role["rules"] for res in r["resources"]}
+    assert not all_resources & {"serviceaccounts", "roles", "rolebindings", "clusterroles", "pods", "*"}
+    binding = one(docs, "ClusterRoleBinding", f"{NAMESPACE}-planops")
+    assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "planops", "namespace": NAMESPACE}]
+
+    lease_role = one(docs, "Role", "planops-leader-election", NAMESPACE)
+    assert {tuple(sorted(r["verbs"])): r.get("resourceNames") for r in lease_role["rules"]} == {
+        ("create",): None,
+        ("get", "patch", "update"): ["planops-leader"],
+    }
+    one(docs, "RoleBinding", "planops-leader-election", NAMESPACE)
+
+    scan_sa = one(docs, "ServiceAccount", "planops-scan", NAMESPACE)
+    assert scan_sa["automountServiceAccountToken"] is True
+    scan_rules = rules_of(one(docs, "Role", "planops-scan", NAMESPACE))
+    assert scan_rules[(("planops.io",), KINDS)] == {"get", "list", "watch"}
+    assert scan_rules[(("",), ("secrets",))] == {"get"}
+    one(docs, "RoleBinding", "planops-scan", NAMESPACE)
+
+    service = one(docs, "Service", "planops", NAMESPACE)
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
+    assert service["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+
+    crds = find(docs, "CustomResourceDefinition")
+    assert sorted(c["metadata"]["name"] for c in crds) == sorted(f"{k}.planops.io" for k in KINDS)
+    for crd in crds:
+        annotations = crd["metadata"]["annotations"]
+        assert annotations["helm.sh/resource-policy"] == "keep"
+        assert annotations["argocd.argoproj.io/sync-options"] == "Prune=false"
+        assert "status" not in crd
+    for kind in ("PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor", "Ingress", "PersistentVolumeClaim"):
+        assert not find(docs, kind), kind
+
+
+def test_tenant_mode():
+    docs = render("watchNamespaces={a,b}")
+    assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
+    for ns in ("a", "b"):
+        role = one(docs, "Role", "planops", ns)
+        assert rules_of(role)[(("",), ("secrets",))] == {"get", "list", "watch"}
+        binding = one(docs, "RoleBinding", "planops", ns)
+        assert binding["subjects"][0]["namespace"] == NAMESPACE
+        one(docs, "ServiceAccount", "planops-scan", ns)
+        one(docs, "Role", "planops-scan", ns)
+    assert not find(docs, "ServiceAccount", "planops-scan", NAMESPACE)
+    one(docs, "Role", "planops-leader-election", NAMESPACE)
+    assert env_of(one(docs, "Deployment"))["PLANOPS_WATCH_NAMESPACES"] == "a,b"
+
+
+def test_ha_monitoring_network_policy():
+    docs = render("serviceMonitor.enabled=true,networkPolicy.enabled=true,replicaCount=2")
+    dep = one(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    pdb = one(docs, "PodDisruptionBudget", "planops", NAMESPACE)
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    monitor = one(docs, "ServiceMonitor", "planops", NAMESPACE)
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    policy = one(docs, "NetworkPolicy", "planops", NAMESPACE)["spec"]
+    assert policy["podSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert len(policy["ingress"][0]["from"]) == 2
+    dns, api = policy["egress"]
+    assert {p["protocol"] for p in dns["ports"]} == {"UDP", "TCP"}
+    assert "to" not in api and [p["port"] for p in api["ports"]] == [443, 6443]
+
+
+def test_network_policy_destinations():
+    docs = render(
+        "networkPolicy.enabled=true",
+        "networkPolicy.egress.apiServer.cidrs={10.0.0.1/32}",
+        "networkPolicy.egress.odoo[0].cidr=203.0.113.10/32",
+        "networkPolicy.egress.odoo[0].ports={443,8069}",
+        "networkPolicy.egress.odoo[1].cidr=198.51.100.0/24",
+    )
+    egress = one(docs, "NetworkPolicy")["spec"]["egress"]
+    assert egress[1]["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+    assert egress[2] == {"to": [{"ipBlock": {"cidr": "203.0.113.10/32"}}], "ports": [{"port": 443, "protocol": "TCP"}, {"port": 8069, "protocol": "TCP"}]}
+    assert egress[3] == {"to": [{"ipBlock": {"cidr": "198.51.100.0/24"}}]}
+
+
+def test_crds_disabled_or_not_kept():
+    assert not find(render("crds.enabled=false"), "CustomResourceDefinition")
+    for crd in find(render("crds.keep=false"), "CustomResourceDefinition"):
+        assert "helm.sh/resource-policy" not in crd["metadata"].get("annotations", {})
+
+
+def test_ingress_exposes_only_hooks():
+    docs = render("ingress.enabled=true", "ingress.hosts={hooks.example.com}")
+    rule = one(docs, "Ingress")["spec"]["rules"][0]
+    assert rule["host"] == "hooks.example.com"
+    assert [p["path"] for p in rule["http"]["paths"]] == ["/hooks"]
+
+
+def test_persistent_cache_and_spread():
+    docs = render(
+        "cache.persistence.enabled=true",
+        "topologySpreadConstraints[0].maxSkew=1",
+        "topologySpreadConstraints[0].topologyKey=kubernetes.io/hostname",
+        "topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+    )
+    pvc = one(docs, "PersistentVolumeClaim", "planops-cache", NAMESPACE)
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    cache = next(v for v in pod["volumes"] if v["name"] == "cache")
+    assert cache["persistentVolumeClaim"]["claimName"] == "planops-cache"
+    spread = pod["topologySpreadConstraints"][0]
+    assert spread["labelSelector"]["matchLabels"]["app.kubernetes.io/instance"] == RELEASE
+    assert spread["maxSkew"] == 1
+
+
+def test_rejected_values():
+    assert "leaderElection" in render_fails("replicaCount=2", "leaderElection.enabled=false")
+    assert "format" in render_fails("logging.format=xml")
+    assert "additional properties" in render_fails("unknownValue=1").lower()
+    assert "watchNamespaces" in render_fails("watchNamespaces={Not_A_Namespace}")
+
+
+def test_notes_render():
+    # `helm template` skips NOTES.txt and `helm install --dry-run` needs a
+    # cluster, so render it through a probe template in a scratch copy.
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "planops"
+        shutil.copytree(CHART, copy)
+        (copy / "templates" / "zz-notes-probe.yaml").write_text(
+            'notes: {{ include "planops/templates/NOTES.txt" . | toJson }}\n'
+        )
+
+        def notes(*sets):
+            args = ["template", RELEASE, str(copy), "--namespace", NAMESPACE, "--show-only", "templates/zz-notes-probe.yaml"]
+            for s in sets:
+                args += ["--set", s]
+            result = helm(*args)
+            assert result.returncode == 0, result.stderr
+            return yaml.safe_load(result.stdout)["notes"]
+
+        default = notes()
+        assert "all namespaces (ClusterRole)" in default and "kept on `helm uninstall`" in default
+        assert "WARNING" not in default and "NOTE:" not in default
+        tenant = notes("watchNamespaces={a,b}", "crds.enabled=false")
+        assert "namespaces a, b" in tenant and "apply the CRDs yourself" in tenant
+        risky = notes("replicaCount=2", "cache.persistence.enabled=true", "networkPolicy.enabled=true")
+        assert "ReadWriteMany" in risky and "open to any address" in risky and "cannot reach Odoo" in risky
+
+
+def main():
+    tests = [(name, fn) for name, fn in globals().items() if name.startswith("test_")]
+    failed = 0
+    for name, fn in tests:
+        try:
+            fn()
+            print(f"ok   {name}")
+        except AssertionError:
+            failed += 1
+            print(f"FAIL {name}:\n{traceback.format_exc(limit=-1)}")
+    print(f"{len(tests)} scenarios, {failed} failed (helm: {HELM})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
