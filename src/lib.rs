@@ -6,6 +6,7 @@
 //! the reconcilers that tie them to the Kubernetes API.
 
 pub mod api;
+pub mod cli;
 pub mod controllers;
 pub mod engine;
 pub mod odoo;

@@ -1,23 +1,57 @@
 use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 
 /// PlanOps: demand-planning coordination for Odoo, run as Kubernetes resources.
 #[derive(Debug, Parser)]
 #[command(name = "planops", version, about)]
 struct Cli {
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(
+        long,
+        global = true,
+        env = "PLANOPS_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the operator: reconcile PlanOps resources in the cluster.
+    Operator(planops::controllers::OperatorArgs),
+    /// Write the CustomResourceDefinitions generated from the Rust types.
+    Crdgen(planops::cli::crdgen::CrdgenArgs),
     /// Run the Odoo simulator (JSON-RPC, XML-RPC and JSON-2) with a seeded data set.
     OdooSim(planops::sim::SimArgs),
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,kube_lease_manager=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    init_tracing(cli.log_format);
     match cli.command {
+        Command::Operator(args) => planops::controllers::run(args).await,
+        Command::Crdgen(args) => planops::cli::crdgen::run(args),
         Command::OdooSim(args) => planops::sim::run(args).await,
     }
 }

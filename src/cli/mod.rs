@@ -1,0 +1,3 @@
+//! Subcommands of the `planops` binary that are not a component of their own.
+
+pub mod crdgen;
