@@ -1,1 +1,478 @@
-//! Reconcilers, one per kind, sharing one context.
+//! Reconcilers, one per kind, sharing one context; leader election; the
+//! operator's health, readiness and metrics endpoints.
+
+pub mod approval;
+pub mod connection;
+pub mod driver;
+pub mod http;
+pub mod kinds;
+pub mod metrics;
+pub mod rule;
+pub mod supplier;
+pub mod validate;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, finalizer, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApprovalPolicy, ExceptionRule, OdooConnection, SupplierConnector};
+use driver::Reconciler;
+use kinds::PlanopsKind;
+use metrics::Metrics;
+
+/// Errors of a reconciliation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    #[error("resource has no namespace")]
+    MissingNamespace,
+}
+
+impl Error {
+    /// A low-cardinality label for the error metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Finalizer(_) => "finalizer",
+            Error::MissingNamespace => "missing_namespace",
+        }
+    }
+}
+
+/// Command-line arguments of `planops operator`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OperatorArgs {
+    /// Namespaces to watch (comma-separated). Empty: all namespaces.
+    #[arg(
+        long,
+        env = "PLANOPS_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        num_args = 0..
+    )]
+    pub watch_namespaces: Vec<String>,
+    /// Address of the health, readiness and metrics endpoints.
+    #[arg(long, env = "PLANOPS_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Run leader election so that several replicas run one scheduler and status writer.
+    #[arg(long, env = "PLANOPS_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Name of the coordination.k8s.io Lease.
+    #[arg(long, env = "PLANOPS_LEASE_NAME", default_value = "planops-leader")]
+    pub lease_name: String,
+    /// Namespace of the Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Seconds a leader's claim stays valid without renewal; a standby takes over after it.
+    #[arg(long, env = "PLANOPS_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// Identity of this replica in the Lease. Default: the pod name, else a random id.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Reconciliations run at once per kind.
+    #[arg(long, env = "PLANOPS_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+    /// Requests per second PlanOps sends to the API server beyond its watches.
+    #[arg(long, env = "PLANOPS_API_QPS", default_value_t = 20)]
+    pub api_qps: u32,
+    /// Burst of requests above the rate.
+    #[arg(long, env = "PLANOPS_API_BURST", default_value_t = 40)]
+    pub api_burst: u32,
+}
+
+/// OdooConnection stores, one per watched scope, so other kinds can look up
+/// their connection without a request to the API server.
+#[derive(Clone, Default)]
+pub struct ConnectionIndex {
+    stores: Vec<(Option<String>, Store<OdooConnection>)>,
+}
+
+impl ConnectionIndex {
+    pub fn get(&self, key: &ObjectRef<OdooConnection>) -> Option<Arc<OdooConnection>> {
+        self.stores
+            .iter()
+            .filter(|(scope, _)| scope.is_none() || scope.as_deref() == key.namespace.as_deref())
+            .find_map(|(_, store)| store.get(key))
+    }
+}
+
+/// Everything the reconcilers share.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Client-side rate limit on requests to the API server outside the watches.
+    pub api_limiter: DefaultDirectRateLimiter,
+    pub connections: ConnectionIndex,
+    /// One Odoo client per OdooConnection, shared by everything that uses it.
+    pub odoo: connection::OdooClients,
+}
+
+/// Runs the operator until SIGTERM or Ctrl-C.
+pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (kubeconfig or in-cluster config)")?;
+    check_crds_installed(&client, &args.watch_namespaces).await?;
+
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+
+    let server = http::serve(
+        args.listen,
+        metrics.clone(),
+        ready.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("binding the HTTP endpoints on {}", args.listen))?;
+
+    let scopes: Vec<Option<String>> = if args.watch_namespaces.is_empty() {
+        vec![None]
+    } else {
+        args.watch_namespaces.iter().cloned().map(Some).collect()
+    };
+    let connections = start_connection_reflectors(&client, &scopes, shutdown.clone());
+    {
+        let ready = ready.clone();
+        let stores: Vec<_> = connections.stores.iter().map(|(_, s)| s.clone()).collect();
+        tokio::spawn(async move {
+            for store in stores {
+                if store.wait_until_ready().await.is_err() {
+                    return;
+                }
+            }
+            ready.store(true, Ordering::SeqCst);
+            tracing::info!("watches synced; ready");
+        });
+    }
+
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("planops-{}", uuid::Uuid::new_v4().simple()));
+    let reporter = Reporter {
+        controller: "planops".into(),
+        instance: Some(identity.clone()),
+    };
+    let quota = Quota::per_second(nonzero(args.api_qps))
+        .allow_burst(nonzero(args.api_burst.max(args.api_qps)));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+        api_limiter: RateLimiter::direct(quota),
+        connections,
+        odoo: connection::OdooClients::default(),
+    });
+
+    if args.leader_election {
+        run_with_leader_election(&args, &identity, ctx, scopes, shutdown.clone()).await?;
+    } else {
+        metrics.leader.set(1);
+        run_controllers(ctx, scopes, args.concurrency, shutdown.clone()).await;
+    }
+    shutdown.cancel();
+    server.await.ok();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn nonzero(n: u32) -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(n.max(1)).unwrap_or(std::num::NonZeroU32::MIN)
+}
+
+async fn check_crds_installed(client: &Client, namespaces: &[String]) -> anyhow::Result<()> {
+    use kube::api::ListParams;
+    let namespace = namespaces.first();
+    let probe = ListParams::default().limit(1);
+    macro_rules! probe {
+        ($kind:ty) => {{
+            let api: Api<$kind> = match namespace {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            api.list_metadata(&probe).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot list {}: {e}. Are the CRDs installed (`kubectl apply -f crds/`) and does the operator's RBAC allow it?",
+                    <$kind as PlanopsKind>::KIND
+                )
+            })?;
+        }};
+    }
+    probe!(OdooConnection);
+    probe!(ExceptionRule);
+    probe!(SupplierConnector);
+    probe!(ApprovalPolicy);
+    Ok(())
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        shutdown.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        tracing::info!("shutdown requested");
+        shutdown.cancel();
+    });
+}
+
+fn scoped_api<K: PlanopsKind>(client: &Client, scope: &Option<String>) -> Api<K> {
+    match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn start_connection_reflectors(
+    client: &Client,
+    scopes: &[Option<String>],
+    shutdown: CancellationToken,
+) -> ConnectionIndex {
+    let mut index = ConnectionIndex::default();
+    for scope in scopes {
+        let (reader, writer) = reflector::store();
+        let stream = watcher(
+            scoped_api::<OdooConnection>(client, scope),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .for_each(|_| futures::future::ready(()));
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stream => {},
+                _ = shutdown.cancelled() => {},
+            }
+        });
+        index.stores.push((scope.clone(), reader));
+    }
+    index
+}
+
+async fn run_with_leader_election(
+    args: &OperatorArgs,
+    identity: &str,
+    ctx: Arc<Context>,
+    scopes: Vec<Option<String>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let duration = args.lease_duration_seconds.max(3);
+    let manager =
+        kube_lease_manager::LeaseManagerBuilder::new(ctx.client.clone(), &args.lease_name)
+            .with_namespace(&args.lease_namespace)
+            .with_identity(identity)
+            .with_duration(duration)
+            .with_grace((duration / 3).max(1))
+            .build()
+            .await
+            .context("setting up leader election")?;
+    let (mut is_leader, lease_task) = manager.watch().await;
+    let mut leading: Option<(CancellationToken, tokio::task::JoinHandle<()>)> = None;
+    loop {
+        let leader_now = *is_leader.borrow_and_update();
+        match (leader_now, leading.is_some()) {
+            (true, false) => {
+                tracing::info!(identity, "acquired the leader lease; starting controllers");
+                ctx.metrics.leader.set(1);
+                let token = shutdown.child_token();
+                let task = tokio::spawn(run_controllers(
+                    ctx.clone(),
+                    scopes.clone(),
+                    args.concurrency,
+                    token.clone(),
+                ));
+                leading = Some((token, task));
+            }
+            (false, true) => {
+                tracing::warn!(identity, "lost the leader lease; stopping controllers");
+                ctx.metrics.leader.set(0);
+                if let Some((token, task)) = leading.take() {
+                    token.cancel();
+                    let _ = task.await;
+                }
+            }
+            _ => {}
+        }
+        tokio::select! {
+            changed = is_leader.changed() => {
+                if changed.is_err() {
+                    anyhow::bail!("leader election stopped unexpectedly");
+                }
+            }
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    if let Some((token, task)) = leading.take() {
+        token.cancel();
+        let _ = task.await;
+    }
+    ctx.metrics.leader.set(0);
+    // Closing the channel makes the lease manager release the Lease, so a
+    // standby takes over at once instead of waiting for expiry.
+    drop(is_leader);
+    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("released the leader lease"),
+        Ok(Ok(Err(err))) => tracing::warn!(error = %err, "could not release the leader lease"),
+        Ok(Err(err)) => tracing::warn!(error = %err, "leader election task failed"),
+        Err(_) => tracing::warn!("timed out releasing the leader lease"),
+    }
+    Ok(())
+}
+
+/// Runs the four controllers for every scope until `shutdown`.
+async fn run_controllers(
+    ctx: Arc<Context>,
+    scopes: Vec<Option<String>>,
+    concurrency: u16,
+    shutdown: CancellationToken,
+) {
+    let mut tasks = Vec::new();
+    for scope in scopes {
+        tasks.push(tokio::spawn(run_kind::<OdooConnection>(
+            ctx.clone(),
+            scope.clone(),
+            concurrency,
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(run_kind::<ExceptionRule>(
+            ctx.clone(),
+            scope.clone(),
+            concurrency,
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(run_kind::<SupplierConnector>(
+            ctx.clone(),
+            scope.clone(),
+            concurrency,
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(run_kind::<ApprovalPolicy>(
+            ctx.clone(),
+            scope.clone(),
+            concurrency,
+            shutdown.clone(),
+        )));
+    }
+    for task in tasks {
+        if let Err(err) = task.await {
+            tracing::error!(error = %err, "controller task panicked");
+        }
+    }
+}
+
+/// One controller: the kind itself, the Secrets it names, and (for kinds that
+/// use one) its OdooConnection, so that a change to either reconciles it
+/// without a restart.
+fn run_kind<K: Reconciler>(
+    ctx: Arc<Context>,
+    scope: Option<String>,
+    concurrency: u16,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send {
+    let client = ctx.client.clone();
+    let controller = Controller::new(scoped_api::<K>(&client, &scope), watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(concurrency));
+    let store = controller.store();
+
+    let secret_store = store.clone();
+    let secrets = watcher(
+        scoped_api_secret(&client, &scope),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let controller = controller.watches_stream(secrets, move |secret| {
+        let namespace = secret.namespace();
+        let name = secret.name_any();
+        secret_store
+            .state()
+            .into_iter()
+            .filter(|obj| {
+                obj.namespace() == namespace
+                    && obj.secret_refs().iter().any(|(_, r)| r.name == name)
+            })
+            .map(|obj| ObjectRef::from_obj(&*obj))
+            .collect::<Vec<_>>()
+    });
+
+    let connection_store = store.clone();
+    let controller = controller.watches(
+        scoped_api::<OdooConnection>(&client, &scope),
+        watcher::Config::default(),
+        move |connection| {
+            let namespace = connection.namespace();
+            let name = connection.name_any();
+            connection_store
+                .state()
+                .into_iter()
+                .filter(|obj| {
+                    obj.namespace() == namespace && obj.connection_name() == Some(name.as_str())
+                })
+                .map(|obj| ObjectRef::from_obj(&*obj))
+                .collect::<Vec<_>>()
+        },
+    );
+
+    async move {
+        controller
+            .graceful_shutdown_on(async move { shutdown.cancelled().await })
+            .run(driver::reconcile::<K>, driver::error_policy::<K>, ctx)
+            .for_each(|result| {
+                if let Err(err) = result {
+                    tracing::debug!(kind = K::KIND, error = %err, "controller event");
+                }
+                futures::future::ready(())
+            })
+            .await;
+    }
+}
+
+/// Secrets are watched as metadata only: the operator needs to know that a
+/// referenced Secret changed, never to cache its data.
+fn scoped_api_secret(client: &Client, scope: &Option<String>) -> Api<PartialObjectMeta<Secret>> {
+    match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}

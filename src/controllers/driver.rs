@@ -1,0 +1,375 @@
+//! The reconcile flow every kind shares: finalizer, pause and suspend, spec
+//! validation, dependency checks, status written only when it changed, Events on
+//! transitions and the per-object ready gauge.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+use rand::RngExt;
+
+use super::kinds::{CommonStatus, PlanopsKind};
+use super::validate::FieldError;
+use super::{Context, Error};
+use crate::api::OdooConnection;
+use crate::api::common::{
+    ConditionSet, ConditionStatus, DeletionPolicy, FIELD_MANAGER, FINALIZER,
+    RECONCILE_REQUESTED_ANNOTATION, condition_types as ct, find_condition, is_paused, reasons,
+};
+
+/// How often a healthy resource is looked at again when nothing changed, as a
+/// safety net for missed watch events.
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
+
+/// What a kind adds to the shared flow.
+pub trait Reconciler: PlanopsKind {
+    /// Checks the schema cannot express (time zones, cron, domains, ...), each
+    /// error naming its field. Also run offline by `planops validate`.
+    fn validate(&self) -> Vec<FieldError>;
+
+    /// Kind-specific work once the spec is valid and dependencies are there.
+    /// Sets the `Ready` condition (and any type-specific ones) and status
+    /// fields; returns when to look again.
+    fn evaluate(
+        obj: Arc<Self>,
+        ctx: Arc<Context>,
+        conditions: &mut ConditionSet,
+        status: &mut Self::Status,
+    ) -> impl Future<Output = Result<Duration, Error>> + Send;
+
+    /// Removes what PlanOps created in Odoo for the resource. Runs on deletion
+    /// unless `deletionPolicy: Orphan`; must tolerate `evaluate` never having run.
+    fn cleanup(
+        obj: Arc<Self>,
+        ctx: Arc<Context>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = (obj, ctx);
+        async { Ok(()) }
+    }
+}
+
+/// Entry point handed to `Controller::run`.
+pub async fn reconcile<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_timer(K::KIND);
+    let namespace = obj.namespace().ok_or(Error::MissingNamespace)?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let ctx_for_events = ctx.clone();
+    finalizer(&api, FINALIZER, obj, move |event| async move {
+        match event {
+            FinalizerEvent::Apply(obj) => apply(obj, ctx_for_events).await,
+            FinalizerEvent::Cleanup(obj) => cleanup(obj, ctx_for_events).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Requeue with jitter after a failure, so many failing objects do not retry in lockstep.
+pub fn error_policy<K: Reconciler>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(kind = K::KIND, name = %obj.name_any(), namespace = ?obj.namespace(), error = %err, "reconcile failed");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&super::metrics::ErrorLabels {
+            kind: K::KIND.into(),
+            error: err.metric_label().into(),
+        })
+        .inc();
+    let jitter = rand::rng().random_range(0..5000);
+    Action::requeue(Duration::from_millis(10_000 + jitter))
+}
+
+async fn cleanup<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    if obj.deletion_policy() == DeletionPolicy::Delete {
+        K::cleanup(obj.clone(), ctx.clone()).await?;
+    }
+    ctx.metrics.forget(K::KIND, &namespace, &obj.name_any());
+    Ok(Action::await_change())
+}
+
+async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let previous = obj.status().cloned().unwrap_or_default();
+    let generation = obj.meta().generation;
+    let mut conditions = ConditionSet::new(previous.conditions(), generation);
+    let mut status = previous.clone();
+
+    let requeue = if is_paused(obj.meta().annotations.as_ref()) {
+        settle(
+            &mut conditions,
+            ConditionStatus::False,
+            reasons::PAUSED,
+            "reconciliation is paused by the planops.io/paused annotation",
+        );
+        None
+    } else if obj.suspended() {
+        settle(
+            &mut conditions,
+            ConditionStatus::False,
+            reasons::SUSPENDED,
+            "spec.suspend is true",
+        );
+        None
+    } else {
+        evaluate_active(obj.clone(), ctx.clone(), &mut conditions, &mut status).await?
+    };
+
+    let handled = obj
+        .annotations()
+        .get(RECONCILE_REQUESTED_ANNOTATION)
+        .cloned()
+        .or_else(|| previous.last_handled_reconcile_at().map(str::to_string));
+    let transitions: Vec<_> = conditions.transitions().into_iter().cloned().collect();
+    status.set_common(generation, conditions.into_vec(), handled);
+
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    if let Some(ready) = find_condition(status.conditions(), ct::READY) {
+        ctx.metrics.set_ready(
+            K::KIND,
+            &namespace,
+            &name,
+            ready.status == ConditionStatus::True,
+            &ready.reason,
+        );
+    }
+
+    if obj.status() != Some(&status) {
+        write_status(&*obj, &ctx, &status).await?;
+        for condition in transitions {
+            publish_transition(&*obj, &ctx, &condition).await;
+        }
+    }
+
+    Ok(match requeue {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
+}
+
+/// Validation, dependencies, then the kind's own work. Returns `None` when
+/// only a change to the resource or a dependency can help.
+async fn evaluate_active<K: Reconciler>(
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+    conditions: &mut ConditionSet,
+    status: &mut K::Status,
+) -> Result<Option<Duration>, Error> {
+    let errors = obj.validate();
+    if !errors.is_empty() {
+        let message = FieldError::join(&errors);
+        conditions
+            .set(
+                ct::READY,
+                ConditionStatus::False,
+                reasons::INVALID_SPEC,
+                message.clone(),
+            )
+            .set(
+                ct::STALLED,
+                ConditionStatus::True,
+                reasons::INVALID_SPEC,
+                message,
+            )
+            .set(
+                ct::RECONCILING,
+                ConditionStatus::False,
+                reasons::INVALID_SPEC,
+                "",
+            );
+        return Ok(None);
+    }
+    let namespace = obj.namespace().unwrap_or_default();
+
+    if let Some(connection) = obj.connection_name() {
+        let found = ctx
+            .connections
+            .get(&ObjectRef::<OdooConnection>::new(connection).within(&namespace));
+        match found {
+            None => {
+                waiting(
+                    conditions,
+                    reasons::CONNECTION_NOT_FOUND,
+                    format!(
+                        "spec.connectionRef.name: OdooConnection {namespace}/{connection} not found"
+                    ),
+                );
+                return Ok(None);
+            }
+            Some(conn) => {
+                let ready = conn
+                    .status
+                    .as_ref()
+                    .and_then(|s| find_condition(&s.conditions, ct::READY))
+                    .filter(|c| c.status == ConditionStatus::True);
+                if ready.is_none() {
+                    waiting(
+                        conditions,
+                        reasons::CONNECTION_NOT_READY,
+                        format!(
+                            "spec.connectionRef.name: OdooConnection {namespace}/{connection} is not Ready"
+                        ),
+                    );
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    for (field, secret_ref) in obj.secret_refs() {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+        ctx.api_limiter.until_ready().await;
+        let secret = secrets
+            .get_opt(&secret_ref.name)
+            .await
+            .map_err(Error::Kube)?;
+        let Some(secret) = secret else {
+            waiting(
+                conditions,
+                reasons::SECRET_NOT_FOUND,
+                format!("{field}: Secret {namespace}/{} not found", secret_ref.name),
+            );
+            return Ok(None);
+        };
+        let has_key = secret
+            .data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(&secret_ref.key))
+            || secret
+                .string_data
+                .as_ref()
+                .is_some_and(|d| d.contains_key(&secret_ref.key));
+        if !has_key {
+            waiting(
+                conditions,
+                reasons::SECRET_KEY_MISSING,
+                format!(
+                    "{field}: Secret {namespace}/{} has no key {:?}",
+                    secret_ref.name, secret_ref.key
+                ),
+            );
+            return Ok(None);
+        }
+    }
+
+    let after = K::evaluate(obj, ctx, conditions, status).await?;
+    Ok(Some(after))
+}
+
+/// Waiting on something outside the resource: kstatus reads it as InProgress.
+fn waiting(conditions: &mut ConditionSet, reason: &str, message: String) {
+    conditions
+        .set(ct::READY, ConditionStatus::False, reason, message.clone())
+        .set(ct::RECONCILING, ConditionStatus::True, reason, message)
+        .set(ct::STALLED, ConditionStatus::False, reason, "");
+}
+
+/// A settled state: neither progressing nor stalled.
+pub fn settle(
+    conditions: &mut ConditionSet,
+    ready: ConditionStatus,
+    reason: &str,
+    message: impl Into<String>,
+) {
+    conditions
+        .set(ct::READY, ready, reason, message)
+        .set(ct::RECONCILING, ConditionStatus::False, reason, "")
+        .set(ct::STALLED, ConditionStatus::False, reason, "");
+}
+
+async fn write_status<K: Reconciler>(
+    obj: &K,
+    ctx: &Context,
+    status: &K::Status,
+) -> Result<(), Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    ctx.api_limiter.until_ready().await;
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    ctx.metrics
+        .status_writes
+        .get_or_create(&super::metrics::KindLabels {
+            kind: K::KIND.into(),
+        })
+        .inc();
+    Ok(())
+}
+
+async fn publish_transition<K: Reconciler>(
+    obj: &K,
+    ctx: &Context,
+    condition: &crate::api::common::Condition,
+) {
+    // Reconciling and Stalled mirror Ready's story; one Event per story is enough.
+    if condition.type_ == ct::RECONCILING
+        || (condition.type_ == ct::STALLED && condition.status != ConditionStatus::True)
+    {
+        return;
+    }
+    let healthy = match condition.type_.as_str() {
+        ct::STALLED => false,
+        _ => condition.status == ConditionStatus::True || condition.reason == reasons::SUSPENDED,
+    };
+    let note = if condition.message.is_empty() {
+        format!("{} is {:?}", condition.type_, condition.status)
+    } else {
+        format!(
+            "{} is {:?}: {}",
+            condition.type_, condition.status, condition.message
+        )
+    };
+    let event = KubeEvent {
+        type_: if healthy {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: condition.reason.clone(),
+        note: Some(truncate(&note, 1024)),
+        action: format!("{}Changed", condition.type_),
+        secondary: None,
+    };
+    ctx.api_limiter.until_ready().await;
+    if let Err(err) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::warn!(kind = K::KIND, name = %obj.name_any(), error = %err, "could not publish event");
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("ééé", 3), "é…");
+    }
+}

@@ -1,0 +1,222 @@
+//! What the shared reconcile driver needs to know about each PlanOps kind.
+
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::Resource;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::common::{Condition, DeletionPolicy, SecretKeyRef};
+use crate::api::{
+    ApprovalPolicy, ApprovalPolicyStatus, ExceptionRule, ExceptionRuleStatus, OdooConnection,
+    OdooConnectionStatus, SupplierConnector, SupplierConnectorStatus,
+};
+
+/// Status fields every PlanOps kind carries.
+pub trait CommonStatus: Clone + Debug + Default + PartialEq + Serialize + Send + Sync {
+    fn conditions(&self) -> &[Condition];
+    fn set_common(
+        &mut self,
+        observed_generation: Option<i64>,
+        conditions: Vec<Condition>,
+        last_handled_reconcile_at: Option<String>,
+    );
+    fn last_handled_reconcile_at(&self) -> Option<&str>;
+}
+
+/// A PlanOps resource kind.
+pub trait PlanopsKind:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    type Status: CommonStatus;
+    const KIND: &'static str;
+    fn status(&self) -> Option<&Self::Status>;
+    fn suspended(&self) -> bool;
+    fn deletion_policy(&self) -> DeletionPolicy;
+    /// The `OdooConnection` this resource uses, if any.
+    fn connection_name(&self) -> Option<&str>;
+    /// Every Secret key the spec names, with the field path that names it.
+    fn secret_refs(&self) -> Vec<(String, SecretKeyRef)>;
+}
+
+macro_rules! common_status {
+    ($status:ty) => {
+        impl CommonStatus for $status {
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
+            }
+            fn set_common(
+                &mut self,
+                observed_generation: Option<i64>,
+                conditions: Vec<Condition>,
+                last_handled_reconcile_at: Option<String>,
+            ) {
+                self.observed_generation = observed_generation;
+                self.conditions = conditions;
+                self.last_handled_reconcile_at = last_handled_reconcile_at;
+            }
+            fn last_handled_reconcile_at(&self) -> Option<&str> {
+                self.last_handled_reconcile_at.as_deref()
+            }
+        }
+    };
+}
+
+common_status!(OdooConnectionStatus);
+common_status!(ExceptionRuleStatus);
+common_status!(SupplierConnectorStatus);
+common_status!(ApprovalPolicyStatus);
+
+impl PlanopsKind for OdooConnection {
+    type Status = OdooConnectionStatus;
+    const KIND: &'static str = "OdooConnection";
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn suspended(&self) -> bool {
+        self.spec.suspend.unwrap_or(false)
+    }
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy.unwrap_or_default()
+    }
+    fn connection_name(&self) -> Option<&str> {
+        None
+    }
+    fn secret_refs(&self) -> Vec<(String, SecretKeyRef)> {
+        let creds = &self.spec.credentials_secret_ref;
+        vec![
+            (
+                "spec.credentialsSecretRef.loginKey".into(),
+                SecretKeyRef {
+                    name: creds.name.clone(),
+                    key: creds.login_key().into(),
+                },
+            ),
+            (
+                "spec.credentialsSecretRef.apiKeyKey".into(),
+                SecretKeyRef {
+                    name: creds.name.clone(),
+                    key: creds.api_key_key().into(),
+                },
+            ),
+        ]
+    }
+}
+
+impl PlanopsKind for ExceptionRule {
+    type Status = ExceptionRuleStatus;
+    const KIND: &'static str = "ExceptionRule";
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn suspended(&self) -> bool {
+        self.spec.suspend.unwrap_or(false)
+    }
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy.unwrap_or_default()
+    }
+    fn connection_name(&self) -> Option<&str> {
+        Some(&self.spec.connection_ref.name)
+    }
+    fn secret_refs(&self) -> Vec<(String, SecretKeyRef)> {
+        let mut refs = Vec::new();
+        for (i, action) in self.spec.actions.iter().enumerate() {
+            if let Some(notify) = &action.notify {
+                refs.push((
+                    format!("spec.actions[{i}].notify.urlSecretRef"),
+                    notify.url_secret_ref.clone(),
+                ));
+                if let Some(signing) = &notify.signing_secret_ref {
+                    refs.push((
+                        format!("spec.actions[{i}].notify.signingSecretRef"),
+                        signing.clone(),
+                    ));
+                }
+            }
+        }
+        refs
+    }
+}
+
+impl PlanopsKind for SupplierConnector {
+    type Status = SupplierConnectorStatus;
+    const KIND: &'static str = "SupplierConnector";
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn suspended(&self) -> bool {
+        self.spec.suspend.unwrap_or(false)
+    }
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy.unwrap_or_default()
+    }
+    fn connection_name(&self) -> Option<&str> {
+        Some(&self.spec.connection_ref.name)
+    }
+    fn secret_refs(&self) -> Vec<(String, SecretKeyRef)> {
+        let mut refs = Vec::new();
+        if let Some(webhook) = &self.spec.inbound.webhook {
+            let auth = &webhook.auth;
+            if let Some(sw) = &auth.standard_webhooks {
+                for (i, r) in sw.secret_refs.iter().enumerate() {
+                    refs.push((
+                        format!("spec.inbound.webhook.auth.standardWebhooks.secretRefs[{i}]"),
+                        r.clone(),
+                    ));
+                }
+            }
+            if let Some(h) = &auth.hmac_sha256 {
+                refs.push((
+                    "spec.inbound.webhook.auth.hmacSha256.secretRef".into(),
+                    h.secret_ref.clone(),
+                ));
+            }
+            if let Some(b) = &auth.bearer {
+                refs.push((
+                    "spec.inbound.webhook.auth.bearer.secretRef".into(),
+                    b.secret_ref.clone(),
+                ));
+            }
+        }
+        if let Some(poll) = &self.spec.inbound.poll {
+            if let Some(r) = &poll.bearer_token_ref {
+                refs.push(("spec.inbound.poll.bearerTokenRef".into(), r.clone()));
+            }
+            if let Some(h) = &poll.header_auth {
+                refs.push((
+                    "spec.inbound.poll.headerAuth.secretRef".into(),
+                    h.secret_ref.clone(),
+                ));
+            }
+        }
+        refs
+    }
+}
+
+impl PlanopsKind for ApprovalPolicy {
+    type Status = ApprovalPolicyStatus;
+    const KIND: &'static str = "ApprovalPolicy";
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn suspended(&self) -> bool {
+        self.spec.suspend.unwrap_or(false)
+    }
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy.unwrap_or_default()
+    }
+    fn connection_name(&self) -> Option<&str> {
+        Some(&self.spec.connection_ref.name)
+    }
+    fn secret_refs(&self) -> Vec<(String, SecretKeyRef)> {
+        Vec::new()
+    }
+}
