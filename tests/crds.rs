@@ -1,0 +1,161 @@
+//! The CRDs on a real kube-apiserver: they install, `kubectl explain` teaches
+//! their fields, the examples are accepted and invalid manifests are refused at
+//! admission with a message naming the field.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn checked_in_crds_match_the_rust_types() {
+    for dir in ["crds", "charts/planops/files/crds"] {
+        for crd in planops::api::all_crds() {
+            let path = repo().join(dir).join(planops::api::crd_file_name(&crd));
+            let on_disk = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}; run `cargo run -- crdgen`", path.display()));
+            let generated = planops::api::crd_yaml(&crd).expect("rendering CRD");
+            assert!(
+                on_disk == generated,
+                "{} is stale; run `cargo run -- crdgen`",
+                path.display()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn crds_install_and_explain_nested_fields() {
+    let cluster = common::cluster().await;
+    cluster.install_crds(repo().join("crds")).await;
+    let cases = [
+        (
+            "odooconnections.spec.rateLimit.callsPerMinute",
+            "Budget of calls per minute",
+        ),
+        (
+            "exceptionrules.spec.triggers.events.watchedFields",
+            "Fields whose change fires the trigger",
+        ),
+        (
+            "supplierconnectors.spec.inbound.webhook.auth.standardWebhooks",
+            "Standard Webhooks",
+        ),
+        (
+            "approvalpolicies.spec.levels.slaHours",
+            "Hours before the request escalates",
+        ),
+    ];
+    for (field, expected) in cases {
+        let out = cluster
+            .kubectl(&[
+                "explain",
+                field,
+                "--api-version=planops.io/v1alpha1",
+            ])
+            .await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "kubectl explain {field} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(expected),
+            "kubectl explain {field} lacks {expected:?}:\n{stdout}"
+        );
+    }
+    let out = cluster
+        .kubectl(&["api-resources", "--categories=planops", "-o", "name"])
+        .await;
+    let names = String::from_utf8_lossy(&out.stdout);
+    for plural in [
+        "odooconnections",
+        "exceptionrules",
+        "supplierconnectors",
+        "approvalpolicies",
+    ] {
+        assert!(
+            names.contains(plural),
+            "category planops lacks {plural}: {names}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_example_is_accepted() {
+    let cluster = common::cluster().await;
+    cluster.install_crds(repo().join("crds")).await;
+    let examples = repo().join("examples");
+    let mut applied = 0;
+    for entry in std::fs::read_dir(&examples).expect("examples/") {
+        let dir = entry.expect("entry").path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let ns = cluster.namespace("example").await;
+        for file in yaml_files(&dir) {
+            let out = cluster
+                .kubectl(&["apply", "-n", &ns, "-f", &file.to_string_lossy()])
+                .await;
+            assert!(
+                out.status.success(),
+                "{} was refused: {}",
+                file.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            applied += 1;
+        }
+    }
+    assert!(applied >= 10, "only {applied} example files found");
+}
+
+#[tokio::test]
+async fn invalid_manifests_are_refused_naming_the_field() {
+    let cluster = common::cluster().await;
+    cluster.install_crds(repo().join("crds")).await;
+    let ns = cluster.namespace("invalid").await;
+    let files = yaml_files(&repo().join("tests/manifests/invalid"));
+    assert!(files.len() >= 20, "only {} invalid manifests", files.len());
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("reading manifest");
+        let expected = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} has no `# expect:` line", file.display()))
+            .trim()
+            .to_string();
+        if let Some(kind) = text.lines().find_map(|l| l.strip_prefix("kind: ")) {
+            kinds.insert(kind.trim().to_string());
+        }
+        let out = cluster
+            .kubectl(&["apply", "-n", &ns, "-f", &file.to_string_lossy()])
+            .await;
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        if out.status.success() {
+            failures.push(format!("{}: accepted", file.display()));
+        } else if !stderr.contains(&expected) {
+            failures.push(format!(
+                "{}: message does not name {expected:?}: {stderr}",
+                file.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(kinds.len(), 4, "invalid manifests cover only {kinds:?}");
+}

@@ -1,0 +1,283 @@
+//! Helpers for tests that run the operator binary against the test cluster.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::{DynamicObject, GroupVersionKind};
+use kube::discovery::ApiResource;
+use serde_json::Value;
+
+use crate::common::TestCluster;
+
+/// Generous guard against a hung operator; not a speed assertion.
+pub const SETTLE: Duration = Duration::from_secs(90);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("finding a free port")
+}
+
+/// A `planops operator` process, killed when dropped.
+pub struct OperatorProcess {
+    pub child: tokio::process::Child,
+    pub port: u16,
+    pub identity: String,
+}
+
+pub struct OperatorOptions<'a> {
+    pub namespace: &'a str,
+    pub identity: &'a str,
+    pub leader_election: bool,
+    pub lease_duration_seconds: u64,
+    pub kubeconfig: Option<&'a Path>,
+}
+
+impl OperatorProcess {
+    pub async fn start(cluster: &TestCluster, opts: OperatorOptions<'_>) -> OperatorProcess {
+        let port = free_port();
+        let kubeconfig = opts.kubeconfig.unwrap_or(&cluster.kubeconfig);
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
+            .arg("operator")
+            .arg(format!("--watch-namespaces={}", opts.namespace))
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--leader-election={}", opts.leader_election))
+            .arg(format!("--lease-namespace={}", opts.namespace))
+            .arg(format!(
+                "--lease-duration-seconds={}",
+                opts.lease_duration_seconds
+            ))
+            .arg(format!("--identity={}", opts.identity))
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,planops=debug")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting planops operator");
+        OperatorProcess {
+            child,
+            port,
+            identity: opts.identity.to_string(),
+        }
+    }
+
+    pub async fn simple(cluster: &TestCluster, namespace: &str) -> OperatorProcess {
+        Self::start(
+            cluster,
+            OperatorOptions {
+                namespace,
+                identity: "solo",
+                leader_election: false,
+                lease_duration_seconds: 15,
+                kubeconfig: None,
+            },
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let resp = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port))
+            .await
+            .ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.text().await.unwrap_or_default()))
+    }
+}
+
+/// Polls `check` until it returns `Some`, panicking with `what` after `SETTLE`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < SETTLE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+pub fn planops_api(cluster: &TestCluster, namespace: &str, kind: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("planops.io", "v1alpha1", kind);
+    let plural = match kind {
+        "OdooConnection" => "odooconnections",
+        "ExceptionRule" => "exceptionrules",
+        "SupplierConnector" => "supplierconnectors",
+        "ApprovalPolicy" => "approvalpolicies",
+        other => panic!("unknown kind {other}"),
+    };
+    let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
+    Api::namespaced_with(cluster.client.clone(), namespace, &ar)
+}
+
+/// Server-side applies a manifest (YAML or JSON value) as the test's field manager.
+pub async fn apply(cluster: &TestCluster, namespace: &str, manifest: &Value) {
+    let kind = manifest["kind"].as_str().expect("kind");
+    let name = manifest["metadata"]["name"].as_str().expect("name");
+    if kind == "Secret" {
+        let api: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(cluster.client.clone(), namespace);
+        api.patch(
+            name,
+            &PatchParams::apply("planops-tests").force(),
+            &Patch::Apply(manifest),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying Secret {name}: {e}"));
+        return;
+    }
+    planops_api(cluster, namespace, kind)
+        .patch(
+            name,
+            &PatchParams::apply("planops-tests").force(),
+            &Patch::Apply(manifest),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
+}
+
+pub async fn get(cluster: &TestCluster, namespace: &str, kind: &str, name: &str) -> Option<Value> {
+    planops_api(cluster, namespace, kind)
+        .get_opt(name)
+        .await
+        .expect("reading object")
+        .map(|o| serde_json::to_value(o).expect("object to JSON"))
+}
+
+/// `(status, reason)` of a condition, if present.
+pub fn condition(obj: &Value, type_: &str) -> Option<(String, String)> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+/// Waits until the object's Ready condition has `status` and `reason`, at the current generation.
+pub async fn wait_ready(
+    cluster: &TestCluster,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> Value {
+    eventually(
+        &format!("{kind} {name} Ready={status}/{reason}"),
+        || async {
+            let obj = get(cluster, namespace, kind, name).await?;
+            let observed = obj["status"]["observedGeneration"] == obj["metadata"]["generation"];
+            let (s, r) = condition(&obj, "Ready")?;
+            (observed && s == status && r == reason).then_some(obj)
+        },
+    )
+    .await
+}
+
+pub fn credentials_secret(name: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name},
+        "stringData": {"login": "admin", "apiKey": "test-api-key"},
+    })
+}
+
+pub fn connection(name: &str, secret: &str, url: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "planops.io/v1alpha1", "kind": "OdooConnection",
+        "metadata": {"name": name},
+        "spec": {
+            "url": url,
+            "database": "planops",
+            "credentialsSecretRef": {"name": secret},
+            "probeIntervalSeconds": 10,
+        },
+    })
+}
+
+pub fn spike_rule(name: &str, connection: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
+        "metadata": {"name": name},
+        "spec": {
+            "connectionRef": {"name": connection},
+            "detector": {"demandSpike": {"recentDays": 14, "baselineDays": 91}},
+            "triggers": {"schedule": {"cron": "0 6 * * *", "timeZone": "Europe/Brussels"}},
+            "actions": [{"activity": {"assignee": {"user": "admin"}}}],
+        },
+    })
+}
+
+/// The Odoo simulator shared by one test binary.
+pub struct TestOdoo {
+    pub url: String,
+    pub api_key: String,
+    pub server: planops::sim::SimServer,
+}
+
+impl TestOdoo {
+    /// A Secret holding the admin login and the simulator's API key.
+    pub fn secret(&self, name: &str) -> Value {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name},
+            "stringData": {"login": "admin", "apiKey": self.api_key},
+        })
+    }
+}
+
+static SIM_RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+static ODOO: tokio::sync::OnceCell<TestOdoo> = tokio::sync::OnceCell::const_new();
+
+/// Starts (once per test binary) a small simulated Odoo on its own runtime, so
+/// it outlives the runtime of the test that happened to start it.
+pub async fn odoo() -> &'static TestOdoo {
+    ODOO.get_or_init(|| async {
+        let runtime = SIM_RUNTIME.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("test-odoo")
+                .enable_all()
+                .build()
+                .expect("building the simulator runtime")
+        });
+        runtime
+            .spawn(async {
+                let config = planops::sim::SimConfig {
+                    dataset: planops::sim::DatasetParams {
+                        products: 40,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                let server = planops::sim::SimServer::start(
+                    config,
+                    "127.0.0.1:0".parse().expect("loopback address"),
+                )
+                .await
+                .expect("starting the Odoo simulator");
+                TestOdoo {
+                    url: server.url.clone(),
+                    api_key: server.db.admin_api_key(),
+                    server,
+                }
+            })
+            .await
+            .expect("simulator task")
+    })
+    .await
+}
