@@ -14,7 +14,7 @@ step() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\ntest.sh: FAILED at: %s\n' "$*" >&2; exit 1; }
 
 main() {
-  local ran=() bin_dir rendered helm
+  local ran=() bin_dir lua
   step "cargo fmt --all -- --check"
   cargo fmt --all -- --check || fail "formatting (fix with: cargo fmt --all)"
   ran+=(fmt)
@@ -52,18 +52,13 @@ main() {
   fi
 
   if [[ -d charts/planops ]]; then
-    helm="$bin_dir/helm"
-    [[ -x "$helm" ]] || fail "helm missing in $bin_dir (built by scripts/envtest.sh build)"
-    rendered=$(mktemp -d "${TMPDIR:-/tmp}/planops-helm-XXXXXX")
-    step "helm lint charts/planops"
-    "$helm" lint charts/planops || fail "helm lint"
-    step "helm template charts/planops (default values, and watchNamespaces set)"
-    "$helm" template planops charts/planops --namespace planops-system \
-      >"$rendered/default.yaml" || fail "helm template (default values)"
-    "$helm" template planops charts/planops --namespace planops-system \
-      --set 'watchNamespaces={team-a,team-b}' \
-      >"$rendered/watch-namespaces.yaml" || fail "helm template (watchNamespaces)"
-    echo "rendered into $rendered"
+    step "helm chart: lint, render scenarios, docs, Argo CD health check"
+    python3 -c 'import yaml' 2>/dev/null || fail "PyYAML is not installed (pip install -r tests/python/requirements.txt)"
+    HELM="$bin_dir/helm" python3 charts/planops/ci/render_test.py || fail "chart render tests"
+    (cd charts/planops && python3 ci/docs_check.py --check) || fail "chart README out of date (python3 ci/docs_check.py --write)"
+    lua=$(command -v lua5.1 || command -v lua5.4 || command -v lua || true)
+    [[ -n "$lua" ]] || fail "no Lua interpreter for the Argo CD health check test (apt-get install lua5.1)"
+    (cd charts/planops && "$lua" ci/health_test.lua) || fail "Argo CD health check test"
     ran+=(helm)
   fi
 
