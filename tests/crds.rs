@@ -61,11 +61,7 @@ async fn crds_install_and_explain_nested_fields() {
     ];
     for (field, expected) in cases {
         let out = cluster
-            .kubectl(&[
-                "explain",
-                field,
-                "--api-version=planops.io/v1alpha1",
-            ])
+            .kubectl(&["explain", field, "--api-version=planops.io/v1alpha1"])
             .await;
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
