@@ -135,10 +135,11 @@ pub struct EventTriggerSpec {
         pattern(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
     )]
     pub model: String,
-    /// Record operations that fire the trigger. Default both.
+    /// Record operations that fire the trigger: `Create`, `Write` or both (the default).
+    // Not named `on`: YAML 1.1 parsers, kubectl's among them, read a bare `on` key as `true`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 2))]
-    pub on: Vec<RecordOperation>,
+    pub operations: Vec<RecordOperation>,
     /// Fields whose change fires the trigger on write. Empty: any field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]

@@ -61,7 +61,10 @@ pub struct ScheduleSpec {
     /// Cron expression: 5 fields (minute hour day-of-month month day-of-week), or 6 with
     /// a leading seconds field; nicknames such as `@daily` are accepted. Example:
     /// `30 6 * * MON-FRI` (06:30 on weekdays).
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(
+        length(min = 1, max = 256),
+        pattern(r"^\s*(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4,5}\S+)\s*$")
+    )]
     pub cron: String,
     /// IANA time zone the cron times are read in, e.g. `Europe/Berlin`. Default `UTC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
