@@ -107,6 +107,11 @@ where
 }
 
 pub fn planops_api(cluster: &TestCluster, namespace: &str, kind: &str) -> Api<DynamicObject> {
+    planops_api_for(cluster.client.clone(), namespace, kind)
+}
+
+/// [`planops_api`] for any client, for example one authenticated as a ServiceAccount.
+pub fn planops_api_for(client: kube::Client, namespace: &str, kind: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("planops.io", "v1alpha1", kind);
     let plural = match kind {
         "OdooConnection" => "odooconnections",
@@ -116,7 +121,7 @@ pub fn planops_api(cluster: &TestCluster, namespace: &str, kind: &str) -> Api<Dy
         other => panic!("unknown kind {other}"),
     };
     let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
-    Api::namespaced_with(cluster.client.clone(), namespace, &ar)
+    Api::namespaced_with(client, namespace, &ar)
 }
 
 /// Server-side applies a manifest (YAML or JSON value) as the test's field manager.
