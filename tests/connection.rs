@@ -74,7 +74,15 @@ async fn connected_status_reports_version_uid_and_protocol() {
     apply(cluster, &ns, &connection("odoo-17", "v17", &v17.url)).await;
     apply(cluster, &ns, &connection("odoo-19", "v19", &v19.url)).await;
 
-    let obj = wait_ready(cluster, &ns, "OdooConnection", "odoo-17", "True", "Connected").await;
+    let obj = wait_ready(
+        cluster,
+        &ns,
+        "OdooConnection",
+        "odoo-17",
+        "True",
+        "Connected",
+    )
+    .await;
     let status = &obj["status"];
     assert_eq!(status["serverMajorVersion"], 17);
     assert!(
@@ -88,7 +96,15 @@ async fn connected_status_reports_version_uid_and_protocol() {
     assert_eq!(status["protocol"], "JsonRpc");
     assert_eq!(status["edition"], "Community");
 
-    let obj = wait_ready(cluster, &ns, "OdooConnection", "odoo-19", "True", "Connected").await;
+    let obj = wait_ready(
+        cluster,
+        &ns,
+        "OdooConnection",
+        "odoo-19",
+        "True",
+        "Connected",
+    )
+    .await;
     assert_eq!(obj["status"]["serverMajorVersion"], 19);
     assert_eq!(
         obj["status"]["protocol"], "Json2",
@@ -122,10 +138,15 @@ async fn wrong_key_is_authentication_failed_without_leaking_it() {
     assert!(!obj["status"].to_string().contains(wrong_key));
     let events = eventually("an event about the failed authentication", || async {
         let messages = event_messages(cluster, &ns).await;
-        messages.contains("AuthenticationFailed: ").then_some(messages)
+        messages
+            .contains("AuthenticationFailed: ")
+            .then_some(messages)
     })
     .await;
-    assert!(!events.contains(wrong_key), "an event carries the key: {events}");
+    assert!(
+        !events.contains(wrong_key),
+        "an event carries the key: {events}"
+    );
 
     // Fixing the Secret is enough: the operator watches it.
     apply(cluster, &ns, &odoo.secret("creds")).await;
@@ -138,12 +159,25 @@ async fn outage_is_unreachable_and_recovers_on_its_own() {
     let mut odoo = private_odoo("17").await;
     let _operator = OperatorProcess::simple(cluster, &ns).await;
 
-    apply(cluster, &ns, &secret_with("creds", &odoo.db.admin_api_key())).await;
+    apply(
+        cluster,
+        &ns,
+        &secret_with("creds", &odoo.db.admin_api_key()),
+    )
+    .await;
     apply(cluster, &ns, &connection("odoo", "creds", &odoo.url)).await;
     wait_ready(cluster, &ns, "OdooConnection", "odoo", "True", "Connected").await;
 
     odoo.stop().await;
-    let obj = wait_ready(cluster, &ns, "OdooConnection", "odoo", "False", "Unreachable").await;
+    let obj = wait_ready(
+        cluster,
+        &ns,
+        "OdooConnection",
+        "odoo",
+        "False",
+        "Unreachable",
+    )
+    .await;
     assert_ne!(
         condition(&obj, "Stalled").map(|(status, _)| status),
         Some("True".into()),

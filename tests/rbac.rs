@@ -129,7 +129,12 @@ async fn operator_works_with(cluster: &common::TestCluster, ns: &str, kubeconfig
     )
     .await;
     apply(cluster, ns, &odoo.secret("odoo-credentials")).await;
-    apply(cluster, ns, &connection("odoo", "odoo-credentials", &odoo.url)).await;
+    apply(
+        cluster,
+        ns,
+        &connection("odoo", "odoo-credentials", &odoo.url),
+    )
+    .await;
     apply(cluster, ns, &spike_rule("spikes", "odoo")).await;
     wait_ready(cluster, ns, "OdooConnection", "odoo", "True", "Connected").await;
     let rule = wait_ready(cluster, ns, "ExceptionRule", "spikes", "True", "Reconciled").await;
@@ -183,9 +188,7 @@ async fn operator_runs_with_the_tenant_mode_rbac_and_nothing_more() {
 
     operator_works_with(cluster, &ns, &kubeconfig).await;
 
-    let as_operator = cluster
-        .service_account_client(&ns, SERVICE_ACCOUNT)
-        .await;
+    let as_operator = cluster.service_account_client(&ns, SERVICE_ACCOUNT).await;
     forbidden(
         Api::<Secret>::namespaced(as_operator.clone(), &other)
             .list(&ListParams::default())
@@ -240,9 +243,7 @@ async fn operator_runs_with_the_cluster_mode_rbac_and_nothing_more() {
 
     operator_works_with(cluster, &ns, &kubeconfig).await;
 
-    let as_operator = cluster
-        .service_account_client(&ns, SERVICE_ACCOUNT)
-        .await;
+    let as_operator = cluster.service_account_client(&ns, SERVICE_ACCOUNT).await;
     forbidden(
         Api::<Secret>::namespaced(as_operator.clone(), &ns)
             .delete("odoo-credentials", &Default::default())
