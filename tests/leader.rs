@@ -1,5 +1,6 @@
 //! Two operator replicas: exactly one holds the Lease and reconciles; when it
-//! is killed, the other takes over.
+//! is killed, the other takes over; on SIGTERM the leader exits cleanly and
+//! releases the Lease.
 
 mod common;
 mod support;
@@ -103,4 +104,57 @@ async fn one_replica_leads_and_a_standby_takes_over_after_sigkill() {
     )
     .await;
     assert_eq!(leader_gauge(standby).await, Some(true));
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_leader_cleanly_and_releases_the_lease() {
+    let cluster = common::cluster().await;
+    cluster
+        .install_crds(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
+        .await;
+    let ns = cluster.namespace("sigterm").await;
+    let start = |identity| {
+        let ns = ns.clone();
+        async move {
+            OperatorProcess::start(
+                cluster,
+                OperatorOptions {
+                    namespace: &ns,
+                    identity,
+                    leader_election: true,
+                    lease_duration_seconds: LEASE_SECONDS,
+                    kubeconfig: None,
+                },
+            )
+            .await
+        }
+    };
+    let mut leader = start("first").await;
+    eventually("the first replica to lead", || async {
+        holder(cluster, &ns).await.filter(|h| h == "first")
+    })
+    .await;
+    let standby = start("second").await;
+    eventually("the standby to be up", || async {
+        leader_gauge(&standby).await.filter(|leads| !leads)
+    })
+    .await;
+
+    let pid = leader.child.id().expect("the leader is running");
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(sent.success());
+    let exit = leader.child.wait().await.expect("waiting for the leader");
+    assert!(exit.success(), "SIGTERM is a clean shutdown, got {exit}");
+
+    // The leader gives the Lease up on its way out rather than letting it expire.
+    let left = holder(cluster, &ns).await;
+    assert_ne!(left.as_deref(), Some("first"), "the Lease was released");
+    eventually("the standby to take the released lease", || async {
+        holder(cluster, &ns).await.filter(|h| h == "second")
+    })
+    .await;
+    assert_eq!(leader_gauge(&standby).await, Some(true));
 }

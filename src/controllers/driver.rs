@@ -73,6 +73,11 @@ pub async fn reconcile<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<
 
 /// Requeue with jitter after a failure, so many failing objects do not retry in lockstep.
 pub fn error_policy<K: Reconciler>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    if err.is_stale_object() {
+        tracing::debug!(kind = K::KIND, name = %obj.name_any(), namespace = ?obj.namespace(), error = %err, "acted on a stale copy; retrying on the newer one");
+        let jitter = rand::rng().random_range(0..500);
+        return Action::requeue(Duration::from_millis(500 + jitter));
+    }
     tracing::warn!(kind = K::KIND, name = %obj.name_any(), namespace = ?obj.namespace(), error = %err, "reconcile failed");
     ctx.metrics
         .reconcile_errors

@@ -46,6 +46,26 @@ pub enum Error {
 
 impl Error {
     /// A low-cardinality label for the error metric.
+    /// The object we acted on was stale: a finalizer patch whose `test` guard
+    /// failed (422) or a write that lost an optimistic-concurrency race (409).
+    /// The watch is about to deliver the newer version, so retry soon and quietly.
+    pub fn is_stale_object(&self) -> bool {
+        let api_code = |e: &kube::Error| match e {
+            kube::Error::Api(status) => Some(status.code),
+            _ => None,
+        };
+        match self {
+            Error::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => {
+                    matches!(api_code(e), Some(409 | 422))
+                }
+                _ => false,
+            },
+            Error::Kube(e) => api_code(e) == Some(409),
+            Error::MissingNamespace => false,
+        }
+    }
+
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
