@@ -70,6 +70,22 @@ macro_rules! common_status {
     };
 }
 
+/// The accessors that read the same fields on every kind: `status`,
+/// `spec.suspend` and `spec.deletionPolicy`.
+macro_rules! gitops_controls {
+    () => {
+        fn status(&self) -> Option<&Self::Status> {
+            self.status.as_ref()
+        }
+        fn suspended(&self) -> bool {
+            self.spec.suspend.unwrap_or(false)
+        }
+        fn deletion_policy(&self) -> DeletionPolicy {
+            self.spec.deletion_policy.unwrap_or_default()
+        }
+    };
+}
+
 common_status!(OdooConnectionStatus);
 common_status!(ExceptionRuleStatus);
 common_status!(SupplierConnectorStatus);
@@ -78,15 +94,7 @@ common_status!(ApprovalPolicyStatus);
 impl PlanopsKind for OdooConnection {
     type Status = OdooConnectionStatus;
     const KIND: &'static str = "OdooConnection";
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn suspended(&self) -> bool {
-        self.spec.suspend.unwrap_or(false)
-    }
-    fn deletion_policy(&self) -> DeletionPolicy {
-        self.spec.deletion_policy.unwrap_or_default()
-    }
+    gitops_controls!();
     fn connection_name(&self) -> Option<&str> {
         None
     }
@@ -114,15 +122,7 @@ impl PlanopsKind for OdooConnection {
 impl PlanopsKind for ExceptionRule {
     type Status = ExceptionRuleStatus;
     const KIND: &'static str = "ExceptionRule";
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn suspended(&self) -> bool {
-        self.spec.suspend.unwrap_or(false)
-    }
-    fn deletion_policy(&self) -> DeletionPolicy {
-        self.spec.deletion_policy.unwrap_or_default()
-    }
+    gitops_controls!();
     fn connection_name(&self) -> Option<&str> {
         Some(&self.spec.connection_ref.name)
     }
@@ -149,15 +149,7 @@ impl PlanopsKind for ExceptionRule {
 impl PlanopsKind for SupplierConnector {
     type Status = SupplierConnectorStatus;
     const KIND: &'static str = "SupplierConnector";
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn suspended(&self) -> bool {
-        self.spec.suspend.unwrap_or(false)
-    }
-    fn deletion_policy(&self) -> DeletionPolicy {
-        self.spec.deletion_policy.unwrap_or_default()
-    }
+    gitops_controls!();
     fn connection_name(&self) -> Option<&str> {
         Some(&self.spec.connection_ref.name)
     }
@@ -204,15 +196,7 @@ impl PlanopsKind for SupplierConnector {
 impl PlanopsKind for ApprovalPolicy {
     type Status = ApprovalPolicyStatus;
     const KIND: &'static str = "ApprovalPolicy";
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn suspended(&self) -> bool {
-        self.spec.suspend.unwrap_or(false)
-    }
-    fn deletion_policy(&self) -> DeletionPolicy {
-        self.spec.deletion_policy.unwrap_or_default()
-    }
+    gitops_controls!();
     fn connection_name(&self) -> Option<&str> {
         Some(&self.spec.connection_ref.name)
     }
