@@ -437,12 +437,11 @@ fn run_automations(
             continue;
         }
         let mut domain_json = json!([["id", "in", ids]]);
-        if let Some(filter) = text_of(&rule["filter_domain"]) {
-            if let (Some(all), Value::Array(extra)) =
+        if let Some(filter) = text_of(&rule["filter_domain"])
+            && let (Some(all), Value::Array(extra)) =
                 (domain_json.as_array_mut(), python_domain_literal(filter)?)
-            {
-                all.extend(extra);
-            }
+        {
+            all.extend(extra);
         }
         let domain = Domain::from_json_value(&domain_json)
             .map_err(|e| OrmError::Value(format!("Invalid domain: {e}")))?;
