@@ -1126,6 +1126,20 @@ mod tests {
     }
 
     #[test]
+    fn filter_domain_python_literals_become_json_domains() {
+        assert_eq!(
+            python_domain_literal("[('name', 'like', 'Hooked'), ('active', '=', True)]").unwrap(),
+            json!([["name", "like", "Hooked"], ["active", "=", true]])
+        );
+        assert_eq!(
+            python_domain_literal("['|', (\"ref\", '=', \"it's\"), ('id', 'in', (1, 2,))]")
+                .unwrap(),
+            json!(["|", ["ref", "=", "it's"], ["id", "in", [1, 2]]])
+        );
+        assert!(python_domain_literal("[('date', '<', context_today())]").is_err());
+    }
+
+    #[test]
     fn load_upserts_by_external_id() {
         let db = db(OdooVersion::V17);
         let fields = json!(["id", "name", "ref", "parent_id/.id"]);
