@@ -1237,7 +1237,6 @@ async fn model_id(server: &SimServer, model: &str) -> i64 {
 }
 
 #[tokio::test]
-#[ignore = "needs the simulator ORM to populate ir.model and run base.automation webhook actions"]
 async fn automation_webhooks_fire_for_matching_records_only() {
     for version in [OdooVersion::V17, OdooVersion::V18, OdooVersion::V19] {
         let server = start(version).await;

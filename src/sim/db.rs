@@ -20,8 +20,10 @@ pub mod store;
 pub mod value;
 
 use crate::odoo::domain::Domain;
+use model::FieldType;
 use orm::Ctx;
 use store::{Store, UserAuth, hash_secret};
+use value::Val;
 
 /// The Odoo major version the simulator imitates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -256,6 +258,7 @@ fn seed_base(store: &mut Store, cfg: &SimConfig) {
             tracing::error!(%model, %error, "seeding the simulator failed");
         }
     }
+    seed_model_registry(store, &ctx);
     store.frozen_now = None;
     store.users = vec![
         UserAuth {
@@ -271,6 +274,240 @@ fn seed_base(store: &mut Store, cfg: &SimConfig) {
             is_admin: false,
         },
     ];
+}
+
+/// One `ir.model` row per served model and one `ir.model.fields` row per
+/// field, as a real database has them: clients resolve `model_id`,
+/// `trigger_field_ids` and `webhook_field_ids` through these.
+fn seed_model_registry(store: &mut Store, ctx: &Ctx) {
+    let defs: Vec<_> = store.reg.models.clone();
+    for def in defs {
+        let vals = json!({
+            "model": def.name,
+            "name": def.description,
+            "state": "base",
+            "transient": false,
+            "is_mail_thread": def.is_mail_thread,
+        });
+        let Some(vals) = vals.as_object() else {
+            continue;
+        };
+        let model_id = match store.create("ir.model", vals, ctx) {
+            Ok(id) => id,
+            Err(error) => {
+                tracing::error!(model = %def.name, %error, "seeding ir.model failed");
+                continue;
+            }
+        };
+        for field in &def.fields {
+            let vals = json!({
+                "name": field.name,
+                "field_description": field.string,
+                "model_id": model_id,
+                "model": def.name,
+                "ttype": field.ftype.as_str(),
+                "relation": field.relation.clone().map(Value::String).unwrap_or(Value::Bool(false)),
+                "required": field.required,
+                "readonly": field.readonly,
+                "store": matches!(field.storage, model::Storage::Stored(_) | model::Storage::Id),
+            });
+            if let Some(vals) = vals.as_object()
+                && let Err(error) = store.create("ir.model.fields", vals, ctx)
+            {
+                tracing::error!(model = %def.name, field = %field.name, %error, "seeding ir.model.fields failed");
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AutomationEvent {
+    Create,
+    Write,
+}
+
+/// Turns a `filter_domain` Python literal such as `[('name', 'like', 'X')]`
+/// into JSON. Handles the literals automation rules use (lists, tuples,
+/// quoted strings, numbers, True/False/None); anything else is an error.
+fn python_domain_literal(text: &str) -> Result<Value, OrmError> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '(' => out.push('['),
+            ')' => out.push(']'),
+            '\'' | '"' => {
+                out.push('"');
+                while let Some(inner) = chars.next() {
+                    match inner {
+                        '\\' => {
+                            if let Some(escaped) = chars.next() {
+                                out.push('\\');
+                                out.push(escaped);
+                            }
+                        }
+                        '"' if c == '\'' => out.push_str("\\\""),
+                        _ if inner == c => break,
+                        _ => out.push(inner),
+                    }
+                }
+                out.push('"');
+            }
+            c if c.is_ascii_alphabetic() => {
+                let mut word = String::from(c);
+                while let Some(&next) = chars.peek() {
+                    if next.is_ascii_alphanumeric() || next == '_' {
+                        word.push(next);
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                out.push_str(match word.as_str() {
+                    "True" => "true",
+                    "False" => "false",
+                    "None" => "null",
+                    _ => {
+                        return Err(OrmError::Value(format!(
+                            "filter_domain: unsupported name '{word}'"
+                        )));
+                    }
+                });
+            }
+            _ => out.push(c),
+        }
+    }
+    // Python allows a trailing comma in one-element tuples and lists.
+    let out = out.replace(",]", "]").replace(", ]", "]");
+    serde_json::from_str(&out)
+        .map_err(|e| OrmError::Value(format!("filter_domain is not a valid domain: {e}")))
+}
+
+fn text_of(value: &Value) -> Option<&str> {
+    value.as_str().filter(|s| !s.is_empty())
+}
+
+/// Runs the record-triggered automation rules of `model` for `ids` and
+/// queues one webhook POST per (matching record, webhook action), with the
+/// payload Odoo's `_run_action_webhook` sends (`_action`, `_id`, `_model` and
+/// the selected fields read with `load=None`).
+fn run_automations(
+    store: &mut Store,
+    model: &str,
+    ids: &[i64],
+    event: AutomationEvent,
+    ctx: &Ctx,
+) -> Result<(), OrmError> {
+    if store.version < OdooVersion::V17 || ids.is_empty() || model == "base.automation" {
+        return Ok(());
+    }
+    let system = Ctx {
+        uid: 1,
+        active_test: true,
+    };
+    let rule_ids = store.search("base.automation", &Domain::all(), 0, None, None, &system)?;
+    if rule_ids.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = ["model_id", "trigger", "filter_domain", "action_server_ids"]
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    let rules = store.read("base.automation", &rule_ids, &fields, false, &system)?;
+    for rule in rules {
+        let Some(model_id) = rule["model_id"].as_i64() else {
+            continue;
+        };
+        let rule_model = store.read(
+            "ir.model",
+            &[model_id],
+            &["model".to_string()],
+            false,
+            &system,
+        )?;
+        if rule_model.first().and_then(|m| m["model"].as_str()) != Some(model) {
+            continue;
+        }
+        let trigger = rule["trigger"].as_str().unwrap_or_default();
+        let fires = match event {
+            AutomationEvent::Create => matches!(trigger, "on_create" | "on_create_or_write"),
+            AutomationEvent::Write => matches!(trigger, "on_write" | "on_create_or_write"),
+        };
+        if !fires {
+            continue;
+        }
+        let mut domain_json = json!([["id", "in", ids]]);
+        if let Some(filter) = text_of(&rule["filter_domain"])
+            && let (Some(all), Value::Array(extra)) =
+                (domain_json.as_array_mut(), python_domain_literal(filter)?)
+        {
+            all.extend(extra);
+        }
+        let domain = Domain::from_json_value(&domain_json)
+            .map_err(|e| OrmError::Value(format!("Invalid domain: {e}")))?;
+        let matching = store.search(model, &domain, 0, None, Some("id"), ctx)?;
+        if matching.is_empty() {
+            continue;
+        }
+        let action_ids: Vec<i64> = rule["action_server_ids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default();
+        let automation_id = rule["id"].as_i64().unwrap_or_default();
+        let action_fields: Vec<String> = ["name", "state", "webhook_url", "webhook_field_ids"]
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        for action in store.read(
+            "ir.actions.server",
+            &action_ids,
+            &action_fields,
+            false,
+            &system,
+        )? {
+            if action["state"].as_str() != Some("webhook") {
+                continue;
+            }
+            let Some(url) = text_of(&action["webhook_url"]).map(str::to_string) else {
+                return Err(OrmError::User(
+                    "I'll be happy to send a webhook for you, but you really need to give me a URL to reach out to...".into(),
+                ));
+            };
+            let field_ids: Vec<i64> = action["webhook_field_ids"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                .unwrap_or_default();
+            let mut names: Vec<String> = store
+                .read(
+                    "ir.model.fields",
+                    &field_ids,
+                    &["name".to_string()],
+                    false,
+                    &system,
+                )?
+                .iter()
+                .filter_map(|f| f["name"].as_str().map(str::to_string))
+                .collect();
+            names.push("id".to_string());
+            let label = format!(
+                "{}(#{})",
+                action["name"].as_str().unwrap_or_default(),
+                action["id"].as_i64().unwrap_or_default()
+            );
+            for row in store.read(model, &matching, &names, false, &system)? {
+                let mut payload = row.as_object().cloned().unwrap_or_default();
+                payload.insert("_action".into(), json!(label));
+                payload.insert("_id".into(), row["id"].clone());
+                payload.insert("_model".into(), json!(model));
+                store.webhooks.push(WebhookDelivery {
+                    url: url.clone(),
+                    payload: Value::Object(payload),
+                    automation_id,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Models a non-admin user may read but not change.
@@ -437,7 +674,11 @@ fn dispatch(
         "create" => {
             check_access(store, uid, model, "create")?;
             match args.get(0, "vals_list").or_else(|| args.named.get("vals")) {
-                Some(Value::Object(vals)) => Ok(json!(store.create(model, vals, &ctx)?)),
+                Some(Value::Object(vals)) => {
+                    let id = store.create(model, vals, &ctx)?;
+                    run_automations(store, model, &[id], AutomationEvent::Create, &ctx)?;
+                    Ok(json!(id))
+                }
                 Some(Value::Array(list)) => {
                     let mut ids = Vec::with_capacity(list.len());
                     for item in list {
@@ -446,6 +687,7 @@ fn dispatch(
                         })?;
                         ids.push(store.create(model, vals, &ctx)?);
                     }
+                    run_automations(store, model, &ids, AutomationEvent::Create, &ctx)?;
                     Ok(json!(ids))
                 }
                 _ => Err(OrmError::Value(format!(
@@ -466,6 +708,7 @@ fn dispatch(
                     ))
                 })?;
             store.write(model, &ids, &vals, &ctx)?;
+            run_automations(store, model, &ids, AutomationEvent::Write, &ctx)?;
             Ok(Value::Bool(true))
         }
         "unlink" => {
@@ -501,6 +744,20 @@ fn dispatch(
                 &ctx,
             )
         }
+        "load" => {
+            check_access(store, uid, model, "create")?;
+            check_access(store, uid, model, "write")?;
+            let fields = args.strings(0, "fields");
+            let data = match args.get(1, "data") {
+                Some(Value::Array(rows)) => rows.clone(),
+                _ => {
+                    return Err(OrmError::Value(format!(
+                        "{model}.load() missing 1 required positional argument: 'data'"
+                    )));
+                }
+            };
+            Ok(load(store, model, &fields, &data, &ctx))
+        }
         "check_access_rights" => {
             let operation = args
                 .get(0, "operation")
@@ -525,6 +782,183 @@ fn dispatch(
             method: method.to_string(),
         }),
     }
+}
+
+/// Odoo's CSV import (`load`): each row creates a record or, when its `id`
+/// column names an external id that already exists, updates that record.
+/// Errors are reported in `messages` with `ids: false`, never raised. Unlike
+/// Odoo, rows imported before a failing row are not rolled back.
+fn load(store: &mut Store, model: &str, fields: &[String], data: &[Value], ctx: &Ctx) -> Value {
+    let mut ids = Vec::new();
+    let mut messages = Vec::new();
+    for (row_index, row) in data.iter().enumerate() {
+        let cells: Vec<String> = match row.as_array() {
+            Some(cells) => cells
+                .iter()
+                .map(|c| match c {
+                    Value::String(s) => s.clone(),
+                    Value::Null | Value::Bool(false) => String::new(),
+                    other => other.to_string(),
+                })
+                .collect(),
+            None => {
+                messages.push(load_message(row_index, "row is not a list".into()));
+                continue;
+            }
+        };
+        match load_row(store, model, fields, &cells, ctx) {
+            Ok(id) => ids.push(id),
+            Err(error) => messages.push(load_message(row_index, error.to_string())),
+        }
+    }
+    if messages.is_empty() {
+        json!({"ids": ids, "messages": [], "nextrow": 0})
+    } else {
+        json!({"ids": false, "messages": messages, "nextrow": 0})
+    }
+}
+
+fn load_message(row_index: usize, message: String) -> Value {
+    json!({"type": "error", "message": message, "record": row_index, "rows": {"from": row_index, "to": row_index}})
+}
+
+/// Splits `module.name`; ids without a module go to `__import__` as in Odoo.
+fn split_xmlid(xmlid: &str) -> (String, String) {
+    match xmlid.split_once('.') {
+        Some((module, name)) => (module.to_string(), name.to_string()),
+        None => ("__import__".to_string(), xmlid.to_string()),
+    }
+}
+
+fn resolve_xmlid(
+    store: &mut Store,
+    xmlid: &str,
+    ctx: &Ctx,
+) -> Result<Option<(String, i64)>, OrmError> {
+    let (module, name) = split_xmlid(xmlid);
+    let domain = Domain::from_json_value(&json!([["module", "=", module], ["name", "=", name]]))
+        .map_err(|e| OrmError::Value(format!("Invalid domain: {e}")))?;
+    let found = store.search("ir.model.data", &domain, 0, Some(1), None, ctx)?;
+    let Some(&row) = found.first() else {
+        return Ok(None);
+    };
+    let mi = store.model_index("ir.model.data")?;
+    let model = match store.slot_value(mi, row, "model") {
+        Val::Str(s) => s.to_string(),
+        _ => String::new(),
+    };
+    let res_id = match store.slot_value(mi, row, "res_id") {
+        Val::Int(n) => n,
+        _ => 0,
+    };
+    Ok(Some((model, res_id)))
+}
+
+fn load_row(
+    store: &mut Store,
+    model: &str,
+    fields: &[String],
+    cells: &[String],
+    ctx: &Ctx,
+) -> Result<i64, OrmError> {
+    let def = store.def(model)?;
+    let mut xmlid = None;
+    let mut vals = Map::new();
+    for (column, cell) in fields.iter().zip(cells) {
+        if column == "id" || column == ".id" {
+            if !cell.is_empty() {
+                xmlid = Some((column.clone(), cell.clone()));
+            }
+            continue;
+        }
+        let (name, suffix) = match column.split_once('/') {
+            Some((name, suffix)) => (name, Some(suffix)),
+            None => (column.as_str(), None),
+        };
+        let field = def.field(name).ok_or_else(|| {
+            OrmError::Value(format!("Unknown field '{column}' on model '{model}'"))
+        })?;
+        let value = if cell.is_empty() {
+            match field.ftype {
+                FieldType::Many2many | FieldType::One2many => json!([[6, 0, []]]),
+                FieldType::Integer | FieldType::Float | FieldType::Monetary => json!(0),
+                _ => Value::Bool(false),
+            }
+        } else {
+            match (field.ftype, suffix) {
+                (FieldType::Many2one, Some(".id")) => json!(parse_int(column, cell)?),
+                (FieldType::Many2many, Some(".id")) => {
+                    let ids = cell
+                        .split(',')
+                        .map(|part| parse_int(column, part.trim()))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    json!([[6, 0, ids]])
+                }
+                (FieldType::Many2one, Some("id")) => {
+                    let (_, id) = resolve_xmlid(store, cell, ctx)?.ok_or_else(|| {
+                        OrmError::Value(format!(
+                            "No matching record found for external id '{cell}' in field '{}'",
+                            field.string
+                        ))
+                    })?;
+                    json!(id)
+                }
+                (FieldType::Integer, None) => json!(parse_int(column, cell)?),
+                (FieldType::Float | FieldType::Monetary, None) => {
+                    json!(cell.parse::<f64>().map_err(|_| OrmError::Value(format!(
+                        "'{cell}' does not seem to be a number for field '{}'",
+                        field.string
+                    )))?)
+                }
+                (FieldType::Boolean, None) => {
+                    json!(matches!(
+                        cell.to_ascii_lowercase().as_str(),
+                        "1" | "true" | "yes"
+                    ))
+                }
+                (_, None) => json!(cell),
+                (_, Some(other)) => {
+                    return Err(OrmError::Value(format!(
+                        "Unsupported import column '{name}/{other}' on model '{model}'"
+                    )));
+                }
+            }
+        };
+        vals.insert(name.to_string(), value);
+    }
+    match xmlid {
+        Some((column, cell)) if column == ".id" => {
+            let id = parse_int(".id", &cell)?;
+            store.write(model, &[id], &vals, ctx)?;
+            Ok(id)
+        }
+        Some((_, cell)) => match resolve_xmlid(store, &cell, ctx)? {
+            Some((known_model, res_id))
+                if known_model == model && store.table(model)?.exists(res_id) =>
+            {
+                store.write(model, &[res_id], &vals, ctx)?;
+                Ok(res_id)
+            }
+            Some(_) => Err(OrmError::Value(format!(
+                "External id '{cell}' points to a record of another model or a deleted record"
+            ))),
+            None => {
+                let id = store.create(model, &vals, ctx)?;
+                let (module, name) = split_xmlid(&cell);
+                let row = json!({"module": module, "name": name, "model": model, "res_id": id});
+                if let Some(row) = row.as_object() {
+                    store.create("ir.model.data", row, ctx)?;
+                }
+                Ok(id)
+            }
+        },
+        None => store.create(model, &vals, ctx),
+    }
+}
+
+fn parse_int(column: &str, cell: &str) -> Result<i64, OrmError> {
+    cell.parse::<i64>()
+        .map_err(|_| OrmError::Value(format!("'{cell}' is not a valid id for column '{column}'")))
 }
 
 /// The simulated Odoo database. Cheap to clone; all clones share state.
@@ -689,6 +1123,80 @@ mod tests {
         let args = args.as_array().cloned().unwrap_or_default();
         let kwargs = kwargs.as_object().cloned().unwrap_or_default();
         db.execute_kw(ADMIN_UID, model, method, args, kwargs)
+    }
+
+    #[test]
+    fn filter_domain_python_literals_become_json_domains() {
+        assert_eq!(
+            python_domain_literal("[('name', 'like', 'Hooked'), ('active', '=', True)]").unwrap(),
+            json!([["name", "like", "Hooked"], ["active", "=", true]])
+        );
+        assert_eq!(
+            python_domain_literal("['|', (\"ref\", '=', \"it's\"), ('id', 'in', (1, 2,))]")
+                .unwrap(),
+            json!(["|", ["ref", "=", "it's"], ["id", "in", [1, 2]]])
+        );
+        assert!(python_domain_literal("[('date', '<', context_today())]").is_err());
+    }
+
+    #[test]
+    fn load_upserts_by_external_id() {
+        let db = db(OdooVersion::V17);
+        let fields = json!(["id", "name", "ref", "parent_id/.id"]);
+        let first = call(
+            &db,
+            "res.partner",
+            "load",
+            json!([fields, [["planops.p1", "Loaded", "L-1", "1"]]]),
+            json!({}),
+        )
+        .unwrap();
+        let id = first["ids"][0].as_i64().unwrap();
+        assert_eq!(first["messages"], json!([]));
+        let again = call(
+            &db,
+            "res.partner",
+            "load",
+            json!([fields, [["planops.p1", "Renamed", "L-1", ""]]]),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(again["ids"], json!([id]));
+        let rows = call(
+            &db,
+            "res.partner",
+            "search_read",
+            json!([[["ref", "=", "L-1"]], ["name", "parent_id"]]),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(rows.as_array().unwrap().len(), 1);
+        assert_eq!(rows[0]["name"], json!("Renamed"));
+        assert_eq!(rows[0]["parent_id"], json!(false));
+        let xmlids = call(
+            &db,
+            "ir.model.data",
+            "search_read",
+            json!([
+                [["module", "=", "planops"], ["name", "=", "p1"]],
+                ["model", "res_id"]
+            ]),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(xmlids[0]["res_id"], json!(id));
+        assert_eq!(xmlids[0]["model"], json!("res.partner"));
+
+        let failed = call(
+            &db,
+            "res.partner",
+            "load",
+            json!([["id", "no_such_field"], [["planops.p2", "x"]]]),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(failed["ids"], json!(false));
+        assert_eq!(failed["messages"][0]["type"], json!("error"));
     }
 
     /// A small fixed data set of partners and categories (not the random one).

@@ -389,6 +389,17 @@ impl Store {
                 )));
             }
         }
+        // res.partner's `name` is optional at field level but guarded by the
+        // SQL constraint `res_partner_check_name` for contacts (the only partner
+        // type the simulator serves).
+        if def.name == "res.partner"
+            && let Some(slot) = def.slot_of("name")
+            && slots[slot].is_false()
+        {
+            return Err(OrmError::Validation(
+                "The operation cannot be completed: Contacts require a name".into(),
+            ));
+        }
         let id = self.insert_raw(mi, slots, ctx.uid);
         // one2many commands need the parent id.
         for field in &def.fields {
