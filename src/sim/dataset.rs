@@ -323,7 +323,8 @@ struct MoveRow {
     from: i64,
     to: i64,
     picking: Option<i64>,
-    picking_type: i64,
+    /// None for inventory adjustments, which Odoo books without an operation type.
+    picking_type: Option<i64>,
     warehouse: i64,
     origin: Val,
     purchase_line: Option<i64>,
@@ -353,7 +354,7 @@ impl MoveSlots {
                 (self.location_id, Val::Id(row.from)),
                 (self.location_dest_id, Val::Id(row.to)),
                 (self.picking_id, id_or_false(row.picking)),
-                (self.picking_type_id, Val::Id(row.picking_type)),
+                (self.picking_type_id, id_or_false(row.picking_type)),
                 (self.warehouse_id, Val::Id(row.warehouse)),
                 (self.origin, row.origin),
                 (self.purchase_line_id, id_or_false(row.purchase_line)),
@@ -1434,12 +1435,7 @@ impl<'a> Generator<'a> {
         let horizon = self.calendar.horizon;
         let plan = &self.plans[index];
         let warehouse = &self.warehouses[w];
-        let (warehouse_id, stock, out_type, in_type) = (
-            warehouse.id,
-            warehouse.stock,
-            warehouse.out_type,
-            warehouse.in_type,
-        );
+        let (warehouse_id, stock, out_type) = (warehouse.id, warehouse.stock, warehouse.out_type);
         let mut rng = stream(self.params.seed, 3, (index * 64 + w) as u64);
         let supplier_index = plan.supplier;
         let has_supplier = supplier_index < self.suppliers.len();
@@ -1493,7 +1489,7 @@ impl<'a> Generator<'a> {
                     from: self.inventory_location,
                     to: stock,
                     picking: None,
-                    picking_type: in_type,
+                    picking_type: None,
                     warehouse: warehouse_id,
                     origin: empty.clone(),
                     purchase_line: None,
@@ -1562,7 +1558,7 @@ impl<'a> Generator<'a> {
                             from: stock,
                             to: self.customer_location,
                             picking: Some(picking),
-                            picking_type: out_type,
+                            picking_type: Some(out_type),
                             warehouse: warehouse_id,
                             origin: empty.clone(),
                             purchase_line: None,
@@ -1659,7 +1655,7 @@ impl<'a> Generator<'a> {
                 from: self.supplier_location,
                 to: warehouse.stock,
                 picking: Some(slot.picking),
-                picking_type: warehouse.in_type,
+                picking_type: Some(warehouse.in_type),
                 warehouse: warehouse.id,
                 origin: slot.name.clone(),
                 purchase_line: Some(line),
@@ -1697,7 +1693,7 @@ impl<'a> Generator<'a> {
                 from: self.supplier_location,
                 to: warehouse.stock,
                 picking: Some(slot.picking),
-                picking_type: warehouse.in_type,
+                picking_type: Some(warehouse.in_type),
                 warehouse: warehouse.id,
                 origin: slot.name.clone(),
                 purchase_line: Some(line),
@@ -1976,7 +1972,7 @@ impl<'a> Generator<'a> {
                         from: stock,
                         to: self.customer_location,
                         picking: Some(picking_id),
-                        picking_type: out_type,
+                        picking_type: Some(out_type),
                         warehouse: warehouse_id,
                         origin: name.clone(),
                         purchase_line: None,
