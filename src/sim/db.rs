@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value, json};
 
+#[path = "dataset.rs"]
+pub mod dataset;
 #[path = "eval.rs"]
 pub mod eval;
 #[path = "model.rs"]
@@ -987,6 +989,7 @@ impl Database {
         };
         let mut store = Store::new(version, edition, cfg.today, origin);
         seed_base(&mut store, &cfg);
+        dataset::seed_dataset(&mut store, &cfg);
         let admin_api_key = random_key();
         store
             .api_keys

@@ -60,6 +60,15 @@ pub struct SimArgs {
     /// Number of suppliers.
     #[arg(long)]
     pub suppliers: Option<usize>,
+    /// Number of customers.
+    #[arg(long)]
+    pub customers: Option<usize>,
+    /// Number of confirmed sale orders still to deliver.
+    #[arg(long)]
+    pub open_sale_orders: Option<usize>,
+    /// Number of confirmed purchase orders still to receive (some late).
+    #[arg(long)]
+    pub open_purchase_orders: Option<usize>,
     /// The simulated "today" (YYYY-MM-DD); defaults to the real date.
     #[arg(long)]
     pub today: Option<jiff::civil::Date>,
@@ -96,6 +105,9 @@ impl std::fmt::Debug for SimArgs {
             .field("warehouses", &self.warehouses)
             .field("history_days", &self.history_days)
             .field("suppliers", &self.suppliers)
+            .field("customers", &self.customers)
+            .field("open_sale_orders", &self.open_sale_orders)
+            .field("open_purchase_orders", &self.open_purchase_orders)
             .field("today", &self.today)
             .field("faults", &self.fault_config())
             .field(
@@ -138,6 +150,15 @@ impl SimArgs {
         if let Some(suppliers) = self.suppliers {
             dataset.suppliers = suppliers;
         }
+        if let Some(customers) = self.customers {
+            dataset.customers = customers;
+        }
+        if let Some(orders) = self.open_sale_orders {
+            dataset.open_sale_orders = orders;
+        }
+        if let Some(orders) = self.open_purchase_orders {
+            dataset.open_purchase_orders = orders;
+        }
         SimConfig {
             database: self.database.clone(),
             version: self.odoo_version,
@@ -175,9 +196,28 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         admin_token: args.admin_token.clone(),
         faults,
     };
-    let server = SimServer::start_with(args.sim_config(), args.listen, options)
+    let config = args.sim_config();
+    let dataset = &config.dataset;
+    tracing::info!(
+        seed = dataset.seed,
+        products = dataset.products,
+        warehouses = dataset.warehouses,
+        history_days = dataset.history_days,
+        suppliers = dataset.suppliers,
+        customers = dataset.customers,
+        open_sale_orders = dataset.open_sale_orders,
+        open_purchase_orders = dataset.open_purchase_orders,
+        today = %config.today,
+        "generating the simulator data set"
+    );
+    let started = std::time::Instant::now();
+    let server = SimServer::start_with(config, args.listen, options)
         .await
         .context("starting the Odoo simulator")?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "simulator ready"
+    );
     print_banner(&server, &args);
     wait_for_signal().await?;
     tracing::info!("stopping the Odoo simulator");
@@ -193,6 +233,7 @@ fn print_banner(server: &SimServer, args: &SimArgs) {
         Edition::Enterprise => "enterprise",
     };
     let logins = user_logins(&server.db);
+    let shape = server.db.dataset_shape();
     let banner = json!({
         "url": server.url,
         "database": server.db.name(),
@@ -203,6 +244,7 @@ fn print_banner(server: &SimServer, args: &SimArgs) {
         "admin_api_key": server.db.admin_api_key(),
         "admin_token": server.admin_token,
         "seed": args.seed,
+        "dataset": shape,
     });
     println!("Odoo simulator listening on {}", server.url);
     println!("  database   {}", server.db.name());
@@ -210,6 +252,7 @@ fn print_banner(server: &SimServer, args: &SimArgs) {
     println!("  logins     {}", logins.join(", "));
     println!("  admin key  {}", server.db.admin_api_key());
     println!("  admin token {}", server.admin_token);
+    println!("  data set   {shape}");
     // One machine-readable line for scripts and test fixtures.
     println!("PLANOPS_SIM_READY {banner}");
 }
@@ -272,6 +315,16 @@ mod tests {
             "enterprise",
             "--products",
             "12",
+            "--warehouses",
+            "4",
+            "--history-days",
+            "90",
+            "--customers",
+            "5",
+            "--open-sale-orders",
+            "3",
+            "--open-purchase-orders",
+            "2",
             "--today",
             "2025-03-01",
             "--error-rate",
@@ -284,6 +337,11 @@ mod tests {
         assert_eq!(config.version, OdooVersion::V19);
         assert_eq!(config.edition, Edition::Enterprise);
         assert_eq!(config.dataset.products, 12);
+        assert_eq!(config.dataset.warehouses, 4);
+        assert_eq!(config.dataset.history_days, 90);
+        assert_eq!(config.dataset.customers, 5);
+        assert_eq!(config.dataset.open_sale_orders, 3);
+        assert_eq!(config.dataset.open_purchase_orders, 2);
         assert_eq!(config.today, jiff::civil::date(2025, 3, 1));
         let faults = cli.sim.fault_config();
         assert_eq!(faults.error_rate, 0.25);
