@@ -1,0 +1,113 @@
+//! One scan: read what a rule's detector needs from Odoo, run the engine, report.
+//!
+//! [`run_scan`] asks the detector for its [`InputNeeds`](crate::engine::InputNeeds),
+//! fetches exactly those inputs with as few calls as the data allows (see [`fetch`]),
+//! evaluates the rule and returns a [`ScanOutcome`] with the exceptions, the subjects
+//! evaluated, the Odoo calls made and the wall time. Writing to Odoo is the job of
+//! [`crate::actions`].
+
+pub mod fetch;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::civil::Date;
+
+use crate::api::rule::ExceptionRuleSpec;
+use crate::engine::{self, ParamsError, PlanningException, RuleRef, SeverityThresholds};
+use crate::odoo::{CallsSnapshot, OdooClient, OdooError};
+
+/// Why a scan could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The rule's detector or severity parameters are invalid.
+    #[error("invalid rule: {0}")]
+    Params(#[from] ParamsError),
+    /// A domain in the rule cannot be parsed.
+    #[error("invalid domain in {field}: {message}")]
+    Domain {
+        /// Which spec field holds the domain.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A warehouse code of the scope does not exist in Odoo.
+    #[error("scope.warehouses: no warehouse with code {0:?} in Odoo")]
+    UnknownWarehouse(String),
+    /// Odoo refused or failed a read.
+    #[error("reading {what} from Odoo: {source}")]
+    Odoo {
+        /// What the scan was reading.
+        what: &'static str,
+        /// The client's error (already redacted).
+        #[source]
+        source: OdooError,
+    },
+}
+
+impl ScanError {
+    pub(crate) fn odoo(what: &'static str) -> impl FnOnce(OdooError) -> ScanError {
+        move |source| ScanError::Odoo { what, source }
+    }
+}
+
+/// State a scan carries over from the previous scan of the same rule.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanMemory {
+    /// `date_planned` of open purchase lines as last seen, by line id (supplier delay
+    /// flags lines whose date moved later).
+    pub purchase_dates: BTreeMap<i64, Date>,
+}
+
+/// What one scan found.
+#[derive(Debug, Clone)]
+pub struct ScanOutcome {
+    /// Exceptions by descending priority.
+    pub exceptions: Vec<PlanningException>,
+    /// Product × warehouse pairs, purchase lines, sales lines or records evaluated.
+    pub subjects_evaluated: u64,
+    /// Odoo calls the scan's reads cost.
+    pub calls: CallsSnapshot,
+    /// Wall time of fetch and evaluation.
+    pub duration: Duration,
+    /// Memory to hand to the next scan of the rule.
+    pub memory: ScanMemory,
+    /// The day the scan planned from.
+    pub today: Date,
+}
+
+/// Scans `spec` (the rule `rule`) over Odoo as of `today`.
+pub async fn run_scan(
+    client: &OdooClient,
+    rule: &RuleRef<'_>,
+    spec: &ExceptionRuleSpec,
+    today: Date,
+    memory: &ScanMemory,
+) -> Result<ScanOutcome, ScanError> {
+    let started = std::time::Instant::now();
+    let before = client.calls_made();
+    let kind = spec.detector.validate()?;
+    let thresholds = spec.severity.clone().unwrap_or_default();
+    thresholds.validate()?;
+    let plan = fetch::FetchPlan::for_rule(spec, kind, today)?;
+    let fetched = fetch::fetch(client, &plan, memory).await?;
+    let subjects_evaluated = fetched.subjects();
+    let exceptions = evaluate(rule, spec, &thresholds, &fetched.input)?;
+    Ok(ScanOutcome {
+        exceptions,
+        subjects_evaluated,
+        calls: client.calls_made().since(&before),
+        duration: started.elapsed(),
+        memory: fetched.memory,
+        today,
+    })
+}
+
+fn evaluate(
+    rule: &RuleRef<'_>,
+    spec: &ExceptionRuleSpec,
+    thresholds: &SeverityThresholds,
+    input: &engine::PlanningInput,
+) -> Result<Vec<PlanningException>, ScanError> {
+    Ok(engine::evaluate(rule, &spec.detector, thresholds, input)?)
+}
