@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::actions::{self, ActionContext, NoSecrets, WriteOutcome};
 use crate::api::rule::ExceptionRule;
 use crate::engine::{ExceptionNumbers, PlanningException, RuleRef};
-use crate::odoo::{OdooClient, OdooConfig, RetryConfig, Secret};
+use crate::odoo::{OdooClient, OdooConfig, RateLimitConfig, RetryConfig, Secret};
 use crate::scan::{self, ScanMemory};
 use crate::sim::{SimConfig, SimServer};
 
@@ -94,6 +94,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     odoo.timeout = Duration::from_secs(60);
     odoo.retry = RetryConfig::default();
+    // The simulator runs in this process: Odoo.sh-style throttling would only slow
+    // the demo down.
+    odoo.rate_limit = RateLimitConfig {
+        rps: 10_000.0,
+        burst: 10_000,
+        max_concurrent: 8,
+        calls_per_minute: None,
+    };
     let client = OdooClient::connect(odoo)
         .await
         .context("connecting to the simulator")?;
@@ -106,61 +114,71 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 rule: &name,
             };
             println!("\n== {name} ({path}, {:?})", rule.spec.mode);
-            let outcome = scan::run_scan(
-                &client,
-                &rule_ref,
-                &rule.spec,
-                today,
-                &ScanMemory::default(),
-            )
-            .await
-            .with_context(|| format!("scanning rule {name}"))?;
-            let before_actions = client.calls_made();
-            let plan = actions::plan(&rule.spec, &outcome.exceptions, today);
-            let ctx = ActionContext {
-                rule: rule_ref.clone(),
-                spec: &rule.spec,
-                today,
-                secrets: &NoSecrets,
-            };
-            let report = actions::execute(&client, &ctx, &plan, &outcome.exceptions)
-                .await
-                .with_context(|| format!("acting on rule {name}"))?;
-            let action_calls = client.calls_made().since(&before_actions).requests;
-            print!(
-                "{}",
-                exception_table(&outcome.exceptions, args.top, outcome.subjects_evaluated)
-            );
-            println!(
-                "scan: {} Odoo calls, {} ms",
-                outcome.calls.requests,
-                outcome.duration.as_millis()
-            );
-            let mut tally = std::collections::BTreeMap::<String, usize>::new();
-            for (w, o) in &report.results {
-                let key = match o {
-                    WriteOutcome::Created(_) => format!("{} created", w.kind),
-                    WriteOutcome::Existing(_) => format!("{} already there", w.kind),
-                    WriteOutcome::Snoozed => format!("{} snoozed", w.kind),
-                    WriteOutcome::Skipped(r) => format!("{} skipped ({r})", w.kind),
-                    WriteOutcome::Failed(r) => format!("{} failed ({r})", w.kind),
-                };
-                *tally.entry(key).or_default() += 1;
-            }
-            println!(
-                "actions: {} planned writes, {} Odoo calls",
-                plan.writes.len(),
-                action_calls
-            );
-            for (what, n) in tally {
-                println!("  {n:>4} × {what}");
-            }
-            if !report.resolved.is_empty() {
-                println!("  {:>4} × activity resolved", report.resolved.len());
+            // One rule failing (say, a warehouse code the data set lacks) must not
+            // hide what the others find.
+            if let Err(error) = demo_rule(&client, &rule, &rule_ref, today, args.top).await {
+                println!("error: {error:#}");
             }
         }
     }
     server.shutdown().await;
+    Ok(())
+}
+
+async fn demo_rule(
+    client: &OdooClient,
+    rule: &ExceptionRule,
+    rule_ref: &RuleRef<'_>,
+    today: jiff::civil::Date,
+    top: usize,
+) -> anyhow::Result<()> {
+    let name = rule_ref.rule;
+    let outcome = scan::run_scan(client, rule_ref, &rule.spec, today, &ScanMemory::default())
+        .await
+        .with_context(|| format!("scanning rule {name}"))?;
+    let before_actions = client.calls_made();
+    let plan = actions::plan(&rule.spec, &outcome.exceptions, today);
+    let ctx = ActionContext {
+        rule: rule_ref.clone(),
+        spec: &rule.spec,
+        today,
+        secrets: &NoSecrets,
+    };
+    let report = actions::execute(client, &ctx, &plan, &outcome.exceptions)
+        .await
+        .with_context(|| format!("acting on rule {name}"))?;
+    let action_calls = client.calls_made().since(&before_actions).requests;
+    print!(
+        "{}",
+        exception_table(&outcome.exceptions, top, outcome.subjects_evaluated)
+    );
+    println!(
+        "scan: {} Odoo calls, {} ms",
+        outcome.calls.requests,
+        outcome.duration.as_millis()
+    );
+    let mut tally = std::collections::BTreeMap::<String, usize>::new();
+    for (w, o) in &report.results {
+        let key = match o {
+            WriteOutcome::Created(_) => format!("{} created", w.kind),
+            WriteOutcome::Existing(_) => format!("{} already there", w.kind),
+            WriteOutcome::Snoozed => format!("{} snoozed", w.kind),
+            WriteOutcome::Skipped(r) => format!("{} skipped ({r})", w.kind),
+            WriteOutcome::Failed(r) => format!("{} failed ({r})", w.kind),
+        };
+        *tally.entry(key).or_default() += 1;
+    }
+    println!(
+        "actions: {} planned writes, {} Odoo calls",
+        plan.writes.len(),
+        action_calls
+    );
+    for (what, n) in tally {
+        println!("  {n:>4} × {what}");
+    }
+    if !report.resolved.is_empty() {
+        println!("  {:>4} × activity resolved", report.resolved.len());
+    }
     Ok(())
 }
 
