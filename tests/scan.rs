@@ -805,3 +805,85 @@ async fn chatter_notes_are_posted_once() {
     );
     server.shutdown().await;
 }
+
+/// A webhook receiver that keeps every delivery's headers and body.
+async fn receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
+    let store = Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let store = Arc::clone(&store);
+            async move {
+                store.lock().unwrap().push((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn notify_sends_one_signed_webhook_when_an_exception_opens() {
+    let server = start().await;
+    let client = connect(&server).await;
+    product(&client, "B", 150.0, None).await;
+    let (url, seen) = receiver().await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut spec = rule(COST_RULE);
+    spec.actions.push(
+        serde_yaml_ng::from_str(
+            "notify: {urlSecretRef: {name: hook, key: url}, signingSecretRef: {name: hook, key: secret}, minSeverity: Low}",
+        )
+        .unwrap(),
+    );
+    let secrets = actions::StaticSecrets(
+        [
+            ("hook/url".to_string(), Secret::new(url)),
+            ("hook/secret".to_string(), Secret::new(secret)),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let outcome = run(&client, "hook", &spec).await;
+    assert_eq!(outcome.exceptions.len(), 1);
+    for _ in 0..2 {
+        let plan = actions::plan(&spec, &outcome.exceptions, TODAY);
+        let ctx = ActionContext {
+            rule: rule_ref("hook"),
+            spec: &spec,
+            today: TODAY,
+            secrets: &secrets,
+        };
+        actions::execute(&client, &ctx, &plan, &outcome.exceptions)
+            .await
+            .unwrap();
+    }
+    // The second run found the activity already there: nothing new to announce.
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let (headers, body) = &seen[0];
+    let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_string();
+    let id = header("webhook-id");
+    assert_eq!(id, outcome.exceptions[0].fingerprint.replace(':', "_"));
+    let timestamp: i64 = header("webhook-timestamp").parse().unwrap();
+    let expected =
+        planops::actions::webhook::sign(&Secret::new(secret), &id, timestamp, body.as_bytes())
+            .unwrap();
+    assert_eq!(header("webhook-signature"), expected.signature);
+    let payload: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(payload["type"], json!("planops.exception.opened"));
+    assert_eq!(
+        payload["data"]["fingerprint"],
+        json!(outcome.exceptions[0].fingerprint)
+    );
+    assert_eq!(payload["data"]["numbers"]["actual"], json!(150.0));
+    server.shutdown().await;
+}

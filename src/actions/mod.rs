@@ -573,11 +573,17 @@ async fn existing_activities(
     } else {
         client.clone()
     };
+    // Odoo 16 deletes done activities; 17+ archives them with their done date.
+    let fields: &[&str] = if client.info().version.major >= 17 {
+        &["id", "note", "active", "date_done"]
+    } else {
+        &["id", "note"]
+    };
     let rows = reader
         .search_read_all(
             "mail.activity",
             &json!([["note", "ilike", rule_marker(rule)]]),
-            &["id", "note", "active", "date_done"],
+            fields,
             &Default::default(),
         )
         .await
@@ -593,7 +599,7 @@ async fn existing_activities(
                 .id()
                 .map_err(odoo_err("reading this rule's activities"))?,
             fingerprint,
-            active: row.bool_field("active").unwrap_or(true),
+            active: row.get("active").and_then(Value::as_bool).unwrap_or(true),
             date_done: row.date("date_done").ok().flatten(),
         });
     }
