@@ -838,7 +838,9 @@ async fn notify_sends_one_signed_webhook_when_an_exception_opens() {
     let (url, seen) = receiver().await;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let mut spec = rule(COST_RULE);
-    spec.actions.push(
+    // Listed first on purpose: notifications still wait for the activity's outcome.
+    spec.actions.insert(
+        0,
         serde_yaml_ng::from_str(
             "notify: {urlSecretRef: {name: hook, key: url}, signingSecretRef: {name: hook, key: secret}, minSeverity: Low}",
         )

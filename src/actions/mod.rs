@@ -385,7 +385,15 @@ pub async fn execute(
         by_action.entry(w.action).or_default().push(i);
     }
     let mut open_activities: Option<Vec<(i64, String)>> = None;
-    for (action_index, write_indexes) in &by_action {
+    // Notifications go last: they announce what the other actions opened.
+    let mut order: Vec<(&usize, &Vec<usize>)> = by_action.iter().collect();
+    order.sort_by_key(|(i, _)| {
+        ctx.spec
+            .actions
+            .get(**i)
+            .is_some_and(|a| a.notify.is_some())
+    });
+    for (action_index, write_indexes) in order {
         let Some(action) = ctx.spec.actions.get(*action_index) else {
             continue;
         };
