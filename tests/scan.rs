@@ -451,6 +451,8 @@ triggers: {schedule: {cron: "0 * * * *"}}
         other => panic!("{other:?}"),
     }
     assert_eq!(first.subjects_evaluated, 2);
+    // Products, their vendor lines, open purchase lines, done receipts: one page each.
+    assert_eq!(first.calls.requests, 4, "{:?}", first.calls.by_method);
     assert_eq!(
         first.memory.purchase_dates.get(&future),
         Some(&date(2025, 3, 10))
@@ -534,6 +536,9 @@ triggers: {schedule: {cron: "0 * * * *"}}
         }
         other => panic!("{other:?}"),
     }
+    // Warehouses, their locations, products, vendor lines, stock of the one
+    // warehouse, open moves, sales lines and their orders: one call each.
+    assert_eq!(outcome.calls.requests, 8, "{:?}", outcome.calls.by_method);
     let _ = wh.customers;
     server.shutdown().await;
 }
@@ -887,5 +892,63 @@ async fn notify_sends_one_signed_webhook_when_an_exception_opens() {
         json!(outcome.exceptions[0].fingerprint)
     );
     assert_eq!(payload["data"]["numbers"]["actual"], json!(150.0));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn lost_replies_leave_exactly_one_rfq_and_line_per_exception() {
+    let server = start().await;
+    let client = connect(&server).await;
+    let acme = vendor(&client, "Acme Test Supplies").await;
+    let mut exceptions = Vec::new();
+    for code in ["P", "Q", "R"] {
+        let id = product(&client, code, 20.0, Some((acme, 5))).await;
+        exceptions.push(stockout_exception(id, acme, 1));
+    }
+    let spec = rule(
+        r#"
+connectionRef: {name: odoo}
+detector: {projectedStockout: {}}
+triggers: {schedule: {cron: "0 * * * *"}}
+actions:
+  - proposePurchase: {minSeverity: Low}
+"#,
+    );
+    server
+        .set_faults(FaultConfig {
+            drop_reply_rate: 0.5,
+            seed: Some(5),
+            ..FaultConfig::default()
+        })
+        .unwrap();
+    for _ in 0..10 {
+        if act(&client, "rfq", &spec, &exceptions).await.is_ok() {
+            break;
+        }
+    }
+    server.set_faults(FaultConfig::default()).unwrap();
+    assert!(server.stats().faults_injected.dropped_replies > 0);
+    act(&client, "rfq", &spec, &exceptions).await.unwrap();
+    let fps: Vec<&str> = exceptions.iter().map(|e| e.fingerprint.as_str()).collect();
+    let orders = client
+        .search(
+            "purchase.order",
+            &json!([["origin", "in", fps]]),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(orders.len(), 3);
+    for order in orders {
+        assert_eq!(
+            count(
+                &client,
+                "purchase.order.line",
+                json!([["order_id", "=", order]])
+            )
+            .await,
+            1
+        );
+    }
     server.shutdown().await;
 }
