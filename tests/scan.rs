@@ -952,3 +952,64 @@ actions:
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn planops_scan_prints_json_and_dry_run_writes_nothing() {
+    let server = start().await;
+    let client = connect(&server).await;
+    product(&client, "B", 150.0, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rule.yaml");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: x}}\n---\napiVersion: planops.io/v1alpha1\nkind: ExceptionRule\nmetadata: {{name: cost}}\nspec:{}",
+        COST_RULE.replace('\n', "\n  ")
+    );
+    std::fs::write(&file, manifest).unwrap();
+    let key = server.db.admin_api_key();
+    let key = if key.is_empty() {
+        "admin-pw".to_string()
+    } else {
+        key
+    };
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
+        .args(["scan", "-f"])
+        .arg(&file)
+        .args([
+            "--odoo-url",
+            &server.url,
+            "--database",
+            "acme",
+            "--login",
+            "admin",
+        ])
+        .args([
+            "--api-key-env",
+            "PLANOPS_TEST_ODOO_KEY",
+            "--dry-run",
+            "--output",
+            "json",
+        ])
+        .env("PLANOPS_TEST_ODOO_KEY", &key)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains(&key), "the API key leaked: {stderr}");
+    let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["rule"], json!("cost"));
+    assert_eq!(doc["mode"], json!("DryRun"));
+    assert_eq!(doc["today"], json!("2025-03-01"));
+    assert_eq!(doc["exceptions"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["writes"][0]["kind"], json!("activity"));
+    assert_eq!(
+        count(
+            &client,
+            "mail.activity",
+            json!([["note", "ilike", "planops-rule"]])
+        )
+        .await,
+        0
+    );
+    server.shutdown().await;
+}

@@ -60,6 +60,9 @@ pub struct ScanArgs {
     /// Exceptions listed in the table.
     #[arg(long, default_value_t = 20)]
     pub top: usize,
+    /// Plan as of this day (YYYY-MM-DD) instead of today, to replay a scan.
+    #[arg(long)]
+    pub today: Option<jiff::civil::Date>,
 }
 
 fn secrets_from_env(specs: &[String]) -> anyhow::Result<StaticSecrets> {
@@ -112,7 +115,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         namespace: &args.namespace,
         rule: &name,
     };
-    let today = jiff::Zoned::now().date();
+    let today = args.today.unwrap_or_else(|| jiff::Zoned::now().date());
     let outcome = scan::run_scan(
         &client,
         &rule_ref,
