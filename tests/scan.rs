@@ -986,6 +986,8 @@ async fn planops_scan_prints_json_and_dry_run_writes_nothing() {
             "--api-key-env",
             "PLANOPS_TEST_ODOO_KEY",
             "--dry-run",
+            "--today",
+            "2025-03-01",
             "--output",
             "json",
         ])
