@@ -93,11 +93,23 @@ pub async fn run_scan(
     let fetched = fetch::fetch(client, &plan, memory).await?;
     let subjects_evaluated = fetched.subjects();
     let exceptions = evaluate(rule, spec, &thresholds, &fetched.input)?;
+    let calls = client.calls_made().since(&before);
+    let duration = started.elapsed();
+    tracing::info!(
+        namespace = rule.namespace,
+        rule = rule.rule,
+        detector = kind.as_str(),
+        subjects = subjects_evaluated,
+        exceptions = exceptions.len(),
+        odoo_calls = calls.requests,
+        millis = duration.as_millis() as u64,
+        "scan finished"
+    );
     Ok(ScanOutcome {
         exceptions,
         subjects_evaluated,
-        calls: client.calls_made().since(&before),
-        duration: started.elapsed(),
+        calls,
+        duration,
         memory: fetched.memory,
         today,
     })
