@@ -136,6 +136,15 @@ async fn demo_rule(
     let outcome = scan::run_scan(client, rule_ref, &rule.spec, today, &ScanMemory::default())
         .await
         .with_context(|| format!("scanning rule {name}"))?;
+    print!(
+        "{}",
+        exception_table(&outcome.exceptions, top, outcome.subjects_evaluated)
+    );
+    println!(
+        "scan: {} Odoo calls, {} ms",
+        outcome.calls.requests,
+        outcome.duration.as_millis()
+    );
     let before_actions = client.calls_made();
     let plan = actions::plan(&rule.spec, &outcome.exceptions, today);
     let ctx = ActionContext {
@@ -148,15 +157,6 @@ async fn demo_rule(
         .await
         .with_context(|| format!("acting on rule {name}"))?;
     let action_calls = client.calls_made().since(&before_actions).requests;
-    print!(
-        "{}",
-        exception_table(&outcome.exceptions, top, outcome.subjects_evaluated)
-    );
-    println!(
-        "scan: {} Odoo calls, {} ms",
-        outcome.calls.requests,
-        outcome.duration.as_millis()
-    );
     let mut tally = std::collections::BTreeMap::<String, usize>::new();
     for (w, o) in &report.results {
         let key = match o {
@@ -175,6 +175,17 @@ async fn demo_rule(
     );
     for (what, n) in tally {
         println!("  {n:>4} × {what}");
+    }
+    for (w, o) in report.results.iter().take(top.min(5)) {
+        let what = match o {
+            WriteOutcome::Created(id) if *id > 0 => format!("created #{id}"),
+            WriteOutcome::Created(_) => "sent".to_string(),
+            WriteOutcome::Existing(id) => format!("already there (#{id})"),
+            WriteOutcome::Snoozed => "snoozed".to_string(),
+            WriteOutcome::Skipped(r) | WriteOutcome::Failed(r) => r.clone(),
+        };
+        let detail: String = w.detail.chars().take(90).collect();
+        println!("    {} → {what}: {detail}", w.kind);
     }
     if !report.resolved.is_empty() {
         println!("  {:>4} × activity resolved", report.resolved.len());
