@@ -1061,9 +1061,17 @@ async fn chatter_notes(
         .await
         .map_err(odoo_err("reading earlier chatter notes"))?;
     let mut outcomes = Vec::with_capacity(writes.len());
+    // A refusal (no chatter on the model, missing rights) would refuse every note
+    // alike: report it on each write without repeating the call, and let the rule's
+    // other actions go on.
+    let mut refused: Option<String> = None;
     for (w, e) in writes {
         if let Some(&id) = posted.get(&w.fingerprint) {
             outcomes.push(WriteOutcome::Existing(id));
+            continue;
+        }
+        if let Some(reason) = &refused {
+            outcomes.push(WriteOutcome::Failed(reason.clone()));
             continue;
         }
         let Some((model, res_id)) = targets.by_fp.get(&w.fingerprint) else {
@@ -1090,7 +1098,12 @@ async fn chatter_notes(
             Err(err) if err.is_transient() => outcomes.push(WriteOutcome::Failed(format!(
                 "{err}; the next scan retries"
             ))),
-            Err(err) => return Err(odoo_err("posting a chatter note")(err)),
+            Err(err) => {
+                let reason = format!("Odoo refused message_post: {err}");
+                tracing::warn!(model = %model, error = %err, "chatter notes refused");
+                outcomes.push(WriteOutcome::Failed(reason.clone()));
+                refused = Some(reason);
+            }
         }
     }
     Ok(outcomes)
