@@ -208,8 +208,10 @@ mod tests {
             memory: ScanMemory::default(),
             today,
         };
-        let mut report = crate::actions::ActionReport::default();
-        report.resolved = vec![11];
+        let report = crate::actions::ActionReport {
+            resolved: vec![11],
+            ..Default::default()
+        };
         let start: jiff::Timestamp = "2025-03-01T06:00:00Z".parse().unwrap();
         let status = outcome.last_scan(start, Some((&report, 3)));
         assert_eq!(status.odoo_calls, 10);
