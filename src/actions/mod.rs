@@ -37,18 +37,18 @@ use crate::odoo::{Call, ExternalId, OdooClient, OdooError, Record, RecordExt, Se
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
     /// Odoo refused or failed a call.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Odoo {
         /// What was being done.
         what: &'static str,
-        /// The client's error (already redacted).
-        #[source]
-        source: OdooError,
+        /// The client's error (already redacted). Kept out of the `source` chain
+        /// because the message already carries it: chains would print it twice.
+        error: OdooError,
     },
 }
 
 fn odoo_err(what: &'static str) -> impl FnOnce(OdooError) -> ActionError {
-    move |source| ActionError::Odoo { what, source }
+    move |error| ActionError::Odoo { what, error }
 }
 
 /// Where notification URLs and signing secrets come from (Kubernetes Secrets in the

@@ -35,19 +35,19 @@ pub enum ScanError {
     #[error("scope.warehouses: no warehouse with code {0:?} in Odoo")]
     UnknownWarehouse(String),
     /// Odoo refused or failed a read.
-    #[error("reading {what} from Odoo: {source}")]
+    #[error("reading {what} from Odoo: {error}")]
     Odoo {
         /// What the scan was reading.
         what: &'static str,
-        /// The client's error (already redacted).
-        #[source]
-        source: OdooError,
+        /// The client's error (already redacted). Kept out of the `source` chain
+        /// because the message already carries it: chains would print it twice.
+        error: OdooError,
     },
 }
 
 impl ScanError {
     pub(crate) fn odoo(what: &'static str) -> impl FnOnce(OdooError) -> ScanError {
-        move |source| ScanError::Odoo { what, source }
+        move |error| ScanError::Odoo { what, error }
     }
 }
 
