@@ -5,10 +5,12 @@
 //! `sim` the Odoo simulator, `engine` the pure planning logic and `controllers`
 //! the reconcilers that tie them to the Kubernetes API.
 
+pub mod actions;
 pub mod api;
 pub mod cli;
 pub mod controllers;
 pub mod engine;
 pub mod odoo;
+pub mod scan;
 pub mod schedule;
 pub mod sim;

@@ -31,6 +31,10 @@ enum Command {
     Crdgen(planops::cli::crdgen::CrdgenArgs),
     /// Run the Odoo simulator (JSON-RPC, XML-RPC and JSON-2) with a seeded data set.
     OdooSim(planops::sim::SimArgs),
+    /// Run the example rules against the built-in Odoo simulator and show what they find.
+    Demo(planops::cli::demo::DemoArgs),
+    /// Run one ExceptionRule scan against an Odoo database.
+    Scan(planops::cli::scan::ScanArgs),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -53,5 +57,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Operator(args) => planops::controllers::run(args).await,
         Command::Crdgen(args) => planops::cli::crdgen::run(args),
         Command::OdooSim(args) => planops::sim::run(args).await,
+        Command::Demo(args) => planops::cli::demo::run(args).await,
+        Command::Scan(args) => planops::cli::scan::run(args).await,
     }
 }

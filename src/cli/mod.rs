@@ -1,3 +1,5 @@
 //! Subcommands of the `planops` binary that are not a component of their own.
 
 pub mod crdgen;
+pub mod demo;
+pub mod scan;
