@@ -1,6 +1,7 @@
 //! ORM methods over the store: search, read, create, write, unlink, fields_get,
 //! name_search. Values follow Odoo's read/write encoding (odoo-api.md §3.3).
 
+use jiff::civil::DateTime;
 use serde_json::{Map, Value, json};
 
 use super::model::{DefaultValue, FieldDef, FieldType, Storage};
@@ -9,20 +10,52 @@ use super::value::{self, Val};
 use crate::odoo::domain::Domain;
 use crate::sim::db::OrmError;
 
-/// Per-call context (from `kwargs["context"]`).
-#[derive(Debug, Clone)]
+/// Per-call context (from `kwargs["context"]`): the keys the simulator honours.
+#[derive(Debug, Clone, Default)]
 pub struct Ctx {
     pub uid: i64,
     pub active_test: bool,
+    /// Stock scope of product quantities (`warehouse`: id, name or list).
+    pub warehouse: Option<Value>,
+    /// Stock scope of product quantities (`location`: id, name or list).
+    pub location: Option<Value>,
+    /// Quantities as of this moment (moves dated after it are left out).
+    pub to_date: Option<DateTime>,
+    /// Incoming/outgoing moves dated before this are left out.
+    pub from_date: Option<DateTime>,
 }
 
 impl Ctx {
+    /// A plain call by `uid` without context keys.
+    pub fn user(uid: i64) -> Ctx {
+        Ctx {
+            uid,
+            active_test: true,
+            ..Ctx::default()
+        }
+    }
+
     pub fn from_kwargs(uid: i64, context: Option<&Value>) -> Ctx {
-        let active_test = context
-            .and_then(|c| c.get("active_test"))
-            .and_then(Value::as_bool)
-            .unwrap_or(true);
-        Ctx { uid, active_test }
+        let key = |name: &str| context.and_then(|c| c.get(name));
+        // `false`/`null` mean "not set" in Odoo contexts.
+        let present = |name: &str| {
+            key(name)
+                .filter(|v| !matches!(v, Value::Null | Value::Bool(false)))
+                .cloned()
+        };
+        let moment = |name: &str| {
+            key(name)
+                .and_then(Value::as_str)
+                .and_then(value::parse_datetime)
+        };
+        Ctx {
+            uid,
+            active_test: key("active_test").and_then(Value::as_bool).unwrap_or(true),
+            warehouse: present("warehouse"),
+            location: present("location"),
+            to_date: moment("to_date"),
+            from_date: moment("from_date"),
+        }
     }
 }
 
@@ -132,6 +165,28 @@ impl Store {
             "display_name" => Val::str(&self.display_name(mi, id, ctx)),
             "complete_name" => Val::str(&self.display_name(mi, id, ctx)),
             "full_name" => Val::str(&self.display_name(mi, id, ctx)),
+            name if super::stock::STOCK_FIELDS.contains(&name)
+                && matches!(
+                    self.tables[mi].def.name.as_str(),
+                    "product.product" | "product.template"
+                ) =>
+            {
+                let qty = self.stock_quantities(&self.tables[mi].def.name, id, ctx);
+                Val::Float(qty.field(name).unwrap_or(0.0))
+            }
+            // No units of measure conversion in the simulator: demand is in the
+            // product's own unit.
+            "product_qty" if self.tables[mi].def.name == "stock.move" => {
+                self.slot_value(mi, id, "product_uom_qty")
+            }
+            "available_quantity" if self.tables[mi].def.name == "stock.quant" => {
+                let quantity = self.slot_value(mi, id, "quantity").as_f64().unwrap_or(0.0);
+                let reserved = self
+                    .slot_value(mi, id, "reserved_quantity")
+                    .as_f64()
+                    .unwrap_or(0.0);
+                Val::Float(quantity - reserved)
+            }
             _ => match field.ftype {
                 FieldType::Float | FieldType::Monetary => Val::Float(0.0),
                 FieldType::Integer => Val::Int(0),
@@ -237,7 +292,13 @@ impl Store {
         })
     }
 
-    fn sort(&self, mi: usize, ids: &mut [i64], order: &str, ctx: &Ctx) -> Result<(), OrmError> {
+    pub(crate) fn sort(
+        &self,
+        mi: usize,
+        ids: &mut [i64],
+        order: &str,
+        ctx: &Ctx,
+    ) -> Result<(), OrmError> {
         let def = self.tables[mi].def.clone();
         let mut keys: Vec<(FieldDef, bool)> = Vec::new();
         for part in order.split(',') {
