@@ -303,7 +303,6 @@ async fn calls_per_minute_budget_holds_requests_back() {
 }
 
 #[tokio::test]
-#[ignore = "needs the data-set generator (src/sim/dataset.rs: more than 50 products)"]
 async fn transient_errors_are_retried_and_pagination_stays_exact() {
     for (version, protocol) in matrix() {
         let server = start(version).await;
@@ -443,7 +442,6 @@ async fn find_or_create_after_a_lost_reply_leaves_exactly_one_record() {
 // ---------------------------------------------------------------- helpers
 
 #[tokio::test]
-#[ignore = "needs the data-set generator (src/sim/dataset.rs: products, sale lines) and read_group"]
 async fn every_helper_on_every_protocol() {
     for (version, protocol) in matrix() {
         let server = start(version).await;

@@ -672,7 +672,6 @@ connectionRef: {name: odoo}
 "#;
 
 #[tokio::test]
-#[ignore = "needs the simulator's read_group and per-warehouse stock quantities"]
 async fn projected_stockout_flags_the_product_without_stock() {
     let server = start().await;
     let client = connect(&server).await;
@@ -707,7 +706,6 @@ async fn projected_stockout_flags_the_product_without_stock() {
 }
 
 #[tokio::test]
-#[ignore = "needs the simulator's read_group and per-warehouse stock quantities"]
 async fn demand_spike_flags_the_product_whose_last_week_jumped() {
     let server = start().await;
     let client = connect(&server).await;
