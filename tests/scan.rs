@@ -736,7 +736,6 @@ async fn demand_spike_flags_the_product_whose_last_week_jumped() {
 }
 
 #[tokio::test]
-#[ignore = "needs the simulator's mail.activity action_feedback"]
 async fn a_cleared_exception_resolves_its_activity() {
     let server = start().await;
     let client = connect(&server).await;
@@ -781,7 +780,6 @@ async fn a_cleared_exception_resolves_its_activity() {
 }
 
 #[tokio::test]
-#[ignore = "needs the simulator's message_post"]
 async fn chatter_notes_are_posted_once() {
     let server = start().await;
     let client = connect(&server).await;

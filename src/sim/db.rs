@@ -14,6 +14,8 @@ pub mod dataset;
 pub mod eval;
 #[path = "group.rs"]
 pub mod group;
+#[path = "mail.rs"]
+pub mod mail;
 #[path = "model.rs"]
 pub mod model;
 #[path = "orm.rs"]
@@ -261,6 +263,7 @@ fn seed_base(store: &mut Store, cfg: &SimConfig) {
             tracing::error!(%model, %error, "seeding the simulator failed");
         }
     }
+    let buyers = mail::seed_mail_and_groups(store, &ctx);
     seed_model_registry(store, &ctx);
     store.frozen_now = None;
     store.users = vec![
@@ -277,6 +280,7 @@ fn seed_base(store: &mut Store, cfg: &SimConfig) {
             is_admin: false,
         },
     ];
+    store.users.extend(buyers);
 }
 
 /// One `ir.model` row per served model and one `ir.model.fields` row per
@@ -800,6 +804,38 @@ fn dispatch(
                 },
                 &ctx,
             )
+        }
+        "message_post" => {
+            check_access(store, uid, model, "read")?;
+            let ids = args.ids(model, method)?;
+            let text = |name: &str| {
+                args.named
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            let params = mail::PostParams {
+                body: text("body").unwrap_or_default(),
+                subject: text("subject"),
+                message_type: text("message_type"),
+                subtype_xmlid: text("subtype_xmlid"),
+                subtype_id: args.named.get("subtype_id").and_then(Value::as_i64),
+                author_id: args.named.get("author_id").and_then(Value::as_i64),
+            };
+            Ok(json!(store.message_post(model, &ids, &params, &ctx)?))
+        }
+        "action_feedback" | "action_done" if model == "mail.activity" => {
+            check_access(store, uid, model, "write")?;
+            let ids = args.ids(model, method)?;
+            let feedback = match method {
+                "action_feedback" => args
+                    .get(1, "feedback")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                _ => None,
+            };
+            // Done activities are archived in 17+: the ids may be inactive.
+            store.activity_done(&ids, feedback.as_deref(), &ctx)
         }
         "check_access_rights" => {
             let operation = args

@@ -961,6 +961,15 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
         .name_field("summary");
     models.push(m.build());
 
+    let mut m = ModelBuilder::new("mail.message.subtype", "Message subtypes");
+    m.char("name", "Message Type").req();
+    m.text("description", "Description");
+    m.boolean("internal", "Internal Only");
+    m.char("res_model", "Model");
+    m.int("sequence", "Sequence").default_val(Val::Int(1));
+    m.order("sequence, id");
+    models.push(m.build());
+
     let mut m = ModelBuilder::new("mail.message", "Message");
     m.char("subject", "Subject");
     m.html("body", "Contents").default_val(Val::str(""));
@@ -981,6 +990,12 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     )
     .default_val(Val::str("comment"));
     m.m2o("author_id", "Author", "res.partner");
+    m.m2o("subtype_id", "Subtype", "mail.message.subtype");
+    m.m2o(
+        "mail_activity_type_id",
+        "Mail Activity Type",
+        "mail.activity.type",
+    );
     m.datetime("date", "Date").default(DefaultValue::Now);
     m.m2m("attachment_ids", "Attachments", "ir.attachment");
     m.m2m("partner_ids", "Recipients", "res.partner");

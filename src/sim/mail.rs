@@ -1,0 +1,338 @@
+//! Chatter and activities: `message_post` on mail.thread models, and
+//! `mail.activity.action_feedback` / `action_done`, per version.
+
+use serde_json::{Map, Value, json};
+
+use super::orm::Ctx;
+use super::store::{Store, UserAuth, hash_secret};
+use super::value::Val;
+use crate::sim::db::{OdooVersion, OrmError};
+
+/// Keyword arguments of `message_post` the simulator honours.
+#[derive(Debug, Clone, Default)]
+pub struct PostParams {
+    pub body: String,
+    pub subject: Option<String>,
+    /// Odoo's default is `notification`.
+    pub message_type: Option<String>,
+    pub subtype_xmlid: Option<String>,
+    pub subtype_id: Option<i64>,
+    pub author_id: Option<i64>,
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl Store {
+    /// `res_id` of an external id (`mail.mt_note`), as `_xmlid_to_res_id`.
+    pub fn xmlid_res_id(&self, xmlid: &str) -> Option<i64> {
+        let (module, name) = xmlid.split_once('.')?;
+        let mi = self.model_index("ir.model.data").ok()?;
+        let table = &self.tables[mi];
+        table.ids().find_map(|id| {
+            let matches = self.slot_value(mi, id, "module").as_str() == Some(module)
+                && self.slot_value(mi, id, "name").as_str() == Some(name);
+            matches
+                .then(|| self.slot_value(mi, id, "res_id").as_id())
+                .flatten()
+        })
+    }
+
+    /// The partner of a user: the author of what that user posts.
+    fn user_partner(&self, uid: i64) -> Option<i64> {
+        let ui = self.model_index("res.users").ok()?;
+        self.slot_value(ui, uid, "partner_id").as_id()
+    }
+
+    /// `record.message_post(...)`: one `mail.message` on one record; returns its id.
+    pub fn message_post(
+        &mut self,
+        model: &str,
+        ids: &[i64],
+        params: &PostParams,
+        ctx: &Ctx,
+    ) -> Result<i64, OrmError> {
+        let mi = self.model_index(model)?;
+        if !self.tables[mi].def.is_mail_thread {
+            return Err(OrmError::UnknownMethod {
+                model: model.to_string(),
+                method: "message_post".to_string(),
+            });
+        }
+        let [id] = ids else {
+            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+            return Err(OrmError::Value(format!(
+                "Expected singleton: {model}({})",
+                list.join(", ")
+            )));
+        };
+        if !self.tables[mi].exists(*id) {
+            return Err(OrmError::Missing(format!(
+                "Record does not exist or has been deleted.\n(Record: {model}({id},), User: {})",
+                ctx.uid
+            )));
+        }
+        let message_type = params.message_type.as_deref().unwrap_or("notification");
+        // Odoo refuses internal-only types through message_post.
+        if message_type == "user_notification" {
+            return Err(OrmError::Value(
+                "Use message_notify to send a notification to an user.".into(),
+            ));
+        }
+        let subtype = match params.subtype_id {
+            Some(id) => Some(id),
+            None => {
+                let xmlid = params.subtype_xmlid.as_deref().unwrap_or("mail.mt_note");
+                let xmlid = if xmlid.contains('.') {
+                    xmlid.to_string()
+                } else {
+                    format!("mail.{xmlid}")
+                };
+                self.xmlid_res_id(&xmlid)
+            }
+        };
+        let author = params.author_id.or_else(|| self.user_partner(ctx.uid));
+        let record_name = self.display_name(mi, *id, ctx);
+        let mut vals = Map::new();
+        vals.insert("model".into(), json!(model));
+        vals.insert("res_id".into(), json!(id));
+        vals.insert("body".into(), json!(params.body));
+        vals.insert("message_type".into(), json!(message_type));
+        vals.insert("record_name".into(), json!(record_name));
+        if let Some(subject) = &params.subject {
+            vals.insert("subject".into(), json!(subject));
+        }
+        if let Some(subtype) = subtype {
+            vals.insert("subtype_id".into(), json!(subtype));
+        }
+        if let Some(author) = author {
+            vals.insert("author_id".into(), json!(author));
+        }
+        self.create("mail.message", &vals, ctx)
+    }
+
+    /// `mail.activity.action_feedback(feedback)` / `action_done()`: posts the
+    /// "activity done" message on each activity's record, then (16) deletes
+    /// the activities or (17+) archives them with their done date, which is
+    /// what PlanOps' snooze logic reads back. Odoo 17+ archives only when the
+    /// activity type has `keep_done` and deletes otherwise; the simulator keeps
+    /// every done activity so both outcomes' readers can be tested. Returns
+    /// the first message id, or `false`.
+    pub fn activity_done(
+        &mut self,
+        ids: &[i64],
+        feedback: Option<&str>,
+        ctx: &Ctx,
+    ) -> Result<Value, OrmError> {
+        let ai = self.model_index("mail.activity")?;
+        // Archived activities can be marked done again (the reader used
+        // active_test=False); missing ones cannot.
+        let absent: Vec<String> = ids
+            .iter()
+            .filter(|&&id| !self.tables[ai].exists(id))
+            .map(i64::to_string)
+            .collect();
+        if !absent.is_empty() {
+            return Err(OrmError::Missing(format!(
+                "Record does not exist or has been deleted.\n(Record: mail.activity({},), User: {})",
+                absent.join(", "),
+                ctx.uid
+            )));
+        }
+        let mut first_message = None;
+        for &id in ids {
+            let model = self
+                .get(
+                    ai,
+                    id,
+                    &self.tables[ai]
+                        .def
+                        .field("res_model")
+                        .cloned()
+                        .ok_or_else(|| OrmError::Value("mail.activity without res_model".into()))?,
+                    ctx,
+                )
+                .as_str()
+                .map(str::to_string);
+            let res_id = self.slot_value(ai, id, "res_id").as_id();
+            let type_id = self.slot_value(ai, id, "activity_type_id").as_id();
+            let type_name = type_id
+                .and_then(|t| {
+                    let ti = self.model_index("mail.activity.type").ok()?;
+                    self.slot_value(ti, t, "name").as_str().map(str::to_string)
+                })
+                .unwrap_or_else(|| "Activity".into());
+            let summary = self
+                .slot_value(ai, id, "summary")
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_default();
+            let mut body = format!(
+                "<div><p>{} done: {}</p>",
+                html_escape(&type_name),
+                html_escape(&summary)
+            );
+            if let Some(feedback) = feedback.filter(|f| !f.is_empty()) {
+                body.push_str(&format!("<div>Feedback: {}</div>", html_escape(feedback)));
+            }
+            body.push_str("</div>");
+            // A record that vanished or is not a thread gets no message, as the
+            // activity still has to be closed.
+            if let (Some(model), Some(res_id)) = (model, res_id)
+                && let Ok(mi) = self.model_index(&model)
+                && self.tables[mi].def.is_mail_thread
+                && self.tables[mi].exists(res_id)
+            {
+                let params = PostParams {
+                    body,
+                    message_type: Some("notification".into()),
+                    subtype_xmlid: Some("mail.mt_activities".into()),
+                    ..PostParams::default()
+                };
+                let message = self.message_post(&model, &[res_id], &params, ctx)?;
+                if let Some(type_id) = type_id {
+                    let slot = self.tables[self.model_index("mail.message")?]
+                        .def
+                        .slot_of("mail_activity_type_id");
+                    if let Some(slot) = slot {
+                        let msg_mi = self.model_index("mail.message")?;
+                        self.set_slot(msg_mi, message, slot, Val::Id(type_id));
+                    }
+                }
+                first_message.get_or_insert(message);
+            }
+            if self.version >= OdooVersion::V17 {
+                let mut vals = Map::new();
+                vals.insert("active".into(), json!(false));
+                vals.insert(
+                    "date_done".into(),
+                    json!(super::value::format_date(self.today)),
+                );
+                self.write("mail.activity", &[id], &vals, ctx)?;
+            } else {
+                self.unlink("mail.activity", &[id], ctx)?;
+            }
+        }
+        Ok(first_message.map_or(Value::Bool(false), |m| json!(m)))
+    }
+}
+
+/// Message subtypes, purchase/stock groups and the buyers in them, with their
+/// external ids: what activity assignment "to the members of a group" and
+/// `message_post(subtype_xmlid=...)` resolve. Returns the logins to add.
+pub(super) fn seed_mail_and_groups(store: &mut Store, ctx: &Ctx) -> Vec<UserAuth> {
+    let mut xmlids: Vec<(String, &str, i64)> = Vec::new();
+    let create = |store: &mut Store, model: &str, vals: Value| -> Option<i64> {
+        let vals = vals.as_object().cloned().unwrap_or_default();
+        match store.create(model, &vals, ctx) {
+            Ok(id) => Some(id),
+            Err(error) => {
+                tracing::error!(%model, %error, "seeding the simulator failed");
+                None
+            }
+        }
+    };
+    for (xmlid, name, internal) in [
+        ("mail.mt_comment", "Discussions", false),
+        ("mail.mt_note", "Note", true),
+        ("mail.mt_activities", "Activities", true),
+    ] {
+        if let Some(id) = create(
+            store,
+            "mail.message.subtype",
+            json!({"name": name, "internal": internal}),
+        ) {
+            xmlids.push((xmlid.to_string(), "mail.message.subtype", id));
+        }
+    }
+    if let Some(id) = create(store, "mail.activity.type", json!({"name": "To-Do"})) {
+        xmlids.push((
+            "mail.mail_activity_data_todo".into(),
+            "mail.activity.type",
+            id,
+        ));
+    }
+    // Buyers: partner + user each; login doubles as password, like `planner`.
+    let mut buyers = Vec::new();
+    let mut auths = Vec::new();
+    for (login, name) in [
+        ("buyer.alice", "Alice Buyer"),
+        ("buyer.bob", "Bob Buyer"),
+        ("buyer.chen", "Chen Planner"),
+    ] {
+        let Some(partner) = create(
+            store,
+            "res.partner",
+            json!({"name": name, "email": format!("{login}@example.com")}),
+        ) else {
+            continue;
+        };
+        if let Some(uid) = create(
+            store,
+            "res.users",
+            json!({"login": login, "partner_id": partner}),
+        ) {
+            buyers.push(uid);
+            auths.push(UserAuth {
+                uid,
+                login: login.into(),
+                password_hash: hash_secret(login),
+                is_admin: false,
+            });
+        }
+    }
+    let (users_field, groups_field) = if store.version >= OdooVersion::V19 {
+        ("user_ids", "group_ids")
+    } else {
+        ("users", "groups_id")
+    };
+    for (xmlid, name, category, members) in [
+        (
+            "purchase.group_purchase_user",
+            "User",
+            "Purchase",
+            buyers.clone(),
+        ),
+        (
+            "purchase.group_purchase_manager",
+            "Administrator",
+            "Purchase",
+            buyers[..buyers.len().min(1)].to_vec(),
+        ),
+        (
+            "stock.group_stock_user",
+            "User",
+            "Inventory",
+            buyers.clone(),
+        ),
+    ] {
+        if let Some(id) = create(
+            store,
+            "res.groups",
+            json!({"name": name, "category_name": category, users_field: [[6, 0, members]]}),
+        ) {
+            xmlids.push((xmlid.to_string(), "res.groups", id));
+            for &uid in &members {
+                let mut vals = Map::new();
+                vals.insert(groups_field.into(), json!([[4, id]]));
+                if let Err(error) = store.write("res.users", &[uid], &vals, ctx) {
+                    tracing::error!(%error, "seeding group membership failed");
+                }
+            }
+        }
+    }
+    for (xmlid, model, res_id) in xmlids {
+        let Some((module, name)) = xmlid.split_once('.') else {
+            continue;
+        };
+        create(
+            store,
+            "ir.model.data",
+            json!({"module": module, "name": name, "model": model, "res_id": res_id, "noupdate": true}),
+        );
+    }
+    auths
+}
