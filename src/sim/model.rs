@@ -114,7 +114,7 @@ pub struct FieldDef {
     pub selection: Vec<(String, String)>,
     pub storage: Storage,
     pub default: Option<DefaultValue>,
-    /// Maintain an id → records index (many2one only).
+    /// Maintain a value → records index (many2one, integer and char columns).
     pub indexed: bool,
     pub help: Option<String>,
 }
@@ -538,7 +538,7 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     m.o2m("child_ids", "Contact", "res.partner", "parent_id");
     m.char("email", "Email");
     m.char("phone", "Phone");
-    m.char("ref", "Reference");
+    m.char("ref", "Reference").index();
     m.char("city", "City");
     m.int("supplier_rank", "Supplier Rank");
     m.int("customer_rank", "Customer Rank");
@@ -1089,7 +1089,7 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     m.fields_mut("sale_ok").default_val(Val::Bool(true));
     m.fields_mut("purchase_ok").default_val(Val::Bool(true));
     m.fields_mut("list_price").default_val(Val::Float(1.0));
-    m.char("default_code", "Internal Reference");
+    m.char("default_code", "Internal Reference").index();
     m.char("barcode", "Barcode");
     m.selection("type", "Product Type", &type_options)
         .req()
@@ -1153,7 +1153,7 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
         .req()
         .index();
     template_fields(&mut m, false);
-    m.char("default_code", "Internal Reference");
+    m.char("default_code", "Internal Reference").index();
     m.char("barcode", "Barcode");
     m.related("type", T::Selection, "Product Type", "product_tmpl_id.type")
         .selection = type_options
@@ -1398,7 +1398,7 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     let mut m = ModelBuilder::new("stock.picking", "Transfer");
     m.char("name", "Reference")
         .default(DefaultValue::Sequence("WH/IN/", 5));
-    m.char("origin", "Source Document");
+    m.char("origin", "Source Document").index();
     m.selection("state", "Status", picking_states)
         .default_val(Val::str("draft"));
     m.datetime("scheduled_date", "Scheduled Date")
@@ -1481,7 +1481,7 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
         "picking_type_id.code",
     );
     m.m2o("warehouse_id", "Warehouse", "stock.warehouse");
-    m.char("origin", "Source Document");
+    m.char("origin", "Source Document").index();
     m.m2o(
         "purchase_line_id",
         "Purchase Order Line",
@@ -1573,7 +1573,7 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
         .default(DefaultValue::Sequence("P", 5));
     m.m2o("partner_id", "Vendor", "res.partner").req().index();
     m.char("partner_ref", "Vendor Reference");
-    m.char("origin", "Source Document");
+    m.char("origin", "Source Document").index();
     m.datetime("date_order", "Order Deadline")
         .req()
         .default(DefaultValue::Now);
@@ -1725,7 +1725,7 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     m.m2o("currency_id", "Currency", "res.currency")
         .default(DefaultValue::Currency);
     m.char("client_order_ref", "Customer Reference");
-    m.char("origin", "Source Document");
+    m.char("origin", "Source Document").index();
     m.computed_sel(
         "invoice_status",
         "Invoice Status",

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use super::model::{DefaultValue, FieldDef, FieldType, Storage};
 use super::store::Store;
 use super::value::{self, Val};
-use crate::odoo::domain::Domain;
+use crate::odoo::domain::{Condition, Domain, Expr, Operator};
 use crate::sim::db::OrmError;
 
 /// Per-call context (from `kwargs["context"]`): the keys the simulator honours.
@@ -269,8 +269,14 @@ impl Store {
             .then(|| def.slot_of("active"))
             .flatten();
         let expr = domain.expr();
-        let mut ids: Vec<i64> = self.tables[mi]
-            .ids()
+        // An indexed equality narrows the rows to check; the whole domain is
+        // still evaluated on them, so the index only has to over-approximate.
+        let candidates: Box<dyn Iterator<Item = i64> + '_> = match self.index_candidates(mi, &expr)
+        {
+            Some(ids) => Box::new(ids.into_iter()),
+            None => Box::new(self.tables[mi].ids()),
+        };
+        let mut ids: Vec<i64> = candidates
             .filter(|&id| {
                 active.is_none_or(|slot| {
                     self.tables[mi]
@@ -290,6 +296,62 @@ impl Store {
             Some(limit) => paged.take(limit).collect(),
             None => paged.collect(),
         })
+    }
+
+    /// Rows that can match a conjunction holding an `=`/`in` on `id` or on an
+    /// indexed column (smallest such set), or `None` when a scan is needed.
+    fn index_candidates(&self, mi: usize, expr: &Expr<'_>) -> Option<Vec<i64>> {
+        let leaves: Vec<&Condition> = match expr {
+            Expr::Leaf(c) => vec![*c],
+            Expr::And(items) => items
+                .iter()
+                .filter_map(|e| match e {
+                    Expr::Leaf(c) => Some(*c),
+                    _ => None,
+                })
+                .collect(),
+            _ => return None,
+        };
+        leaves
+            .into_iter()
+            .filter_map(|c| self.leaf_candidates(mi, c))
+            .min_by_key(Vec::len)
+    }
+
+    fn leaf_candidates(&self, mi: usize, c: &Condition) -> Option<Vec<i64>> {
+        let values: Vec<&Value> = match (c.operator, &c.value) {
+            (Operator::Eq, v) => vec![v],
+            (Operator::In, Value::Array(items)) => items.iter().collect(),
+            _ => return None,
+        };
+        let table = &self.tables[mi];
+        let mut out: Vec<i64> = Vec::new();
+        if c.path == "id" {
+            for v in values {
+                out.extend(v.as_i64().filter(|&id| table.exists(id)));
+            }
+        } else {
+            let field = table.def.field(&c.path)?;
+            let slot = field.slot()?;
+            for v in values {
+                // `= false` and type-mismatched values are left to the scan.
+                let found = match v {
+                    Value::String(text) if field.ftype == FieldType::Char => {
+                        table.lookup_text(slot, text)?
+                    }
+                    Value::Number(n)
+                        if matches!(field.ftype, FieldType::Many2one | FieldType::Integer) =>
+                    {
+                        table.lookup(slot, n.as_i64()?)?
+                    }
+                    _ => return None,
+                };
+                out.extend_from_slice(found);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Some(out)
     }
 
     pub(crate) fn sort(

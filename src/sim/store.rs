@@ -27,6 +27,10 @@ pub struct Table {
     pub rows: Vec<Option<Row>>,
     /// Field slot → (target id → record ids), for indexed relational/int columns.
     pub index: HashMap<usize, HashMap<i64, Vec<i64>>>,
+    /// Field slot → (exact text → record ids), for indexed char columns
+    /// (`default_code`, `origin`, `ref`): lets an equality in a search skip
+    /// the full scan.
+    pub text_index: HashMap<usize, HashMap<Arc<str>, Vec<i64>>>,
 }
 
 impl Table {
@@ -75,15 +79,43 @@ impl Table {
             .map(|m| m.get(&target).map(Vec::as_slice).unwrap_or(&[]))
     }
 
+    /// Records whose indexed char column `slot` is exactly `text`.
+    pub fn lookup_text(&self, slot: usize, text: &str) -> Option<&[i64]> {
+        self.text_index
+            .get(&slot)
+            .map(|m| m.get(text).map(Vec::as_slice).unwrap_or(&[]))
+    }
+
+    /// Slots of both kinds of index.
+    fn indexed_slots(&self) -> Vec<usize> {
+        self.index
+            .keys()
+            .chain(self.text_index.keys())
+            .copied()
+            .collect()
+    }
+
+    pub(super) fn is_indexed(&self, slot: usize) -> bool {
+        self.index.contains_key(&slot) || self.text_index.contains_key(&slot)
+    }
+
     pub(super) fn index_add(&mut self, id: i64, slot: usize, value: &Val) {
         if let (Some(map), Some(target)) = (self.index.get_mut(&slot), value.as_id()) {
             map.entry(target).or_default().push(id);
+        }
+        if let (Some(map), Val::Str(text)) = (self.text_index.get_mut(&slot), value) {
+            map.entry(text.clone()).or_default().push(id);
         }
     }
 
     pub(super) fn index_remove(&mut self, id: i64, slot: usize, value: &Val) {
         if let (Some(map), Some(target)) = (self.index.get_mut(&slot), value.as_id())
             && let Some(list) = map.get_mut(&target)
+        {
+            list.retain(|&other| other != id);
+        }
+        if let (Some(map), Val::Str(text)) = (self.text_index.get_mut(&slot), value)
+            && let Some(list) = map.get_mut(text.as_ref())
         {
             list.retain(|&other| other != id);
         }
@@ -137,6 +169,7 @@ impl Store {
                 def: def.clone(),
                 rows: vec![None],
                 index: HashMap::new(),
+                text_index: HashMap::new(),
             });
         }
         // Index every many2one that a one2many points back through, plus the
@@ -156,7 +189,14 @@ impl Store {
             if let Some(&mi) = reg.by_name.get(&model)
                 && let Some(slot) = reg.models[mi].slot_of(&field)
             {
-                tables[mi].index.entry(slot).or_default();
+                let text = reg.models[mi]
+                    .field(&field)
+                    .is_some_and(|f| f.ftype == super::model::FieldType::Char);
+                if text {
+                    tables[mi].text_index.entry(slot).or_default();
+                } else {
+                    tables[mi].index.entry(slot).or_default();
+                }
             }
         }
         Store {
@@ -207,7 +247,7 @@ impl Store {
         let now = self.now();
         let table = &mut self.tables[mi];
         let id = table.next_id();
-        let slots: Vec<usize> = table.index.keys().copied().collect();
+        let slots = table.indexed_slots();
         for slot in slots {
             let value = vals[slot].clone();
             table.index_add(id, slot, &value);
@@ -225,7 +265,7 @@ impl Store {
     /// Sets one stored slot, maintaining indexes.
     pub fn set_slot(&mut self, mi: usize, id: i64, slot: usize, value: Val) {
         let table = &mut self.tables[mi];
-        let indexed = table.index.contains_key(&slot);
+        let indexed = table.is_indexed(slot);
         let Some(row) = table.get_mut(id) else {
             return;
         };
@@ -253,7 +293,7 @@ impl Store {
         else {
             return;
         };
-        let slots: Vec<usize> = table.index.keys().copied().collect();
+        let slots = table.indexed_slots();
         for slot in slots {
             table.index_remove(id, slot, &row.vals[slot]);
         }
