@@ -666,3 +666,209 @@ fn agg_json(ftype: FieldType, function: &str, value: &Val) -> Value {
         (_, v) => value::to_json(ftype, v),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::sim::db::{ADMIN_UID, Database, DatasetParams, OdooVersion, SimConfig};
+
+    fn db(version: OdooVersion) -> Database {
+        Database::new(SimConfig {
+            version,
+            today: jiff::civil::date(2025, 3, 10),
+            dataset: DatasetParams {
+                products: 3,
+                warehouses: 1,
+                history_days: 10,
+                ..DatasetParams::default()
+            },
+            ..SimConfig::default()
+        })
+    }
+
+    fn call(db: &Database, model: &str, method: &str, args: Value, kwargs: Value) -> Value {
+        let args = args.as_array().cloned().unwrap_or_default();
+        let kwargs = kwargs.as_object().cloned().unwrap_or_default();
+        db.execute_kw(ADMIN_UID, model, method, args, kwargs)
+            .unwrap_or_else(|e| panic!("{model}.{method}: {e}"))
+    }
+
+    /// Four moves tagged `RG`: product A 2 + 3 in February, 4 in March;
+    /// product B 5 in March. Returns (A, B).
+    fn moves(db: &Database) -> (i64, i64) {
+        let create = |model: &str, vals: Value| {
+            call(db, model, "create", json!([vals]), json!({}))
+                .as_i64()
+                .unwrap_or_default()
+        };
+        let here = create("stock.location", json!({"name": "RG", "usage": "internal"}));
+        let there = create(
+            "stock.location",
+            json!({"name": "RG out", "usage": "customer"}),
+        );
+        let mut vals = json!({"name": "Group probe", "categ_id": 1, "uom_id": 1});
+        if db.version() < OdooVersion::V19 {
+            vals["uom_po_id"] = json!(1);
+        }
+        let tmpl = create("product.template", vals);
+        let a = create(
+            "product.product",
+            json!({"product_tmpl_id": tmpl, "default_code": "RG-A"}),
+        );
+        let b = create(
+            "product.product",
+            json!({"product_tmpl_id": tmpl, "default_code": "RG-B"}),
+        );
+        for (product, qty, date) in [
+            (a, 2.0, "2025-02-03 10:00:00"),
+            (a, 3.0, "2025-02-20 23:00:00"),
+            (a, 4.0, "2025-03-05 10:00:00"),
+            (b, 5.0, "2025-03-06 09:00:00"),
+        ] {
+            create(
+                "stock.move",
+                json!({"product_id": product, "product_uom_qty": qty, "location_id": here,
+                       "location_dest_id": there, "date": date, "origin": "RG", "state": "done"}),
+            );
+        }
+        (a, b)
+    }
+
+    #[test]
+    fn read_group_eager_lazy_and_date_buckets() {
+        let db = db(OdooVersion::V17);
+        let (a, b) = moves(&db);
+        let domain = json!([["origin", "=", "RG"]]);
+        let groups = call(
+            &db,
+            "stock.move",
+            "read_group",
+            json!([
+                domain,
+                ["product_uom_qty:sum"],
+                ["product_id", "date:month"]
+            ]),
+            json!({"lazy": false}),
+        );
+        let groups = groups.as_array().unwrap();
+        assert_eq!(groups.len(), 3, "{groups:?}");
+        // Default order: product by its _order (default_code), then month.
+        assert_eq!(groups[0]["product_id"], json!([a, "[RG-A] Group probe"]));
+        assert_eq!(groups[0]["date:month"], json!("February 2025"));
+        assert_eq!(groups[0]["__count"], json!(2));
+        assert_eq!(groups[0]["product_uom_qty"], json!(5.0));
+        assert_eq!(
+            groups[0]["__range"]["date:month"],
+            json!({"from": "2025-02-01 00:00:00", "to": "2025-03-01 00:00:00"})
+        );
+        assert_eq!(
+            groups[0]["__domain"],
+            json!([
+                "&",
+                ["origin", "=", "RG"],
+                "&",
+                ["product_id", "=", a],
+                "&",
+                ["date", ">=", "2025-02-01 00:00:00"],
+                ["date", "<", "2025-03-01 00:00:00"]
+            ])
+        );
+        assert_eq!(groups[1]["date:month"], json!("March 2025"));
+        assert_eq!(groups[1]["product_uom_qty"], json!(4.0));
+        assert_eq!(groups[2]["product_id"][0], json!(b));
+        assert_eq!(groups[2]["product_uom_qty"], json!(5.0));
+
+        // Lazy: first group-by only, `<field>_count`, the rest in __context.
+        let lazy = call(
+            &db,
+            "stock.move",
+            "read_group",
+            json!([domain, ["product_uom_qty"], ["product_id", "date:month"]]),
+            json!({}),
+        );
+        assert_eq!(lazy.as_array().map(Vec::len), Some(2));
+        assert_eq!(lazy[0]["product_id_count"], json!(3));
+        assert_eq!(lazy[0]["product_uom_qty"], json!(9.0));
+        assert_eq!(lazy[0]["__context"], json!({"group_by": ["date:month"]}));
+        assert!(lazy[0].get("date:month").is_none());
+
+        // Day, week, quarter and year labels; order by count desc, then limit.
+        let label = |spec: &str| {
+            let rows = call(
+                &db,
+                "stock.move",
+                "read_group",
+                json!([domain, [], [spec]]),
+                json!({"lazy": false, "orderby": format!("{spec} asc")}),
+            );
+            rows[0][spec].clone()
+        };
+        assert_eq!(label("date:day"), json!("03 Feb 2025"));
+        assert_eq!(label("date:week"), json!("W6 2025"));
+        assert_eq!(label("date:quarter"), json!("Q1 2025"));
+        assert_eq!(label("date:year"), json!("2025"));
+        let top = call(
+            &db,
+            "stock.move",
+            "read_group",
+            json!([domain, ["product_uom_qty:max"], ["product_id"]]),
+            json!({"orderby": "product_uom_qty desc", "limit": 1}),
+        );
+        assert_eq!(
+            top,
+            json!([{"product_id": [b, "[RG-B] Group probe"], "product_id_count": 1,
+            "product_uom_qty": 5.0, "__domain": ["&", ["origin", "=", "RG"], ["product_id", "=", b]]}])
+        );
+    }
+
+    #[test]
+    fn formatted_read_group_is_the_19_shape() {
+        let db = db(OdooVersion::V19);
+        let (a, _) = moves(&db);
+        let groups = call(
+            &db,
+            "stock.move",
+            "formatted_read_group",
+            json!([
+                [["origin", "=", "RG"]],
+                ["product_id", "date:month"],
+                ["product_uom_qty:sum", "__count"]
+            ]),
+            json!({}),
+        );
+        assert_eq!(groups[0]["product_id"], json!([a, "[RG-A] Group probe"]));
+        assert_eq!(
+            groups[0]["date:month"],
+            json!(["2025-02-01 00:00:00", "February 2025"])
+        );
+        assert_eq!(groups[0]["__count"], json!(2));
+        assert_eq!(groups[0]["product_uom_qty:sum"], json!(5.0));
+        assert_eq!(
+            groups[0]["__extra_domain"],
+            json!([
+                "&",
+                ["product_id", "=", a],
+                "&",
+                ["date", ">=", "2025-02-01 00:00:00"],
+                ["date", "<", "2025-03-01 00:00:00"]
+            ])
+        );
+        // Not there before 19.
+        let old = db_err(OdooVersion::V17);
+        assert!(old.contains("formatted_read_group"), "{old}");
+    }
+
+    fn db_err(version: OdooVersion) -> String {
+        let db = db(version);
+        db.execute_kw(
+            ADMIN_UID,
+            "stock.move",
+            "formatted_read_group",
+            vec![json!([]), json!(["product_id"]), json!(["__count"])],
+            Default::default(),
+        )
+        .map(|v| v.to_string())
+        .unwrap_or_else(|e| e.to_string())
+    }
+}

@@ -284,3 +284,198 @@ fn in_window(date: Option<DateTime>, from: Option<DateTime>, to: Option<DateTime
         Some(d) => from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::sim::db::{ADMIN_UID, Database, DatasetParams, OdooVersion, SimConfig};
+
+    fn db() -> Database {
+        Database::new(SimConfig {
+            version: OdooVersion::V17,
+            today: jiff::civil::date(2025, 3, 10),
+            dataset: DatasetParams {
+                products: 3,
+                warehouses: 1,
+                history_days: 10,
+                ..DatasetParams::default()
+            },
+            ..SimConfig::default()
+        })
+    }
+
+    fn call(db: &Database, model: &str, method: &str, args: Value, kwargs: Value) -> Value {
+        let args = args.as_array().cloned().unwrap_or_default();
+        let kwargs = kwargs.as_object().cloned().unwrap_or_default();
+        db.execute_kw(ADMIN_UID, model, method, args, kwargs)
+            .unwrap_or_else(|e| panic!("{model}.{method}: {e}"))
+    }
+
+    fn create(db: &Database, model: &str, vals: Value) -> i64 {
+        call(db, model, "create", json!([vals]), json!({}))
+            .as_i64()
+            .unwrap_or_else(|| panic!("{model}.create"))
+    }
+
+    /// A warehouse `code` with view and stock locations; returns (warehouse, stock).
+    fn warehouse(db: &Database, code: &str) -> (i64, i64) {
+        let view = create(db, "stock.location", json!({"name": code, "usage": "view"}));
+        let stock = create(
+            db,
+            "stock.location",
+            json!({"name": "Stock", "usage": "internal", "location_id": view}),
+        );
+        let shelf = create(
+            db,
+            "stock.location",
+            json!({"name": "Shelf", "usage": "internal", "location_id": stock}),
+        );
+        let wh = create(
+            db,
+            "stock.warehouse",
+            json!({"name": format!("Warehouse {code}"), "code": code,
+                   "view_location_id": view, "lot_stock_id": stock}),
+        );
+        (wh, shelf)
+    }
+
+    #[test]
+    fn quantities_follow_quants_moves_scope_and_dates() {
+        let db = db();
+        let (wh, shelf) = warehouse(&db, "QA");
+        let (other, other_stock) = warehouse(&db, "QB");
+        let vendor = create(
+            &db,
+            "stock.location",
+            json!({"name": "V", "usage": "supplier"}),
+        );
+        let customer = create(
+            &db,
+            "stock.location",
+            json!({"name": "C", "usage": "customer"}),
+        );
+        let template = create(
+            &db,
+            "product.template",
+            json!({"name": "Qty probe", "type": "product", "categ_id": 1, "uom_id": 1, "uom_po_id": 1}),
+        );
+        let product = create(
+            &db,
+            "product.product",
+            json!({"product_tmpl_id": template, "default_code": "QTY-1"}),
+        );
+        create(
+            &db,
+            "stock.quant",
+            json!({"product_id": product, "location_id": shelf, "quantity": 10.0, "reserved_quantity": 3.0}),
+        );
+        create(
+            &db,
+            "stock.quant",
+            json!({"product_id": product, "location_id": other_stock, "quantity": 6.0}),
+        );
+        let mv = |qty: f64, from: i64, to: i64, state: &str, date: &str| {
+            create(
+                &db,
+                "stock.move",
+                json!({"product_id": product, "product_uom_qty": qty, "location_id": from,
+                       "location_dest_id": to, "state": state, "date": date}),
+            )
+        };
+        mv(5.0, vendor, shelf, "confirmed", "2025-03-12 10:00:00");
+        mv(4.0, shelf, customer, "assigned", "2025-03-20 10:00:00");
+        mv(100.0, vendor, shelf, "draft", "2025-03-12 10:00:00"); // drafts never count
+        mv(9.0, vendor, shelf, "cancel", "2025-03-12 10:00:00");
+        mv(2.0, vendor, shelf, "done", "2025-03-09 08:00:00"); // already in the quant
+        // A transfer QB → QA is outgoing for QB and incoming for QA.
+        mv(1.0, other_stock, shelf, "waiting", "2025-03-11 10:00:00");
+
+        let fields = json!([
+            "qty_available",
+            "virtual_available",
+            "incoming_qty",
+            "outgoing_qty",
+            "free_qty"
+        ]);
+        let read = |context: Value| {
+            let rows = call(
+                &db,
+                "product.product",
+                "read",
+                json!([[product], fields]),
+                json!({"context": context}),
+            );
+            let row = &rows[0];
+            [
+                "qty_available",
+                "virtual_available",
+                "incoming_qty",
+                "outgoing_qty",
+                "free_qty",
+            ]
+            .map(|f| row[f].as_f64().unwrap_or(f64::NAN))
+        };
+        // QA: on hand 10 (3 reserved); in 5 + 1; out 4; forecast 10 + 6 - 4.
+        assert_eq!(read(json!({"warehouse": wh})), [10.0, 12.0, 6.0, 4.0, 7.0]);
+        // By name, as Odoo's context accepts.
+        assert_eq!(
+            read(json!({"warehouse": "Warehouse QA"})),
+            [10.0, 12.0, 6.0, 4.0, 7.0]
+        );
+        // QB: 6 on hand, the transfer leaves.
+        assert_eq!(read(json!({"warehouse": other})), [6.0, 5.0, 0.0, 1.0, 6.0]);
+        // Location scope: the shelf only.
+        assert_eq!(
+            read(json!({"location": shelf})),
+            [10.0, 12.0, 6.0, 4.0, 7.0]
+        );
+        // Both warehouses: the transfer is internal; on hand 16, in 5, out 4.
+        assert_eq!(
+            read(json!({"warehouse": [wh, other]})),
+            [16.0, 17.0, 5.0, 4.0, 13.0]
+        );
+        // to_date 15 March: the delivery on the 20th is not due yet.
+        assert_eq!(
+            read(json!({"warehouse": wh, "to_date": "2025-03-15 23:59:59"})),
+            [10.0, 16.0, 6.0, 0.0, 7.0]
+        );
+        // from_date 12 March: the transfer of the 11th drops out.
+        assert_eq!(
+            read(json!({"warehouse": wh, "from_date": "2025-03-12 00:00:00"})),
+            [10.0, 11.0, 5.0, 4.0, 7.0]
+        );
+        // to_date in the past rewinds on hand by the done receipt of the 9th.
+        assert_eq!(
+            read(json!({"warehouse": wh, "to_date": "2025-03-08 00:00:00"}))[0],
+            8.0
+        );
+        // The template sums its variants.
+        let rows = call(
+            &db,
+            "product.template",
+            "read",
+            json!([[template], ["qty_available", "virtual_available"]]),
+            json!({"context": {"warehouse": wh}}),
+        );
+        assert_eq!(rows[0]["qty_available"], json!(10.0));
+        assert_eq!(rows[0]["virtual_available"], json!(12.0));
+        // Searchable through the computed value.
+        let found = call(
+            &db,
+            "product.product",
+            "search",
+            json!([[["default_code", "=", "QTY-1"], ["qty_available", ">", 9]]]),
+            json!({"context": {"warehouse": wh}}),
+        );
+        assert_eq!(found, json!([product]));
+        let found = call(
+            &db,
+            "product.product",
+            "search",
+            json!([[["default_code", "=", "QTY-1"], ["qty_available", ">", 9]]]),
+            json!({"context": {"warehouse": other}}),
+        );
+        assert_eq!(found, json!([]));
+    }
+}

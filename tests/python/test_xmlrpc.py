@@ -93,3 +93,58 @@ def test_legacy_route_uses_string_fault_codes(sim):
     with pytest.raises(xmlrpc.client.Fault) as denied:
         models.execute_kw(sim.db, 2, "not the password", "res.partner", "search", [[]])
     assert denied.value.faultCode == "AccessDenied"
+
+
+def test_read_group_and_stock_quantities(api):
+    """read_group totals agree with the rows they group, and a product's
+    qty_available in a warehouse equals its quants there."""
+    sim, common, models = api
+    db, password = sim.db, sim.api_key
+    uid = common.authenticate(db, "admin", password, {})
+
+    def call(model, method, args, kwargs=None):
+        return models.execute_kw(db, uid, password, model, method, args, kwargs or {})
+
+    domain = [["state", "=", "done"]]
+    groups = call(
+        "stock.move", "read_group", [domain, ["product_uom_qty:sum"], ["product_id", "date:month"]], {"lazy": False}
+    )
+    assert groups
+    moves = call("stock.move", "search_read", [domain], {"fields": ["product_uom_qty"]})
+    assert sum(g["__count"] for g in groups) == len(moves)
+    assert abs(sum(g["product_uom_qty"] for g in groups) - sum(m["product_uom_qty"] for m in moves)) < 1e-6
+    first = groups[0]
+    assert isinstance(first["product_id"], list) and len(first["product_id"]) == 2
+    assert first["__range"]["date:month"]["from"].endswith("-01 00:00:00")
+    # The group's own domain selects exactly its records.
+    assert call("stock.move", "search_count", [first["__domain"]]) == first["__count"]
+
+    lazy = call("stock.move", "read_group", [domain, ["product_uom_qty"], ["product_id", "date:month"]])
+    assert all("product_id_count" in g and g["__context"] == {"group_by": ["date:month"]} for g in lazy)
+
+    [warehouse] = call("stock.warehouse", "search_read", [[]], {"fields": ["view_location_id"], "limit": 1})
+    [quant] = call(
+        "stock.quant",
+        "search_read",
+        [[["location_id.usage", "=", "internal"], ["quantity", ">", 0],
+          ["location_id", "child_of", warehouse["view_location_id"][0]]]],
+        {"fields": ["product_id"], "limit": 1},
+    )
+    product = quant["product_id"][0]
+    quants = call(
+        "stock.quant",
+        "search_read",
+        [[["product_id", "=", product], ["location_id.usage", "=", "internal"],
+          ["location_id", "child_of", warehouse["view_location_id"][0]]]],
+        {"fields": ["quantity", "reserved_quantity"]},
+    )
+    [row] = call(
+        "product.product",
+        "read",
+        [[product], ["qty_available", "free_qty", "virtual_available", "incoming_qty", "outgoing_qty"]],
+        {"context": {"warehouse": warehouse["id"]}},
+    )
+    assert abs(row["qty_available"] - sum(q["quantity"] for q in quants)) < 1e-6
+    assert abs(row["free_qty"] - sum(q["quantity"] - q["reserved_quantity"] for q in quants)) < 1e-6
+    expected = row["qty_available"] + row["incoming_qty"] - row["outgoing_qty"]
+    assert abs(row["virtual_available"] - expected) < 1e-6
