@@ -806,7 +806,8 @@ fn dispatch(
             )
         }
         "message_post" => {
-            check_access(store, uid, model, "read")?;
+            // Odoo's default `_mail_post_access` is write on the document.
+            check_access(store, uid, model, "write")?;
             let ids = args.ids(model, method)?;
             let text = |name: &str| {
                 args.named
