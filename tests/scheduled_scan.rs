@@ -1,0 +1,388 @@
+//! Scheduled scans: the operator (a real process against the real kube-apiserver)
+//! runs ExceptionRules on their cron in their time zone against the Odoo
+//! simulator, acts exactly once, honours concurrency policy and suspension, and
+//! writes the status once per scan.
+//!
+//! Every test has a simulator of its own, so counting records in it proves what
+//! the rule under test wrote and nothing else.
+
+mod common;
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use kube::api::ListParams;
+use kube::runtime::watcher;
+use planops::odoo::{OdooClient, OdooConfig, Secret};
+use planops::sim::{DatasetParams, FaultConfig, SimConfig, SimServer};
+use serde_json::{Value, json};
+use support::*;
+
+const ZONE: &str = "Asia/Kathmandu";
+
+async fn setup(prefix: &str) -> (&'static common::TestCluster, String) {
+    let cluster = common::cluster().await;
+    cluster
+        .install_crds(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
+        .await;
+    let ns = cluster.namespace(prefix).await;
+    (cluster, ns)
+}
+
+async fn private_odoo() -> SimServer {
+    let config = SimConfig {
+        dataset: DatasetParams {
+            products: 10,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    SimServer::start(config, "127.0.0.1:0".parse().expect("loopback"))
+        .await
+        .expect("starting the Odoo simulator")
+}
+
+async fn odoo_client(server: &SimServer) -> OdooClient {
+    let config = OdooConfig::new(
+        &server.url,
+        server.db.name(),
+        "admin",
+        Secret::new(server.db.admin_api_key()),
+    );
+    OdooClient::connect(config)
+        .await
+        .expect("connecting to the simulator")
+}
+
+async fn count(client: &OdooClient, model: &str, domain: Value) -> u64 {
+    client
+        .search_count(model, &domain)
+        .await
+        .expect("counting records")
+}
+
+/// Activities this rule wrote: each carries the rule's marker in its note.
+fn marker(ns: &str, rule: &str) -> Value {
+    json!([["note", "ilike", format!("planops-rule {ns}/{rule}")]])
+}
+
+/// Secret and connection to `server`, Ready.
+async fn connect_odoo(cluster: &common::TestCluster, ns: &str, server: &SimServer) {
+    apply(
+        cluster,
+        ns,
+        &json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "odoo-credentials"},
+            "stringData": {"login": "admin", "apiKey": server.db.admin_api_key()},
+        }),
+    )
+    .await;
+    apply(
+        cluster,
+        ns,
+        &connection("odoo", "odoo-credentials", &server.url),
+    )
+    .await;
+    wait_ready(cluster, ns, "OdooConnection", "odoo", "True", "Connected").await;
+}
+
+/// A rule that flags every product with a cost (the data set gives them all one)
+/// and gives each an activity.
+fn cost_rule(name: &str, schedule: Value) -> Value {
+    json!({
+        "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
+        "metadata": {"name": name},
+        "spec": {
+            "connectionRef": {"name": "odoo"},
+            "detector": {"fieldThreshold": {
+                "model": "product.product",
+                "domain": "[('standard_price', '>', 0)]",
+                "field": "standard_price",
+                "comparison": "Gt",
+                "value": 0,
+            }},
+            "triggers": {"schedule": schedule},
+            "actions": [{"activity": {"assignee": {"user": "admin"}}}],
+        },
+    })
+}
+
+/// Every 5 s during this hour and the next in `ZONE`, so the cron fires only if
+/// the zone is honoured (Kathmandu is UTC+05:45: its hours are nobody else's).
+fn zoned_schedule() -> (Value, [i8; 2]) {
+    let hour = Timestamp::now().to_zoned(tz(ZONE)).hour();
+    let hours = [hour, (hour + 1) % 24];
+    let cron = format!("*/5 * {},{} * * *", hours[0], hours[1]);
+    (json!({"cron": cron, "timeZone": ZONE}), hours)
+}
+
+fn tz(name: &str) -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get(name).expect("a known time zone")
+}
+
+fn timestamp(v: &Value) -> Option<Timestamp> {
+    v.as_str()?.parse().ok()
+}
+
+/// The rule's lastScan once it is a succeeded scan scheduled after `after`.
+async fn wait_scan_after(
+    cluster: &common::TestCluster,
+    ns: &str,
+    name: &str,
+    after: Option<Timestamp>,
+) -> Value {
+    eventually(&format!("a scan of {name} after {after:?}"), || async {
+        let obj = get(cluster, ns, "ExceptionRule", name).await?;
+        let last = obj["status"]["lastScan"].clone();
+        let scheduled = timestamp(&last["scheduledTime"])?;
+        let newer = after.is_none_or(|a| scheduled > a);
+        (newer && last["outcome"] == "Succeeded").then_some(obj)
+    })
+    .await
+}
+
+async fn events(cluster: &common::TestCluster, ns: &str) -> Vec<(String, String)> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(cluster.client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .expect("listing events")
+        .items
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test]
+async fn scheduled_scans_run_on_time_act_once_and_survive_a_restart() {
+    let (cluster, ns) = setup("sched").await;
+    let server = private_odoo().await;
+    let client = odoo_client(&server).await;
+    let operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_odoo(cluster, &ns, &server).await;
+    let products = count(
+        &client,
+        "product.product",
+        json!([["standard_price", ">", 0]]),
+    )
+    .await;
+    assert!(products > 0, "the data set prices its products");
+
+    let (schedule, hours) = zoned_schedule();
+    apply(cluster, &ns, &cost_rule("cost", schedule)).await;
+    let obj = wait_scan_after(cluster, &ns, "cost", None).await;
+    assert_eq!(
+        condition(&obj, "Scheduled"),
+        Some(("True".into(), "Scheduled".into()))
+    );
+    assert_eq!(condition(&obj, "Ready").map(|c| c.0), Some("True".into()));
+    let last = &obj["status"]["lastScan"];
+    let scheduled = timestamp(&last["scheduledTime"]).expect("scheduledTime");
+    let in_zone = scheduled.to_zoned(tz(ZONE));
+    assert!(
+        in_zone.second() % 5 == 0 && in_zone.subsec_nanosecond() == 0,
+        "{in_zone}"
+    );
+    assert!(
+        hours.contains(&in_zone.hour()),
+        "{in_zone} not in {hours:?}"
+    );
+    let started = timestamp(&last["startTime"]).expect("startTime");
+    assert!(started >= scheduled, "started {started} before {scheduled}");
+    let next = timestamp(&obj["status"]["nextScanTime"]).expect("nextScanTime");
+    assert!(next > scheduled);
+    assert_eq!(last["subjectsEvaluated"], json!(products));
+    assert_eq!(last["exceptionsOpen"], json!(products));
+    assert!(last["odooCalls"].as_u64().is_some_and(|n| n >= 2), "{last}");
+    assert!(
+        obj["status"]["topExceptions"]
+            .as_array()
+            .is_some_and(|top| !top.is_empty() && top.len() <= 5)
+    );
+    assert_eq!(obj["status"]["detector"], "fieldThreshold");
+
+    // Whichever scan opened them, there is one activity per exception.
+    let activities = eventually("one activity per product", || async {
+        let n = count(&client, "mail.activity", marker(&ns, "cost")).await;
+        (n == products).then_some(n)
+    })
+    .await;
+
+    // Watch the rule across two further scans: every write must carry a new scan.
+    let api = planops_api(cluster, &ns, "ExceptionRule");
+    let config = watcher::Config::default().fields("metadata.name=cost");
+    let stream = watcher::watcher(api, config);
+    tokio::pin!(stream);
+    let mut seen: Vec<(String, Value)> = Vec::new();
+    let mut scans = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while scans.len() < 3 {
+        let event = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("two more scans within the deadline");
+        if let Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) = event {
+            let o = serde_json::to_value(o).expect("JSON");
+            let version = o["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let scan = o["status"]["lastScan"]["scheduledTime"].clone();
+            if seen.last().is_none_or(|(v, _)| *v != version) {
+                seen.push((version, scan.clone()));
+            }
+            scans.insert(scan.to_string());
+        }
+    }
+    for pair in seen.windows(2) {
+        assert_ne!(
+            pair[0].1, pair[1].1,
+            "the rule was written without a new scan: {seen:?}"
+        );
+    }
+    let obj = get(cluster, &ns, "ExceptionRule", "cost")
+        .await
+        .expect("rule");
+    assert_eq!(obj["status"]["lastScan"]["exceptionsOpened"], 0);
+    assert_eq!(
+        count(&client, "mail.activity", marker(&ns, "cost")).await,
+        activities,
+        "a later scan wrote again"
+    );
+
+    let metrics = operator.get("/metrics").await.expect("metrics").1;
+    for needle in [
+        "planops_scans_total{outcome=\"succeeded\"}",
+        "planops_scan_duration_seconds_count{",
+        &format!("planops_odoo_calls_total{{namespace=\"{ns}\",connection=\"odoo\"}}"),
+        &format!("planops_exceptions_open{{namespace=\"{ns}\",rule=\"cost\",severity=\"Low\"}}"),
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from:\n{metrics}"
+        );
+    }
+
+    // A restarted operator picks up the schedule and still creates nothing twice.
+    let before_restart = timestamp(&obj["status"]["lastScan"]["scheduledTime"]);
+    drop(operator);
+    let _operator = OperatorProcess::simple(cluster, &ns).await;
+    let obj = wait_scan_after(cluster, &ns, "cost", before_restart).await;
+    assert_eq!(obj["status"]["lastScan"]["exceptionsOpened"], 0);
+    assert_eq!(
+        count(&client, "mail.activity", marker(&ns, "cost")).await,
+        activities
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn dry_run_scans_and_writes_nothing() {
+    let (cluster, ns) = setup("sched-dry").await;
+    let server = private_odoo().await;
+    let client = odoo_client(&server).await;
+    let _operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_odoo(cluster, &ns, &server).await;
+    let activities = count(&client, "mail.activity", json!([])).await;
+    let orders = count(&client, "purchase.order", json!([])).await;
+
+    let mut rule = cost_rule("dry", json!({"cron": "*/3 * * * * *"}));
+    rule["spec"]["mode"] = json!("DryRun");
+    rule["spec"]["actions"]
+        .as_array_mut()
+        .expect("actions")
+        .extend([
+            json!({"proposePurchase": {"minSeverity": "Low"}}),
+            json!({"chatterNote": {}}),
+        ]);
+    apply(cluster, &ns, &rule).await;
+    let first = wait_scan_after(cluster, &ns, "dry", None).await;
+    let after = timestamp(&first["status"]["lastScan"]["scheduledTime"]);
+    let obj = wait_scan_after(cluster, &ns, "dry", after).await;
+    assert!(obj["status"]["lastScan"]["exceptionsOpen"].as_u64() > Some(0));
+    assert_eq!(count(&client, "mail.activity", json!([])).await, activities);
+    assert_eq!(count(&client, "purchase.order", json!([])).await, orders);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn forbid_skips_a_run_while_the_previous_scan_is_slow() {
+    let (cluster, ns) = setup("sched-forbid").await;
+    let server = private_odoo().await;
+    let _operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_odoo(cluster, &ns, &server).await;
+    // Each call takes 2 s: a scan with its actions outlasts the 2 s period.
+    server
+        .set_faults(FaultConfig {
+            latency_ms: 2000,
+            ..Default::default()
+        })
+        .expect("latency");
+    apply(
+        cluster,
+        &ns,
+        &cost_rule(
+            "slow",
+            json!({"cron": "*/2 * * * * *", "concurrencyPolicy": "Forbid"}),
+        ),
+    )
+    .await;
+    eventually("a ScanSkipped event", || async {
+        events(cluster, &ns)
+            .await
+            .into_iter()
+            .find(|(reason, _)| reason == "ScanSkipped")
+    })
+    .await;
+    // The running scan still finishes and reports.
+    server
+        .set_faults(FaultConfig::default())
+        .expect("no faults");
+    wait_scan_after(cluster, &ns, "slow", None).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_suspended_schedule_does_not_run_until_resumed() {
+    let (cluster, ns) = setup("sched-susp").await;
+    let server = private_odoo().await;
+    let client = odoo_client(&server).await;
+    let _operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_odoo(cluster, &ns, &server).await;
+
+    apply(
+        cluster,
+        &ns,
+        &cost_rule("held", json!({"cron": "*/2 * * * * *", "suspend": true})),
+    )
+    .await;
+    let obj = eventually("Scheduled=False Suspended", || async {
+        let obj = get(cluster, &ns, "ExceptionRule", "held").await?;
+        (condition(&obj, "Scheduled") == Some(("False".into(), "Suspended".into()))).then_some(obj)
+    })
+    .await;
+    assert!(obj["status"]["nextScanTime"].is_null());
+    // Several periods pass without a scan. Only absence is checked, so a slow
+    // machine cannot make this fail.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let obj = get(cluster, &ns, "ExceptionRule", "held")
+        .await
+        .expect("rule");
+    assert!(obj["status"]["lastScan"].is_null(), "{}", obj["status"]);
+    assert_eq!(
+        count(&client, "mail.activity", marker(&ns, "held")).await,
+        0
+    );
+
+    // Resuming starts it.
+    apply(
+        cluster,
+        &ns,
+        &cost_rule("held", json!({"cron": "*/2 * * * * *", "suspend": false})),
+    )
+    .await;
+    wait_scan_after(cluster, &ns, "held", None).await;
+    server.shutdown().await;
+}
