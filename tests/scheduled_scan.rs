@@ -386,3 +386,241 @@ async fn a_suspended_schedule_does_not_run_until_resumed() {
     wait_scan_after(cluster, &ns, "held", None).await;
     server.shutdown().await;
 }
+
+/// Applies the ExceptionRule `rule` of `examples/<file>` (and the Secrets of that
+/// file) on a 5-second schedule, and returns the rule's status after its first
+/// scan with the exceptions the same scan finds when run directly.
+async fn run_example(
+    prefix: &str,
+    file: &str,
+    rule: &str,
+) -> (
+    Value,
+    Vec<planops::engine::PlanningException>,
+    OdooClient,
+    SimServer,
+) {
+    let (cluster, ns) = setup(prefix).await;
+    let server = SimServer::start(
+        SimConfig::default(),
+        "127.0.0.1:0".parse().expect("loopback"),
+    )
+    .await
+    .expect("starting the Odoo simulator");
+    let client = odoo_client(&server).await;
+    let operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_odoo(cluster, &ns, &server).await;
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("reading the example");
+    let mut spec = None;
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let mut doc: Value = serde::Deserialize::deserialize(document).expect("YAML");
+        match doc["kind"].as_str() {
+            Some("Secret") => apply(cluster, &ns, &doc).await,
+            Some("ExceptionRule") if doc["metadata"]["name"] == rule => {
+                // The example's own cron would have the test wait hours.
+                doc["spec"]["triggers"]["schedule"]["cron"] = json!("*/5 * * * * *");
+                apply(cluster, &ns, &doc).await;
+                spec = Some(doc);
+            }
+            _ => {}
+        }
+    }
+    let doc = spec.expect("the rule is in the example");
+    let obj = wait_scan_after(cluster, &ns, rule, None).await;
+
+    let spec: planops::api::rule::ExceptionRuleSpec =
+        serde_json::from_value(doc["spec"].clone()).expect("spec");
+    let zone = doc["spec"]["triggers"]["schedule"]["timeZone"]
+        .as_str()
+        .unwrap_or("UTC");
+    let today = Timestamp::now().to_zoned(tz(zone)).date();
+    let rule_ref = planops::engine::RuleRef {
+        namespace: &ns,
+        rule,
+    };
+    let expected = planops::scan::run_scan(
+        &client,
+        &rule_ref,
+        &spec,
+        today,
+        &planops::scan::ScanMemory::default(),
+    )
+    .await
+    .expect("scanning directly")
+    .exceptions;
+    drop(operator);
+    (obj, expected, client, server)
+}
+
+/// Every expected exception has an activity of the rule carrying its fingerprint.
+async fn assert_activities(
+    client: &OdooClient,
+    ns: &str,
+    rule: &str,
+    expected: &[planops::engine::PlanningException],
+) {
+    assert!(
+        !expected.is_empty(),
+        "the data set has exceptions for {rule}"
+    );
+    let notes: Vec<String> = eventually("an activity per exception", || async {
+        let rows = client
+            .search_read(
+                "mail.activity",
+                &marker(ns, rule),
+                &["note"],
+                &Default::default(),
+            )
+            .await
+            .ok()?;
+        let notes: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r["note"].as_str().map(str::to_string))
+            .collect();
+        expected
+            .iter()
+            .all(|e| notes.iter().any(|n| n.contains(&e.fingerprint)))
+            .then_some(notes)
+    })
+    .await;
+    assert_eq!(notes.len(), expected.len(), "one activity per exception");
+}
+
+#[tokio::test]
+async fn example_orders_at_risk_opens_an_activity_per_order() {
+    let (obj, expected, client, server) = run_example(
+        "ex-oar",
+        "supplier-delays/orders-at-risk.yaml",
+        "orders-at-risk",
+    )
+    .await;
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace")
+        .to_string();
+    assert_eq!(
+        obj["status"]["lastScan"]["exceptionsOpen"],
+        json!(expected.len())
+    );
+    assert_activities(&client, &ns, "orders-at-risk", &expected).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn example_low_free_stock_reports_without_writing() {
+    let (obj, expected, client, server) = run_example(
+        "ex-lfs",
+        "multi-warehouse-rebalancing/low-free-stock.yaml",
+        "low-free-stock",
+    )
+    .await;
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace")
+        .to_string();
+    assert!(
+        !expected.is_empty(),
+        "the data set has products low on free stock"
+    );
+    assert_eq!(
+        obj["status"]["lastScan"]["exceptionsOpen"],
+        json!(expected.len())
+    );
+    // The example is DryRun: nothing in Odoo names the rule.
+    assert_eq!(
+        count(
+            &client,
+            "mail.message",
+            json!([["body", "ilike", format!("planops-rule {ns}/low-free-stock")]])
+        )
+        .await,
+        0
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs res.groups (purchase.group_purchase_user) seeded in the simulator, and message_post"]
+async fn example_supplier_delay_opens_an_activity_per_late_line() {
+    let (obj, expected, client, server) = run_example(
+        "ex-sd",
+        "supplier-delays/supplier-delay.yaml",
+        "supplier-delay",
+    )
+    .await;
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace")
+        .to_string();
+    assert_activities(&client, &ns, "supplier-delay", &expected).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the simulator's read_group/stock quantities, and res.groups (stock.group_stock_user)"]
+async fn example_service_level_risk_opens_an_activity_per_stockout() {
+    let (obj, expected, client, server) = run_example(
+        "ex-slr",
+        "multi-warehouse-rebalancing/service-level-risk.yaml",
+        "service-level-risk",
+    )
+    .await;
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace")
+        .to_string();
+    assert_activities(&client, &ns, "service-level-risk", &expected).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the simulator's read_group/stock quantities"]
+async fn example_stockout_seasonal_opens_activities_and_rfqs() {
+    let (obj, expected, client, server) = run_example(
+        "ex-sos",
+        "seasonal-replenishment/stockout-seasonal.yaml",
+        "seasonal-stockout",
+    )
+    .await;
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace")
+        .to_string();
+    assert_activities(&client, &ns, "seasonal-stockout", &expected).await;
+    // proposePurchase (minSeverity High): one draft RFQ per High or Critical exception
+    // with a quantity to order, its origin the fingerprint.
+    let urgent: Vec<&str> = expected
+        .iter()
+        .filter(|e| e.severity <= planops::engine::Severity::High)
+        .map(|e| e.fingerprint.as_str())
+        .collect();
+    assert!(!urgent.is_empty(), "the data set has urgent stockouts");
+    let rfqs = count(&client, "purchase.order", json!([["origin", "in", urgent]])).await;
+    assert!(
+        rfqs > 0 && rfqs as usize <= urgent.len(),
+        "{rfqs} RFQs for {} urgent",
+        urgent.len()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the simulator's read_group/stock quantities"]
+async fn example_demand_spike_opens_an_activity_per_spike() {
+    let (obj, expected, client, server) = run_example(
+        "ex-dsp",
+        "seasonal-replenishment/demand-spike.yaml",
+        "demand-spike",
+    )
+    .await;
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace")
+        .to_string();
+    assert_activities(&client, &ns, "demand-spike", &expected).await;
+    server.shutdown().await;
+}
