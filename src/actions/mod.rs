@@ -1237,3 +1237,47 @@ mod tests {
         assert_eq!(pick_member(&[], "planops:00"), None);
     }
 }
+
+/// One evaluation of a rule end to end: its scan and the actions it led to.
+#[derive(Debug)]
+pub struct RuleRun {
+    /// What the scan found.
+    pub outcome: crate::scan::ScanOutcome,
+    /// The writes planned from it.
+    pub plan: ActionPlan,
+    /// What became of them.
+    pub report: ActionReport,
+    /// Odoo calls the actions made (the scan's own are in `outcome.calls`).
+    pub action_calls: u64,
+}
+
+/// Why [`scan_and_act`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The scan failed; nothing was written.
+    #[error("scan: {0}")]
+    Scan(#[from] crate::scan::ScanError),
+    /// The scan completed, acting on it failed.
+    #[error("actions: {0}")]
+    Actions(#[from] ActionError),
+}
+
+/// Scans the rule of `ctx`, then plans and executes its actions: the one sequence
+/// the operator's scheduler and `planops scan` share, so they cannot drift apart.
+pub async fn scan_and_act(
+    client: &OdooClient,
+    ctx: &ActionContext<'_>,
+    memory: &crate::scan::ScanMemory,
+) -> Result<RuleRun, RunError> {
+    let outcome = crate::scan::run_scan(client, &ctx.rule, ctx.spec, ctx.today, memory).await?;
+    let plan = plan(ctx.spec, &outcome.exceptions, ctx.today);
+    let before = client.calls_made();
+    let report = execute(client, ctx, &plan, &outcome.exceptions).await?;
+    let action_calls = client.calls_made().since(&before).requests;
+    Ok(RuleRun {
+        outcome,
+        plan,
+        report,
+        action_calls,
+    })
+}

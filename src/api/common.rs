@@ -115,6 +115,13 @@ pub mod reasons {
     pub const SCHEDULED: &str = "Scheduled";
     pub const NOT_SCHEDULED: &str = "NotScheduled";
     pub const DELETING: &str = "Deleting";
+    /// A scheduled scan failed (Event reason and `Ready` reason of an ExceptionRule).
+    pub const SCAN_FAILED: &str = "ScanFailed";
+    /// A scheduled scan was not started: the previous one still ran under
+    /// `concurrencyPolicy: Forbid`, or a missed run was past its starting deadline.
+    pub const SCAN_SKIPPED: &str = "ScanSkipped";
+    /// A running scan was cancelled for a newer one (`concurrencyPolicy: Replace`).
+    pub const SCAN_REPLACED: &str = "ScanReplaced";
 }
 
 /// Returns whether the pause annotation asks PlanOps to leave the resource alone.
@@ -183,6 +190,14 @@ impl ConditionSet {
                     .any(|p| p.type_ == c.type_ && p.status == c.status && p.reason == c.reason)
             })
             .collect()
+    }
+
+    /// The reason of a condition set so far.
+    pub fn reason(&self, type_: &str) -> Option<&str> {
+        self.next
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| c.reason.as_str())
     }
 
     pub fn into_vec(self) -> Vec<Condition> {

@@ -283,6 +283,10 @@ pub enum ScanOutcome {
 pub struct LastScan {
     /// When the scan started (RFC 3339).
     pub start_time: String,
+    /// The time the cron schedule named for this scan (RFC 3339); the start is later by
+    /// the rule's jitter and any delay. Unset for scans not started by the schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_time: Option<String>,
     /// Wall time of the scan, in milliseconds.
     pub duration_millis: u64,
     /// Product × warehouse (or record) subjects evaluated.

@@ -13,7 +13,7 @@ use crate::actions::{self, ActionContext, StaticSecrets};
 use crate::api::rule::RuleMode;
 use crate::engine::RuleRef;
 use crate::odoo::{OdooClient, OdooConfig, Secret};
-use crate::scan::{self, ScanMemory};
+use crate::scan::ScanMemory;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -116,25 +116,20 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         rule: &name,
     };
     let today = args.today.unwrap_or_else(|| jiff::Zoned::now().date());
-    let outcome = scan::run_scan(
-        &client,
-        &rule_ref,
-        &rule.spec,
-        today,
-        &ScanMemory::default(),
-    )
-    .await
-    .with_context(|| format!("scanning rule {name}"))?;
-    let plan = actions::plan(&rule.spec, &outcome.exceptions, today);
     let ctx = ActionContext {
         rule: rule_ref.clone(),
         spec: &rule.spec,
         today,
         secrets: &secrets,
     };
-    let report = actions::execute(&client, &ctx, &plan, &outcome.exceptions)
+    let actions::RuleRun {
+        outcome,
+        plan,
+        report,
+        ..
+    } = actions::scan_and_act(&client, &ctx, &ScanMemory::default())
         .await
-        .with_context(|| format!("acting on rule {name}"))?;
+        .with_context(|| format!("scanning and acting on rule {name}"))?;
     match args.output {
         Output::Json => {
             let writes: Vec<_> = report

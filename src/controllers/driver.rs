@@ -44,6 +44,25 @@ pub trait Reconciler: PlanopsKind {
         status: &mut Self::Status,
     ) -> impl Future<Output = Result<Duration, Error>> + Send;
 
+    /// Runs instead of `evaluate` while the resource is paused, suspended, invalid
+    /// or waiting for a dependency (`reason` is the one `Ready` gives): stops what
+    /// `evaluate` started, such as a schedule, and says so in the status.
+    fn inactive(
+        obj: &Self,
+        ctx: &Context,
+        conditions: &mut ConditionSet,
+        status: &mut Self::Status,
+        reason: &str,
+    ) {
+        let _ = (obj, ctx, conditions, status, reason);
+    }
+
+    /// Drops in-process state of a deleted resource (schedules, metric series),
+    /// whatever its deletion policy.
+    fn forget(obj: &Self, ctx: &Context) {
+        let _ = (obj, ctx);
+    }
+
     /// Removes what PlanOps created in Odoo for the resource. Runs on deletion
     /// unless `deletionPolicy: Orphan`; must tolerate `evaluate` never having run.
     fn cleanup(
@@ -95,6 +114,7 @@ async fn cleanup<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action
     if obj.deletion_policy() == DeletionPolicy::Delete {
         K::cleanup(obj.clone(), ctx.clone()).await?;
     }
+    K::forget(&obj, &ctx);
     ctx.metrics.forget(K::KIND, &namespace, &obj.name_any());
     Ok(Action::await_change())
 }
@@ -112,6 +132,7 @@ async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, 
             reasons::PAUSED,
             "reconciliation is paused by the planops.io/paused annotation",
         );
+        K::inactive(&obj, &ctx, &mut conditions, &mut status, reasons::PAUSED);
         None
     } else if obj.suspended() {
         settle(
@@ -120,9 +141,15 @@ async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, 
             reasons::SUSPENDED,
             "spec.suspend is true",
         );
+        K::inactive(&obj, &ctx, &mut conditions, &mut status, reasons::SUSPENDED);
         None
     } else {
-        evaluate_active(obj.clone(), ctx.clone(), &mut conditions, &mut status).await?
+        let after = evaluate_active(obj.clone(), ctx.clone(), &mut conditions, &mut status).await?;
+        if after.is_none() {
+            let reason = conditions.reason(ct::READY).unwrap_or_default().to_string();
+            K::inactive(&obj, &ctx, &mut conditions, &mut status, &reason);
+        }
+        after
     };
 
     let handled = obj

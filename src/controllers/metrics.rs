@@ -30,6 +30,33 @@ pub struct ObjectLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub namespace: String,
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabels {
+    pub namespace: String,
+    pub rule: String,
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    pub namespace: String,
+    pub connection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+/// The severities, as the `severity` label spells them.
+pub const SEVERITIES: [&str; 4] = ["Critical", "High", "Medium", "Low"];
+
 /// The operator's metrics and the registry that renders them.
 pub struct Metrics {
     registry: Registry,
@@ -39,6 +66,16 @@ pub struct Metrics {
     pub status_writes: Family<KindLabels, Counter>,
     pub resource_ready: Family<ObjectLabels, Gauge>,
     pub leader: Gauge,
+    /// Wall time of scheduled scans (scan and actions), by rule.
+    pub scan_duration: Family<RuleLabels, Histogram>,
+    /// Open exceptions after the last scan, by rule and severity.
+    pub exceptions_open: Family<SeverityLabels, Gauge>,
+    /// Calls made to Odoo by scheduled scans, by connection.
+    pub odoo_calls: Family<ConnectionLabels, Counter>,
+    /// Scheduled scans that failed on an Odoo error, by connection.
+    pub odoo_errors: Family<ConnectionLabels, Counter>,
+    /// Scheduled scans by outcome: succeeded, failed, skipped, replaced.
+    pub scans: Family<OutcomeLabels, Counter>,
     /// The reason currently exported per object, so a changed reason replaces
     /// its series instead of leaving a stale one behind.
     ready_reasons: Mutex<HashMap<(String, String, String), String>>,
@@ -91,8 +128,45 @@ impl Metrics {
             "1 while this replica holds the leader Lease",
             leader.clone(),
         );
+        let scan_duration = Family::<RuleLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.05, 2.0, 14))
+        });
+        registry.register(
+            "scan_duration_seconds",
+            "Wall time of one scheduled scan with its actions, by rule",
+            scan_duration.clone(),
+        );
+        let exceptions_open = Family::<SeverityLabels, Gauge>::default();
+        registry.register(
+            "exceptions_open",
+            "Open exceptions after the rule's last scan, by rule and severity",
+            exceptions_open.clone(),
+        );
+        let odoo_calls = Family::<ConnectionLabels, Counter>::default();
+        registry.register(
+            "odoo_calls",
+            "Calls scheduled scans made to Odoo, by connection",
+            odoo_calls.clone(),
+        );
+        let odoo_errors = Family::<ConnectionLabels, Counter>::default();
+        registry.register(
+            "odoo_errors",
+            "Scheduled scans that failed on an Odoo error, by connection",
+            odoo_errors.clone(),
+        );
+        let scans = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "scans",
+            "Scheduled scans by outcome (succeeded, failed, skipped, replaced)",
+            scans.clone(),
+        );
         Metrics {
             registry,
+            scan_duration,
+            exceptions_open,
+            odoo_calls,
+            odoo_errors,
+            scans,
             reconciliations,
             reconcile_errors,
             reconcile_duration,
@@ -162,6 +236,45 @@ impl Metrics {
                 reason: old,
             });
         }
+    }
+}
+
+impl Metrics {
+    /// Counts one scheduled scan with `outcome`.
+    pub fn scan_outcome(&self, outcome: &str) {
+        self.scans
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Sets the open-exception gauges of a rule, one series per severity.
+    pub fn set_exceptions_open(&self, namespace: &str, rule: &str, counts: [i64; 4]) {
+        for (severity, count) in SEVERITIES.iter().zip(counts) {
+            self.exceptions_open
+                .get_or_create(&SeverityLabels {
+                    namespace: namespace.into(),
+                    rule: rule.into(),
+                    severity: (*severity).into(),
+                })
+                .set(count);
+        }
+    }
+
+    /// Drops the series of a deleted rule.
+    pub fn forget_rule(&self, namespace: &str, rule: &str) {
+        for severity in SEVERITIES {
+            self.exceptions_open.remove(&SeverityLabels {
+                namespace: namespace.into(),
+                rule: rule.into(),
+                severity: severity.into(),
+            });
+        }
+        self.scan_duration.remove(&RuleLabels {
+            namespace: namespace.into(),
+            rule: rule.into(),
+        });
     }
 }
 

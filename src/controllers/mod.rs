@@ -8,6 +8,7 @@ pub mod http;
 pub mod kinds;
 pub mod metrics;
 pub mod rule;
+pub mod scheduler;
 pub mod supplier;
 pub mod validate;
 
@@ -141,6 +142,8 @@ pub struct Context {
     pub connections: ConnectionIndex,
     /// One Odoo client per OdooConnection, shared by everything that uses it.
     pub odoo: connection::OdooClients,
+    /// Timers and scans of scheduled ExceptionRules (active on the leader only).
+    pub scheduler: scheduler::Scheduler,
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C.
@@ -202,6 +205,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         api_limiter: RateLimiter::direct(quota),
         connections,
         odoo: connection::OdooClients::default(),
+        scheduler: scheduler::Scheduler::default(),
     });
 
     if args.leader_election {
@@ -389,29 +393,39 @@ async fn run_controllers(
 ) {
     let mut tasks = Vec::new();
     for scope in scopes {
+        // A finished scan asks for a reconcile of its rule through this channel,
+        // so the reconciler (the one status writer) records the result.
+        let finished = ctx.scheduler.start(scope.clone());
+        let finished = futures::stream::unfold(finished, |mut rx| async move {
+            rx.recv().await.map(|r| (r, rx))
+        });
         tasks.push(tokio::spawn(run_kind::<OdooConnection>(
             ctx.clone(),
             scope.clone(),
             concurrency,
             shutdown.clone(),
+            futures::stream::empty(),
         )));
         tasks.push(tokio::spawn(run_kind::<ExceptionRule>(
             ctx.clone(),
             scope.clone(),
             concurrency,
             shutdown.clone(),
+            finished,
         )));
         tasks.push(tokio::spawn(run_kind::<SupplierConnector>(
             ctx.clone(),
             scope.clone(),
             concurrency,
             shutdown.clone(),
+            futures::stream::empty(),
         )));
         tasks.push(tokio::spawn(run_kind::<ApprovalPolicy>(
             ctx.clone(),
             scope.clone(),
             concurrency,
             shutdown.clone(),
+            futures::stream::empty(),
         )));
     }
     for task in tasks {
@@ -419,6 +433,8 @@ async fn run_controllers(
             tracing::error!(error = %err, "controller task panicked");
         }
     }
+    // No longer leading (or shutting down): no scan may run on a standby.
+    ctx.scheduler.stop_all();
 }
 
 /// One controller: the kind itself, the Secrets it names, and (for kinds that
@@ -429,10 +445,12 @@ fn run_kind<K: Reconciler>(
     scope: Option<String>,
     concurrency: u16,
     shutdown: CancellationToken,
+    triggers: impl futures::Stream<Item = ObjectRef<K>> + Send + 'static,
 ) -> impl Future<Output = ()> + Send {
     let client = ctx.client.clone();
     let controller = Controller::new(scoped_api::<K>(&client, &scope), watcher::Config::default())
-        .with_config(ControllerConfig::default().concurrency(concurrency));
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .reconcile_on(triggers);
     let store = controller.store();
 
     let secret_store = store.clone();

@@ -142,6 +142,7 @@ impl ScanOutcome {
         };
         crate::api::rule::LastScan {
             start_time: start_time.to_string(),
+            scheduled_time: None,
             duration_millis: self.duration.as_millis() as u64,
             subjects_evaluated: self.subjects_evaluated,
             exceptions_open: self.exceptions.len() as u64,

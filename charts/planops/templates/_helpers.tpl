@@ -124,6 +124,10 @@ two modes cannot drift apart.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
+# Each scheduled rule keeps its scan memory (supplier-delay dates) in an owned ConfigMap.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]

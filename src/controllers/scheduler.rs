@@ -1,0 +1,716 @@
+//! The in-process scheduler of `ExceptionRule` scans.
+//!
+//! The ExceptionRule reconciler calls [`Scheduler::ensure`] for every active rule
+//! with a schedule; it starts one timer task per rule, which sleeps until the next
+//! cron time (plus the rule's deterministic jitter), then starts a scan task that
+//! scans, acts and records the result here. When a scan ends the scheduler asks the
+//! controller to reconcile the rule, and the reconciler copies the result into the
+//! status, so the status has a single writer and one write per scan. Controllers
+//! (and so the scheduler) run on the leader only; losing the lease stops every task.
+//!
+//! Per-rule scan memory (supplier-delay dates) survives restarts in an owned
+//! ConfigMap `planops-memory-<rule>`: it is operator state, not something users
+//! read, and keeping it out of the status keeps `kubectl get -o yaml` short.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Context;
+use super::kinds::PlanopsKind;
+use super::metrics::{ConnectionLabels, RuleLabels};
+use crate::actions::{self, ActionContext, RunError, StaticSecrets};
+use crate::api::ExceptionRule;
+use crate::api::common::{FIELD_MANAGER, reasons};
+use crate::api::rule::{ExceptionSummary, LastScan, ScanOutcome};
+use crate::engine::{RuleRef, Severity};
+use crate::odoo::Secret;
+use crate::scan::ScanMemory;
+use crate::schedule::{MissedRun, Schedule, StartDecision};
+
+/// What the reconciler reads back about a rule's schedule.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleView {
+    /// When the next scan starts.
+    pub next_fire: Option<Timestamp>,
+    /// The last finished scan of this process, if any.
+    pub last: Option<ScanReport>,
+}
+
+/// The result of one finished scan, as the status shows it.
+#[derive(Debug, Clone)]
+pub struct ScanReport {
+    pub last_scan: LastScan,
+    pub top: Vec<ExceptionSummary>,
+    /// The error of a failed scan.
+    pub error: Option<String>,
+}
+
+type RuleKey = (String, String);
+
+#[derive(Default)]
+struct RuleState {
+    /// The `metadata.generation` the running timer was started for.
+    generation: Option<i64>,
+    /// Stops the timer task (not the scans it started).
+    timer: Option<CancellationToken>,
+    /// Scans in flight, by id, so Replace can cancel them and Forbid can see them.
+    running: BTreeMap<u64, CancellationToken>,
+    next_fire: Option<Timestamp>,
+    /// The scheduled time of the last run started or skipped.
+    last_scheduled: Option<Timestamp>,
+    last: Option<ScanReport>,
+    /// Loaded from the ConfigMap before the first scan of this process.
+    memory: Option<ScanMemory>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Reconcile requests to the running ExceptionRule controllers, by watched
+    /// scope (`None`: all namespaces).
+    notify: Vec<(
+        Option<String>,
+        mpsc::UnboundedSender<ObjectRef<ExceptionRule>>,
+    )>,
+    rules: HashMap<RuleKey, RuleState>,
+    next_scan_id: u64,
+}
+
+/// Timer and scan tasks of every scheduled rule.
+#[derive(Default)]
+pub struct Scheduler {
+    inner: Mutex<Inner>,
+}
+
+impl Scheduler {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Called when the controllers start: returns the stream of rules whose scan
+    /// finished, for the ExceptionRule controller to reconcile.
+    pub fn start(
+        &self,
+        scope: Option<String>,
+    ) -> mpsc::UnboundedReceiver<ObjectRef<ExceptionRule>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut inner = self.lock();
+        inner.notify.retain(|(s, _)| *s != scope);
+        inner.notify.push((scope, tx));
+        rx
+    }
+
+    /// Called when the controllers stop (shutdown, lost lease): cancels every timer
+    /// and scan. Results and memory stay, for when this replica leads again.
+    pub fn stop_all(&self) {
+        let mut inner = self.lock();
+        inner.notify.clear();
+        for state in inner.rules.values_mut() {
+            stop_state(state);
+        }
+    }
+
+    /// Stops the schedule of a rule that is no longer active (suspended, paused,
+    /// no schedule, connection not ready); its last result is kept.
+    pub fn stop(&self, namespace: &str, name: &str) {
+        if let Some(state) = self.lock().rules.get_mut(&key(namespace, name)) {
+            stop_state(state);
+        }
+    }
+
+    /// Forgets a deleted rule.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        if let Some(mut state) = self.lock().rules.remove(&key(namespace, name)) {
+            stop_state(&mut state);
+        }
+    }
+
+    /// Makes sure `rule` runs on `schedule`: starts its timer, or restarts it when
+    /// the spec changed. Returns what the status should show.
+    pub fn ensure(
+        &self,
+        ctx: &Arc<Context>,
+        rule: &Arc<ExceptionRule>,
+        schedule: Schedule,
+    ) -> ScheduleView {
+        let namespace = rule.namespace().unwrap_or_default();
+        let name = rule.name_any();
+        let generation = rule.meta().generation;
+        let mut inner = self.lock();
+        let state = inner.rules.entry(key(&namespace, &name)).or_default();
+        let running = state.timer.as_ref().is_some_and(|t| !t.is_cancelled());
+        if !running || state.generation != generation {
+            if let Some(timer) = state.timer.take() {
+                timer.cancel();
+            }
+            let now = Timestamp::now();
+            let jitter_key = format!("{namespace}/{name}");
+            // After a restart the last run is in the status: the scheduled time it
+            // was for, else its start; a rule that never ran counts from creation.
+            let last = state
+                .last_scheduled
+                .or_else(|| last_scheduled_in_status(rule))
+                .or_else(|| rule.creation_timestamp().map(|t| t.0))
+                .unwrap_or(now);
+            let catch_up = match schedule.missed_run(last, now) {
+                MissedRun::NothingMissed => None,
+                MissedRun::RunNow { scheduled, missed } => {
+                    tracing::info!(namespace, rule = name, %scheduled, missed, "running a missed scan now");
+                    Some(scheduled)
+                }
+                MissedRun::Skip { scheduled, missed } => {
+                    tracing::info!(namespace, rule = name, %scheduled, missed, "missed scan is past its starting deadline; skipped");
+                    state.last_scheduled = Some(scheduled);
+                    ctx.metrics.scan_outcome("skipped");
+                    let ctx = ctx.clone();
+                    let rule = rule.clone();
+                    let note = format!(
+                        "{missed} scheduled scan(s) missed, the latest at {scheduled}; past startingDeadlineSeconds, skipped"
+                    );
+                    tokio::spawn(async move {
+                        publish(&ctx, &rule, EventType::Normal, reasons::SCAN_SKIPPED, note).await;
+                    });
+                    None
+                }
+            };
+            let first = schedule.next_run(now, &jitter_key);
+            state.next_fire = first.map(|n| n.fire_at);
+            state.generation = generation;
+            let token = CancellationToken::new();
+            state.timer = Some(token.clone());
+            tokio::spawn(timer_loop(
+                ctx.clone(),
+                rule.clone(),
+                schedule,
+                jitter_key,
+                catch_up,
+                token,
+            ));
+        }
+        ScheduleView {
+            next_fire: state.next_fire,
+            last: state.last.clone(),
+        }
+    }
+
+    /// The last result of a rule, whatever its schedule's state.
+    pub fn last(&self, namespace: &str, name: &str) -> Option<ScanReport> {
+        self.lock()
+            .rules
+            .get(&key(namespace, name))
+            .and_then(|s| s.last.clone())
+    }
+
+    fn notify(&self, rule: &ExceptionRule) {
+        let namespace = rule.namespace();
+        for (scope, tx) in &self.lock().notify {
+            if scope.is_none() || *scope == namespace {
+                // The receiver is gone only while controllers stop; nothing to do then.
+                let _ = tx.send(ObjectRef::from_obj(rule));
+            }
+        }
+    }
+}
+
+fn key(namespace: &str, name: &str) -> RuleKey {
+    (namespace.to_string(), name.to_string())
+}
+
+fn stop_state(state: &mut RuleState) {
+    if let Some(timer) = state.timer.take() {
+        timer.cancel();
+    }
+    for (_, scan) in std::mem::take(&mut state.running) {
+        scan.cancel();
+    }
+    state.next_fire = None;
+    state.generation = None;
+}
+
+fn last_scheduled_in_status(rule: &ExceptionRule) -> Option<Timestamp> {
+    let last = rule.status.as_ref()?.last_scan.as_ref()?;
+    last.scheduled_time
+        .as_deref()
+        .unwrap_or(&last.start_time)
+        .parse()
+        .ok()
+}
+
+/// Sleeps until each scheduled time and starts its scan; runs until cancelled.
+async fn timer_loop(
+    ctx: Arc<Context>,
+    rule: Arc<ExceptionRule>,
+    schedule: Schedule,
+    jitter_key: String,
+    catch_up: Option<Timestamp>,
+    token: CancellationToken,
+) {
+    if let Some(scheduled) = catch_up {
+        fire(&ctx, &rule, &schedule, scheduled).await;
+    }
+    let mut after = Timestamp::now();
+    loop {
+        let Some(next) = schedule.next_run(after, &jitter_key) else {
+            return;
+        };
+        let wait: Duration = next
+            .fire_at
+            .duration_since(Timestamp::now())
+            .try_into()
+            .unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = token.cancelled() => return,
+        }
+        if token.is_cancelled() {
+            return;
+        }
+        fire(&ctx, &rule, &schedule, next.scheduled).await;
+        // The next run counts from this scheduled time, not from now, so a late
+        // wake-up does not drop the run after it.
+        after = next.scheduled;
+    }
+}
+
+/// One due run: applies the concurrency policy and starts the scan.
+async fn fire(
+    ctx: &Arc<Context>,
+    rule: &Arc<ExceptionRule>,
+    schedule: &Schedule,
+    scheduled: Timestamp,
+) {
+    let namespace = rule.namespace().unwrap_or_default();
+    let name = rule.name_any();
+    let jitter_key = format!("{namespace}/{name}");
+    let (decision, id, token) = {
+        let mut inner = ctx.scheduler.lock();
+        let id = inner.next_scan_id;
+        inner.next_scan_id += 1;
+        let Some(state) = inner.rules.get_mut(&key(&namespace, &name)) else {
+            return;
+        };
+        state.last_scheduled = Some(scheduled);
+        // Status shows the run after this one from now on; it is written together
+        // with this run's result, so an idle rule costs one write per scan.
+        state.next_fire = schedule.next_run(scheduled, &jitter_key).map(|n| n.fire_at);
+        let decision = schedule
+            .concurrency_policy()
+            .decide(!state.running.is_empty());
+        let token = CancellationToken::new();
+        match decision {
+            StartDecision::Skip => {}
+            StartDecision::ReplaceRunning => {
+                for (_, scan) in std::mem::take(&mut state.running) {
+                    scan.cancel();
+                }
+                state.running.insert(id, token.clone());
+            }
+            StartDecision::Start => {
+                state.running.insert(id, token.clone());
+            }
+        }
+        (decision, id, token)
+    };
+    match decision {
+        StartDecision::Skip => {
+            tracing::info!(namespace, rule = name, %scheduled, "previous scan still running; skipped (concurrencyPolicy Forbid)");
+            ctx.metrics.scan_outcome("skipped");
+            publish(
+                ctx,
+                rule,
+                EventType::Normal,
+                reasons::SCAN_SKIPPED,
+                format!("scan scheduled for {scheduled} skipped: the previous scan still runs (concurrencyPolicy Forbid)"),
+            )
+            .await;
+        }
+        StartDecision::ReplaceRunning | StartDecision::Start => {
+            if decision == StartDecision::ReplaceRunning {
+                tracing::info!(namespace, rule = name, %scheduled, "cancelled the running scan (concurrencyPolicy Replace)");
+                publish(
+                    ctx,
+                    rule,
+                    EventType::Normal,
+                    reasons::SCAN_REPLACED,
+                    format!("the running scan was cancelled for the one scheduled at {scheduled} (concurrencyPolicy Replace)"),
+                )
+                .await;
+            }
+            tokio::spawn(scan_task(
+                ctx.clone(),
+                rule.clone(),
+                schedule.time_zone().clone(),
+                scheduled,
+                id,
+                token,
+            ));
+        }
+    }
+}
+
+/// One scan with its actions; records the result and asks for a reconcile.
+async fn scan_task(
+    ctx: Arc<Context>,
+    rule: Arc<ExceptionRule>,
+    time_zone: jiff::tz::TimeZone,
+    scheduled: Timestamp,
+    id: u64,
+    token: CancellationToken,
+) {
+    let namespace = rule.namespace().unwrap_or_default();
+    let name = rule.name_any();
+    let connection = rule.spec.connection_ref.name.clone();
+    let started = Timestamp::now();
+    let clock = std::time::Instant::now();
+    let result = tokio::select! {
+        r = run(&ctx, &rule, &time_zone) => Some(r),
+        _ = token.cancelled() => None,
+    };
+    let duration = clock.elapsed();
+    let Some(result) = result else {
+        // Replaced (or the controllers stopped). Actions are idempotent per
+        // fingerprint, so stopping mid-write leaves nothing to repair.
+        ctx.metrics.scan_outcome("replaced");
+        return;
+    };
+    ctx.metrics
+        .scan_duration
+        .get_or_create(&RuleLabels {
+            namespace: namespace.clone(),
+            rule: name.clone(),
+        })
+        .observe(duration.as_secs_f64());
+    let conn_labels = ConnectionLabels {
+        namespace: namespace.clone(),
+        connection,
+    };
+    let report = match result {
+        Ok((report, calls)) => {
+            ctx.metrics
+                .odoo_calls
+                .get_or_create(&conn_labels)
+                .inc_by(calls);
+            ctx.metrics.scan_outcome("succeeded");
+            report
+        }
+        Err(failure) => {
+            ctx.metrics
+                .odoo_calls
+                .get_or_create(&conn_labels)
+                .inc_by(failure.calls);
+            if failure.odoo {
+                ctx.metrics.odoo_errors.get_or_create(&conn_labels).inc();
+            }
+            ctx.metrics.scan_outcome("failed");
+            tracing::warn!(namespace, rule = name, error = %failure.message, "scheduled scan failed");
+            publish(
+                &ctx,
+                &rule,
+                EventType::Warning,
+                reasons::SCAN_FAILED,
+                format!("scan scheduled for {scheduled} failed: {}", failure.message),
+            )
+            .await;
+            ScanReport {
+                last_scan: LastScan {
+                    start_time: String::new(),
+                    duration_millis: 0,
+                    subjects_evaluated: 0,
+                    exceptions_open: 0,
+                    exceptions_opened: 0,
+                    exceptions_resolved: 0,
+                    odoo_calls: failure.calls,
+                    outcome: Some(ScanOutcome::Failed),
+                    message: Some(failure.message.clone()),
+                    scheduled_time: None,
+                },
+                top: Vec::new(),
+                error: Some(failure.message),
+            }
+        }
+    };
+    let mut report = report;
+    report.last_scan.start_time = started.to_string();
+    report.last_scan.scheduled_time = Some(scheduled.to_string());
+    report.last_scan.duration_millis = duration.as_millis() as u64;
+    let notify = {
+        let mut inner = ctx.scheduler.lock();
+        match inner.rules.get_mut(&key(&namespace, &name)) {
+            Some(state) => {
+                // Not in `running` any more: cancelled or stopped while finishing,
+                // so its result is stale.
+                let current = state.running.remove(&id).is_some();
+                if current {
+                    state.last = Some(report);
+                }
+                current
+            }
+            None => false,
+        }
+    };
+    if notify {
+        ctx.scheduler.notify(&rule);
+    }
+}
+
+struct Failure {
+    message: String,
+    calls: u64,
+    /// Whether Odoo failed the scan (as opposed to the rule or the cluster).
+    odoo: bool,
+}
+
+/// Scan and act; the report and the Odoo calls made.
+async fn run(
+    ctx: &Arc<Context>,
+    rule: &ExceptionRule,
+    time_zone: &jiff::tz::TimeZone,
+) -> Result<(ScanReport, u64), Failure> {
+    let namespace = rule.namespace().unwrap_or_default();
+    let name = rule.name_any();
+    let connection = &rule.spec.connection_ref.name;
+    let fail = |message: String| Failure {
+        message,
+        calls: 0,
+        odoo: false,
+    };
+    let client = ctx.odoo.get(&namespace, connection).ok_or_else(|| {
+        fail(format!(
+            "OdooConnection {namespace}/{connection} has no connected client"
+        ))
+    })?;
+    let memory = load_memory(ctx, &namespace, &name)
+        .await
+        .map_err(|e| fail(format!("reading the scan memory: {e}")))?;
+    let secrets = read_secrets(ctx, rule, &namespace)
+        .await
+        .map_err(|e| fail(format!("reading notify secrets: {e}")))?;
+    let today = Timestamp::now().to_zoned(time_zone.clone()).date();
+    let action_ctx = ActionContext {
+        rule: RuleRef {
+            namespace: &namespace,
+            rule: &name,
+        },
+        spec: &rule.spec,
+        today,
+        secrets: &secrets,
+    };
+    let before = client.calls_made();
+    let run = actions::scan_and_act(&client, &action_ctx, &memory)
+        .await
+        .map_err(|e| Failure {
+            message: e.to_string(),
+            calls: client.calls_made().since(&before).requests,
+            odoo: matches!(
+                e,
+                RunError::Actions(_) | RunError::Scan(crate::scan::ScanError::Odoo { .. })
+            ),
+        })?;
+    if run.outcome.memory != memory {
+        save_memory(ctx, rule, &run.outcome.memory)
+            .await
+            .map_err(|e| fail(format!("saving the scan memory: {e}")))?;
+    }
+    if let Some(state) = ctx.scheduler.lock().rules.get_mut(&key(&namespace, &name)) {
+        state.memory = Some(run.outcome.memory.clone());
+    }
+    let mut counts = [0i64; 4];
+    for e in &run.outcome.exceptions {
+        let i = match e.severity {
+            Severity::Critical => 0,
+            Severity::High => 1,
+            Severity::Medium => 2,
+            Severity::Low => 3,
+        };
+        counts[i] += 1;
+    }
+    ctx.metrics.set_exceptions_open(&namespace, &name, counts);
+    let top_n = rule.spec.status_top_exceptions.unwrap_or(5) as usize;
+    let last_scan = run
+        .outcome
+        .last_scan(Timestamp::now(), Some((&run.report, run.action_calls)));
+    let calls = last_scan.odoo_calls;
+    Ok((
+        ScanReport {
+            last_scan,
+            top: run.outcome.top_exceptions(top_n),
+            error: None,
+        },
+        calls,
+    ))
+}
+
+/// Name of the ConfigMap holding a rule's scan memory.
+pub fn memory_configmap_name(rule: &str) -> String {
+    format!("planops-memory-{rule}")
+}
+
+const PURCHASE_DATES_KEY: &str = "purchaseDates";
+
+async fn load_memory(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<ScanMemory, kube::Error> {
+    if let Some(memory) = ctx
+        .scheduler
+        .lock()
+        .rules
+        .get(&key(namespace, name))
+        .and_then(|s| s.memory.clone())
+    {
+        return Ok(memory);
+    }
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    ctx.api_limiter.until_ready().await;
+    let memory = match api.get_opt(&memory_configmap_name(name)).await? {
+        Some(cm) => decode_memory(&cm),
+        None => ScanMemory::default(),
+    };
+    if let Some(state) = ctx.scheduler.lock().rules.get_mut(&key(namespace, name)) {
+        state.memory = Some(memory.clone());
+    }
+    Ok(memory)
+}
+
+/// Reads the memory a ConfigMap holds; unreadable entries are dropped (the memory
+/// only sharpens supplier-delay detection, it is rebuilt by the next scan).
+fn decode_memory(cm: &ConfigMap) -> ScanMemory {
+    let mut memory = ScanMemory::default();
+    let Some(text) = cm.data.as_ref().and_then(|d| d.get(PURCHASE_DATES_KEY)) else {
+        return memory;
+    };
+    let Ok(map) = serde_json::from_str::<BTreeMap<String, String>>(text) else {
+        tracing::warn!("scan memory ConfigMap is not valid JSON; starting afresh");
+        return memory;
+    };
+    for (id, date) in map {
+        if let (Ok(id), Ok(date)) = (id.parse::<i64>(), date.parse::<jiff::civil::Date>()) {
+            memory.purchase_dates.insert(id, date);
+        }
+    }
+    memory
+}
+
+fn encode_memory(memory: &ScanMemory) -> String {
+    let map: BTreeMap<String, String> = memory
+        .purchase_dates
+        .iter()
+        .map(|(id, date)| (id.to_string(), date.to_string()))
+        .collect();
+    serde_json::to_string(&map).unwrap_or_default()
+}
+
+async fn save_memory(
+    ctx: &Context,
+    rule: &ExceptionRule,
+    memory: &ScanMemory,
+) -> Result<(), kube::Error> {
+    let namespace = rule.namespace().unwrap_or_default();
+    let name = rule.name_any();
+    let owner = rule.controller_owner_ref(&());
+    let cm = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": memory_configmap_name(&name),
+            "labels": {
+                "app.kubernetes.io/managed-by": "planops",
+                "planops.io/rule": name,
+            },
+            // Owned by the rule: deleting the rule garbage-collects its memory.
+            "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
+        },
+        "data": { PURCHASE_DATES_KEY: encode_memory(memory) },
+    });
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    ctx.api_limiter.until_ready().await;
+    api.patch(
+        &memory_configmap_name(&name),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&cm),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The notify actions' URLs and signing secrets, read from their Secrets for this
+/// scan only (never cached).
+async fn read_secrets(
+    ctx: &Context,
+    rule: &ExceptionRule,
+    namespace: &str,
+) -> Result<StaticSecrets, kube::Error> {
+    let mut map = HashMap::new();
+    let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), namespace);
+    for (_, reference) in rule.secret_refs() {
+        ctx.api_limiter.until_ready().await;
+        let Some(secret) = api.get_opt(&reference.name).await? else {
+            continue;
+        };
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&reference.key))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok());
+        if let Some(value) = value {
+            map.insert(
+                format!("{}/{}", reference.name, reference.key),
+                Secret::new(value),
+            );
+        }
+    }
+    Ok(StaticSecrets(map))
+}
+
+async fn publish(
+    ctx: &Context,
+    rule: &ExceptionRule,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = KubeEvent {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Scan".into(),
+        secondary: None,
+    };
+    ctx.api_limiter.until_ready().await;
+    if let Err(err) = ctx.recorder.publish(&event, &rule.object_ref(&())).await {
+        tracing::warn!(rule = %rule.name_any(), error = %err, "could not publish event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_round_trips_through_the_configmap() {
+        let mut memory = ScanMemory::default();
+        memory
+            .purchase_dates
+            .insert(42, jiff::civil::date(2026, 3, 1));
+        let mut data = BTreeMap::new();
+        data.insert(PURCHASE_DATES_KEY.to_string(), encode_memory(&memory));
+        let cm = ConfigMap {
+            data: Some(data),
+            ..Default::default()
+        };
+        assert_eq!(decode_memory(&cm), memory);
+        assert_eq!(decode_memory(&ConfigMap::default()), ScanMemory::default());
+    }
+}

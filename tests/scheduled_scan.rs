@@ -1,0 +1,626 @@
+//! Scheduled scans: the operator (a real process against the real kube-apiserver)
+//! runs ExceptionRules on their cron in their time zone against the Odoo
+//! simulator, acts exactly once, honours concurrency policy and suspension, and
+//! writes the status once per scan.
+//!
+//! Every test has a simulator of its own, so counting records in it proves what
+//! the rule under test wrote and nothing else.
+
+mod common;
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use kube::api::ListParams;
+use kube::runtime::watcher;
+use planops::odoo::{OdooClient, OdooConfig, Secret};
+use planops::sim::{DatasetParams, FaultConfig, SimConfig, SimServer};
+use serde_json::{Value, json};
+use support::*;
+
+const ZONE: &str = "Asia/Kathmandu";
+
+async fn setup(prefix: &str) -> (&'static common::TestCluster, String) {
+    let cluster = common::cluster().await;
+    cluster
+        .install_crds(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
+        .await;
+    let ns = cluster.namespace(prefix).await;
+    (cluster, ns)
+}
+
+async fn private_odoo() -> SimServer {
+    let config = SimConfig {
+        dataset: DatasetParams {
+            products: 10,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    SimServer::start(config, "127.0.0.1:0".parse().expect("loopback"))
+        .await
+        .expect("starting the Odoo simulator")
+}
+
+async fn odoo_client(server: &SimServer) -> OdooClient {
+    let config = OdooConfig::new(
+        &server.url,
+        server.db.name(),
+        "admin",
+        Secret::new(server.db.admin_api_key()),
+    );
+    OdooClient::connect(config)
+        .await
+        .expect("connecting to the simulator")
+}
+
+async fn count(client: &OdooClient, model: &str, domain: Value) -> u64 {
+    client
+        .search_count(model, &domain)
+        .await
+        .expect("counting records")
+}
+
+/// Activities this rule wrote: each carries the rule's marker in its note.
+fn marker(ns: &str, rule: &str) -> Value {
+    json!([["note", "ilike", format!("planops-rule {ns}/{rule}")]])
+}
+
+/// Secret and connection to `server`, Ready.
+async fn connect_odoo(cluster: &common::TestCluster, ns: &str, server: &SimServer) {
+    apply(
+        cluster,
+        ns,
+        &json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "odoo-credentials"},
+            "stringData": {"login": "admin", "apiKey": server.db.admin_api_key()},
+        }),
+    )
+    .await;
+    apply(
+        cluster,
+        ns,
+        &connection("odoo", "odoo-credentials", &server.url),
+    )
+    .await;
+    wait_ready(cluster, ns, "OdooConnection", "odoo", "True", "Connected").await;
+}
+
+/// A rule that flags every product with a cost (the data set gives them all one)
+/// and gives each an activity.
+fn cost_rule(name: &str, schedule: Value) -> Value {
+    json!({
+        "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
+        "metadata": {"name": name},
+        "spec": {
+            "connectionRef": {"name": "odoo"},
+            "detector": {"fieldThreshold": {
+                "model": "product.product",
+                "domain": "[('standard_price', '>', 0)]",
+                "field": "standard_price",
+                "comparison": "Gt",
+                "value": 0,
+            }},
+            "triggers": {"schedule": schedule},
+            "actions": [{"activity": {"assignee": {"user": "admin"}}}],
+        },
+    })
+}
+
+/// Every 5 s during this hour and the next in `ZONE`, so the cron fires only if
+/// the zone is honoured (Kathmandu is UTC+05:45: its hours are nobody else's).
+fn zoned_schedule() -> (Value, [i8; 2]) {
+    let hour = Timestamp::now().to_zoned(tz(ZONE)).hour();
+    let hours = [hour, (hour + 1) % 24];
+    let cron = format!("*/5 * {},{} * * *", hours[0], hours[1]);
+    (json!({"cron": cron, "timeZone": ZONE}), hours)
+}
+
+fn tz(name: &str) -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get(name).expect("a known time zone")
+}
+
+fn timestamp(v: &Value) -> Option<Timestamp> {
+    v.as_str()?.parse().ok()
+}
+
+/// The rule's lastScan once it is a succeeded scan scheduled after `after`.
+async fn wait_scan_after(
+    cluster: &common::TestCluster,
+    ns: &str,
+    name: &str,
+    after: Option<Timestamp>,
+) -> Value {
+    eventually(&format!("a scan of {name} after {after:?}"), || async {
+        let obj = get(cluster, ns, "ExceptionRule", name).await?;
+        let last = obj["status"]["lastScan"].clone();
+        let scheduled = timestamp(&last["scheduledTime"])?;
+        let newer = after.is_none_or(|a| scheduled > a);
+        (newer && last["outcome"] == "Succeeded").then_some(obj)
+    })
+    .await
+}
+
+async fn events(cluster: &common::TestCluster, ns: &str) -> Vec<(String, String)> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(cluster.client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .expect("listing events")
+        .items
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test]
+async fn scheduled_scans_run_on_time_act_once_and_survive_a_restart() {
+    let (cluster, ns) = setup("sched").await;
+    let server = private_odoo().await;
+    let client = odoo_client(&server).await;
+    let operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_odoo(cluster, &ns, &server).await;
+    let products = count(
+        &client,
+        "product.product",
+        json!([["standard_price", ">", 0]]),
+    )
+    .await;
+    assert!(products > 0, "the data set prices its products");
+
+    let (schedule, hours) = zoned_schedule();
+    apply(cluster, &ns, &cost_rule("cost", schedule)).await;
+    let obj = wait_scan_after(cluster, &ns, "cost", None).await;
+    assert_eq!(
+        condition(&obj, "Scheduled"),
+        Some(("True".into(), "Scheduled".into()))
+    );
+    assert_eq!(condition(&obj, "Ready").map(|c| c.0), Some("True".into()));
+    let last = &obj["status"]["lastScan"];
+    let scheduled = timestamp(&last["scheduledTime"]).expect("scheduledTime");
+    let in_zone = scheduled.to_zoned(tz(ZONE));
+    assert!(
+        in_zone.second() % 5 == 0 && in_zone.subsec_nanosecond() == 0,
+        "{in_zone}"
+    );
+    assert!(
+        hours.contains(&in_zone.hour()),
+        "{in_zone} not in {hours:?}"
+    );
+    let started = timestamp(&last["startTime"]).expect("startTime");
+    assert!(started >= scheduled, "started {started} before {scheduled}");
+    let next = timestamp(&obj["status"]["nextScanTime"]).expect("nextScanTime");
+    assert!(next > scheduled);
+    assert_eq!(last["subjectsEvaluated"], json!(products));
+    assert_eq!(last["exceptionsOpen"], json!(products));
+    assert!(last["odooCalls"].as_u64().is_some_and(|n| n >= 2), "{last}");
+    assert!(
+        obj["status"]["topExceptions"]
+            .as_array()
+            .is_some_and(|top| !top.is_empty() && top.len() <= 5)
+    );
+    assert_eq!(obj["status"]["detector"], "fieldThreshold");
+
+    // Whichever scan opened them, there is one activity per exception.
+    let activities = eventually("one activity per product", || async {
+        let n = count(&client, "mail.activity", marker(&ns, "cost")).await;
+        (n == products).then_some(n)
+    })
+    .await;
+
+    // Watch the rule across two further scans: every write must carry a new scan.
+    let api = planops_api(cluster, &ns, "ExceptionRule");
+    let config = watcher::Config::default().fields("metadata.name=cost");
+    let stream = watcher::watcher(api, config);
+    tokio::pin!(stream);
+    let mut seen: Vec<(String, Value)> = Vec::new();
+    let mut scans = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while scans.len() < 3 {
+        let event = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("two more scans within the deadline");
+        if let Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) = event {
+            let o = serde_json::to_value(o).expect("JSON");
+            let version = o["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let scan = o["status"]["lastScan"]["scheduledTime"].clone();
+            if seen.last().is_none_or(|(v, _)| *v != version) {
+                seen.push((version, scan.clone()));
+            }
+            scans.insert(scan.to_string());
+        }
+    }
+    for pair in seen.windows(2) {
+        assert_ne!(
+            pair[0].1, pair[1].1,
+            "the rule was written without a new scan: {seen:?}"
+        );
+    }
+    let obj = get(cluster, &ns, "ExceptionRule", "cost")
+        .await
+        .expect("rule");
+    assert_eq!(obj["status"]["lastScan"]["exceptionsOpened"], 0);
+    assert_eq!(
+        count(&client, "mail.activity", marker(&ns, "cost")).await,
+        activities,
+        "a later scan wrote again"
+    );
+
+    let metrics = operator.get("/metrics").await.expect("metrics").1;
+    for needle in [
+        "planops_scans_total{outcome=\"succeeded\"}",
+        "planops_scan_duration_seconds_count{",
+        &format!("planops_odoo_calls_total{{namespace=\"{ns}\",connection=\"odoo\"}}"),
+        &format!("planops_exceptions_open{{namespace=\"{ns}\",rule=\"cost\",severity=\"Low\"}}"),
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from:\n{metrics}"
+        );
+    }
+
+    // A restarted operator picks up the schedule and still creates nothing twice.
+    let before_restart = timestamp(&obj["status"]["lastScan"]["scheduledTime"]);
+    drop(operator);
+    let _operator = OperatorProcess::simple(cluster, &ns).await;
+    let obj = wait_scan_after(cluster, &ns, "cost", before_restart).await;
+    assert_eq!(obj["status"]["lastScan"]["exceptionsOpened"], 0);
+    assert_eq!(
+        count(&client, "mail.activity", marker(&ns, "cost")).await,
+        activities
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn dry_run_scans_and_writes_nothing() {
+    let (cluster, ns) = setup("sched-dry").await;
+    let server = private_odoo().await;
+    let client = odoo_client(&server).await;
+    let _operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_odoo(cluster, &ns, &server).await;
+    let activities = count(&client, "mail.activity", json!([])).await;
+    let orders = count(&client, "purchase.order", json!([])).await;
+
+    let mut rule = cost_rule("dry", json!({"cron": "*/3 * * * * *"}));
+    rule["spec"]["mode"] = json!("DryRun");
+    rule["spec"]["actions"]
+        .as_array_mut()
+        .expect("actions")
+        .extend([
+            json!({"proposePurchase": {"minSeverity": "Low"}}),
+            json!({"chatterNote": {}}),
+        ]);
+    apply(cluster, &ns, &rule).await;
+    let first = wait_scan_after(cluster, &ns, "dry", None).await;
+    let after = timestamp(&first["status"]["lastScan"]["scheduledTime"]);
+    let obj = wait_scan_after(cluster, &ns, "dry", after).await;
+    assert!(obj["status"]["lastScan"]["exceptionsOpen"].as_u64() > Some(0));
+    assert_eq!(count(&client, "mail.activity", json!([])).await, activities);
+    assert_eq!(count(&client, "purchase.order", json!([])).await, orders);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn forbid_skips_a_run_while_the_previous_scan_is_slow() {
+    let (cluster, ns) = setup("sched-forbid").await;
+    let server = private_odoo().await;
+    let _operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_odoo(cluster, &ns, &server).await;
+    // Each call takes 2 s: a scan with its actions outlasts the 2 s period.
+    server
+        .set_faults(FaultConfig {
+            latency_ms: 2000,
+            ..Default::default()
+        })
+        .expect("latency");
+    apply(
+        cluster,
+        &ns,
+        &cost_rule(
+            "slow",
+            json!({"cron": "*/2 * * * * *", "concurrencyPolicy": "Forbid"}),
+        ),
+    )
+    .await;
+    eventually("a ScanSkipped event", || async {
+        events(cluster, &ns)
+            .await
+            .into_iter()
+            .find(|(reason, _)| reason == "ScanSkipped")
+    })
+    .await;
+    // The running scan still finishes and reports.
+    server
+        .set_faults(FaultConfig::default())
+        .expect("no faults");
+    wait_scan_after(cluster, &ns, "slow", None).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_suspended_schedule_does_not_run_until_resumed() {
+    let (cluster, ns) = setup("sched-susp").await;
+    let server = private_odoo().await;
+    let client = odoo_client(&server).await;
+    let _operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_odoo(cluster, &ns, &server).await;
+
+    apply(
+        cluster,
+        &ns,
+        &cost_rule("held", json!({"cron": "*/2 * * * * *", "suspend": true})),
+    )
+    .await;
+    let obj = eventually("Scheduled=False Suspended", || async {
+        let obj = get(cluster, &ns, "ExceptionRule", "held").await?;
+        (condition(&obj, "Scheduled") == Some(("False".into(), "Suspended".into()))).then_some(obj)
+    })
+    .await;
+    assert!(obj["status"]["nextScanTime"].is_null());
+    // Several periods pass without a scan. Only absence is checked, so a slow
+    // machine cannot make this fail.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let obj = get(cluster, &ns, "ExceptionRule", "held")
+        .await
+        .expect("rule");
+    assert!(obj["status"]["lastScan"].is_null(), "{}", obj["status"]);
+    assert_eq!(
+        count(&client, "mail.activity", marker(&ns, "held")).await,
+        0
+    );
+
+    // Resuming starts it.
+    apply(
+        cluster,
+        &ns,
+        &cost_rule("held", json!({"cron": "*/2 * * * * *", "suspend": false})),
+    )
+    .await;
+    wait_scan_after(cluster, &ns, "held", None).await;
+    server.shutdown().await;
+}
+
+/// Applies the ExceptionRule `rule` of `examples/<file>` (and the Secrets of that
+/// file) on a 5-second schedule, and returns the rule's status after its first
+/// scan with the exceptions the same scan finds when run directly.
+async fn run_example(
+    prefix: &str,
+    file: &str,
+    rule: &str,
+) -> (
+    Value,
+    Vec<planops::engine::PlanningException>,
+    OdooClient,
+    SimServer,
+) {
+    let (cluster, ns) = setup(prefix).await;
+    let server = SimServer::start(
+        SimConfig::default(),
+        "127.0.0.1:0".parse().expect("loopback"),
+    )
+    .await
+    .expect("starting the Odoo simulator");
+    let client = odoo_client(&server).await;
+    let operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_odoo(cluster, &ns, &server).await;
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("reading the example");
+    let mut spec = None;
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let mut doc: Value = serde::Deserialize::deserialize(document).expect("YAML");
+        match doc["kind"].as_str() {
+            Some("Secret") => apply(cluster, &ns, &doc).await,
+            Some("ExceptionRule") if doc["metadata"]["name"] == rule => {
+                // The example's own cron would have the test wait hours.
+                doc["spec"]["triggers"]["schedule"]["cron"] = json!("*/5 * * * * *");
+                apply(cluster, &ns, &doc).await;
+                spec = Some(doc);
+            }
+            _ => {}
+        }
+    }
+    let doc = spec.expect("the rule is in the example");
+    let obj = wait_scan_after(cluster, &ns, rule, None).await;
+
+    let spec: planops::api::rule::ExceptionRuleSpec =
+        serde_json::from_value(doc["spec"].clone()).expect("spec");
+    let zone = doc["spec"]["triggers"]["schedule"]["timeZone"]
+        .as_str()
+        .unwrap_or("UTC");
+    let today = Timestamp::now().to_zoned(tz(zone)).date();
+    let rule_ref = planops::engine::RuleRef {
+        namespace: &ns,
+        rule,
+    };
+    let expected = planops::scan::run_scan(
+        &client,
+        &rule_ref,
+        &spec,
+        today,
+        &planops::scan::ScanMemory::default(),
+    )
+    .await
+    .expect("scanning directly")
+    .exceptions;
+    drop(operator);
+    (obj, expected, client, server)
+}
+
+/// Every expected exception has an activity of the rule carrying its fingerprint.
+async fn assert_activities(
+    client: &OdooClient,
+    ns: &str,
+    rule: &str,
+    expected: &[planops::engine::PlanningException],
+) {
+    assert!(
+        !expected.is_empty(),
+        "the data set has exceptions for {rule}"
+    );
+    let notes: Vec<String> = eventually("an activity per exception", || async {
+        let rows = client
+            .search_read(
+                "mail.activity",
+                &marker(ns, rule),
+                &["note"],
+                &Default::default(),
+            )
+            .await
+            .ok()?;
+        let notes: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r["note"].as_str().map(str::to_string))
+            .collect();
+        expected
+            .iter()
+            .all(|e| notes.iter().any(|n| n.contains(&e.fingerprint)))
+            .then_some(notes)
+    })
+    .await;
+    assert_eq!(notes.len(), expected.len(), "one activity per exception");
+}
+
+#[tokio::test]
+async fn example_orders_at_risk_opens_an_activity_per_order() {
+    let (obj, expected, client, server) = run_example(
+        "ex-oar",
+        "supplier-delays/orders-at-risk.yaml",
+        "orders-at-risk",
+    )
+    .await;
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace")
+        .to_string();
+    assert_eq!(
+        obj["status"]["lastScan"]["exceptionsOpen"],
+        json!(expected.len())
+    );
+    assert_activities(&client, &ns, "orders-at-risk", &expected).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn example_low_free_stock_reports_without_writing() {
+    let (obj, expected, client, server) = run_example(
+        "ex-lfs",
+        "multi-warehouse-rebalancing/low-free-stock.yaml",
+        "low-free-stock",
+    )
+    .await;
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace")
+        .to_string();
+    assert!(
+        !expected.is_empty(),
+        "the data set has products low on free stock"
+    );
+    assert_eq!(
+        obj["status"]["lastScan"]["exceptionsOpen"],
+        json!(expected.len())
+    );
+    // The example is DryRun: nothing in Odoo names the rule.
+    assert_eq!(
+        count(
+            &client,
+            "mail.message",
+            json!([["body", "ilike", format!("planops-rule {ns}/low-free-stock")]])
+        )
+        .await,
+        0
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs res.groups (purchase.group_purchase_user) seeded in the simulator, and message_post"]
+async fn example_supplier_delay_opens_an_activity_per_late_line() {
+    let (obj, expected, client, server) = run_example(
+        "ex-sd",
+        "supplier-delays/supplier-delay.yaml",
+        "supplier-delay",
+    )
+    .await;
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace")
+        .to_string();
+    assert_activities(&client, &ns, "supplier-delay", &expected).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the simulator's read_group/stock quantities, and res.groups (stock.group_stock_user)"]
+async fn example_service_level_risk_opens_an_activity_per_stockout() {
+    let (obj, expected, client, server) = run_example(
+        "ex-slr",
+        "multi-warehouse-rebalancing/service-level-risk.yaml",
+        "service-level-risk",
+    )
+    .await;
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace")
+        .to_string();
+    assert_activities(&client, &ns, "service-level-risk", &expected).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the simulator's read_group/stock quantities"]
+async fn example_stockout_seasonal_opens_activities_and_rfqs() {
+    let (obj, expected, client, server) = run_example(
+        "ex-sos",
+        "seasonal-replenishment/stockout-seasonal.yaml",
+        "seasonal-stockout",
+    )
+    .await;
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace")
+        .to_string();
+    assert_activities(&client, &ns, "seasonal-stockout", &expected).await;
+    // proposePurchase (minSeverity High): one draft RFQ per High or Critical exception
+    // with a quantity to order, its origin the fingerprint.
+    let urgent: Vec<&str> = expected
+        .iter()
+        .filter(|e| e.severity <= planops::engine::Severity::High)
+        .map(|e| e.fingerprint.as_str())
+        .collect();
+    assert!(!urgent.is_empty(), "the data set has urgent stockouts");
+    let rfqs = count(&client, "purchase.order", json!([["origin", "in", urgent]])).await;
+    assert!(
+        rfqs > 0 && rfqs as usize <= urgent.len(),
+        "{rfqs} RFQs for {} urgent",
+        urgent.len()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the simulator's read_group/stock quantities"]
+async fn example_demand_spike_opens_an_activity_per_spike() {
+    let (obj, expected, client, server) = run_example(
+        "ex-dsp",
+        "seasonal-replenishment/demand-spike.yaml",
+        "demand-spike",
+    )
+    .await;
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace")
+        .to_string();
+    assert_activities(&client, &ns, "demand-spike", &expected).await;
+    server.shutdown().await;
+}
