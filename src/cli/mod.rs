@@ -3,3 +3,4 @@
 pub mod crdgen;
 pub mod demo;
 pub mod scan;
+pub mod validate;
