@@ -239,8 +239,12 @@ pub fn parse_documents(file: &str, text: &str) -> (Vec<Document>, Option<Problem
     (docs, None)
 }
 
-/// Reads and validates the manifests under `paths`.
-pub fn validate_paths(paths: &[PathBuf], default_namespace: &str) -> Result<Report, ValidateError> {
+/// Reads and validates the manifests under `paths`; also returns the resources
+/// that parsed, with their namespace (what `planops plan` works from).
+pub fn validate_paths(
+    paths: &[PathBuf],
+    default_namespace: &str,
+) -> Result<(Report, Vec<(String, Resource)>), ValidateError> {
     let files = collect_files(paths)?;
     let mut docs = Vec::new();
     let mut parse_problems = Vec::new();
@@ -250,12 +254,12 @@ pub fn validate_paths(paths: &[PathBuf], default_namespace: &str) -> Result<Repo
         docs.extend(found);
         parse_problems.extend(problem);
     }
-    let mut report = validate_documents(&docs, default_namespace)?.0;
+    let (mut report, resources) = validate_documents(&docs, default_namespace)?;
     report.files = files.len();
     report.documents += parse_problems.len();
     report.errors += parse_problems.len();
     report.problems.splice(0..0, parse_problems);
-    Ok(report)
+    Ok((report, resources))
 }
 
 /// Validates parsed documents; also returns the resources that parsed, in
@@ -848,7 +852,7 @@ fn references(resource: &Resource) -> Vec<(String, &'static str, String)> {
 
 /// Runs `planops validate`; exits 1 when any document has an error.
 pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
-    let report = validate_paths(&args.files, &args.namespace)?;
+    let (report, _) = validate_paths(&args.files, &args.namespace)?;
     let mut out = std::io::stdout().lock();
     match args.output {
         Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
