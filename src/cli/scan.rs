@@ -63,6 +63,10 @@ pub struct ScanArgs {
     /// Plan as of this day (YYYY-MM-DD) instead of today, to replay a scan.
     #[arg(long)]
     pub today: Option<jiff::civil::Date>,
+    /// Keep the demand history of done moves in this directory between runs, so
+    /// the next scan reads only what changed (a CronJob mounts a volume here).
+    #[arg(long, env = "PLANOPS_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 fn secrets_from_env(specs: &[String]) -> anyhow::Result<StaticSecrets> {
@@ -116,12 +120,22 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         rule: &name,
     };
     let today = args.today.unwrap_or_else(|| jiff::Zoned::now().date());
-    let outcome = scan::run_scan(
+    let cache = args.cache_dir.as_ref().map(scan::HistoryCache::persistent);
+    let history_key = scan::HistoryKey {
+        connection: format!("{}/{}", args.namespace, rule.spec.connection_ref.name),
+        url: args.odoo_url.clone(),
+        database: args.database.clone(),
+    };
+    let options = scan::ScanOptions {
+        history: cache.as_ref().map(|c| (c, &history_key)),
+    };
+    let outcome = scan::run_scan_with(
         &client,
         &rule_ref,
         &rule.spec,
         today,
         &ScanMemory::default(),
+        options,
     )
     .await
     .with_context(|| format!("scanning rule {name}"))?;
