@@ -35,6 +35,10 @@ enum Command {
     Demo(planops::cli::demo::DemoArgs),
     /// Run one ExceptionRule scan against an Odoo database.
     Scan(planops::cli::scan::ScanArgs),
+    /// Check PlanOps manifests offline (schema, CEL rules, semantic checks, references).
+    Validate(planops::cli::validate::ValidateArgs),
+    /// Show what applying manifests would change: schedules, owned records, actions; --evaluate scans in DryRun.
+    Plan(planops::cli::plan::PlanArgs),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -59,5 +63,7 @@ async fn main() -> anyhow::Result<()> {
         Command::OdooSim(args) => planops::sim::run(args).await,
         Command::Demo(args) => planops::cli::demo::run(args).await,
         Command::Scan(args) => planops::cli::scan::run(args).await,
+        Command::Validate(args) => planops::cli::validate::run(args),
+        Command::Plan(args) => planops::cli::plan::run(args).await,
     }
 }

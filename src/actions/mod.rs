@@ -1268,8 +1268,10 @@ pub async fn scan_and_act(
     client: &OdooClient,
     ctx: &ActionContext<'_>,
     memory: &crate::scan::ScanMemory,
+    options: crate::scan::ScanOptions<'_>,
 ) -> Result<RuleRun, RunError> {
-    let outcome = crate::scan::run_scan(client, &ctx.rule, ctx.spec, ctx.today, memory).await?;
+    let outcome =
+        crate::scan::run_scan_with(client, &ctx.rule, ctx.spec, ctx.today, memory, options).await?;
     let plan = plan(ctx.spec, &outcome.exceptions, ctx.today);
     let before = client.calls_made();
     let report = execute(client, ctx, &plan, &outcome.exceptions).await?;

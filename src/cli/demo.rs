@@ -72,20 +72,24 @@ pub fn rules_in(yaml: &str) -> anyhow::Result<Vec<ExceptionRule>> {
     Ok(rules)
 }
 
-/// Runs the demo and prints its report on stdout.
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+/// The in-process simulator and a client connected to it over HTTP.
+pub struct LocalSim {
+    pub server: SimServer,
+    pub client: OdooClient,
+    /// The simulator's "today", which its data set is built around.
+    pub today: jiff::civil::Date,
+}
+
+/// Starts the simulator with the default data set of `seed` on a free port and
+/// connects the real client to it (shared by `demo` and `plan --sim`).
+pub async fn start_simulator(seed: u64) -> anyhow::Result<LocalSim> {
     let mut config = SimConfig::default();
-    config.dataset.seed = args.seed;
+    config.dataset.seed = seed;
     let today = config.today;
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     let server = SimServer::start(config, addr)
         .await
         .context("starting the Odoo simulator")?;
-    println!(
-        "Odoo simulator on {} (database {}), today {today}",
-        server.url,
-        server.db.name()
-    );
     let mut odoo = OdooConfig::new(
         &server.url,
         server.db.name(),
@@ -105,6 +109,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let client = OdooClient::connect(odoo)
         .await
         .context("connecting to the simulator")?;
+    Ok(LocalSim {
+        server,
+        client,
+        today,
+    })
+}
+
+/// Runs the demo and prints its report on stdout.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let LocalSim {
+        server,
+        client,
+        today,
+    } = start_simulator(args.seed).await?;
+    println!(
+        "Odoo simulator on {} (database {}), today {today}",
+        server.url,
+        server.db.name()
+    );
 
     for (path, text) in EXAMPLES {
         for rule in rules_in(text).with_context(|| format!("examples/{path}"))? {

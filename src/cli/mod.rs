@@ -2,4 +2,6 @@
 
 pub mod crdgen;
 pub mod demo;
+pub mod plan;
 pub mod scan;
+pub mod validate;

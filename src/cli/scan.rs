@@ -63,6 +63,10 @@ pub struct ScanArgs {
     /// Plan as of this day (YYYY-MM-DD) instead of today, to replay a scan.
     #[arg(long)]
     pub today: Option<jiff::civil::Date>,
+    /// Keep the demand history of done moves in this directory between runs, so
+    /// the next scan reads only what changed (a CronJob mounts a volume here).
+    #[arg(long, env = "PLANOPS_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 fn secrets_from_env(specs: &[String]) -> anyhow::Result<StaticSecrets> {
@@ -116,6 +120,18 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         rule: &name,
     };
     let today = args.today.unwrap_or_else(|| jiff::Zoned::now().date());
+    let cache = args
+        .cache_dir
+        .as_ref()
+        .map(crate::scan::HistoryCache::persistent);
+    let history_key = crate::scan::HistoryKey {
+        connection: format!("{}/{}", args.namespace, rule.spec.connection_ref.name),
+        url: args.odoo_url.clone(),
+        database: args.database.clone(),
+    };
+    let options = crate::scan::ScanOptions {
+        history: cache.as_ref().map(|c| (c, &history_key)),
+    };
     let ctx = ActionContext {
         rule: rule_ref.clone(),
         spec: &rule.spec,
@@ -127,7 +143,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         plan,
         report,
         ..
-    } = actions::scan_and_act(&client, &ctx, &ScanMemory::default())
+    } = actions::scan_and_act(&client, &ctx, &ScanMemory::default(), options)
         .await
         .with_context(|| format!("scanning and acting on rule {name}"))?;
     match args.output {

@@ -507,7 +507,7 @@ async fn run(
         secrets: &secrets,
     };
     let before = client.calls_made();
-    let run = actions::scan_and_act(&client, &action_ctx, &memory)
+    let run = actions::scan_and_act(&client, &action_ctx, &memory, Default::default())
         .await
         .map_err(|e| Failure {
             message: e.to_string(),

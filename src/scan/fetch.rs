@@ -167,6 +167,16 @@ pub async fn fetch(
     plan: &FetchPlan,
     memory: &ScanMemory,
 ) -> Result<Fetched, ScanError> {
+    fetch_with(client, plan, memory, None).await
+}
+
+/// [`fetch`], with demand history served by `history` when given.
+pub async fn fetch_with(
+    client: &OdooClient,
+    plan: &FetchPlan,
+    memory: &ScanMemory,
+    history: Option<(&super::HistoryCache, &super::HistoryKey)>,
+) -> Result<Fetched, ScanError> {
     let mut input = PlanningInput::new(plan.today);
     let needs = plan.needs;
     let mut next_memory = ScanMemory::default();
@@ -196,8 +206,27 @@ pub async fn fetch(
     if needs.stock_items {
         input.items = fetch_stock_items(client, plan, &product_ids, &input.warehouses).await?;
         if needs.demand_history && plan.history_days > 0 {
-            let groups = fetch_demand_groups(client, plan, &product_ids, &locations).await?;
-            let history = demand_history(&groups, &locations, plan.today, plan.history_days);
+            let history = match history {
+                Some((cache, key)) => {
+                    let products: HashSet<i64> = product_ids.iter().copied().collect();
+                    cache
+                        .demand_history(
+                            client,
+                            key,
+                            plan.today,
+                            plan.history_days,
+                            &products,
+                            &locations,
+                        )
+                        .await?
+                        .0
+                }
+                None => {
+                    let groups =
+                        fetch_demand_groups(client, plan, &product_ids, &locations).await?;
+                    demand_history(&groups, &locations, plan.today, plan.history_days)
+                }
+            };
             attach_history(&mut input.items, history);
         }
         if needs.dated_moves {

@@ -7,6 +7,9 @@
 //! [`crate::actions`].
 
 pub mod fetch;
+pub mod history;
+
+pub use history::{HistoryCache, HistoryKey, HistoryStats};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -76,6 +79,13 @@ pub struct ScanOutcome {
     pub today: Date,
 }
 
+/// Optional parts of a scan; the default is a scan with no cache.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanOptions<'a> {
+    /// Serve demand history from this cache, for this connection.
+    pub history: Option<(&'a HistoryCache, &'a HistoryKey)>,
+}
+
 /// Scans `spec` (the rule `rule`) over Odoo as of `today`.
 pub async fn run_scan(
     client: &OdooClient,
@@ -84,13 +94,25 @@ pub async fn run_scan(
     today: Date,
     memory: &ScanMemory,
 ) -> Result<ScanOutcome, ScanError> {
+    run_scan_with(client, rule, spec, today, memory, ScanOptions::default()).await
+}
+
+/// [`run_scan`] with [`ScanOptions`] (a history cache).
+pub async fn run_scan_with(
+    client: &OdooClient,
+    rule: &RuleRef<'_>,
+    spec: &ExceptionRuleSpec,
+    today: Date,
+    memory: &ScanMemory,
+    options: ScanOptions<'_>,
+) -> Result<ScanOutcome, ScanError> {
     let started = std::time::Instant::now();
     let before = client.calls_made();
     let kind = spec.detector.validate()?;
     let thresholds = spec.severity.clone().unwrap_or_default();
     thresholds.validate()?;
     let plan = fetch::FetchPlan::for_rule(spec, kind, today)?;
-    let fetched = fetch::fetch(client, &plan, memory).await?;
+    let fetched = fetch::fetch_with(client, &plan, memory, options.history).await?;
     let subjects_evaluated = fetched.subjects();
     let exceptions = evaluate(rule, spec, &thresholds, &fetched.input)?;
     let calls = client.calls_made().since(&before);
