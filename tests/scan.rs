@@ -1011,3 +1011,79 @@ async fn planops_scan_prints_json_and_dry_run_writes_nothing() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_focused_scan_evaluates_only_what_the_event_names_and_resolves_nothing_else() {
+    let server = start().await;
+    let client = connect(&server).await;
+    let wh = warehouse(&client).await;
+    let acme = vendor(&client, "Acme Test Supplies").await;
+    let first = product(&client, "F1", 20.0, Some((acme, 5))).await;
+    let second = product(&client, "F2", 20.0, Some((acme, 5))).await;
+    for p in [first, second] {
+        deliveries(&client, &wh, p, 60, 3.0, 3.0).await;
+    }
+    let spec = rule(&format!(
+        "{STOCK_SCOPE}detector: {{projectedStockout: {{horizonDays: 30, historyDays: 60}}}}\nactions:\n  - activity: {{assignee: {{user: admin}}}}\n"
+    ));
+    let full = run(&client, "focus", &spec).await;
+    assert_eq!(full.exceptions.len(), 2);
+    act(&client, "focus", &spec, &full.exceptions)
+        .await
+        .unwrap();
+    let marker = json!([["note", "ilike", "planops-rule test/focus"]]);
+    assert_eq!(count(&client, "mail.activity", marker.clone()).await, 2);
+
+    // A sales order for the second product is the event.
+    let customer = create(&client, "res.partner", json!({"name": "Test Customer"})).await;
+    let order = create(
+        &client,
+        "sale.order",
+        json!({"partner_id": customer, "state": "sale", "warehouse_id": wh.id}),
+    )
+    .await;
+    create(
+        &client,
+        "sale.order.line",
+        json!({"order_id": order, "product_id": second, "name": "F2", "product_uom_qty": 5.0, "price_unit": 30.0}),
+    )
+    .await;
+    let detector = spec.detector.kind().unwrap();
+    let focus = scan::focus::focus_for(&client, detector, None, "sale.order", &[order])
+        .await
+        .unwrap();
+    assert_eq!(focus.products, vec![second]);
+
+    let ctx = ActionContext {
+        rule: rule_ref("focus"),
+        spec: &spec,
+        today: TODAY,
+        secrets: &NoSecrets,
+    };
+    let options = scan::ScanOptions {
+        focus: Some(&focus),
+        ..Default::default()
+    };
+    let run = actions::scan_and_act(&client, &ctx, &ScanMemory::default(), options)
+        .await
+        .unwrap();
+    assert_eq!(run.outcome.subjects_evaluated, 1);
+    let flagged: Vec<i64> = run
+        .outcome
+        .exceptions
+        .iter()
+        .map(|e| e.subject.ids[0])
+        .collect();
+    assert_eq!(flagged, vec![second]);
+    // The first product's exception is outside the focus: its activity stays open,
+    // and the second one's already exists, so nothing is written twice.
+    assert!(run.report.resolved.is_empty());
+    assert_eq!(count(&client, "mail.activity", marker).await, 2);
+
+    // Models with no path to products are refused with a clear error.
+    let err = scan::focus::focus_for(&client, detector, None, "res.partner", &[customer])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("res.partner"), "{err}");
+    server.shutdown().await;
+}

@@ -1272,7 +1272,12 @@ pub async fn scan_and_act(
 ) -> Result<RuleRun, RunError> {
     let outcome =
         crate::scan::run_scan_with(client, &ctx.rule, ctx.spec, ctx.today, memory, options).await?;
-    let plan = plan(ctx.spec, &outcome.exceptions, ctx.today);
+    let mut plan = plan(ctx.spec, &outcome.exceptions, ctx.today);
+    if options.focus.is_some() {
+        // A focused scan sees a few subjects; everything else it did not see must not
+        // read as cleared. Resolution is the full scan's job.
+        plan.resolves_cleared = false;
+    }
     let before = client.calls_made();
     let report = execute(client, ctx, &plan, &outcome.exceptions).await?;
     let action_calls = client.calls_made().since(&before).requests;

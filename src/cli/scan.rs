@@ -131,6 +131,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     };
     let options = crate::scan::ScanOptions {
         history: cache.as_ref().map(|c| (c, &history_key)),
+        focus: None,
     };
     let ctx = ActionContext {
         rule: rule_ref.clone(),

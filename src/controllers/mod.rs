@@ -4,6 +4,7 @@
 pub mod approval;
 pub mod connection;
 pub mod driver;
+pub mod events;
 pub mod http;
 pub mod kinds;
 pub mod metrics;

@@ -522,9 +522,6 @@ async fn run(
             .await
             .map_err(|e| fail(format!("saving the scan memory: {e}")))?;
     }
-    if let Some(state) = ctx.scheduler.lock().rules.get_mut(&key(&namespace, &name)) {
-        state.memory = Some(run.outcome.memory.clone());
-    }
     let mut counts = [0i64; 4];
     for e in &run.outcome.exceptions {
         let i = match e.severity {
@@ -558,7 +555,7 @@ pub fn memory_configmap_name(rule: &str) -> String {
 
 const PURCHASE_DATES_KEY: &str = "purchaseDates";
 
-async fn load_memory(
+pub(super) async fn load_memory(
     ctx: &Context,
     namespace: &str,
     name: &str,
@@ -612,7 +609,7 @@ fn encode_memory(memory: &ScanMemory) -> String {
     serde_json::to_string(&map).unwrap_or_default()
 }
 
-async fn save_memory(
+pub(super) async fn save_memory(
     ctx: &Context,
     rule: &ExceptionRule,
     memory: &ScanMemory,
@@ -642,12 +639,15 @@ async fn save_memory(
         &Patch::Apply(&cm),
     )
     .await?;
+    if let Some(state) = ctx.scheduler.lock().rules.get_mut(&key(&namespace, &name)) {
+        state.memory = Some(memory.clone());
+    }
     Ok(())
 }
 
 /// The notify actions' URLs and signing secrets, read from their Secrets for this
 /// scan only (never cached).
-async fn read_secrets(
+pub(super) async fn read_secrets(
     ctx: &Context,
     rule: &ExceptionRule,
     namespace: &str,
@@ -674,7 +674,7 @@ async fn read_secrets(
     Ok(StaticSecrets(map))
 }
 
-async fn publish(
+pub(super) async fn publish(
     ctx: &Context,
     rule: &ExceptionRule,
     type_: EventType,

@@ -123,6 +123,14 @@ impl FetchPlan {
             today,
         })
     }
+
+    /// Narrows the plan to the subjects of `focus`.
+    pub fn narrow_to(&mut self, focus: &super::Focus) {
+        self.product_domain = super::Focus::narrow(&self.product_domain, &focus.products);
+        if let Some((_, domain)) = &mut self.field_threshold {
+            *domain = super::Focus::narrow(domain, &focus.records);
+        }
+    }
 }
 
 fn parse_domain(field: &'static str, text: &str) -> Result<Value, ScanError> {

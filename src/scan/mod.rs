@@ -7,8 +7,10 @@
 //! [`crate::actions`].
 
 pub mod fetch;
+pub mod focus;
 pub mod history;
 
+pub use focus::{Focus, FocusError};
 pub use history::{HistoryCache, HistoryKey, HistoryStats};
 
 use std::collections::BTreeMap;
@@ -84,6 +86,8 @@ pub struct ScanOutcome {
 pub struct ScanOptions<'a> {
     /// Serve demand history from this cache, for this connection.
     pub history: Option<(&'a HistoryCache, &'a HistoryKey)>,
+    /// Evaluate only these subjects (an event's), not the whole scope.
+    pub focus: Option<&'a Focus>,
 }
 
 /// Scans `spec` (the rule `rule`) over Odoo as of `today`.
@@ -97,7 +101,7 @@ pub async fn run_scan(
     run_scan_with(client, rule, spec, today, memory, ScanOptions::default()).await
 }
 
-/// [`run_scan`] with [`ScanOptions`] (a history cache).
+/// [`run_scan`] with [`ScanOptions`] (a history cache, a focus).
 pub async fn run_scan_with(
     client: &OdooClient,
     rule: &RuleRef<'_>,
@@ -111,7 +115,10 @@ pub async fn run_scan_with(
     let kind = spec.detector.validate()?;
     let thresholds = spec.severity.clone().unwrap_or_default();
     thresholds.validate()?;
-    let plan = fetch::FetchPlan::for_rule(spec, kind, today)?;
+    let mut plan = fetch::FetchPlan::for_rule(spec, kind, today)?;
+    if let Some(focus) = options.focus {
+        plan.narrow_to(focus);
+    }
     let fetched = fetch::fetch_with(client, &plan, memory, options.history).await?;
     let subjects_evaluated = fetched.subjects();
     let exceptions = evaluate(rule, spec, &thresholds, &fetched.input)?;

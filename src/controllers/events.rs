@@ -1,0 +1,188 @@
+//! Event-driven re-evaluation of one `ExceptionRule` over the records an event names.
+//!
+//! The gateway hands over "records `ids` of `model` changed" (an Odoo automation
+//! callback, or a supplier event's affected products); this runs the rule's scan and
+//! actions focused on the products those records touch (see
+//! [`crate::scan::focus`]). It acts exactly as a scheduled scan would for those
+//! subjects (same fingerprints, so nothing is written twice) but never resolves
+//! anything: what a focused scan did not look at has not cleared. Status stays the
+//! scheduled scan's; events are visible in metrics and logs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::Context;
+use super::scheduler::{load_memory, read_secrets, save_memory};
+use crate::actions::{self, ActionContext, RuleRun, RunError};
+use crate::api::ExceptionRule;
+use crate::engine::RuleRef;
+use crate::scan::{Focus, FocusError, ScanOptions};
+use crate::schedule::Schedule;
+
+/// Why an event could not be evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// The rule's connection has no connected client (yet).
+    #[error("OdooConnection {0} has no connected client")]
+    NotConnected(String),
+    /// The event's records cannot be narrowed to the rule's subjects.
+    #[error("narrowing the event to products: {0}")]
+    Focus(#[from] FocusError),
+    /// Reading or saving operator state in Kubernetes failed.
+    #[error("{what}: {source}")]
+    Kube {
+        what: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    /// The scan or its actions failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+impl EventError {
+    /// Whether retrying later may succeed (Odoo or the API server was unavailable),
+    /// as opposed to an event this rule can never evaluate.
+    pub fn is_transient(&self) -> bool {
+        !matches!(
+            self,
+            EventError::Focus(FocusError::UnrelatedModel { .. } | FocusError::TooMany { .. })
+        )
+    }
+}
+
+/// What one focused evaluation did.
+#[derive(Debug)]
+pub struct FocusedRun {
+    pub focus: Focus,
+    /// `None` when the focus was empty and nothing was scanned.
+    pub run: Option<RuleRun>,
+    pub elapsed: std::time::Duration,
+}
+
+/// Re-evaluates `rule` for `ids` of `model`.
+pub async fn reevaluate(
+    ctx: &Arc<Context>,
+    rule: &ExceptionRule,
+    model: &str,
+    ids: &[i64],
+) -> Result<FocusedRun, EventError> {
+    let started = Instant::now();
+    let namespace = rule.namespace().unwrap_or_default();
+    let connection = &rule.spec.connection_ref.name;
+    let client = ctx
+        .odoo
+        .get(&namespace, connection)
+        .ok_or_else(|| EventError::NotConnected(format!("{namespace}/{connection}")))?;
+    let detector = rule
+        .spec
+        .detector
+        .validate()
+        .map_err(|e| RunError::Scan(e.into()))?;
+    let threshold_model = rule
+        .spec
+        .detector
+        .field_threshold
+        .as_ref()
+        .map(|p| p.model.as_str());
+    let focus =
+        crate::scan::focus::focus_for(&client, detector, threshold_model, model, ids).await?;
+    if focus.is_empty() {
+        return Ok(FocusedRun {
+            focus,
+            run: None,
+            elapsed: started.elapsed(),
+        });
+    }
+    reevaluate_focus(ctx, &client, rule, focus, started).await
+}
+
+/// Re-evaluates `rule` for `products` (a supplier event's).
+pub async fn reevaluate_products(
+    ctx: &Arc<Context>,
+    rule: &ExceptionRule,
+    products: Vec<i64>,
+) -> Result<FocusedRun, EventError> {
+    reevaluate(ctx, rule, "product.product", &products).await
+}
+
+async fn reevaluate_focus(
+    ctx: &Arc<Context>,
+    client: &crate::odoo::OdooClient,
+    rule: &ExceptionRule,
+    focus: Focus,
+    started: Instant,
+) -> Result<FocusedRun, EventError> {
+    let namespace = rule.namespace().unwrap_or_default();
+    let name = rule.name_any();
+    let memory = load_memory(ctx, &namespace, &name)
+        .await
+        .map_err(|source| EventError::Kube {
+            what: "reading the scan memory",
+            source,
+        })?;
+    let secrets = read_secrets(ctx, rule, &namespace)
+        .await
+        .map_err(|source| EventError::Kube {
+            what: "reading notify secrets",
+            source,
+        })?;
+    let time_zone = rule
+        .spec
+        .triggers
+        .schedule
+        .as_ref()
+        .and_then(|s| Schedule::parse(s).ok())
+        .map(|s| s.time_zone().clone())
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let action_ctx = ActionContext {
+        rule: RuleRef {
+            namespace: &namespace,
+            rule: &name,
+        },
+        spec: &rule.spec,
+        today: Timestamp::now().to_zoned(time_zone).date(),
+        secrets: &secrets,
+    };
+    let options = ScanOptions {
+        focus: Some(&focus),
+        ..Default::default()
+    };
+    let run = actions::scan_and_act(client, &action_ctx, &memory, options).await?;
+    // The focused scan saw a few purchase lines; the memory of all others stands.
+    let mut merged = memory.clone();
+    merged.purchase_dates.extend(
+        run.outcome
+            .memory
+            .purchase_dates
+            .iter()
+            .map(|(k, v)| (*k, *v)),
+    );
+    if merged != memory {
+        save_memory(ctx, rule, &merged)
+            .await
+            .map_err(|source| EventError::Kube {
+                what: "saving the scan memory",
+                source,
+            })?;
+    }
+    tracing::info!(
+        namespace = %namespace,
+        rule = %name,
+        products = focus.products.len(),
+        records = focus.records.len(),
+        exceptions = run.outcome.exceptions.len(),
+        opened = run.report.opened().len(),
+        odoo_calls = run.outcome.calls.requests + run.action_calls,
+        millis = started.elapsed().as_millis() as u64,
+        "event re-evaluated"
+    );
+    Ok(FocusedRun {
+        focus,
+        run: Some(run),
+        elapsed: started.elapsed(),
+    })
+}
