@@ -151,9 +151,16 @@ async fn sync_creates_one_automation_and_one_action_with_the_spec_and_xmlids() {
         let url = "http://127.0.0.1:9/hooks/odoo/shop/late-po?token=t0k3n";
         let spec = spec("late-po", url);
 
+        let requests = client.requests_made();
+        let started = Instant::now();
         let outcome = automation::sync(&client, &spec, SyncMode::Apply)
             .await
             .expect("sync");
+        eprintln!(
+            "{version:?}: first sync {} requests, {:?}",
+            client.requests_made() - requests,
+            started.elapsed()
+        );
         assert_eq!(
             outcome.changes,
             vec![
@@ -236,10 +243,18 @@ async fn sync_creates_one_automation_and_one_action_with_the_spec_and_xmlids() {
             Some(("ir.actions.server".to_string(), action_id))
         );
 
-        // Twice: nothing more, no change, no write.
+        // Twice: nothing more, no change, no write: five reads.
+        let requests = client.requests_made();
+        let started = Instant::now();
         let again = automation::sync(&client, &spec, SyncMode::Apply)
             .await
             .expect("second sync");
+        eprintln!(
+            "{version:?}: in-sync check {} requests, {:?}",
+            client.requests_made() - requests,
+            started.elapsed()
+        );
+        assert_eq!(client.requests_made() - requests, 5, "{version:?}");
         assert!(again.in_sync(), "{version:?}: {:?}", again.changes);
         assert_eq!(
             (again.automation_id, again.action_id),
@@ -486,7 +501,10 @@ async fn remove_deletes_both_records_and_their_xmlids() {
 }
 
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(String, Option<String>, Value)>>>);
+struct Received(Arc<Mutex<Vec<Delivery>>>);
+
+/// Route (`ns/rule`), `token` query parameter, JSON body.
+type Delivery = (String, Option<String>, Value);
 
 async fn receiver() -> (String, Received) {
     async fn hook(
@@ -640,4 +658,247 @@ fn triggers_and_specs_follow_the_rule() {
         AutomationSpec::for_rule("ns", "r", &events, Secret::new("u")),
         Err(SyncError::InvalidDomain { .. })
     ));
+}
+
+// ------------------------------------------------------ operator on kube-apiserver
+
+mod common;
+mod support;
+
+mod operator {
+    use super::*;
+    use k8s_openapi::api::core::v1::Secret as KubeSecret;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::Api;
+    use kube::api::{DeleteParams, ListParams};
+    use support::*;
+
+    async fn setup(prefix: &str) -> (&'static common::TestCluster, String) {
+        let cluster = common::cluster().await;
+        cluster
+            .install_crds(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
+            .await;
+        let ns = cluster.namespace(prefix).await;
+        (cluster, ns)
+    }
+
+    async fn connect_odoo(cluster: &common::TestCluster, ns: &str, server: &SimServer) {
+        apply(
+            cluster,
+            ns,
+            &json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "odoo-credentials"},
+                "stringData": {"login": "admin", "apiKey": server.db.admin_api_key()},
+            }),
+        )
+        .await;
+        let mut conn = connection("odoo", "odoo-credentials", &server.url);
+        conn["spec"]["callbackBaseUrl"] = json!("http://planops-gateway.example:8081/");
+        apply(cluster, ns, &conn).await;
+        wait_ready(cluster, ns, "OdooConnection", "odoo", "True", "Connected").await;
+    }
+
+    fn event_rule(name: &str, policy: &str) -> Value {
+        json!({
+            "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
+            "metadata": {"name": name},
+            "spec": {
+                "connectionRef": {"name": "odoo"},
+                "detector": {"supplierDelay": {}},
+                "triggers": {"events": {
+                    "model": MODEL,
+                    "operations": ["Write"],
+                    "watchedFields": ["date_planned"],
+                    "filterDomain": "[('state', '=', 'purchase')]",
+                }},
+                "deletionPolicy": policy,
+            },
+        })
+    }
+
+    async fn wait_synced(
+        cluster: &common::TestCluster,
+        ns: &str,
+        name: &str,
+        status: &str,
+        reason: &str,
+    ) -> Value {
+        eventually(&format!("{name} Synced={status}/{reason}"), || async {
+            let obj = get(cluster, ns, "ExceptionRule", name).await?;
+            let (s, r) = condition(&obj, "Synced")?;
+            (s == status && r == reason).then_some(obj)
+        })
+        .await
+    }
+
+    async fn owned(client: &OdooClient, ns: &str, rule: &str) -> (Option<i64>, Option<i64>) {
+        let key = AutomationKey::for_rule(ns, rule);
+        let id = |r: Option<(String, i64)>| r.map(|(_, id)| id);
+        (
+            id(client.resolve_external_id(&key.automation).await.unwrap()),
+            id(client.resolve_external_id(&key.action).await.unwrap()),
+        )
+    }
+
+    async fn delete_and_wait(cluster: &common::TestCluster, ns: &str, name: &str) {
+        planops_api(cluster, ns, "ExceptionRule")
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("deleting the rule");
+        eventually(&format!("{name} deleted"), || async {
+            get(cluster, ns, "ExceptionRule", name)
+                .await
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn operator_owns_repairs_and_removes_the_automation() {
+        let (cluster, ns) = setup("auto").await;
+        let server = start(OdooVersion::V17).await;
+        let client = connect(&server).await;
+        let _operator = OperatorProcess::simple(cluster, &ns).await;
+        connect_odoo(cluster, &ns, &server).await;
+
+        apply(cluster, &ns, &event_rule("late-po", "Delete")).await;
+        let obj = wait_synced(cluster, &ns, "late-po", "True", "InSync").await;
+        assert_eq!(condition(&obj, "Ready").unwrap().0, "True", "{obj}");
+        let (Some(automation_id), Some(action_id)) = owned(&client, &ns, "late-po").await else {
+            panic!("no automation records in Odoo");
+        };
+        assert_eq!(counts(&client).await.0, 1);
+
+        // The token lives in a Secret owned by the rule, and only there and in Odoo.
+        let secrets: Api<KubeSecret> = Api::namespaced(cluster.client.clone(), &ns);
+        let secret = secrets
+            .get(&automation::hook_secret_name("late-po"))
+            .await
+            .expect("the hook Secret");
+        let owner = &secret.metadata.owner_references.clone().unwrap_or_default()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str()),
+            ("ExceptionRule", "late-po")
+        );
+        let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+        assert!(token.len() >= 40);
+        let action = read(&client, "ir.actions.server", action_id, &["webhook_url"]).await;
+        assert_eq!(
+            action["webhook_url"],
+            format!("http://planops-gateway.example:8081/hooks/odoo/{ns}/late-po?token={token}")
+        );
+        assert!(
+            !obj.to_string().contains(&token),
+            "the token leaked into the resource"
+        );
+
+        // Someone disables the automation in Odoo; an on-demand reconcile repairs it.
+        let mut vals = Map::new();
+        vals.insert("active".into(), json!(false));
+        client
+            .write("base.automation", &[automation_id], vals)
+            .await
+            .expect("disabling");
+        let mut rule = event_rule("late-po", "Delete");
+        rule["metadata"]["annotations"] =
+            json!({"reconcile.fluxcd.io/requestedAt": "2026-11-28T22:00:00Z"});
+        apply(cluster, &ns, &rule).await;
+        let events: Api<Event> = Api::namespaced(cluster.client.clone(), &ns);
+        let note = eventually("a Repaired event", || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("Repaired")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("late-po")
+                })
+                .and_then(|e| e.note)
+        })
+        .await;
+        assert!(
+            note.contains("re-enabled the disabled automation"),
+            "{note}"
+        );
+        let active = read(&client, "base.automation", automation_id, &["active"]).await;
+        assert_eq!(active["active"], true);
+        wait_synced(cluster, &ns, "late-po", "True", "InSync").await;
+        assert_eq!(counts(&client).await.0, 1, "repair created nothing");
+        // Settled again: no write loop between Repaired and InSync.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let version = |o: Value| o["metadata"]["resourceVersion"].clone();
+        let settled = version(get(cluster, &ns, "ExceptionRule", "late-po").await.unwrap());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            version(get(cluster, &ns, "ExceptionRule", "late-po").await.unwrap()),
+            settled,
+            "the rule's status keeps being rewritten"
+        );
+
+        // Deleting the rule removes both records and their external ids.
+        delete_and_wait(cluster, &ns, "late-po").await;
+        assert_eq!(owned(&client, &ns, "late-po").await, (None, None));
+        assert_eq!(counts(&client).await, (0, 0, 0));
+
+        // deletionPolicy: Orphan leaves them.
+        apply(cluster, &ns, &event_rule("kept", "Orphan")).await;
+        wait_synced(cluster, &ns, "kept", "True", "InSync").await;
+        delete_and_wait(cluster, &ns, "kept").await;
+        let (automation, action) = owned(&client, &ns, "kept").await;
+        assert!(automation.is_some() && action.is_some());
+        assert_eq!(counts(&client).await, (1, 1, 2));
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn removing_triggers_events_removes_the_records() {
+        let (cluster, ns) = setup("auto-rm").await;
+        let server = start(OdooVersion::V18).await;
+        let client = connect(&server).await;
+        let _operator = OperatorProcess::simple(cluster, &ns).await;
+        connect_odoo(cluster, &ns, &server).await;
+        apply(cluster, &ns, &event_rule("r", "Delete")).await;
+        wait_synced(cluster, &ns, "r", "True", "InSync").await;
+        assert_eq!(counts(&client).await, (1, 1, 2));
+
+        let mut rule = event_rule("r", "Delete");
+        rule["spec"]["triggers"] = json!({"schedule": {"cron": "0 6 * * *"}});
+        apply(cluster, &ns, &rule).await;
+        eventually("records removed", || async {
+            (counts(&client).await == (0, 0, 0)).then_some(())
+        })
+        .await;
+        let obj = get(cluster, &ns, "ExceptionRule", "r").await.unwrap();
+        assert_eq!(condition(&obj, "Synced"), None, "{obj}");
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn odoo_16_reports_polling_fallback() {
+        let (cluster, ns) = setup("auto-16").await;
+        let server = start(OdooVersion::V16).await;
+        let client = connect(&server).await;
+        let _operator = OperatorProcess::simple(cluster, &ns).await;
+        connect_odoo(cluster, &ns, &server).await;
+        apply(cluster, &ns, &event_rule("old", "Delete")).await;
+        let obj = wait_synced(cluster, &ns, "old", "False", "PollingFallback").await;
+        let synced = obj["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Synced")
+            .unwrap()
+            .clone();
+        assert!(
+            synced["message"].as_str().unwrap().contains("every 60s"),
+            "{synced}"
+        );
+        assert_eq!(condition(&obj, "Ready").unwrap().0, "True", "{obj}");
+        assert_eq!(counts(&client).await, (0, 0, 0));
+        server.shutdown().await;
+    }
 }

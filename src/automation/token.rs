@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client, Resource, ResourceExt};
 use rand::RngExt;
 use sha2::{Digest, Sha256};
@@ -29,6 +29,8 @@ pub enum HookTokenError {
     Kube(#[from] kube::Error),
     #[error("the ExceptionRule has no namespace")]
     MissingNamespace,
+    #[error("Secret {secret} has no key {TOKEN_KEY:?}; delete it and PlanOps creates a new token")]
+    MissingKey { secret: String },
 }
 
 /// `planops-hook-<rule>`; a name that would exceed 253 characters is cut and
@@ -48,6 +50,7 @@ pub fn hook_secret_name(rule: &str) -> String {
 
 /// The rule's token, creating its Secret (owned by the rule) on first use.
 /// Several replicas racing here end up with the one token that won.
+/// An existing Secret is never changed.
 pub async fn hook_token(client: &Client, rule: &ExceptionRule) -> Result<Secret, HookTokenError> {
     let namespace = rule.namespace().ok_or(HookTokenError::MissingNamespace)?;
     let api: Api<KubeSecret> = Api::namespaced(client.clone(), &namespace);
@@ -55,27 +58,11 @@ pub async fn hook_token(client: &Client, rule: &ExceptionRule) -> Result<Secret,
     for _ in 0..3 {
         match api.get_opt(&name).await? {
             Some(secret) => {
-                if let Some(token) = token_of(&secret) {
-                    return Ok(token);
-                }
-                // Someone emptied the key: put a fresh token in, guarded by the
-                // resourceVersion so a concurrent writer wins cleanly.
-                let patch = serde_json::json!({
-                    "metadata": {"resourceVersion": secret.resource_version()},
-                    "stringData": {TOKEN_KEY: new_token()},
+                // A Secret without the key was edited by someone: PlanOps may
+                // create Secrets but not change existing ones (least privilege).
+                return token_of(&secret).ok_or(HookTokenError::MissingKey {
+                    secret: format!("{namespace}/{name}"),
                 });
-                match api
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    Ok(patched) => {
-                        if let Some(token) = token_of(&patched) {
-                            return Ok(token);
-                        }
-                    }
-                    Err(kube::Error::Api(status)) if status.code == 409 => continue,
-                    Err(err) => return Err(err.into()),
-                }
             }
             None => {
                 let secret = new_secret(rule, &name, &new_token());
