@@ -580,6 +580,21 @@ async fn the_records_make_odoo_call_the_gateway_for_matching_writes() {
         assert_eq!(body["date_planned"], "2031-01-02 08:00:00");
         assert!(body["write_date"].is_string(), "{body}");
 
+        // A write to a field that is not watched does not fire.
+        let seen = received.0.lock().unwrap().len();
+        let mut unwatched = Map::new();
+        unwatched.insert("name".into(), json!("renamed line"));
+        client
+            .write(MODEL, &[line], unwatched)
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            received.0.lock().unwrap().len(),
+            seen,
+            "{version:?}: an unwatched field fired the webhook"
+        );
+
         // A record outside the filter domain does not fire: cancel the other
         // line's order, then write the line.
         let other = lines[1]["id"].as_i64().unwrap();
@@ -683,6 +698,21 @@ mod operator {
     }
 
     async fn connect_odoo(cluster: &common::TestCluster, ns: &str, server: &SimServer) {
+        connect_odoo_with(
+            cluster,
+            ns,
+            server,
+            json!("http://planops-gateway.example:8081/"),
+        )
+        .await;
+    }
+
+    async fn connect_odoo_with(
+        cluster: &common::TestCluster,
+        ns: &str,
+        server: &SimServer,
+        callback: Value,
+    ) {
         apply(
             cluster,
             ns,
@@ -694,7 +724,7 @@ mod operator {
         )
         .await;
         let mut conn = connection("odoo", "odoo-credentials", &server.url);
-        conn["spec"]["callbackBaseUrl"] = json!("http://planops-gateway.example:8081/");
+        conn["spec"]["callbackBaseUrl"] = callback;
         apply(cluster, ns, &conn).await;
         wait_ready(cluster, ns, "OdooConnection", "odoo", "True", "Connected").await;
     }
@@ -874,6 +904,35 @@ mod operator {
         .await;
         let obj = get(cluster, &ns, "ExceptionRule", "r").await.unwrap();
         assert_eq!(condition(&obj, "Synced"), None, "{obj}");
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_connection_without_callback_url_stalls_until_it_gets_one() {
+        let (cluster, ns) = setup("auto-cb").await;
+        let server = start(OdooVersion::V19).await;
+        let client = connect(&server).await;
+        let _operator = OperatorProcess::simple(cluster, &ns).await;
+        connect_odoo_with(cluster, &ns, &server, Value::Null).await;
+        apply(cluster, &ns, &event_rule("r", "Delete")).await;
+        wait_ready(cluster, &ns, "ExceptionRule", "r", "False", "NoCallbackUrl").await;
+        wait_synced(cluster, &ns, "r", "False", "NoCallbackUrl").await;
+        assert_eq!(
+            cluster
+                .kstatus("planops.io/v1alpha1/ExceptionRule", &ns, "r")
+                .await
+                .status,
+            "Failed"
+        );
+        assert_eq!(counts(&client).await, (0, 0, 0));
+
+        // The connection's change reconciles the rule; no restart, no annotation.
+        let mut conn = connection("odoo", "odoo-credentials", &server.url);
+        conn["spec"]["callbackBaseUrl"] = json!("https://gw.example");
+        apply(cluster, &ns, &conn).await;
+        wait_synced(cluster, &ns, "r", "True", "InSync").await;
+        wait_ready(cluster, &ns, "ExceptionRule", "r", "True", "Reconciled").await;
+        assert_eq!(counts(&client).await, (1, 1, 2));
         server.shutdown().await;
     }
 
