@@ -327,33 +327,7 @@ async fn sync_automation(
     let key = AutomationKey::for_rule(&namespace, &name);
 
     let Some(events) = &obj.spec.triggers.events else {
-        // One read per reconcile finds records a removed `triggers.events`
-        // left behind; DryRun rules write nothing, so they keep them.
-        if let Some(client) = client
-            && obj.spec.mode == RuleMode::Enforce
-            && client.info().version.major >= automation::MIN_WEBHOOK_VERSION
-        {
-            match automation::remove(&client, &key).await {
-                Ok(removed) if !removed.is_empty() => {
-                    let what: Vec<String> = removed.iter().map(ToString::to_string).collect();
-                    publish(
-                        ctx,
-                        obj,
-                        EventType::Normal,
-                        "AutomationRemoved",
-                        format!(
-                            "spec.triggers.events was removed: deleted the {} from Odoo",
-                            what.join(" and ")
-                        ),
-                    )
-                    .await;
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    tracing::warn!(rule = %name, %namespace, error = %err, "could not remove the Odoo automation of a rule without triggers.events; retrying on the next reconcile");
-                }
-            }
-        }
+        remove_automation(ctx, obj, client, &key, conditions).await;
         return None;
     };
 
@@ -508,6 +482,80 @@ async fn sync_automation(
         .await;
     }
     None
+}
+
+/// Removes the records of a `triggers.events` the spec no longer has. Only
+/// rules that still report `Synced` can own records, so others cost no Odoo
+/// call; `Synced` stays (False) until the removal succeeded.
+async fn remove_automation(
+    ctx: &Context,
+    obj: &ExceptionRule,
+    client: Option<crate::odoo::OdooClient>,
+    key: &AutomationKey,
+    conditions: &mut ConditionSet,
+) {
+    let had_synced = obj
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, ct::SYNCED))
+        .is_some();
+    if !had_synced {
+        return;
+    }
+    let Some(client) = client else {
+        conditions.set(
+            ct::SYNCED,
+            ConditionStatus::False,
+            reasons::ODOO_UNREACHABLE,
+            "spec.triggers.events was removed; its Odoo automation is removed once the connection is back",
+        );
+        return;
+    };
+    if client.info().version.major < automation::MIN_WEBHOOK_VERSION {
+        return;
+    }
+    if obj.spec.mode == RuleMode::DryRun {
+        conditions.set(
+            ct::SYNCED,
+            ConditionStatus::False,
+            reasons::DRY_RUN,
+            "spec.triggers.events was removed; mode DryRun leaves its Odoo automation in place",
+        );
+        return;
+    }
+    match automation::remove(&client, key).await {
+        Ok(removed) => {
+            if !removed.is_empty() {
+                let what: Vec<String> = removed.iter().map(ToString::to_string).collect();
+                publish(
+                    ctx,
+                    obj,
+                    EventType::Normal,
+                    "AutomationRemoved",
+                    format!(
+                        "spec.triggers.events was removed: deleted the {} from Odoo",
+                        what.join(" and ")
+                    ),
+                )
+                .await;
+            }
+        }
+        Err(err) => {
+            let reason = if err.is_transient() {
+                reasons::ODOO_UNREACHABLE
+            } else {
+                reasons::SYNC_FAILED
+            };
+            conditions.set(
+                ct::SYNCED,
+                ConditionStatus::False,
+                reason,
+                format!(
+                    "spec.triggers.events was removed but its Odoo automation could not be: {err}"
+                ),
+            );
+        }
+    }
 }
 
 fn fail(
