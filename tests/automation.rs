@@ -895,8 +895,18 @@ mod operator {
         wait_synced(cluster, &ns, "r", "True", "InSync").await;
         assert_eq!(counts(&client).await, (1, 1, 2));
 
+        // Suspended, the rule compares nothing but remembers it may own records.
         let mut rule = event_rule("r", "Delete");
+        rule["spec"]["suspend"] = json!(true);
+        apply(cluster, &ns, &rule).await;
+        wait_ready(cluster, &ns, "ExceptionRule", "r", "False", "Suspended").await;
+        wait_synced(cluster, &ns, "r", "Unknown", "Suspended").await;
+
+        // The events go while suspended; resuming removes the records.
         rule["spec"]["triggers"] = json!({"schedule": {"cron": "0 6 * * *"}});
+        apply(cluster, &ns, &rule).await;
+        wait_synced(cluster, &ns, "r", "Unknown", "Suspended").await;
+        rule["spec"]["suspend"] = json!(false);
         apply(cluster, &ns, &rule).await;
         eventually("records removed", || async {
             (counts(&client).await == (0, 0, 0)).then_some(())

@@ -254,6 +254,22 @@ impl Reconciler for ExceptionRule {
             _ => "a dependency is not ready",
         };
         inactive_schedule(ctx, obj, conditions, status, reason, message);
+        // Records may still exist in Odoo: keep a `Synced` condition, so a
+        // `triggers.events` removed meanwhile is still cleaned up afterwards.
+        // Unknown, not the old verdict: nothing was compared.
+        let had_synced = obj
+            .status
+            .as_ref()
+            .and_then(|s| find_condition(&s.conditions, ct::SYNCED))
+            .is_some();
+        if had_synced {
+            conditions.set(
+                ct::SYNCED,
+                ConditionStatus::Unknown,
+                reason,
+                format!("the Odoo automation is not compared while {message}"),
+            );
+        }
     }
 
     fn forget(obj: &Self, ctx: &Context) {
