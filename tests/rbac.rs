@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use support::*;
 
@@ -201,14 +201,17 @@ async fn operator_runs_with_the_tenant_mode_rbac_and_nothing_more() {
             .await,
         "listing Secrets cluster-wide",
     );
+    // Creating is granted (an ExceptionRule's hook token Secret); changing
+    // an existing Secret, such as the Odoo credentials, is not.
     forbidden(
         Api::<Secret>::namespaced(as_operator.clone(), &ns)
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": "x"}})).expect("a Secret"),
+            .patch(
+                "odoo-credentials",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"stringData": {"apiKey": "x"}})),
             )
             .await,
-        "writing Secrets",
+        "changing Secrets",
     );
     forbidden(
         Api::<ConfigMap>::namespaced(as_operator.clone(), &ns)

@@ -122,6 +122,20 @@ pub mod reasons {
     pub const SCAN_SKIPPED: &str = "ScanSkipped";
     /// A running scan was cancelled for a newer one (`concurrencyPolicy: Replace`).
     pub const SCAN_REPLACED: &str = "ScanReplaced";
+    /// `Synced`: the Odoo automation records match the spec.
+    pub const IN_SYNC: &str = "InSync";
+    /// `Synced` (and an Event): drift in Odoo (edited, disabled, deleted) was repaired.
+    pub const REPAIRED: &str = "Repaired";
+    /// `Synced`: Odoo could not be reached to compare or repair the automation.
+    pub const ODOO_UNREACHABLE: &str = "OdooUnreachable";
+    /// `Synced`: the OdooConnection has no `callbackBaseUrl`, so Odoo cannot call the gateway.
+    pub const NO_CALLBACK_URL: &str = "NoCallbackUrl";
+    /// `Synced`: Odoo 16 has no webhook action; changes are found by polling `write_date`.
+    pub const POLLING_FALLBACK: &str = "PollingFallback";
+    /// `Synced`: Odoo refused the automation (model or field missing, access denied, ...).
+    pub const SYNC_FAILED: &str = "SyncFailed";
+    /// `Synced`: `mode: DryRun` rules compare but write nothing to Odoo.
+    pub const DRY_RUN: &str = "DryRun";
 }
 
 /// Returns whether the pause annotation asks PlanOps to leave the resource alone.

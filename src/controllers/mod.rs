@@ -44,6 +44,8 @@ pub enum Error {
     Finalizer(#[source] Box<finalizer::Error<Error>>),
     #[error("resource has no namespace")]
     MissingNamespace,
+    #[error("Odoo automation: {0}")]
+    Automation(#[source] crate::automation::SyncError),
 }
 
 impl Error {
@@ -64,7 +66,7 @@ impl Error {
                 _ => false,
             },
             Error::Kube(e) => api_code(e) == Some(409),
-            Error::MissingNamespace => false,
+            Error::MissingNamespace | Error::Automation(_) => false,
         }
     }
 
@@ -73,6 +75,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Finalizer(_) => "finalizer",
             Error::MissingNamespace => "missing_namespace",
+            Error::Automation(_) => "automation",
         }
     }
 }

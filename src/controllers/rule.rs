@@ -6,13 +6,24 @@ use std::time::Duration;
 use super::driver::{DEFAULT_RESYNC, Reconciler, settle};
 use super::validate::{FieldError, check_domain, check_schedule};
 use super::{Context, Error};
-use kube::ResourceExt;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
 
-use crate::api::ExceptionRule;
-use crate::api::common::{ConditionSet, ConditionStatus, condition_types as ct, reasons};
+use crate::api::common::{
+    ConditionSet, ConditionStatus, condition_types as ct, find_condition, reasons,
+};
 use crate::api::rule::ExceptionRuleStatus;
-use crate::api::rule::Execution;
+use crate::api::rule::{Execution, RuleMode};
+use crate::api::{ExceptionRule, OdooConnection};
+use crate::automation::{self, AutomationKey, AutomationSpec, SyncError, SyncMode};
+use crate::odoo::Secret;
 use crate::schedule::Schedule;
+
+/// How soon a rule whose automation could not be synced for a passing reason
+/// (Odoo unreachable) is looked at again; drift in a synced world is caught
+/// by the regular resync ([`DEFAULT_RESYNC`]) or an on-demand reconcile.
+const SYNC_RETRY: Duration = Duration::from_secs(30);
 
 impl Reconciler for ExceptionRule {
     fn validate(&self) -> Vec<FieldError> {
@@ -140,6 +151,8 @@ impl Reconciler for ExceptionRule {
             }
             None => ctx.scheduler.last(&namespace, &name),
         };
+        let problem = sync_automation(&ctx, &obj, conditions).await;
+        let mut scan_failed = false;
         match last {
             Some(report) => {
                 status.last_scan = Some(report.last_scan);
@@ -149,12 +162,15 @@ impl Reconciler for ExceptionRule {
                     status.top_exceptions = report.top;
                 }
                 match report.error {
-                    Some(error) => settle(
-                        conditions,
-                        ConditionStatus::False,
-                        reasons::SCAN_FAILED,
-                        format!("the last scan failed: {error}"),
-                    ),
+                    Some(error) => {
+                        scan_failed = true;
+                        settle(
+                            conditions,
+                            ConditionStatus::False,
+                            reasons::SCAN_FAILED,
+                            format!("the last scan failed: {error}"),
+                        )
+                    }
                     None => settle(
                         conditions,
                         ConditionStatus::True,
@@ -170,7 +186,55 @@ impl Reconciler for ExceptionRule {
                 "spec valid and dependencies ready",
             ),
         }
-        Ok(DEFAULT_RESYNC)
+        match problem {
+            // Events cannot reach the rule: Ready says so, unless a failed scan
+            // already does.
+            Some(problem) if !scan_failed => {
+                problem.report(conditions);
+                Ok(if problem.transient {
+                    SYNC_RETRY
+                } else {
+                    DEFAULT_RESYNC
+                })
+            }
+            Some(problem) if problem.transient => Ok(SYNC_RETRY),
+            _ => Ok(DEFAULT_RESYNC),
+        }
+    }
+
+    /// Removes the rule's automation records from Odoo (the driver skips this
+    /// under `deletionPolicy: Orphan`).
+    async fn cleanup(obj: Arc<Self>, ctx: Arc<Context>) -> Result<(), Error> {
+        let namespace = obj.namespace().unwrap_or_default();
+        let connection = &obj.spec.connection_ref.name;
+        let known = ctx
+            .connections
+            .get(&ObjectRef::<OdooConnection>::new(connection).within(&namespace))
+            .is_some();
+        if !known {
+            // Nothing can reach that Odoo any more; blocking the deletion
+            // forever would not help either.
+            tracing::warn!(rule = %obj.name_any(), %namespace, connection, "OdooConnection is gone; leaving any automation records in Odoo");
+            return Ok(());
+        }
+        let client = ctx.odoo.get(&namespace, connection).ok_or_else(|| {
+            Error::Automation(SyncError::NotConnected {
+                connection: format!("{namespace}/{connection}"),
+            })
+        })?;
+        if client.info().version.major < automation::MIN_WEBHOOK_VERSION {
+            return Ok(());
+        }
+        let removed = automation::remove(
+            &client,
+            &AutomationKey::for_rule(&namespace, &obj.name_any()),
+        )
+        .await
+        .map_err(Error::Automation)?;
+        if !removed.is_empty() {
+            tracing::info!(rule = %obj.name_any(), %namespace, ?removed, "removed the Odoo automation");
+        }
+        Ok(())
     }
 
     fn inactive(
@@ -190,6 +254,22 @@ impl Reconciler for ExceptionRule {
             _ => "a dependency is not ready",
         };
         inactive_schedule(ctx, obj, conditions, status, reason, message);
+        // Records may still exist in Odoo: keep a `Synced` condition, so a
+        // `triggers.events` removed meanwhile is still cleaned up afterwards.
+        // Unknown, not the old verdict: nothing was compared.
+        let had_synced = obj
+            .status
+            .as_ref()
+            .and_then(|s| find_condition(&s.conditions, ct::SYNCED))
+            .is_some();
+        if had_synced {
+            conditions.set(
+                ct::SYNCED,
+                ConditionStatus::Unknown,
+                reason,
+                format!("the Odoo automation is not compared while {message}"),
+            );
+        }
     }
 
     fn forget(obj: &Self, ctx: &Context) {
@@ -213,6 +293,319 @@ fn inactive_schedule(
         .stop(&obj.namespace().unwrap_or_default(), &obj.name_any());
     status.next_scan_time = None;
     conditions.set(ct::SCHEDULED, ConditionStatus::False, reason, message);
+}
+
+/// Why the rule's events cannot work; reported on `Ready` as well as `Synced`.
+struct SyncProblem {
+    reason: &'static str,
+    message: String,
+    /// Passes by itself (retry soon); otherwise someone has to fix something.
+    transient: bool,
+}
+
+impl SyncProblem {
+    fn report(&self, conditions: &mut ConditionSet) {
+        let (reconciling, stalled) = if self.transient {
+            (ConditionStatus::True, ConditionStatus::False)
+        } else {
+            (ConditionStatus::False, ConditionStatus::True)
+        };
+        conditions
+            .set(
+                ct::READY,
+                ConditionStatus::False,
+                self.reason,
+                self.message.clone(),
+            )
+            .set(
+                ct::RECONCILING,
+                reconciling,
+                self.reason,
+                self.message.clone(),
+            )
+            .set(ct::STALLED, stalled, self.reason, self.message.clone());
+    }
+}
+
+/// Makes Odoo's automation records match `spec.triggers.events` and sets
+/// `Synced`. Without `triggers.events` it removes records left from an
+/// earlier spec and sets no `Synced` condition.
+async fn sync_automation(
+    ctx: &Context,
+    obj: &ExceptionRule,
+    conditions: &mut ConditionSet,
+) -> Option<SyncProblem> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let connection_name = &obj.spec.connection_ref.name;
+    let connection_label = format!("{namespace}/{connection_name}");
+    let client = ctx.odoo.get(&namespace, connection_name);
+    let key = AutomationKey::for_rule(&namespace, &name);
+
+    let Some(events) = &obj.spec.triggers.events else {
+        remove_automation(ctx, obj, client, &key, conditions).await;
+        return None;
+    };
+
+    let Some(client) = client else {
+        return fail(
+            conditions,
+            reasons::ODOO_UNREACHABLE,
+            format!("OdooConnection {connection_label} has no connected client yet"),
+            true,
+        );
+    };
+    let major = client.info().version.major;
+    if major < automation::MIN_WEBHOOK_VERSION {
+        let every = events
+            .poll_interval_seconds
+            .unwrap_or(automation::DEFAULT_POLL_INTERVAL_SECONDS);
+        conditions.set(
+            ct::SYNCED,
+            ConditionStatus::False,
+            reasons::POLLING_FALLBACK,
+            format!(
+                "Odoo {major} has no webhook action: PlanOps polls {} on write_date every {every}s instead",
+                events.model
+            ),
+        );
+        return None;
+    }
+    let callback = ctx
+        .connections
+        .get(&ObjectRef::<OdooConnection>::new(connection_name).within(&namespace))
+        .and_then(|c| c.spec.callback_base_url.clone());
+    let Some(callback) = callback else {
+        return fail(
+            conditions,
+            reasons::NO_CALLBACK_URL,
+            format!(
+                "OdooConnection {connection_label} has no spec.callbackBaseUrl, so Odoo cannot call PlanOps; set it to the gateway's URL as Odoo sees it"
+            ),
+            false,
+        );
+    };
+    let token = match automation::hook_token(&ctx.client, obj).await {
+        Ok(token) => token,
+        Err(err) => {
+            return fail(
+                conditions,
+                reasons::SYNC_FAILED,
+                format!(
+                    "cannot read or create Secret {namespace}/{}: {err}",
+                    automation::hook_secret_name(&name)
+                ),
+                true,
+            );
+        }
+    };
+    let url = Secret::new(automation::hook_url(
+        &callback,
+        &namespace,
+        &name,
+        token.expose(),
+    ));
+    let spec = match AutomationSpec::for_rule(&namespace, &name, events, url) {
+        Ok(spec) => spec,
+        Err(err) => return fail(conditions, reasons::INVALID_SPEC, err.to_string(), false),
+    };
+    let mode = match obj.spec.mode {
+        RuleMode::Enforce => SyncMode::Apply,
+        RuleMode::DryRun => SyncMode::DryRun,
+    };
+    let outcome = match automation::sync(&client, &spec, mode).await {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            let transient = err.is_transient();
+            let reason = if transient {
+                reasons::ODOO_UNREACHABLE
+            } else {
+                reasons::SYNC_FAILED
+            };
+            return fail(
+                conditions,
+                reason,
+                format!("Odoo automation for {}: {err}", events.model),
+                transient,
+            );
+        }
+    };
+    let records = format!(
+        "base.automation #{} and webhook action #{} on {}",
+        outcome
+            .automation_id
+            .map_or("-".into(), |id| id.to_string()),
+        outcome.action_id.map_or("-".into(), |id| id.to_string()),
+        events.model
+    );
+    if outcome.in_sync() {
+        conditions.set(
+            ct::SYNCED,
+            ConditionStatus::True,
+            reasons::IN_SYNC,
+            format!("{records} match the spec"),
+        );
+        return None;
+    }
+    let changes = outcome.describe();
+    if !outcome.applied {
+        conditions.set(
+            ct::SYNCED,
+            ConditionStatus::False,
+            reasons::DRY_RUN,
+            format!("mode DryRun writes nothing to Odoo; would have: {changes}"),
+        );
+        return None;
+    }
+    // Once in sync at this generation, a difference is drift made in Odoo
+    // (or a new callback URL or token), not a spec change.
+    let was_synced = obj
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, ct::SYNCED))
+        .is_some_and(|c| {
+            c.status == ConditionStatus::True && c.observed_generation == obj.meta().generation
+        });
+    if was_synced {
+        conditions.set(
+            ct::SYNCED,
+            ConditionStatus::True,
+            reasons::REPAIRED,
+            format!("{records} drifted in Odoo and were repaired: {changes}"),
+        );
+        publish(
+            ctx,
+            obj,
+            EventType::Warning,
+            reasons::REPAIRED,
+            format!("Odoo automation drifted from the spec; {changes}"),
+        )
+        .await;
+    } else {
+        conditions.set(
+            ct::SYNCED,
+            ConditionStatus::True,
+            reasons::IN_SYNC,
+            format!("{records} match the spec"),
+        );
+        publish(
+            ctx,
+            obj,
+            EventType::Normal,
+            "AutomationSynced",
+            format!("Odoo automation on {}: {changes}", events.model),
+        )
+        .await;
+    }
+    None
+}
+
+/// Removes the records of a `triggers.events` the spec no longer has. Only
+/// rules that still report `Synced` can own records, so others cost no Odoo
+/// call; `Synced` stays (False) until the removal succeeded.
+async fn remove_automation(
+    ctx: &Context,
+    obj: &ExceptionRule,
+    client: Option<crate::odoo::OdooClient>,
+    key: &AutomationKey,
+    conditions: &mut ConditionSet,
+) {
+    let had_synced = obj
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, ct::SYNCED))
+        .is_some();
+    if !had_synced {
+        return;
+    }
+    let Some(client) = client else {
+        conditions.set(
+            ct::SYNCED,
+            ConditionStatus::False,
+            reasons::ODOO_UNREACHABLE,
+            "spec.triggers.events was removed; its Odoo automation is removed once the connection is back",
+        );
+        return;
+    };
+    if client.info().version.major < automation::MIN_WEBHOOK_VERSION {
+        return;
+    }
+    if obj.spec.mode == RuleMode::DryRun {
+        conditions.set(
+            ct::SYNCED,
+            ConditionStatus::False,
+            reasons::DRY_RUN,
+            "spec.triggers.events was removed; mode DryRun leaves its Odoo automation in place",
+        );
+        return;
+    }
+    match automation::remove(&client, key).await {
+        Ok(removed) => {
+            if !removed.is_empty() {
+                let what: Vec<String> = removed.iter().map(ToString::to_string).collect();
+                publish(
+                    ctx,
+                    obj,
+                    EventType::Normal,
+                    "AutomationRemoved",
+                    format!(
+                        "spec.triggers.events was removed: deleted the {} from Odoo",
+                        what.join(" and ")
+                    ),
+                )
+                .await;
+            }
+        }
+        Err(err) => {
+            let reason = if err.is_transient() {
+                reasons::ODOO_UNREACHABLE
+            } else {
+                reasons::SYNC_FAILED
+            };
+            conditions.set(
+                ct::SYNCED,
+                ConditionStatus::False,
+                reason,
+                format!(
+                    "spec.triggers.events was removed but its Odoo automation could not be: {err}"
+                ),
+            );
+        }
+    }
+}
+
+fn fail(
+    conditions: &mut ConditionSet,
+    reason: &'static str,
+    message: String,
+    transient: bool,
+) -> Option<SyncProblem> {
+    conditions.set(ct::SYNCED, ConditionStatus::False, reason, message.clone());
+    Some(SyncProblem {
+        reason,
+        message,
+        transient,
+    })
+}
+
+async fn publish(
+    ctx: &Context,
+    rule: &ExceptionRule,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = KubeEvent {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "SyncAutomation".into(),
+        secondary: None,
+    };
+    ctx.api_limiter.until_ready().await;
+    if let Err(err) = ctx.recorder.publish(&event, &rule.object_ref(&())).await {
+        tracing::warn!(rule = %rule.name_any(), error = %err, "could not publish event");
+    }
 }
 
 fn is_field_name(name: &str) -> bool {

@@ -328,9 +328,10 @@ fn seed_model_registry(store: &mut Store, ctx: &Ctx) {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AutomationEvent {
+enum AutomationEvent<'a> {
     Create,
-    Write,
+    /// The values written: rules with trigger fields fire only when one is among them.
+    Write(&'a Map<String, Value>),
 }
 
 /// Turns a `filter_domain` Python literal such as `[('name', 'like', 'X')]`
@@ -402,7 +403,7 @@ fn run_automations(
     store: &mut Store,
     model: &str,
     ids: &[i64],
-    event: AutomationEvent,
+    event: AutomationEvent<'_>,
     ctx: &Ctx,
 ) -> Result<(), OrmError> {
     if store.version < OdooVersion::V17 || ids.is_empty() || model == "base.automation" {
@@ -413,10 +414,16 @@ fn run_automations(
     if rule_ids.is_empty() {
         return Ok(());
     }
-    let fields: Vec<String> = ["model_id", "trigger", "filter_domain", "action_server_ids"]
-        .iter()
-        .map(|f| f.to_string())
-        .collect();
+    let fields: Vec<String> = [
+        "model_id",
+        "trigger",
+        "filter_domain",
+        "action_server_ids",
+        "trigger_field_ids",
+    ]
+    .iter()
+    .map(|f| f.to_string())
+    .collect();
     let rules = store.read("base.automation", &rule_ids, &fields, false, &system)?;
     for rule in rules {
         let Some(model_id) = rule["model_id"].as_i64() else {
@@ -435,10 +442,35 @@ fn run_automations(
         let trigger = rule["trigger"].as_str().unwrap_or_default();
         let fires = match event {
             AutomationEvent::Create => matches!(trigger, "on_create" | "on_create_or_write"),
-            AutomationEvent::Write => matches!(trigger, "on_write" | "on_create_or_write"),
+            AutomationEvent::Write(_) => matches!(trigger, "on_write" | "on_create_or_write"),
         };
         if !fires {
             continue;
+        }
+        // Odoo's `_check_trigger_fields`: on write, a rule with trigger fields
+        // fires only when one of them is written (Odoo also skips a write that
+        // leaves the value unchanged; the simulator does not look that closely).
+        if let AutomationEvent::Write(vals) = event {
+            let trigger_ids: Vec<i64> = rule["trigger_field_ids"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                .unwrap_or_default();
+            if !trigger_ids.is_empty() {
+                let names = store.read(
+                    "ir.model.fields",
+                    &trigger_ids,
+                    &["name".to_string()],
+                    false,
+                    &system,
+                )?;
+                let touched = names
+                    .iter()
+                    .filter_map(|f| f["name"].as_str())
+                    .any(|name| vals.contains_key(name));
+                if !touched {
+                    continue;
+                }
+            }
         }
         let mut domain_json = json!([["id", "in", ids]]);
         if let Some(filter) = text_of(&rule["filter_domain"])
@@ -712,7 +744,7 @@ fn dispatch(
                     ))
                 })?;
             store.write(model, &ids, &vals, &ctx)?;
-            run_automations(store, model, &ids, AutomationEvent::Write, &ctx)?;
+            run_automations(store, model, &ids, AutomationEvent::Write(&vals), &ctx)?;
             Ok(Value::Bool(true))
         }
         "unlink" => {

@@ -124,6 +124,11 @@ two modes cannot drift apart.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
+# Each ExceptionRule with triggers.events keeps its callback token in an owned
+# Secret (planops-hook-<rule>), created on first reconcile and never changed.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
 # Each scheduled rule keeps its scan memory (supplier-delay dates) in an owned ConfigMap.
 - apiGroups: [""]
   resources: ["configmaps"]

@@ -1,0 +1,184 @@
+//! The per-rule callback token: the only credential in the URL Odoo calls
+//! (Odoo's webhook action cannot sign or send headers). It lives in a Secret
+//! the rule owns, so it is stable across restarts and replicas, shared with
+//! the gateway, and garbage-collected with the rule.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::api::PostParams;
+use kube::{Api, Client, Resource, ResourceExt};
+use rand::RngExt;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::api::ExceptionRule;
+use crate::odoo::Secret;
+
+/// Key of the token in the Secret.
+pub const TOKEN_KEY: &str = "token";
+const PREFIX: &str = "planops-hook-";
+/// Longest Secret name Kubernetes accepts (a DNS subdomain).
+const MAX_NAME: usize = 253;
+
+/// The Secret could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum HookTokenError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the ExceptionRule has no namespace")]
+    MissingNamespace,
+    #[error("Secret {secret} has no key {TOKEN_KEY:?}; delete it and PlanOps creates a new token")]
+    MissingKey { secret: String },
+}
+
+/// `planops-hook-<rule>`; a name that would exceed 253 characters is cut and
+/// given a hash of the full rule name, so it stays unique.
+pub fn hook_secret_name(rule: &str) -> String {
+    let name = format!("{PREFIX}{rule}");
+    if name.len() <= MAX_NAME {
+        return name;
+    }
+    let hash = hex::encode(&Sha256::digest(rule.as_bytes())[..4]);
+    let keep = MAX_NAME - PREFIX.len() - hash.len() - 1;
+    // Rule names are DNS subdomains (ASCII), so any byte index is a boundary;
+    // a cut must not leave a trailing '.' or '-'.
+    let cut = rule[..keep].trim_end_matches(['.', '-']);
+    format!("{PREFIX}{cut}-{hash}")
+}
+
+/// The rule's token, creating its Secret (owned by the rule) on first use.
+/// Several replicas racing here end up with the one token that won.
+/// An existing Secret is never changed.
+pub async fn hook_token(client: &Client, rule: &ExceptionRule) -> Result<Secret, HookTokenError> {
+    let namespace = rule.namespace().ok_or(HookTokenError::MissingNamespace)?;
+    let api: Api<KubeSecret> = Api::namespaced(client.clone(), &namespace);
+    let name = hook_secret_name(&rule.name_any());
+    for _ in 0..3 {
+        match api.get_opt(&name).await? {
+            Some(secret) => {
+                // A Secret without the key was edited by someone: PlanOps may
+                // create Secrets but not change existing ones (least privilege).
+                return token_of(&secret).ok_or(HookTokenError::MissingKey {
+                    secret: format!("{namespace}/{name}"),
+                });
+            }
+            None => {
+                let secret = new_secret(rule, &name, &new_token());
+                match api.create(&PostParams::default(), &secret).await {
+                    Ok(created) => {
+                        if let Some(token) = token_of(&created) {
+                            return Ok(token);
+                        }
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        }
+    }
+    // Lost three races in a row: read whatever won.
+    api.get_opt(&name)
+        .await?
+        .as_ref()
+        .and_then(token_of)
+        .ok_or_else(|| {
+            HookTokenError::Kube(kube::Error::Service(
+                format!("Secret {namespace}/{name} keeps changing").into(),
+            ))
+        })
+}
+
+/// The token if the Secret exists, without creating it (for readers such as
+/// the gateway of a replica that does not lead).
+pub async fn read_hook_token(
+    client: &Client,
+    namespace: &str,
+    rule: &str,
+) -> Result<Option<Secret>, HookTokenError> {
+    let api: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .get_opt(&hook_secret_name(rule))
+        .await?
+        .as_ref()
+        .and_then(token_of))
+}
+
+/// Compares a presented token with the expected one in constant time.
+pub fn verify_token(expected: &Secret, presented: &str) -> bool {
+    let expected = expected.expose().as_bytes();
+    !expected.is_empty() && bool::from(expected.ct_eq(presented.as_bytes()))
+}
+
+fn token_of(secret: &KubeSecret) -> Option<Secret> {
+    let bytes = secret.data.as_ref()?.get(TOKEN_KEY)?;
+    let text = std::str::from_utf8(&bytes.0).ok()?.trim();
+    (!text.is_empty()).then(|| Secret::new(text))
+}
+
+/// 256 random bits, URL-safe: the token travels in a query string.
+fn new_token() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn new_secret(rule: &ExceptionRule, name: &str, token: &str) -> KubeSecret {
+    let mut secret = KubeSecret::default();
+    secret.metadata.name = Some(name.to_string());
+    secret.metadata.namespace = rule.namespace();
+    secret.metadata.labels = Some(
+        [
+            ("app.kubernetes.io/managed-by", "planops"),
+            ("planops.io/rule", rule.name_any().as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.chars().take(63).collect()))
+        .collect(),
+    );
+    // Owned by the rule: deleting the rule garbage-collects the token.
+    secret.metadata.owner_references = rule.controller_owner_ref(&()).map(|o| vec![o]);
+    secret.type_ = Some("Opaque".into());
+    secret.data = Some(
+        [(TOKEN_KEY.to_string(), ByteString(token.as_bytes().to_vec()))]
+            .into_iter()
+            .collect(),
+    );
+    secret
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_names_stay_valid_and_unique() {
+        assert_eq!(hook_secret_name("late-po"), "planops-hook-late-po");
+        let long = "a".repeat(253);
+        let name = hook_secret_name(&long);
+        assert!(name.len() <= MAX_NAME, "{}", name.len());
+        assert_ne!(name, hook_secret_name(&"a".repeat(252)));
+        let dotted = format!("{}.{}", "a".repeat(235), "b".repeat(17));
+        assert!(!hook_secret_name(&dotted).contains(".-"));
+    }
+
+    #[test]
+    fn tokens_are_long_random_and_url_safe() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+    }
+
+    #[test]
+    fn verification_is_exact() {
+        let expected = Secret::new("abc");
+        assert!(verify_token(&expected, "abc"));
+        assert!(!verify_token(&expected, "abd"));
+        assert!(!verify_token(&expected, "ab"));
+        assert!(!verify_token(&Secret::new(""), ""));
+    }
+}
