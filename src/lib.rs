@@ -14,3 +14,4 @@ pub mod odoo;
 pub mod scan;
 pub mod schedule;
 pub mod sim;
+pub mod supplier;
