@@ -39,25 +39,22 @@ async fn start() -> SimServer {
 
 async fn start_with(dataset: DatasetParams) -> SimServer {
     let cfg = SimConfig {
-        database: "acme".into(),
         version: OdooVersion::V17,
         edition: Edition::Community,
-        admin_password: "admin-pw".into(),
         dataset,
         today: TODAY,
+        ..SimConfig::default()
     };
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     SimServer::start(cfg, addr).await.unwrap()
 }
 
+fn admin_key(server: &SimServer) -> Secret {
+    Secret::new(server.db.admin_api_key())
+}
+
 async fn connect(server: &SimServer) -> OdooClient {
-    let key = server.db.admin_api_key();
-    let secret = if key.is_empty() {
-        Secret::new("admin-pw")
-    } else {
-        Secret::new(key)
-    };
-    let mut cfg = OdooConfig::new(&server.url, "acme", "admin", secret);
+    let mut cfg = OdooConfig::new(&server.url, server.db.name(), "admin", admin_key(server));
     cfg.timeout = Duration::from_secs(10);
     cfg.retry = RetryConfig {
         max_attempts: 8,
