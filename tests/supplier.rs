@@ -283,7 +283,11 @@ async fn a_delay_moves_the_promised_date_once() {
     // Referenced by the supplier's own reference, one line delayed.
     let delay = json!({"id": "evt-1", "type": "order.delayed", "po": "ACME-4711",
                        "lines": [{"sku": "SUP-A", "qty": 10, "eta": "2025-03-18T09:00:00+02:00"}]});
+    let calls = client.requests_made();
+    let started = std::time::Instant::now();
     let handled = send(&client, &runtime, &delay).await.unwrap();
+    let first_calls = client.requests_made() - calls;
+    let first_time = started.elapsed();
     let applied = &handled.applied;
     assert_eq!(applied.purchase_order_id, f.order);
     assert_eq!(applied.purchase_order_name, f.order_name);
@@ -331,10 +335,20 @@ async fn a_delay_moves_the_promised_date_once() {
     assert_eq!(serde_json::from_slice::<Value>(&datas).unwrap(), delay);
 
     // The same event again: nothing new.
+    let calls = client.requests_made();
+    let started = std::time::Instant::now();
     let again = send(&client, &runtime, &delay).await.unwrap();
+    let replay_calls = client.requests_made() - calls;
+    println!(
+        "first delivery: {first_calls} Odoo calls in {first_time:?}; replay: {replay_calls} calls in {:?}",
+        started.elapsed()
+    );
     assert!(again.applied.duplicate);
     assert_eq!(again.applied.lines_updated, 0);
     assert!(!again.applied.note_posted);
+    // A replay only reads: PO, lines, products, attachment, note.
+    assert_eq!(replay_calls, 5);
+    assert!(first_calls > replay_calls);
     assert_eq!(evidence(&client, f.order).await, (1, 1));
 
     // A later event moves it again; replaying the first one then does not
