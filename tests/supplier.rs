@@ -827,6 +827,34 @@ async fn the_operator_polls_applies_each_confirmation_once_and_resumes_after_a_r
     assert_eq!(evidence(&client, f.other_order).await, (0, 0));
     assert_eq!(planned(&client, f.line_a).await, "2025-03-12 10:00:00");
 
+    // A supplier that does not resolve says so and polls nothing.
+    let mut unknown = manifest.clone();
+    unknown["metadata"] = json!({"name": "nobody"});
+    unknown["spec"]["supplier"] = json!({"name": "No Such Supplier"});
+    apply(cluster, &ns, &unknown).await;
+    let obj = wait_ready(
+        cluster,
+        &ns,
+        "SupplierConnector",
+        "nobody",
+        "False",
+        "SupplierNotFound",
+    )
+    .await;
+    let ready = obj["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"No Such Supplier\"")),
+        "{ready}"
+    );
+    assert!(obj["status"]["pollCursor"].is_null(), "{obj}");
+    assert!(obj["status"]["partnerId"].is_null(), "{obj}");
+
     // Kill the operator, add confirmations while it is down, start it again.
     drop(operator);
     feed.events.lock().unwrap().extend([
