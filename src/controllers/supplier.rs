@@ -616,6 +616,8 @@ fn ensure_poll(
     if let Some(task) = state.poll.take() {
         task.token.cancel();
     }
+    // A new spec's loop reports its own first poll, not the old loop's.
+    state.last_poll = None;
     let token = CancellationToken::new();
     state.poll = Some(PollTask {
         signature,
