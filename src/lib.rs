@@ -15,3 +15,4 @@ pub mod odoo;
 pub mod scan;
 pub mod schedule;
 pub mod sim;
+pub mod supplier;

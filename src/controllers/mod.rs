@@ -148,6 +148,8 @@ pub struct Context {
     pub odoo: connection::OdooClients,
     /// Timers and scans of scheduled ExceptionRules (active on the leader only).
     pub scheduler: scheduler::Scheduler,
+    /// Poll loops and event counts of SupplierConnectors (active on the leader only).
+    pub suppliers: supplier::Suppliers,
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C.
@@ -210,6 +212,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         connections,
         odoo: connection::OdooClients::default(),
         scheduler: scheduler::Scheduler::default(),
+        suppliers: supplier::Suppliers::default(),
     });
 
     if args.leader_election {
@@ -417,12 +420,16 @@ async fn run_controllers(
             shutdown.clone(),
             finished,
         )));
+        let supplier_events =
+            futures::stream::unfold(ctx.suppliers.start(scope.clone()), |mut rx| async move {
+                rx.recv().await.map(|r| (r, rx))
+            });
         tasks.push(tokio::spawn(run_kind::<SupplierConnector>(
             ctx.clone(),
             scope.clone(),
             concurrency,
             shutdown.clone(),
-            futures::stream::empty(),
+            supplier_events,
         )));
         tasks.push(tokio::spawn(run_kind::<ApprovalPolicy>(
             ctx.clone(),
@@ -439,6 +446,7 @@ async fn run_controllers(
     }
     // No longer leading (or shutting down): no scan may run on a standby.
     ctx.scheduler.stop_all();
+    ctx.suppliers.stop_all();
 }
 
 /// One controller: the kind itself, the Secrets it names, and (for kinds that

@@ -1,14 +1,230 @@
-//! SupplierConnector reconciler.
+//! SupplierConnector reconciler, and the poll loops it runs.
+//!
+//! Each reconcile resolves the supplier (`status.partnerId`), refreshes the
+//! measured lead time (hourly, written only when it changes), publishes the
+//! webhook route path, and makes sure the connector's poll loop runs with the
+//! current spec. Poll loops live in [`Suppliers`]: they keep the cursor and
+//! the event counts in memory and ask the controller for a reconcile after
+//! each page that changed something, so the reconciler stays the one status
+//! writer and the status is written once per page, not per event. Controllers
+//! run on the leader only, so only the leader polls; losing the lease stops
+//! every loop.
+//!
+//! After a restart the cursor and the counts come back from the status. A
+//! page applied but not yet recorded there (the operator died in between) is
+//! fetched again; its events are found in Odoo by fingerprint and counted as
+//! duplicates, so nothing is applied twice.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::driver::{DEFAULT_RESYNC, Reconciler, settle};
 use super::validate::{FieldError, check_json_path};
 use super::{Context, Error};
 use crate::api::SupplierConnector;
-use crate::api::common::{ConditionSet, ConditionStatus, condition_types as ct, reasons};
-use crate::api::supplier::SupplierConnectorStatus;
+use crate::api::common::{
+    ConditionSet, ConditionStatus, SecretKeyRef, condition_types as ct, reasons,
+};
+use crate::api::supplier::{EventCounts, LeadTimeStats, SupplierConnectorStatus, SupplierSelector};
+use crate::odoo::{OdooClient, OdooError, SearchOptions, Secret};
+use crate::supplier::poll::{self, PollAuth, PollConfig};
+use crate::supplier::{EventError, Handled, SupplierRuntime, leadtime};
+
+/// Reasons specific to this kind.
+pub mod supplier_reasons {
+    /// `spec.supplier` names no `res.partner`.
+    pub const SUPPLIER_NOT_FOUND: &str = "SupplierNotFound";
+    /// `spec.supplier` names several partners.
+    pub const SUPPLIER_AMBIGUOUS: &str = "SupplierAmbiguous";
+    /// Odoo could not be asked (no connected client, transient failure).
+    pub const ODOO_UNAVAILABLE: &str = "OdooUnavailable";
+    /// Inbound paths are active.
+    pub const ACTIVE: &str = "Active";
+    /// Polling started; the first poll has not finished.
+    pub const POLL_PENDING: &str = "PollPending";
+    /// The last poll failed; it is retried with backoff.
+    pub const POLL_FAILED: &str = "PollFailed";
+}
+use supplier_reasons as sr;
+
+/// How often lead-time statistics and the partner are looked up again.
+pub const LEAD_TIME_REFRESH: Duration = Duration::from_secs(3600);
+/// Default `effects.leadTimeWindowDays`.
+pub const DEFAULT_WINDOW_DAYS: u32 = 180;
+
+/// Gateway path of a connector's webhook route.
+pub fn route_path(namespace: &str, name: &str) -> String {
+    format!("/hooks/suppliers/{namespace}/{name}")
+}
+
+type Key = (String, String);
+
+struct LeadCache {
+    partner: i64,
+    window: u32,
+    at: Instant,
+    stats: Option<LeadTimeStats>,
+}
+
+struct PollTask {
+    /// What the running loop was started with; a change restarts it.
+    signature: String,
+    token: CancellationToken,
+}
+
+#[derive(Default)]
+struct State {
+    /// Counts, cursor and last event time were read from the status.
+    loaded: bool,
+    counts: EventCounts,
+    cursor: Option<String>,
+    last_event_time: Option<String>,
+    partner: Option<(SupplierSelector, i64, Instant)>,
+    lead: Option<LeadCache>,
+    poll: Option<PollTask>,
+    /// Outcome of the last finished poll: `None` before the first.
+    last_poll: Option<Result<(), String>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    notify: Vec<(
+        Option<String>,
+        mpsc::UnboundedSender<ObjectRef<SupplierConnector>>,
+    )>,
+    connectors: HashMap<Key, State>,
+}
+
+/// Poll loops, event counts and caches of every SupplierConnector.
+#[derive(Default)]
+pub struct Suppliers {
+    inner: Mutex<Inner>,
+}
+
+impl Suppliers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Called when the controllers start: the stream of connectors to
+    /// reconcile because their poll loop (or the gateway) changed something.
+    pub fn start(
+        &self,
+        scope: Option<String>,
+    ) -> mpsc::UnboundedReceiver<ObjectRef<SupplierConnector>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut inner = self.lock();
+        inner.notify.retain(|(s, _)| *s != scope);
+        inner.notify.push((scope, tx));
+        rx
+    }
+
+    /// Called when the controllers stop (shutdown, lost lease): stops every
+    /// poll loop; counts and cursor are read from the status again when this
+    /// replica leads next, as another leader may have moved them.
+    pub fn stop_all(&self) {
+        let mut inner = self.lock();
+        inner.notify.clear();
+        for state in inner.connectors.values_mut() {
+            if let Some(task) = state.poll.take() {
+                task.token.cancel();
+            }
+            state.loaded = false;
+        }
+    }
+
+    fn stop(&self, namespace: &str, name: &str) {
+        if let Some(state) = self.lock().connectors.get_mut(&key(namespace, name))
+            && let Some(task) = state.poll.take()
+        {
+            task.token.cancel();
+        }
+    }
+
+    fn forget(&self, namespace: &str, name: &str) {
+        if let Some(state) = self.lock().connectors.remove(&key(namespace, name))
+            && let Some(task) = state.poll
+        {
+            task.token.cancel();
+        }
+    }
+
+    /// Counts one handled event (webhook or poll) and asks for a status update.
+    pub fn record(
+        &self,
+        connector: &ObjectRef<SupplierConnector>,
+        result: &Result<Handled, EventError>,
+    ) {
+        let namespace = connector.namespace.clone().unwrap_or_default();
+        {
+            let mut inner = self.lock();
+            let state = inner
+                .connectors
+                .entry(key(&namespace, &connector.name))
+                .or_default();
+            count(&mut state.counts, result);
+            if matches!(result, Ok(h) if !h.applied.duplicate) {
+                state.last_event_time = Some(Timestamp::now().to_string());
+            }
+        }
+        self.notify(connector);
+    }
+
+    fn notify(&self, connector: &ObjectRef<SupplierConnector>) {
+        for (scope, tx) in &self.lock().notify {
+            if scope.is_none() || *scope == connector.namespace {
+                // The receiver is gone only while controllers stop.
+                let _ = tx.send(connector.clone());
+            }
+        }
+    }
+
+    /// Reads counts and cursor from the status once per leadership.
+    fn load(&self, namespace: &str, name: &str, status: &SupplierConnectorStatus) {
+        let mut inner = self.lock();
+        let state = inner.connectors.entry(key(namespace, name)).or_default();
+        if !state.loaded {
+            state.loaded = true;
+            state.counts = status.events.clone().unwrap_or_default();
+            state.cursor = status.poll_cursor.clone();
+            state.last_event_time = status.last_event_time.clone();
+        }
+    }
+}
+
+fn count(counts: &mut EventCounts, result: &Result<Handled, EventError>) {
+    match result {
+        Ok(h) if h.applied.duplicate => {
+            counts.received += 1;
+            counts.duplicate += 1;
+        }
+        Ok(_) => {
+            counts.received += 1;
+            counts.accepted += 1;
+        }
+        Err(e) if e.is_rejected() => {
+            counts.received += 1;
+            counts.rejected += 1;
+        }
+        // Not settled: the sender (or the poller) tries again.
+        Err(_) => {}
+    }
+}
+
+fn key(namespace: &str, name: &str) -> Key {
+    (namespace.to_string(), name.to_string())
+}
 
 impl Reconciler for SupplierConnector {
     fn validate(&self) -> Vec<FieldError> {
@@ -48,6 +264,14 @@ impl Reconciler for SupplierConnector {
                     format!("is not a URL: {err}"),
                 ));
             }
+            if let Some(h) = &poll.header_auth
+                && let Err(err) = poll::header_name(&h.header)
+            {
+                errors.push(FieldError::new(
+                    "spec.inbound.poll.headerAuth.header",
+                    err.to_string(),
+                ));
+            }
         }
         if mapping.lines.is_none() && (mapping.product_code.is_some() || mapping.quantity.is_some())
         {
@@ -56,27 +280,529 @@ impl Reconciler for SupplierConnector {
                 "productCode and quantity are read per line; set lines too",
             ));
         }
+        if mapping.lines.is_some() && mapping.product_code.is_none() {
+            errors.push(FieldError::new(
+                "spec.mapping.productCode",
+                "required when lines is set: lines are matched by product code",
+            ));
+        }
         errors
     }
 
     async fn evaluate(
-        _obj: Arc<Self>,
-        _ctx: Arc<Context>,
+        obj: Arc<Self>,
+        ctx: Arc<Context>,
         conditions: &mut ConditionSet,
-        _status: &mut SupplierConnectorStatus,
+        status: &mut SupplierConnectorStatus,
     ) -> Result<Duration, Error> {
+        let namespace = obj.namespace().unwrap_or_default();
+        let name = obj.name_any();
+        let suppliers = &ctx.suppliers;
+        suppliers.load(&namespace, &name, status);
+        status.route_path = obj
+            .spec
+            .inbound
+            .webhook
+            .as_ref()
+            .map(|_| route_path(&namespace, &name));
+
+        let connection = &obj.spec.connection_ref.name;
+        let Some(client) = ctx.odoo.get(&namespace, connection) else {
+            unavailable(
+                &ctx,
+                &obj,
+                conditions,
+                status,
+                format!("OdooConnection {namespace}/{connection} has no connected client yet"),
+            );
+            return Ok(Duration::from_secs(30));
+        };
+
+        let partner = match partner(&ctx, &client, &namespace, &name, &obj.spec.supplier).await {
+            Ok(Ok(id)) => id,
+            Ok(Err((reason, message))) => {
+                suppliers.stop(&namespace, &name);
+                status.partner_id = None;
+                settle(conditions, ConditionStatus::False, reason, message.clone());
+                conditions.set(ct::SYNCED, ConditionStatus::False, reason, message);
+                copy_state(&ctx, &namespace, &name, status);
+                return Ok(DEFAULT_RESYNC);
+            }
+            Err(err) => {
+                unavailable(
+                    &ctx,
+                    &obj,
+                    conditions,
+                    status,
+                    format!("resolving spec.supplier: {err}"),
+                );
+                return Ok(Duration::from_secs(30));
+            }
+        };
+        status.partner_id = Some(partner);
+
+        let window = obj
+            .spec
+            .effects
+            .as_ref()
+            .and_then(|e| e.lead_time_window_days)
+            .unwrap_or(DEFAULT_WINDOW_DAYS);
+        status.lead_time = lead_time(&ctx, &client, &namespace, &name, partner, window).await;
+
+        let mut parts = Vec::new();
+        if let Some(path) = &status.route_path {
+            parts.push(format!("webhook route {path}"));
+        }
+        let mut synced = (ConditionStatus::True, sr::ACTIVE, String::new());
+        if let Some(poll_spec) = &obj.spec.inbound.poll {
+            match SupplierRuntime::new(&obj, partner) {
+                Ok(runtime) => {
+                    ensure_poll(&ctx, &obj, runtime, partner);
+                    let interval = poll_spec
+                        .interval_seconds
+                        .unwrap_or(poll::DEFAULT_INTERVAL_SECONDS);
+                    parts.push(format!("polling {} every {interval}s", poll_spec.url));
+                    let last = suppliers
+                        .lock()
+                        .connectors
+                        .get(&key(&namespace, &name))
+                        .and_then(|s| s.last_poll.clone());
+                    synced = match last {
+                        None => (
+                            ConditionStatus::Unknown,
+                            sr::POLL_PENDING,
+                            "waiting for the first poll".into(),
+                        ),
+                        Some(Ok(())) => synced,
+                        Some(Err(err)) => (
+                            ConditionStatus::False,
+                            sr::POLL_FAILED,
+                            format!("the last poll failed, retrying with backoff: {err}"),
+                        ),
+                    };
+                }
+                Err(err) => {
+                    settle(
+                        conditions,
+                        ConditionStatus::False,
+                        reasons::INVALID_SPEC,
+                        err.to_string(),
+                    );
+                    conditions.set(
+                        ct::SYNCED,
+                        ConditionStatus::False,
+                        reasons::INVALID_SPEC,
+                        err.to_string(),
+                    );
+                    copy_state(&ctx, &namespace, &name, status);
+                    return Ok(DEFAULT_RESYNC);
+                }
+            }
+        } else {
+            suppliers.stop(&namespace, &name);
+        }
+        let active = parts.join("; ");
+        let message = if synced.2.is_empty() {
+            active
+        } else {
+            format!("{}; {active}", synced.2)
+        };
+        conditions.set(ct::SYNCED, synced.0, synced.1, message);
         settle(
             conditions,
             ConditionStatus::True,
             reasons::RECONCILED,
-            "spec valid and dependencies ready",
+            format!("supplier resolved to res.partner {partner}"),
         );
+        copy_state(&ctx, &namespace, &name, status);
+        Ok(DEFAULT_RESYNC)
+    }
+
+    fn inactive(
+        obj: &Self,
+        ctx: &Context,
+        conditions: &mut ConditionSet,
+        status: &mut SupplierConnectorStatus,
+        reason: &str,
+    ) {
+        let namespace = obj.namespace().unwrap_or_default();
+        let name = obj.name_any();
+        ctx.suppliers.stop(&namespace, &name);
+        ctx.suppliers.load(&namespace, &name, status);
+        copy_state(ctx, &namespace, &name, status);
         conditions.set(
             ct::SYNCED,
             ConditionStatus::False,
-            reasons::NOT_ACTIVE,
-            "webhook routes and polling are not active in this build",
+            reason,
+            "polling is stopped while the connector is not active",
         );
-        Ok(DEFAULT_RESYNC)
     }
+
+    fn forget(obj: &Self, ctx: &Context) {
+        ctx.suppliers
+            .forget(&obj.namespace().unwrap_or_default(), &obj.name_any());
+    }
+}
+
+/// Odoo cannot be asked now: polling stops until it can.
+fn unavailable(
+    ctx: &Context,
+    obj: &SupplierConnector,
+    conditions: &mut ConditionSet,
+    status: &mut SupplierConnectorStatus,
+    message: String,
+) {
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    ctx.suppliers.stop(&namespace, &name);
+    settle(
+        conditions,
+        ConditionStatus::False,
+        sr::ODOO_UNAVAILABLE,
+        message.clone(),
+    );
+    conditions.set(
+        ct::SYNCED,
+        ConditionStatus::False,
+        sr::ODOO_UNAVAILABLE,
+        message,
+    );
+    copy_state(ctx, &namespace, &name, status);
+}
+
+/// The poll loop's and gateway's numbers into the status.
+fn copy_state(ctx: &Context, namespace: &str, name: &str, status: &mut SupplierConnectorStatus) {
+    if let Some(state) = ctx.suppliers.lock().connectors.get(&key(namespace, name)) {
+        status.events = Some(state.counts.clone());
+        status.poll_cursor = state.cursor.clone();
+        status.last_event_time = state.last_event_time.clone();
+    }
+}
+
+/// The supplier's partner id (cached for [`LEAD_TIME_REFRESH`]), or why it
+/// does not resolve.
+async fn partner(
+    ctx: &Context,
+    client: &OdooClient,
+    namespace: &str,
+    name: &str,
+    selector: &SupplierSelector,
+) -> Result<Result<i64, (&'static str, String)>, OdooError> {
+    let cached = ctx
+        .suppliers
+        .lock()
+        .connectors
+        .get(&key(namespace, name))
+        .and_then(|s| s.partner.clone())
+        .filter(|(sel, _, at)| sel == selector && at.elapsed() < LEAD_TIME_REFRESH);
+    if let Some((_, id, _)) = cached {
+        return Ok(Ok(id));
+    }
+    let (domain, shown) = match selector {
+        SupplierSelector {
+            partner_id: Some(id),
+            ..
+        } => (json!([["id", "=", id]]), format!("partnerId {id}")),
+        SupplierSelector {
+            reference: Some(r), ..
+        } => (json!([["ref", "=", r]]), format!("ref {r:?}")),
+        SupplierSelector { name: Some(n), .. } => {
+            (json!([["name", "=", n]]), format!("name {n:?}"))
+        }
+        // The schema requires exactly one; an object that slipped past it still gets an answer.
+        _ => {
+            return Ok(Err((
+                reasons::INVALID_SPEC,
+                "spec.supplier: set exactly one of partnerId, ref or name".into(),
+            )));
+        }
+    };
+    let ids = client
+        .search("res.partner", &domain, &SearchOptions::limit(2))
+        .await?;
+    match ids.as_slice() {
+        [id] => {
+            ctx.suppliers
+                .lock()
+                .connectors
+                .entry(key(namespace, name))
+                .or_default()
+                .partner = Some((selector.clone(), *id, Instant::now()));
+            Ok(Ok(*id))
+        }
+        [] => Ok(Err((
+            sr::SUPPLIER_NOT_FOUND,
+            format!("spec.supplier: no res.partner with {shown}"),
+        ))),
+        _ => Ok(Err((
+            sr::SUPPLIER_AMBIGUOUS,
+            format!("spec.supplier: several res.partner records have {shown}; use partnerId"),
+        ))),
+    }
+}
+
+/// Lead-time statistics, measured at most every [`LEAD_TIME_REFRESH`]; a
+/// failed measurement keeps the last value.
+async fn lead_time(
+    ctx: &Context,
+    client: &OdooClient,
+    namespace: &str,
+    name: &str,
+    partner: i64,
+    window: u32,
+) -> Option<LeadTimeStats> {
+    let fresh = |c: &LeadCache| {
+        c.partner == partner && c.window == window && c.at.elapsed() < LEAD_TIME_REFRESH
+    };
+    let previous = {
+        let inner = ctx.suppliers.lock();
+        let cache = inner
+            .connectors
+            .get(&key(namespace, name))
+            .and_then(|s| s.lead.as_ref());
+        if let Some(c) = cache.filter(|c| fresh(c)) {
+            return c.stats.clone();
+        }
+        cache.and_then(|c| c.stats.clone())
+    };
+    let today = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    match leadtime::measure(client, partner, window, today).await {
+        Ok(stats) => {
+            ctx.suppliers
+                .lock()
+                .connectors
+                .entry(key(namespace, name))
+                .or_default()
+                .lead = Some(LeadCache {
+                partner,
+                window,
+                at: Instant::now(),
+                stats: stats.clone(),
+            });
+            stats
+        }
+        Err(err) => {
+            tracing::warn!(namespace, connector = name, error = %err, "measuring lead time failed; keeping the last value");
+            previous
+        }
+    }
+}
+
+/// Starts the connector's poll loop, or restarts it when what it runs with changed.
+fn ensure_poll(
+    ctx: &Arc<Context>,
+    obj: &Arc<SupplierConnector>,
+    runtime: SupplierRuntime,
+    partner: i64,
+) {
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let signature = json!({
+        "poll": obj.spec.inbound.poll,
+        "mapping": obj.spec.mapping,
+        "effects": obj.spec.effects,
+        "connection": obj.spec.connection_ref.name,
+        "partner": partner,
+    })
+    .to_string();
+    let mut inner = ctx.suppliers.lock();
+    let state = inner.connectors.entry(key(&namespace, &name)).or_default();
+    if let Some(task) = &state.poll
+        && task.signature == signature
+        && !task.token.is_cancelled()
+    {
+        return;
+    }
+    if let Some(task) = state.poll.take() {
+        task.token.cancel();
+    }
+    // A new spec's loop reports its own first poll, not the old loop's.
+    state.last_poll = None;
+    let token = CancellationToken::new();
+    state.poll = Some(PollTask {
+        signature,
+        token: token.clone(),
+    });
+    tokio::spawn(poll_loop(ctx.clone(), obj.clone(), runtime, token));
+}
+
+async fn poll_loop(
+    ctx: Arc<Context>,
+    obj: Arc<SupplierConnector>,
+    runtime: SupplierRuntime,
+    token: CancellationToken,
+) {
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let object_ref = ObjectRef::from_obj(&*obj);
+    let Some(spec) = obj.spec.inbound.poll.clone() else {
+        return;
+    };
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+    {
+        Ok(http) => http,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot build the HTTP client for polling");
+            return;
+        }
+    };
+    let mut failures = 0u32;
+    let mut pages_in_round = 0usize;
+    loop {
+        let result = poll_round(
+            &ctx, &obj, &spec, &http, &runtime, &namespace, &name, &token,
+        )
+        .await;
+        let Some((changed, more, outcome)) = result else {
+            return; // cancelled
+        };
+        let interval = Duration::from_secs(u64::from(
+            spec.interval_seconds
+                .unwrap_or(poll::DEFAULT_INTERVAL_SECONDS),
+        ));
+        let failed = outcome.is_err();
+        let outcome_changed = {
+            let mut inner = ctx.suppliers.lock();
+            let state = inner.connectors.entry(key(&namespace, &name)).or_default();
+            let changed = state.last_poll.as_ref() != Some(&outcome);
+            state.last_poll = Some(outcome.clone());
+            changed
+        };
+        if let Err(err) = &outcome {
+            tracing::warn!(namespace, connector = name, error = %err, "supplier poll failed");
+        }
+        if changed || outcome_changed {
+            ctx.suppliers.notify(&object_ref);
+        }
+        let wait = if failed {
+            failures += 1;
+            pages_in_round = 0;
+            poll::backoff(failures, interval, &mut rand::rng())
+        } else {
+            failures = 0;
+            pages_in_round += 1;
+            // A full page with a new cursor: more may be waiting.
+            if more && pages_in_round < poll::MAX_PAGES_PER_ROUND {
+                Duration::ZERO
+            } else {
+                pages_in_round = 0;
+                interval
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = token.cancelled() => return,
+        }
+    }
+}
+
+/// One page. `None` when cancelled; else whether counts or cursor changed,
+/// whether to fetch the next page at once, and the outcome.
+#[allow(clippy::too_many_arguments)]
+async fn poll_round(
+    ctx: &Context,
+    obj: &SupplierConnector,
+    spec: &crate::api::supplier::PollInbound,
+    http: &reqwest::Client,
+    runtime: &SupplierRuntime,
+    namespace: &str,
+    name: &str,
+    token: &CancellationToken,
+) -> Option<(bool, bool, Result<(), String>)> {
+    let Some(client) = ctx.odoo.get(namespace, &obj.spec.connection_ref.name) else {
+        return Some((
+            false,
+            false,
+            Err("the OdooConnection has no connected client".into()),
+        ));
+    };
+    let auth = tokio::select! {
+        auth = poll_auth(ctx, namespace, spec) => auth,
+        _ = token.cancelled() => return None,
+    };
+    let auth = match auth {
+        Ok(auth) => auth,
+        Err(err) => return Some((false, false, Err(err))),
+    };
+    let config = match PollConfig::new(spec, auth) {
+        Ok(config) => config,
+        Err(err) => return Some((false, false, Err(err.to_string()))),
+    };
+    let cursor = ctx
+        .suppliers
+        .lock()
+        .connectors
+        .get(&key(namespace, name))
+        .and_then(|s| s.cursor.clone());
+    let page = tokio::select! {
+        page = poll::poll_once(http, &config, cursor.as_deref(), &client, runtime) => page,
+        // Stopping mid-page is safe: what was applied is found by fingerprint.
+        _ = token.cancelled() => return None,
+    };
+    let mut inner = ctx.suppliers.lock();
+    let state = inner.connectors.entry(key(namespace, name)).or_default();
+    let c = &page.counts;
+    let settled = c.accepted + c.duplicate + c.rejected;
+    state.counts.received += settled;
+    state.counts.accepted += c.accepted;
+    state.counts.duplicate += c.duplicate;
+    state.counts.rejected += c.rejected;
+    if c.accepted > 0 {
+        state.last_event_time = Some(Timestamp::now().to_string());
+    }
+    let mut changed = settled > 0;
+    let mut more = false;
+    let outcome = match page.next {
+        Ok(next) => {
+            if let Some(next) = next
+                && state.cursor.as_deref() != Some(next.as_str())
+            {
+                state.cursor = Some(next);
+                changed = true;
+                more = c.items > 0;
+            }
+            Ok(())
+        }
+        Err(err) => Err(err.to_string()),
+    };
+    Some((changed, more, outcome))
+}
+
+/// The poll credentials from their Secret, read for each poll so a rotated
+/// token is used at once; never logged.
+async fn poll_auth(
+    ctx: &Context,
+    namespace: &str,
+    spec: &crate::api::supplier::PollInbound,
+) -> Result<Option<PollAuth>, String> {
+    async fn value(ctx: &Context, namespace: &str, r: &SecretKeyRef) -> Result<Secret, String> {
+        let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), namespace);
+        ctx.api_limiter.until_ready().await;
+        let secret = api
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| format!("reading Secret {namespace}/{}: {e}", r.name))?
+            .ok_or_else(|| format!("Secret {namespace}/{} not found", r.name))?;
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .ok_or_else(|| format!("Secret {namespace}/{} has no key {:?}", r.name, r.key))?;
+        let text = String::from_utf8(bytes.0.clone())
+            .map_err(|_| format!("Secret {namespace}/{} key {:?} is not UTF-8", r.name, r.key))?;
+        Ok(Secret::new(text.trim().to_string()))
+    }
+    if let Some(r) = &spec.bearer_token_ref {
+        return Ok(Some(PollAuth::bearer(value(ctx, namespace, r).await?)));
+    }
+    if let Some(h) = &spec.header_auth {
+        let header = poll::header_name(&h.header).map_err(|e| e.to_string())?;
+        return Ok(Some(PollAuth {
+            header,
+            value: value(ctx, namespace, &h.secret_ref).await?,
+        }));
+    }
+    Ok(None)
 }

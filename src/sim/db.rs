@@ -854,6 +854,12 @@ fn dispatch(
                 subtype_xmlid: text("subtype_xmlid"),
                 subtype_id: args.named.get("subtype_id").and_then(Value::as_i64),
                 author_id: args.named.get("author_id").and_then(Value::as_i64),
+                attachment_ids: args
+                    .named
+                    .get("attachment_ids")
+                    .and_then(Value::as_array)
+                    .map(|ids| ids.iter().filter_map(Value::as_i64).collect())
+                    .unwrap_or_default(),
             };
             Ok(json!(store.message_post(model, &ids, &params, &ctx)?))
         }

@@ -18,6 +18,8 @@ pub struct PostParams {
     pub subtype_xmlid: Option<String>,
     pub subtype_id: Option<i64>,
     pub author_id: Option<i64>,
+    /// Existing `ir.attachment` ids linked to the message.
+    pub attachment_ids: Vec<i64>,
 }
 
 fn html_escape(text: &str) -> String {
@@ -110,6 +112,12 @@ impl Store {
         }
         if let Some(author) = author {
             vals.insert("author_id".into(), json!(author));
+        }
+        if !params.attachment_ids.is_empty() {
+            vals.insert(
+                "attachment_ids".into(),
+                json!([[6, 0, params.attachment_ids]]),
+            );
         }
         self.create("mail.message", &vals, ctx)
     }
