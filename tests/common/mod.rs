@@ -83,30 +83,10 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Builds a client whose requests all run on the harness runtime.
-///
-/// hyper spawns each pooled connection's task on the runtime that polls the request,
-/// and every `#[tokio::test]` has its own runtime: a connection opened by one test
-/// would die with it and fail the next test that reuses it from the pool
-/// ("runtime dropped the dispatch task"). Spawning every request onto the harness
-/// runtime keeps connections on a runtime that outlives all tests.
+/// Builds a client whose worker lives on the harness runtime.
 fn client_for(config: Config) -> Client {
     let _guard = runtime().enter();
-    let default_namespace = config.default_namespace.clone();
-    let inner = Client::try_from(config).expect("building a kube client");
-    let handle = runtime().handle().clone();
-    let service = tower::service_fn(move |request: axum::http::Request<kube::client::Body>| {
-        let inner = inner.clone();
-        let handle = handle.clone();
-        async move {
-            handle
-                .spawn(async move { inner.send(request).await })
-                .await
-                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })?
-                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
-        }
-    });
-    Client::new(service, default_namespace)
+    Client::try_from(config).expect("building a kube client")
 }
 
 fn repo_root() -> &'static Path {
