@@ -10,6 +10,7 @@ pub mod api;
 pub mod cli;
 pub mod controllers;
 pub mod engine;
+pub mod gateway;
 pub mod odoo;
 pub mod scan;
 pub mod schedule;
