@@ -11,6 +11,7 @@ pub mod automation;
 pub mod cli;
 pub mod controllers;
 pub mod engine;
+pub mod gateway;
 pub mod odoo;
 pub mod scan;
 pub mod schedule;

@@ -43,26 +43,56 @@ pub fn sign(
     if id.contains('.') {
         return Err(SigningError::BadId);
     }
-    let encoded = secret
-        .expose()
-        .strip_prefix("whsec_")
-        .ok_or(SigningError::BadSecret)?;
-    let key = STANDARD
-        .decode(encoded)
-        .map_err(|_| SigningError::BadSecret)?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|_| SigningError::BadSecret)?;
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let signature = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    let key = decode_secret(secret)?;
+    let tag = signed_content_mac(&key, id, timestamp, body);
+    let signature = format!("v1,{}", STANDARD.encode(tag));
     Ok(SignedHeaders {
         id: id.to_string(),
         timestamp,
         signature,
     })
 }
+
+/// The HMAC key inside a `whsec_` secret. Padding is optional, as in the
+/// reference libraries (Python's adds `==` before decoding), so secrets copied
+/// from senders that strip it still work.
+pub fn decode_secret(secret: &Secret) -> Result<Vec<u8>, SigningError> {
+    let encoded = secret
+        .expose()
+        .strip_prefix("whsec_")
+        .ok_or(SigningError::BadSecret)?;
+    let key = LENIENT
+        .decode(encoded.trim_end_matches('='))
+        .map_err(|_| SigningError::BadSecret)?;
+    if key.is_empty() {
+        return Err(SigningError::BadSecret);
+    }
+    Ok(key)
+}
+
+/// HMAC-SHA256 of the Standard Webhooks signed content `{id}.{timestamp}.{body}`.
+/// Signing and verification (the gateway) both go through here, so the two can
+/// never disagree about what is signed.
+pub fn signed_content_mac(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> [u8; 32] {
+    // HMAC accepts keys of any length; the error branch is unreachable.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac.finalize().into_bytes().into()
+}
+
+/// Base64 that accepts input with or without trailing padding.
+const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
+);
 
 #[cfg(test)]
 mod tests {
@@ -108,5 +138,17 @@ mod tests {
             sign(&Secret::new(SECRET), "a.b", 1, b""),
             Err(SigningError::BadId)
         );
+        assert_eq!(
+            sign(&Secret::new("whsec_"), ID, 1, b""),
+            Err(SigningError::BadSecret)
+        );
+    }
+
+    #[test]
+    fn unpadded_secrets_decode_to_the_same_key() {
+        let padded = decode_secret(&Secret::new("whsec_dGVzdA==")).unwrap();
+        let unpadded = decode_secret(&Secret::new("whsec_dGVzdA")).unwrap();
+        assert_eq!(padded, b"test");
+        assert_eq!(unpadded, padded);
     }
 }

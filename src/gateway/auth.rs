@@ -1,0 +1,628 @@
+//! Request authentication schemes of the gateway's routes.
+//!
+//! Every comparison with secret material is constant-time. Failures carry an
+//! [`AuthFailure`] for the gateway's own debug log and tests; the HTTP answer is
+//! the same `401` whichever check failed, so a caller learns nothing about which
+//! part of its request was wrong.
+
+use std::fmt;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::actions::webhook::{decode_secret, signed_content_mac};
+use crate::odoo::Secret;
+
+/// Default Standard Webhooks timestamp tolerance, past and future (the
+/// reference libraries' 5 minutes).
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+/// Default header of [`RouteAuth::HmacSha256`] (GitHub's spelling).
+pub const DEFAULT_HMAC_HEADER: &str = "X-Signature-256";
+/// Longest `webhook-id` accepted; ids are dedup keys held in memory.
+pub const MAX_ID_LEN: usize = 256;
+
+/// How a route authenticates its callers. Each list holds the secrets that are
+/// valid right now: during a rotation the old and the new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAuth {
+    /// Standard Webhooks 1.0, symmetric `v1`: headers `webhook-id`,
+    /// `webhook-timestamp`, `webhook-signature`; HMAC-SHA256 over `id.ts.body`
+    /// with the key inside each `whsec_` secret.
+    StandardWebhooks { secrets: Vec<Secret> },
+    /// Hex HMAC-SHA256 of the raw body in one header, e.g. GitHub's
+    /// `X-Hub-Signature-256: sha256=<hex>`. The key is the secret text itself.
+    HmacSha256 {
+        secrets: Vec<Secret>,
+        /// Header carrying the digest ([`DEFAULT_HMAC_HEADER`] by default).
+        header: String,
+        /// Text before the hex digest, e.g. `sha256=`; empty for none.
+        prefix: String,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer { tokens: Vec<Secret> },
+    /// `?token=<token>` in the URL: for Odoo's webhook action, which cannot
+    /// sign or set headers, so the route's URL itself carries an unguessable
+    /// per-rule token.
+    QueryToken { tokens: Vec<Secret> },
+}
+
+/// Why a route's auth configuration cannot be used. Never shows the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("at least one secret is required")]
+    NoSecret,
+    #[error("secret #{0} is not a Standard Webhooks secret (whsec_ followed by base64)")]
+    BadStandardSecret(usize),
+    #[error("secret #{0} is empty")]
+    EmptySecret(usize),
+    #[error("the signature header name {0:?} is not a valid HTTP header name")]
+    BadHeader(String),
+}
+
+/// Which check refused a request. For logs at debug level and tests only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    MissingHeader,
+    BadId,
+    BadTimestamp,
+    StaleTimestamp,
+    FutureTimestamp,
+    NoMatchingSignature,
+    MissingToken,
+    WrongToken,
+}
+
+impl AuthFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::MissingHeader => "missing_header",
+            AuthFailure::BadId => "bad_id",
+            AuthFailure::BadTimestamp => "bad_timestamp",
+            AuthFailure::StaleTimestamp => "stale_timestamp",
+            AuthFailure::FutureTimestamp => "future_timestamp",
+            AuthFailure::NoMatchingSignature => "no_matching_signature",
+            AuthFailure::MissingToken => "missing_token",
+            AuthFailure::WrongToken => "wrong_token",
+        }
+    }
+}
+
+/// Key material decoded once per route configuration. `Debug` shows only the
+/// scheme and the number of keys.
+#[derive(Clone)]
+pub(crate) enum Verifier {
+    Standard {
+        keys: Vec<Vec<u8>>,
+        tolerance: Duration,
+    },
+    Hmac {
+        keys: Vec<Vec<u8>>,
+        header: axum::http::HeaderName,
+        prefix: String,
+    },
+    Bearer {
+        digests: Vec<[u8; 32]>,
+    },
+    Query {
+        digests: Vec<[u8; 32]>,
+    },
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (scheme, keys) = match self {
+            Verifier::Standard { keys, .. } => ("StandardWebhooks", keys.len()),
+            Verifier::Hmac { keys, .. } => ("HmacSha256", keys.len()),
+            Verifier::Bearer { digests } => ("Bearer", digests.len()),
+            Verifier::Query { digests } => ("QueryToken", digests.len()),
+        };
+        write!(f, "Verifier({scheme}, {keys} key(s))")
+    }
+}
+
+/// What a verified request told about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Verified {
+    /// `webhook-id` of a Standard Webhooks delivery (signed, so usable as the
+    /// dedup key).
+    pub webhook_id: Option<String>,
+}
+
+fn non_empty(secrets: &[Secret]) -> Result<(), AuthConfigError> {
+    if secrets.is_empty() {
+        return Err(AuthConfigError::NoSecret);
+    }
+    match secrets.iter().position(Secret::is_empty) {
+        Some(index) => Err(AuthConfigError::EmptySecret(index)),
+        None => Ok(()),
+    }
+}
+
+fn token_digest(token: &[u8]) -> [u8; 32] {
+    Sha256::digest(token).into()
+}
+
+impl Verifier {
+    pub(crate) fn new(auth: &RouteAuth, tolerance: Duration) -> Result<Verifier, AuthConfigError> {
+        Ok(match auth {
+            RouteAuth::StandardWebhooks { secrets } => {
+                non_empty(secrets)?;
+                let keys = secrets
+                    .iter()
+                    .enumerate()
+                    .map(|(index, secret)| {
+                        decode_secret(secret).map_err(|_| AuthConfigError::BadStandardSecret(index))
+                    })
+                    .collect::<Result<_, _>>()?;
+                Verifier::Standard { keys, tolerance }
+            }
+            RouteAuth::HmacSha256 {
+                secrets,
+                header,
+                prefix,
+            } => {
+                non_empty(secrets)?;
+                let header_name = axum::http::HeaderName::try_from(header.as_str())
+                    .map_err(|_| AuthConfigError::BadHeader(header.clone()))?;
+                Verifier::Hmac {
+                    keys: secrets
+                        .iter()
+                        .map(|s| s.expose().as_bytes().to_vec())
+                        .collect(),
+                    header: header_name,
+                    prefix: prefix.clone(),
+                }
+            }
+            RouteAuth::Bearer { tokens } => {
+                non_empty(tokens)?;
+                Verifier::Bearer {
+                    digests: tokens
+                        .iter()
+                        .map(|t| token_digest(t.expose().as_bytes()))
+                        .collect(),
+                }
+            }
+            RouteAuth::QueryToken { tokens } => {
+                non_empty(tokens)?;
+                Verifier::Query {
+                    digests: tokens
+                        .iter()
+                        .map(|t| token_digest(t.expose().as_bytes()))
+                        .collect(),
+                }
+            }
+        })
+    }
+
+    /// Checks one request. `now` is Unix seconds.
+    pub(crate) fn verify(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Verified, AuthFailure> {
+        match self {
+            Verifier::Standard { keys, tolerance } => {
+                verify_standard(keys, headers, body, now, *tolerance).map(|id| Verified {
+                    webhook_id: Some(id),
+                })
+            }
+            Verifier::Hmac {
+                keys,
+                header,
+                prefix,
+            } => verify_hmac(keys, headers, header, prefix, body).map(|()| Verified::default()),
+            Verifier::Bearer { digests } => {
+                let token = headers
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| {
+                        let (scheme, token) = v.split_once(' ')?;
+                        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+                    })
+                    .ok_or(AuthFailure::MissingToken)?;
+                match_token(digests, token.as_bytes()).map(|()| Verified::default())
+            }
+            Verifier::Query { digests } => {
+                let token = query
+                    .and_then(query_token)
+                    .ok_or(AuthFailure::MissingToken)?;
+                match_token(digests, token.as_bytes()).map(|()| Verified::default())
+            }
+        }
+    }
+}
+
+/// The `token` parameter of a query string, percent-decoded.
+fn query_token(query: &str) -> Option<String> {
+    let uri: axum::http::Uri = format!("/?{query}").parse().ok()?;
+    let axum::extract::Query(params) =
+        axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(&uri)
+            .ok()?;
+    params.get("token").cloned()
+}
+
+/// Tokens are compared by SHA-256 digest so the comparison takes the same time
+/// whatever the length of the presented token.
+fn match_token(digests: &[[u8; 32]], presented: &[u8]) -> Result<(), AuthFailure> {
+    let presented = token_digest(presented);
+    let mut matched = subtle::Choice::from(0);
+    for digest in digests {
+        matched |= digest.ct_eq(&presented);
+    }
+    if bool::from(matched) {
+        Ok(())
+    } else {
+        Err(AuthFailure::WrongToken)
+    }
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, AuthFailure> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(AuthFailure::MissingHeader)
+}
+
+/// Standard Webhooks verification; returns the delivery's `webhook-id`.
+pub(crate) fn verify_standard(
+    keys: &[Vec<u8>],
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    tolerance: Duration,
+) -> Result<String, AuthFailure> {
+    let id = header_text(headers, "webhook-id")?;
+    let timestamp = header_text(headers, "webhook-timestamp")?;
+    let signatures = header_text(headers, "webhook-signature")?;
+    // A '.' would make `id.ts.body` ambiguous (a different split of the same
+    // bytes could verify).
+    if id.is_empty() || id.len() > MAX_ID_LEN || id.contains('.') {
+        return Err(AuthFailure::BadId);
+    }
+    if timestamp.is_empty() || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AuthFailure::BadTimestamp);
+    }
+    let timestamp: i64 = timestamp.parse().map_err(|_| AuthFailure::BadTimestamp)?;
+    let tolerance = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
+    if timestamp < now.saturating_sub(tolerance) {
+        return Err(AuthFailure::StaleTimestamp);
+    }
+    if timestamp > now.saturating_add(tolerance) {
+        return Err(AuthFailure::FutureTimestamp);
+    }
+    let presented: Vec<Vec<u8>> = signatures
+        .split(' ')
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .filter_map(|b64| STANDARD.decode(b64).ok())
+        .collect();
+    let mut matched = subtle::Choice::from(0);
+    for key in keys {
+        let expected = signed_content_mac(key, id, timestamp, body);
+        for signature in &presented {
+            // ct_eq on slices of different lengths is false: an empty `v1,` or
+            // a truncated signature can never match.
+            matched |= expected.as_slice().ct_eq(signature.as_slice());
+        }
+    }
+    if bool::from(matched) {
+        Ok(id.to_string())
+    } else {
+        Err(AuthFailure::NoMatchingSignature)
+    }
+}
+
+fn verify_hmac(
+    keys: &[Vec<u8>],
+    headers: &HeaderMap,
+    header: &axum::http::HeaderName,
+    prefix: &str,
+    body: &[u8],
+) -> Result<(), AuthFailure> {
+    let value = headers
+        .get(header)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(AuthFailure::MissingHeader)?;
+    let digest = value
+        .trim()
+        .strip_prefix(prefix)
+        .and_then(|hex_text| hex::decode(hex_text).ok())
+        .ok_or(AuthFailure::NoMatchingSignature)?;
+    for key in keys {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC takes keys of any length"),
+        };
+        mac.update(body);
+        // verify_slice is constant-time and refuses a tag of the wrong length.
+        if mac.verify_slice(&digest).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(AuthFailure::NoMatchingSignature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::webhook::sign;
+    use axum::http::HeaderValue;
+
+    // The test vector of the Standard Webhooks reference libraries.
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const TIMESTAMP: i64 = 1614265330;
+    const BODY: &str = r#"{"test": 2432232314}"#;
+    const SIGNATURE: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    const OTHER_SECRET: &str = "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24=";
+
+    fn standard(secrets: &[&str]) -> Verifier {
+        Verifier::new(
+            &RouteAuth::StandardWebhooks {
+                secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            },
+            DEFAULT_TOLERANCE,
+        )
+        .unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    fn sw_headers(id: &str, ts: &str, sig: &str) -> HeaderMap {
+        headers(&[
+            ("webhook-id", id),
+            ("webhook-timestamp", ts),
+            ("webhook-signature", sig),
+        ])
+    }
+
+    fn check(v: &Verifier, h: &HeaderMap, body: &str, now: i64) -> Result<Verified, AuthFailure> {
+        v.verify(h, None, body.as_bytes(), now)
+    }
+
+    #[test]
+    fn known_vector_verifies() {
+        let v = standard(&[SECRET]);
+        let h = sw_headers(ID, &TIMESTAMP.to_string(), SIGNATURE);
+        assert_eq!(
+            check(&v, &h, BODY, TIMESTAMP)
+                .unwrap()
+                .webhook_id
+                .as_deref(),
+            Some(ID)
+        );
+        // Any change to the signed content breaks it.
+        assert_eq!(
+            check(&v, &h, r#"{"test": 2432232315}"#, TIMESTAMP),
+            Err(AuthFailure::NoMatchingSignature)
+        );
+        let other_id = sw_headers("msg_other", &TIMESTAMP.to_string(), SIGNATURE);
+        assert_eq!(
+            check(&v, &other_id, BODY, TIMESTAMP),
+            Err(AuthFailure::NoMatchingSignature)
+        );
+    }
+
+    #[test]
+    fn signature_list_and_rotation() {
+        // The header may list several signatures (sender mid-rotation); one
+        // matching entry is enough, unknown versions are skipped.
+        let listed = format!("v1a,AAAA v1,bm90LWl0 {SIGNATURE}");
+        let h = sw_headers(ID, &TIMESTAMP.to_string(), &listed);
+        assert!(check(&standard(&[SECRET]), &h, BODY, TIMESTAMP).is_ok());
+        // The receiver holds both the new and the old secret during a rotation.
+        let h = sw_headers(ID, &TIMESTAMP.to_string(), SIGNATURE);
+        assert!(check(&standard(&[OTHER_SECRET, SECRET]), &h, BODY, TIMESTAMP).is_ok());
+        assert_eq!(
+            check(&standard(&[OTHER_SECRET]), &h, BODY, TIMESTAMP),
+            Err(AuthFailure::NoMatchingSignature)
+        );
+        let signed_by_new =
+            sign(&Secret::new(OTHER_SECRET), ID, TIMESTAMP, BODY.as_bytes()).unwrap();
+        let h = sw_headers(ID, &TIMESTAMP.to_string(), &signed_by_new.signature);
+        assert!(check(&standard(&[OTHER_SECRET, SECRET]), &h, BODY, TIMESTAMP).is_ok());
+    }
+
+    #[test]
+    fn empty_and_wrong_length_signatures_are_refused() {
+        let v = standard(&[SECRET]);
+        let expected = STANDARD.decode(&SIGNATURE[3..]).unwrap();
+        let truncated = format!("v1,{}", STANDARD.encode(&expected[..16]));
+        let one_byte = format!("v1,{}", STANDARD.encode(&expected[..1]));
+        let mut longer = expected.clone();
+        longer.push(0);
+        let longer = format!("v1,{}", STANDARD.encode(&longer));
+        for bad in [
+            "v1,",
+            "v1",
+            "",
+            " ",
+            "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            "v1,!!!",
+        ] {
+            let h = sw_headers(ID, &TIMESTAMP.to_string(), bad);
+            assert!(check(&v, &h, BODY, TIMESTAMP).is_err(), "{bad:?} verified");
+        }
+        for bad in [truncated, one_byte, longer] {
+            let h = sw_headers(ID, &TIMESTAMP.to_string(), &bad);
+            assert_eq!(
+                check(&v, &h, BODY, TIMESTAMP),
+                Err(AuthFailure::NoMatchingSignature)
+            );
+        }
+    }
+
+    #[test]
+    fn stale_and_future_timestamps_are_refused() {
+        let v = standard(&[SECRET]);
+        let h = sw_headers(ID, &TIMESTAMP.to_string(), SIGNATURE);
+        assert!(check(&v, &h, BODY, TIMESTAMP + 300).is_ok());
+        assert!(check(&v, &h, BODY, TIMESTAMP - 300).is_ok());
+        assert_eq!(
+            check(&v, &h, BODY, TIMESTAMP + 301),
+            Err(AuthFailure::StaleTimestamp)
+        );
+        assert_eq!(
+            check(&v, &h, BODY, TIMESTAMP - 301),
+            Err(AuthFailure::FutureTimestamp)
+        );
+        for bad in [
+            "",
+            "-1614265330",
+            "1614265330.5",
+            "16142653300000000000000",
+            "abc",
+        ] {
+            let h = sw_headers(ID, bad, SIGNATURE);
+            assert_eq!(
+                check(&v, &h, BODY, TIMESTAMP),
+                Err(AuthFailure::BadTimestamp),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_with_dots_and_missing_headers_are_refused() {
+        let v = standard(&[SECRET]);
+        // Signed with the dotted id, the signature itself is valid: the id must
+        // be refused before any MAC is checked.
+        let dotted = "msg.p5j";
+        let signed = Verifier::Standard {
+            keys: vec![decode_secret(&Secret::new(SECRET)).unwrap()],
+            tolerance: DEFAULT_TOLERANCE,
+        };
+        let key = decode_secret(&Secret::new(SECRET)).unwrap();
+        let sig = format!(
+            "v1,{}",
+            STANDARD.encode(signed_content_mac(&key, dotted, TIMESTAMP, BODY.as_bytes()))
+        );
+        let h = sw_headers(dotted, &TIMESTAMP.to_string(), &sig);
+        assert_eq!(check(&signed, &h, BODY, TIMESTAMP), Err(AuthFailure::BadId));
+        let long_id = "a".repeat(MAX_ID_LEN + 1);
+        let h = sw_headers(&long_id, &TIMESTAMP.to_string(), SIGNATURE);
+        assert_eq!(check(&v, &h, BODY, TIMESTAMP), Err(AuthFailure::BadId));
+        let h = headers(&[("webhook-id", ID), ("webhook-signature", SIGNATURE)]);
+        assert_eq!(
+            check(&v, &h, BODY, TIMESTAMP),
+            Err(AuthFailure::MissingHeader)
+        );
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_without_showing_secrets() {
+        let sw = |s: Vec<Secret>| {
+            Verifier::new(
+                &RouteAuth::StandardWebhooks { secrets: s },
+                DEFAULT_TOLERANCE,
+            )
+        };
+        assert_eq!(sw(vec![]).unwrap_err(), AuthConfigError::NoSecret);
+        let err = sw(vec![Secret::new(SECRET), Secret::new("plain-text-secret")]).unwrap_err();
+        assert_eq!(err, AuthConfigError::BadStandardSecret(1));
+        assert!(!err.to_string().contains("plain-text-secret"));
+        assert_eq!(
+            Verifier::new(
+                &RouteAuth::Bearer {
+                    tokens: vec![Secret::new("")]
+                },
+                DEFAULT_TOLERANCE
+            )
+            .unwrap_err(),
+            AuthConfigError::EmptySecret(0)
+        );
+        let auth = RouteAuth::Bearer {
+            tokens: vec![Secret::new("tok-3a9f1c")],
+        };
+        assert!(!format!("{auth:?}").contains("tok-3a9f1c"));
+        let verifier = Verifier::new(&auth, DEFAULT_TOLERANCE).unwrap();
+        assert!(!format!("{verifier:?}").contains("tok-3a9f1c"));
+    }
+
+    #[test]
+    fn hmac_hex_header() {
+        let secret = "It's a Secret to Everybody";
+        let body = "Hello, World!";
+        // GitHub's documented example for X-Hub-Signature-256.
+        let github = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        let v = Verifier::new(
+            &RouteAuth::HmacSha256 {
+                secrets: vec![Secret::new("old"), Secret::new(secret)],
+                header: "X-Hub-Signature-256".into(),
+                prefix: "sha256=".into(),
+            },
+            DEFAULT_TOLERANCE,
+        )
+        .unwrap();
+        let ok = headers(&[("x-hub-signature-256", github)]);
+        assert_eq!(check(&v, &ok, body, 0), Ok(Verified::default()));
+        assert_eq!(
+            check(&v, &ok, "Hello, World?", 0),
+            Err(AuthFailure::NoMatchingSignature)
+        );
+        for bad in [
+            "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e",
+            "sha256=",
+            "sha256=zz",
+        ] {
+            let h = headers(&[("x-hub-signature-256", bad)]);
+            assert_eq!(
+                check(&v, &h, body, 0),
+                Err(AuthFailure::NoMatchingSignature),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            check(&v, &HeaderMap::new(), body, 0),
+            Err(AuthFailure::MissingHeader)
+        );
+    }
+
+    #[test]
+    fn bearer_and_query_tokens() {
+        let bearer = Verifier::new(
+            &RouteAuth::Bearer {
+                tokens: vec![Secret::new("t0ken-a"), Secret::new("t0ken-b")],
+            },
+            DEFAULT_TOLERANCE,
+        )
+        .unwrap();
+        for (value, ok) in [
+            ("Bearer t0ken-a", true),
+            ("bearer t0ken-b", true),
+            ("Bearer t0ken-c", false),
+            ("Bearer t0ken-a-longer", false),
+            ("Basic t0ken-a", false),
+            ("t0ken-a", false),
+        ] {
+            let h = headers(&[("authorization", value)]);
+            assert_eq!(check(&bearer, &h, "", 0).is_ok(), ok, "{value}");
+        }
+        let query = Verifier::new(
+            &RouteAuth::QueryToken {
+                tokens: vec![Secret::new("a b+c")],
+            },
+            DEFAULT_TOLERANCE,
+        )
+        .unwrap();
+        let run = |q: Option<&str>| query.verify(&HeaderMap::new(), q, b"{}", 0);
+        assert!(run(Some("token=a%20b%2Bc")).is_ok());
+        assert!(run(Some("x=1&token=a+b%2Bc")).is_ok());
+        assert_eq!(run(Some("token=a%20b")), Err(AuthFailure::WrongToken));
+        assert_eq!(run(Some("tok=a%20b%2Bc")), Err(AuthFailure::MissingToken));
+        assert_eq!(run(None), Err(AuthFailure::MissingToken));
+    }
+}
