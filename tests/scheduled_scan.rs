@@ -156,8 +156,12 @@ async fn events(cluster: &common::TestCluster, ns: &str) -> Vec<(String, String)
         .collect()
 }
 
-#[tokio::test]
-async fn scheduled_scans_run_on_time_act_once_and_survive_a_restart() {
+#[test]
+fn scheduled_scans_run_on_time_act_once_and_survive_a_restart() {
+    common::block_on(scheduled_scans_run_on_time_act_once_and_survive_a_restart_body());
+}
+
+async fn scheduled_scans_run_on_time_act_once_and_survive_a_restart_body() {
     let (cluster, ns) = setup("sched").await;
     let server = private_odoo().await;
     let client = odoo_client(&server).await;
@@ -278,8 +282,12 @@ async fn scheduled_scans_run_on_time_act_once_and_survive_a_restart() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn dry_run_scans_and_writes_nothing() {
+#[test]
+fn dry_run_scans_and_writes_nothing() {
+    common::block_on(dry_run_scans_and_writes_nothing_body());
+}
+
+async fn dry_run_scans_and_writes_nothing_body() {
     let (cluster, ns) = setup("sched-dry").await;
     let server = private_odoo().await;
     let client = odoo_client(&server).await;
@@ -307,8 +315,12 @@ async fn dry_run_scans_and_writes_nothing() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn forbid_skips_a_run_while_the_previous_scan_is_slow() {
+#[test]
+fn forbid_skips_a_run_while_the_previous_scan_is_slow() {
+    common::block_on(forbid_skips_a_run_while_the_previous_scan_is_slow_body());
+}
+
+async fn forbid_skips_a_run_while_the_previous_scan_is_slow_body() {
     let (cluster, ns) = setup("sched-forbid").await;
     let server = private_odoo().await;
     let _operator = OperatorProcess::simple(cluster, &ns).await;
@@ -344,8 +356,12 @@ async fn forbid_skips_a_run_while_the_previous_scan_is_slow() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_suspended_schedule_does_not_run_until_resumed() {
+#[test]
+fn a_suspended_schedule_does_not_run_until_resumed() {
+    common::block_on(a_suspended_schedule_does_not_run_until_resumed_body());
+}
+
+async fn a_suspended_schedule_does_not_run_until_resumed_body() {
     let (cluster, ns) = setup("sched-susp").await;
     let server = private_odoo().await;
     let client = odoo_client(&server).await;
@@ -490,8 +506,12 @@ async fn assert_activities(
     assert_eq!(notes.len(), expected.len(), "one activity per exception");
 }
 
-#[tokio::test]
-async fn example_orders_at_risk_opens_an_activity_per_order() {
+#[test]
+fn example_orders_at_risk_opens_an_activity_per_order() {
+    common::block_on(example_orders_at_risk_opens_an_activity_per_order_body());
+}
+
+async fn example_orders_at_risk_opens_an_activity_per_order_body() {
     let (obj, expected, client, server) = run_example(
         "ex-oar",
         "supplier-delays/orders-at-risk.yaml",
@@ -510,8 +530,12 @@ async fn example_orders_at_risk_opens_an_activity_per_order() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn example_low_free_stock_reports_without_writing() {
+#[test]
+fn example_low_free_stock_reports_without_writing() {
+    common::block_on(example_low_free_stock_reports_without_writing_body());
+}
+
+async fn example_low_free_stock_reports_without_writing_body() {
     let (obj, expected, client, server) = run_example(
         "ex-lfs",
         "multi-warehouse-rebalancing/low-free-stock.yaml",
@@ -543,8 +567,12 @@ async fn example_low_free_stock_reports_without_writing() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn example_supplier_delay_opens_an_activity_per_late_line() {
+#[test]
+fn example_supplier_delay_opens_an_activity_per_late_line() {
+    common::block_on(example_supplier_delay_opens_an_activity_per_late_line_body());
+}
+
+async fn example_supplier_delay_opens_an_activity_per_late_line_body() {
     let (obj, expected, client, server) = run_example(
         "ex-sd",
         "supplier-delays/supplier-delay.yaml",
@@ -559,8 +587,12 @@ async fn example_supplier_delay_opens_an_activity_per_late_line() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn example_service_level_risk_opens_an_activity_per_stockout() {
+#[test]
+fn example_service_level_risk_opens_an_activity_per_stockout() {
+    common::block_on(example_service_level_risk_opens_an_activity_per_stockout_body());
+}
+
+async fn example_service_level_risk_opens_an_activity_per_stockout_body() {
     let (obj, expected, client, server) = run_example(
         "ex-slr",
         "multi-warehouse-rebalancing/service-level-risk.yaml",
@@ -575,8 +607,12 @@ async fn example_service_level_risk_opens_an_activity_per_stockout() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn example_stockout_seasonal_opens_activities_and_rfqs() {
+#[test]
+fn example_stockout_seasonal_opens_activities_and_rfqs() {
+    common::block_on(example_stockout_seasonal_opens_activities_and_rfqs_body());
+}
+
+async fn example_stockout_seasonal_opens_activities_and_rfqs_body() {
     let (obj, expected, client, server) = run_example(
         "ex-sos",
         "seasonal-replenishment/stockout-seasonal.yaml",
@@ -605,8 +641,12 @@ async fn example_stockout_seasonal_opens_activities_and_rfqs() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn example_demand_spike_opens_an_activity_per_spike() {
+#[test]
+fn example_demand_spike_opens_an_activity_per_spike() {
+    common::block_on(example_demand_spike_opens_an_activity_per_spike_body());
+}
+
+async fn example_demand_spike_opens_an_activity_per_spike_body() {
     let (obj, expected, client, server) = run_example(
         "ex-dsp",
         "seasonal-replenishment/demand-spike.yaml",

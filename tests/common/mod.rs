@@ -83,6 +83,17 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Runs a test body on the harness runtime rather than a runtime of its own.
+///
+/// hyper starts each pooled connection's task on the runtime that opened it; a
+/// test on its own `#[tokio::test]` runtime that opens a pooled connection of the
+/// shared client kills it when it ends, and the next test to reuse it fails with
+/// "runtime dropped the dispatch task". Tests that run many in parallel against the
+/// shared client use this instead.
+pub fn block_on<F: std::future::Future>(body: F) -> F::Output {
+    runtime().block_on(body)
+}
+
 /// Builds a client whose worker lives on the harness runtime.
 fn client_for(config: Config) -> Client {
     let _guard = runtime().enter();
