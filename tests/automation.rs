@@ -802,7 +802,7 @@ mod operator {
         assert_eq!(counts(&client).await.0, 1);
 
         // The token lives in a Secret owned by the rule, and only there and in Odoo.
-        let secrets: Api<KubeSecret> = Api::namespaced(cluster.client.clone(), &ns);
+        let secrets: Api<KubeSecret> = Api::namespaced(cluster.client(), &ns);
         let secret = secrets
             .get(&automation::hook_secret_name("late-po"))
             .await
@@ -835,7 +835,7 @@ mod operator {
         rule["metadata"]["annotations"] =
             json!({"reconcile.fluxcd.io/requestedAt": "2026-11-28T22:00:00Z"});
         apply(cluster, &ns, &rule).await;
-        let events: Api<Event> = Api::namespaced(cluster.client.clone(), &ns);
+        let events: Api<Event> = Api::namespaced(cluster.client(), &ns);
         let note = eventually("a Repaired event", || async {
             events
                 .list(&ListParams::default())

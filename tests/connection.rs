@@ -44,7 +44,7 @@ fn secret_with(name: &str, key: &str) -> Value {
 /// never reaches one.
 async fn event_messages(cluster: &common::TestCluster, ns: &str) -> String {
     let events: kube::Api<k8s_openapi::api::core::v1::Event> =
-        kube::Api::namespaced(cluster.client.clone(), ns);
+        kube::Api::namespaced(cluster.client(), ns);
     events
         .list(&ListParams::default())
         .await

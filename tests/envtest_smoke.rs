@@ -42,7 +42,7 @@ fn forbidden(err: &kube::Error) -> bool {
 #[tokio::test]
 async fn api_server_is_kubernetes_1_37() {
     let cluster = common::cluster().await;
-    let info = cluster.client.apiserver_version().await.unwrap();
+    let info = cluster.client().apiserver_version().await.unwrap();
     assert_eq!(info.major, "1");
     assert_eq!(info.minor, "37");
     assert!(info.git_version.starts_with("v1.37."), "{info:?}");
@@ -56,7 +56,7 @@ async fn crd_installs_and_custom_objects_round_trip() {
 
     let gvk = GroupVersionKind::gvk("smoke.planops.dev", "v1", "Widget");
     let resource = ApiResource::from_gvk(&gvk);
-    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), &ns, &resource);
+    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client(), &ns, &resource);
     let widget = DynamicObject::new("w1", &resource).data(serde_json::json!({"spec": {"size": 3}}));
     api.create(&PostParams::default(), &widget).await.unwrap();
 
@@ -95,7 +95,7 @@ async fn service_account_without_rbac_is_refused_while_admin_is_not() {
     let ns = cluster.namespace("smoke-rbac").await;
     cluster.create_service_account(&ns, "nobody").await;
 
-    let admin_pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
+    let admin_pods: Api<Pod> = Api::namespaced(cluster.client(), &ns);
     assert!(
         admin_pods
             .list(&ListParams::default())
@@ -133,7 +133,7 @@ async fn kstatus_reports_current_for_a_config_map() {
         data: Some([("k".to_owned(), "v".to_owned())].into()),
         ..ConfigMap::default()
     };
-    Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns)
+    Api::<ConfigMap>::namespaced(cluster.client(), &ns)
         .create(&PostParams::default(), &cm)
         .await
         .unwrap();

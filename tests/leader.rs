@@ -14,7 +14,7 @@ use support::*;
 const LEASE_SECONDS: u64 = 6;
 
 async fn holder(cluster: &common::TestCluster, ns: &str) -> Option<String> {
-    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), ns);
+    let leases: Api<Lease> = Api::namespaced(cluster.client(), ns);
     leases
         .get_opt("planops-leader")
         .await

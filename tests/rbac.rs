@@ -146,7 +146,7 @@ async fn operator_works_with(cluster: &common::TestCluster, ns: &str, kubeconfig
         rule["metadata"]
     );
 
-    let lease: Api<Lease> = Api::namespaced(cluster.client.clone(), ns);
+    let lease: Api<Lease> = Api::namespaced(cluster.client(), ns);
     let holder = lease
         .get("planops-leader")
         .await
@@ -155,8 +155,7 @@ async fn operator_works_with(cluster: &common::TestCluster, ns: &str, kubeconfig
         .and_then(|s| s.holder_identity);
     assert_eq!(holder.as_deref(), Some(operator.identity.as_str()));
 
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(cluster.client.clone(), ns);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(cluster.client(), ns);
     let reported = eventually("an Event from the operator", || async {
         let list = events.list(&ListParams::default()).await.ok()?;
         (!list.items.is_empty()).then_some(list.items.len())

@@ -8,7 +8,6 @@
 //! `--include-ignored` once it has them.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use jiff::civil::{Date, date};
 use planops::actions::{self, ActionContext, NoSecrets, WriteKind, WriteOutcome};
@@ -19,10 +18,15 @@ use planops::engine::params::ProjectedStockoutParams;
 use planops::engine::{
     DetectorSpec, ExceptionNumbers, PlanningException, RuleRef, SeverityThresholds,
 };
-use planops::odoo::{OdooClient, OdooConfig, RateLimitConfig, RetryConfig, SearchOptions, Secret};
+use planops::odoo::{OdooClient, Secret};
 use planops::scan::{self, ScanMemory, ScanOutcome};
 use planops::sim::{DatasetParams, Edition, FaultConfig, OdooVersion, SimConfig, SimServer};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+
+mod common;
+mod support;
+
+use support::odoo::{self, create, deliveries, obj, vendor, warehouse};
 
 const TODAY: Date = date(2025, 3, 1);
 
@@ -52,21 +56,7 @@ async fn connect(server: &SimServer) -> OdooClient {
     } else {
         Secret::new(key)
     };
-    let mut cfg = OdooConfig::new(&server.url, "acme", "admin", secret);
-    cfg.timeout = Duration::from_secs(10);
-    cfg.retry = RetryConfig {
-        max_attempts: 8,
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(50),
-        budget: Duration::from_secs(30),
-    };
-    cfg.rate_limit = RateLimitConfig {
-        rps: 10_000.0,
-        burst: 10_000,
-        max_concurrent: 8,
-        calls_per_minute: None,
-    };
-    let client = OdooClient::connect(cfg).await.unwrap();
+    let client = odoo::connect_to(server, "acme", secret).await;
     // Real Odoo lists every model in ir.model; a simulator that does not yet gets
     // the rows activities point to.
     for (model, name) in [
@@ -85,113 +75,9 @@ async fn connect(server: &SimServer) -> OdooClient {
     client
 }
 
-fn obj(value: Value) -> Map<String, Value> {
-    value.as_object().cloned().unwrap()
-}
-
-async fn create(client: &OdooClient, model: &str, vals: Value) -> i64 {
-    client.create(model, vec![obj(vals)]).await.unwrap()[0]
-}
-
-/// A storable product `T-<code>` with a cost, and a vendor price list line when
-/// `vendor` is given.
+/// A storable product `T-<code>` (the tests' rules scope to `T-%`).
 async fn product(client: &OdooClient, code: &str, cost: f64, vendor: Option<(i64, u32)>) -> i64 {
-    let first = |model: &'static str| {
-        let client = client.clone();
-        async move {
-            client
-                .search(model, &json!([]), &SearchOptions::limit(1))
-                .await
-                .unwrap()[0]
-        }
-    };
-    let (category, uom) = (first("product.category").await, first("uom.uom").await);
-    let template = create(
-        client,
-        "product.template",
-        json!({"name": format!("Test {code}"), "type": "product", "standard_price": cost,
-               "categ_id": category, "uom_id": uom, "uom_po_id": uom}),
-    )
-    .await;
-    let id = create(
-        client,
-        "product.product",
-        json!({"product_tmpl_id": template, "default_code": format!("T-{code}")}),
-    )
-    .await;
-    if let Some((partner, delay)) = vendor {
-        create(
-            client,
-            "product.supplierinfo",
-            json!({"partner_id": partner, "product_tmpl_id": template, "delay": delay, "min_qty": 0.0, "price": cost, "sequence": 1}),
-        )
-        .await;
-    }
-    id
-}
-
-/// Warehouse `TW1` with its stock location, plus vendor and customer locations.
-struct TestWarehouse {
-    id: i64,
-    stock: i64,
-    vendors: i64,
-    customers: i64,
-}
-
-async fn warehouse(client: &OdooClient) -> TestWarehouse {
-    let view = create(
-        client,
-        "stock.location",
-        json!({"name": "TW1", "usage": "view"}),
-    )
-    .await;
-    let stock = create(
-        client,
-        "stock.location",
-        json!({"name": "Stock", "usage": "internal", "location_id": view}),
-    )
-    .await;
-    let id = create(
-        client,
-        "stock.warehouse",
-        json!({"name": "Test Warehouse", "code": "TW1", "view_location_id": view, "lot_stock_id": stock}),
-    )
-    .await;
-    client
-        .write(
-            "stock.location",
-            &[view, stock],
-            obj(json!({"warehouse_id": id})),
-        )
-        .await
-        .unwrap();
-    let vendors = create(
-        client,
-        "stock.location",
-        json!({"name": "Test Vendors", "usage": "supplier"}),
-    )
-    .await;
-    let customers = create(
-        client,
-        "stock.location",
-        json!({"name": "Test Customers", "usage": "customer"}),
-    )
-    .await;
-    TestWarehouse {
-        id,
-        stock,
-        vendors,
-        customers,
-    }
-}
-
-async fn vendor(client: &OdooClient, name: &str) -> i64 {
-    create(
-        client,
-        "res.partner",
-        json!({"name": name, "is_company": true, "supplier_rank": 1}),
-    )
-    .await
+    odoo::product(client, &format!("T-{code}"), cost, vendor).await
 }
 
 fn rule(yaml: &str) -> ExceptionRuleSpec {
@@ -643,26 +529,6 @@ actions:
 
 /// Done deliveries of `qty` a day to customers over the last `days` days, `spike`
 /// a day over the last week.
-async fn deliveries(
-    client: &OdooClient,
-    wh: &TestWarehouse,
-    product: i64,
-    days: i64,
-    qty: f64,
-    spike: f64,
-) {
-    let mut vals = Vec::new();
-    for back in 1..=days {
-        let day = planops::engine::inputs::add_days(TODAY, -back);
-        let q = if back <= 7 { spike } else { qty };
-        vals.push(obj(json!({
-            "name": "OUT", "product_id": product, "product_uom_qty": q, "state": "done",
-            "date": format!("{day} 10:00:00"), "location_id": wh.stock, "location_dest_id": wh.customers
-        })));
-    }
-    client.create("stock.move", vals).await.unwrap();
-}
-
 const STOCK_SCOPE: &str = r#"
 scope:
   productDomain: "[('default_code', '=like', 'T-%')]"
@@ -679,7 +545,7 @@ async fn projected_stockout_flags_the_product_without_stock() {
     let acme = vendor(&client, "Acme Test Supplies").await;
     let empty = product(&client, "E", 20.0, Some((acme, 5))).await;
     let idle = product(&client, "I", 20.0, Some((acme, 5))).await;
-    deliveries(&client, &wh, empty, 60, 3.0, 3.0).await;
+    deliveries(&client, &wh, empty, TODAY, 60, 3.0, 3.0).await;
     let spec = rule(&format!(
         "{STOCK_SCOPE}detector: {{projectedStockout: {{horizonDays: 30, historyDays: 60}}}}"
     ));
@@ -712,8 +578,8 @@ async fn demand_spike_flags_the_product_whose_last_week_jumped() {
     let wh = warehouse(&client).await;
     let steady = product(&client, "S", 20.0, None).await;
     let jumped = product(&client, "J", 20.0, None).await;
-    deliveries(&client, &wh, steady, 91, 2.0, 2.0).await;
-    deliveries(&client, &wh, jumped, 91, 2.0, 12.0).await;
+    deliveries(&client, &wh, steady, TODAY, 91, 2.0, 2.0).await;
+    deliveries(&client, &wh, jumped, TODAY, 91, 2.0, 12.0).await;
     let spec = rule(&format!(
         "{STOCK_SCOPE}detector: {{demandSpike: {{recentDays: 7, baselineDays: 84}}}}"
     ));
@@ -1021,7 +887,7 @@ async fn a_focused_scan_evaluates_only_what_the_event_names_and_resolves_nothing
     let first = product(&client, "F1", 20.0, Some((acme, 5))).await;
     let second = product(&client, "F2", 20.0, Some((acme, 5))).await;
     for p in [first, second] {
-        deliveries(&client, &wh, p, 60, 3.0, 3.0).await;
+        deliveries(&client, &wh, p, TODAY, 60, 3.0, 3.0).await;
     }
     let spec = rule(&format!(
         "{STOCK_SCOPE}detector: {{projectedStockout: {{horizonDays: 30, historyDays: 60}}}}\nactions:\n  - activity: {{assignee: {{user: admin}}}}\n"

@@ -146,7 +146,7 @@ async fn wait_scan_after(
 
 async fn events(cluster: &common::TestCluster, ns: &str) -> Vec<(String, String)> {
     let api: kube::Api<k8s_openapi::api::core::v1::Event> =
-        kube::Api::namespaced(cluster.client.clone(), ns);
+        kube::Api::namespaced(cluster.client(), ns);
     api.list(&ListParams::default())
         .await
         .expect("listing events")
@@ -156,12 +156,8 @@ async fn events(cluster: &common::TestCluster, ns: &str) -> Vec<(String, String)
         .collect()
 }
 
-#[test]
-fn scheduled_scans_run_on_time_act_once_and_survive_a_restart() {
-    common::block_on(scheduled_scans_run_on_time_act_once_and_survive_a_restart_body());
-}
-
-async fn scheduled_scans_run_on_time_act_once_and_survive_a_restart_body() {
+#[tokio::test]
+async fn scheduled_scans_run_on_time_act_once_and_survive_a_restart() {
     let (cluster, ns) = setup("sched").await;
     let server = private_odoo().await;
     let client = odoo_client(&server).await;
@@ -282,12 +278,8 @@ async fn scheduled_scans_run_on_time_act_once_and_survive_a_restart_body() {
     server.shutdown().await;
 }
 
-#[test]
-fn dry_run_scans_and_writes_nothing() {
-    common::block_on(dry_run_scans_and_writes_nothing_body());
-}
-
-async fn dry_run_scans_and_writes_nothing_body() {
+#[tokio::test]
+async fn dry_run_scans_and_writes_nothing() {
     let (cluster, ns) = setup("sched-dry").await;
     let server = private_odoo().await;
     let client = odoo_client(&server).await;
@@ -315,12 +307,8 @@ async fn dry_run_scans_and_writes_nothing_body() {
     server.shutdown().await;
 }
 
-#[test]
-fn forbid_skips_a_run_while_the_previous_scan_is_slow() {
-    common::block_on(forbid_skips_a_run_while_the_previous_scan_is_slow_body());
-}
-
-async fn forbid_skips_a_run_while_the_previous_scan_is_slow_body() {
+#[tokio::test]
+async fn forbid_skips_a_run_while_the_previous_scan_is_slow() {
     let (cluster, ns) = setup("sched-forbid").await;
     let server = private_odoo().await;
     let _operator = OperatorProcess::simple(cluster, &ns).await;
@@ -356,12 +344,8 @@ async fn forbid_skips_a_run_while_the_previous_scan_is_slow_body() {
     server.shutdown().await;
 }
 
-#[test]
-fn a_suspended_schedule_does_not_run_until_resumed() {
-    common::block_on(a_suspended_schedule_does_not_run_until_resumed_body());
-}
-
-async fn a_suspended_schedule_does_not_run_until_resumed_body() {
+#[tokio::test]
+async fn a_suspended_schedule_does_not_run_until_resumed() {
     let (cluster, ns) = setup("sched-susp").await;
     let server = private_odoo().await;
     let client = odoo_client(&server).await;
@@ -506,12 +490,8 @@ async fn assert_activities(
     assert_eq!(notes.len(), expected.len(), "one activity per exception");
 }
 
-#[test]
-fn example_orders_at_risk_opens_an_activity_per_order() {
-    common::block_on(example_orders_at_risk_opens_an_activity_per_order_body());
-}
-
-async fn example_orders_at_risk_opens_an_activity_per_order_body() {
+#[tokio::test]
+async fn example_orders_at_risk_opens_an_activity_per_order() {
     let (obj, expected, client, server) = run_example(
         "ex-oar",
         "supplier-delays/orders-at-risk.yaml",
@@ -530,12 +510,8 @@ async fn example_orders_at_risk_opens_an_activity_per_order_body() {
     server.shutdown().await;
 }
 
-#[test]
-fn example_low_free_stock_reports_without_writing() {
-    common::block_on(example_low_free_stock_reports_without_writing_body());
-}
-
-async fn example_low_free_stock_reports_without_writing_body() {
+#[tokio::test]
+async fn example_low_free_stock_reports_without_writing() {
     let (obj, expected, client, server) = run_example(
         "ex-lfs",
         "multi-warehouse-rebalancing/low-free-stock.yaml",
@@ -567,12 +543,8 @@ async fn example_low_free_stock_reports_without_writing_body() {
     server.shutdown().await;
 }
 
-#[test]
-fn example_supplier_delay_opens_an_activity_per_late_line() {
-    common::block_on(example_supplier_delay_opens_an_activity_per_late_line_body());
-}
-
-async fn example_supplier_delay_opens_an_activity_per_late_line_body() {
+#[tokio::test]
+async fn example_supplier_delay_opens_an_activity_per_late_line() {
     let (obj, expected, client, server) = run_example(
         "ex-sd",
         "supplier-delays/supplier-delay.yaml",
@@ -587,12 +559,8 @@ async fn example_supplier_delay_opens_an_activity_per_late_line_body() {
     server.shutdown().await;
 }
 
-#[test]
-fn example_service_level_risk_opens_an_activity_per_stockout() {
-    common::block_on(example_service_level_risk_opens_an_activity_per_stockout_body());
-}
-
-async fn example_service_level_risk_opens_an_activity_per_stockout_body() {
+#[tokio::test]
+async fn example_service_level_risk_opens_an_activity_per_stockout() {
     let (obj, expected, client, server) = run_example(
         "ex-slr",
         "multi-warehouse-rebalancing/service-level-risk.yaml",
@@ -607,12 +575,8 @@ async fn example_service_level_risk_opens_an_activity_per_stockout_body() {
     server.shutdown().await;
 }
 
-#[test]
-fn example_stockout_seasonal_opens_activities_and_rfqs() {
-    common::block_on(example_stockout_seasonal_opens_activities_and_rfqs_body());
-}
-
-async fn example_stockout_seasonal_opens_activities_and_rfqs_body() {
+#[tokio::test]
+async fn example_stockout_seasonal_opens_activities_and_rfqs() {
     let (obj, expected, client, server) = run_example(
         "ex-sos",
         "seasonal-replenishment/stockout-seasonal.yaml",
@@ -641,12 +605,8 @@ async fn example_stockout_seasonal_opens_activities_and_rfqs_body() {
     server.shutdown().await;
 }
 
-#[test]
-fn example_demand_spike_opens_an_activity_per_spike() {
-    common::block_on(example_demand_spike_opens_an_activity_per_spike_body());
-}
-
-async fn example_demand_spike_opens_an_activity_per_spike_body() {
+#[tokio::test]
+async fn example_demand_spike_opens_an_activity_per_spike() {
     let (obj, expected, client, server) = run_example(
         "ex-dsp",
         "seasonal-replenishment/demand-spike.yaml",

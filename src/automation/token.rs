@@ -11,7 +11,6 @@ use kube::api::PostParams;
 use kube::{Api, Client, Resource, ResourceExt};
 use rand::RngExt;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::api::ExceptionRule;
 use crate::odoo::Secret;
@@ -90,27 +89,6 @@ pub async fn hook_token(client: &Client, rule: &ExceptionRule) -> Result<Secret,
         })
 }
 
-/// The token if the Secret exists, without creating it (for readers such as
-/// the gateway of a replica that does not lead).
-pub async fn read_hook_token(
-    client: &Client,
-    namespace: &str,
-    rule: &str,
-) -> Result<Option<Secret>, HookTokenError> {
-    let api: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
-    Ok(api
-        .get_opt(&hook_secret_name(rule))
-        .await?
-        .as_ref()
-        .and_then(token_of))
-}
-
-/// Compares a presented token with the expected one in constant time.
-pub fn verify_token(expected: &Secret, presented: &str) -> bool {
-    let expected = expected.expose().as_bytes();
-    !expected.is_empty() && bool::from(expected.ct_eq(presented.as_bytes()))
-}
-
 fn token_of(secret: &KubeSecret) -> Option<Secret> {
     let bytes = secret.data.as_ref()?.get(TOKEN_KEY)?;
     let text = std::str::from_utf8(&bytes.0).ok()?.trim();
@@ -171,14 +149,5 @@ mod tests {
             a.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         );
-    }
-
-    #[test]
-    fn verification_is_exact() {
-        let expected = Secret::new("abc");
-        assert!(verify_token(&expected, "abc"));
-        assert!(!verify_token(&expected, "abd"));
-        assert!(!verify_token(&expected, "ab"));
-        assert!(!verify_token(&Secret::new(""), ""));
     }
 }

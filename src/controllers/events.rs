@@ -8,7 +8,8 @@
 //! anything: what a focused scan did not look at has not cleared. Status stays the
 //! scheduled scan's; events are visible in metrics and logs.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use jiff::Timestamp;
@@ -51,6 +52,36 @@ impl EventError {
             self,
             EventError::Focus(FocusError::UnrelatedModel { .. } | FocusError::TooMany { .. })
         )
+    }
+}
+
+/// One async lock per rule, taken by its scans and its event re-evaluations
+/// around "read what exists, create what is missing".
+#[derive(Default)]
+pub struct RuleLocks {
+    locks: Mutex<HashMap<RuleKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// `(namespace, name)` of a rule.
+pub(super) type RuleKey = (String, String);
+
+impl RuleLocks {
+    /// The lock of `namespace/rule`.
+    pub fn of(&self, namespace: &str, rule: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry((namespace.to_string(), rule.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets a deleted rule's lock (a holder keeps its own clone).
+    pub fn forget(&self, namespace: &str, rule: &str) {
+        self.locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&(namespace.to_string(), rule.to_string()));
     }
 }
 
@@ -118,6 +149,8 @@ async fn reevaluate_focus(
 ) -> Result<FocusedRun, EventError> {
     let namespace = rule.namespace().unwrap_or_default();
     let name = rule.name_any();
+    let lock = ctx.rule_locks.of(&namespace, &name);
+    let _acting = lock.lock().await;
     let memory = load_memory(ctx, &namespace, &name)
         .await
         .map_err(|source| EventError::Kube {

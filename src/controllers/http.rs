@@ -1,4 +1,5 @@
-//! `/healthz`, `/readyz` and `/metrics` of the operator process.
+//! `/healthz`, `/readyz` and `/metrics` of the operator process, and the
+//! webhook gateway's `/hooks/...` routes on the same listener.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,15 +25,17 @@ pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    gateway: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
+    tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz, /metrics and the webhook gateway (/hooks/...)");
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(AppState { metrics, ready });
+        .with_state(AppState { metrics, ready })
+        .merge(gateway);
     Ok(tokio::spawn(async move {
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -177,6 +177,11 @@ impl Metrics {
         }
     }
 
+    /// Adds the webhook gateway's families (`planops_gateway_*`) to what `/metrics` renders.
+    pub fn register_gateway(&mut self, gateway: &crate::gateway::Gateway) {
+        gateway.register_metrics(&mut self.registry);
+    }
+
     /// Renders every metric in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();

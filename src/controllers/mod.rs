@@ -8,6 +8,7 @@ pub mod events;
 pub mod http;
 pub mod kinds;
 pub mod metrics;
+pub mod routes;
 pub mod rule;
 pub mod scheduler;
 pub mod supplier;
@@ -31,6 +32,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApprovalPolicy, ExceptionRule, OdooConnection, SupplierConnector};
+use crate::gateway::{Gateway, GatewayOptions};
 use driver::Reconciler;
 use kinds::PlanopsKind;
 use metrics::Metrics;
@@ -150,6 +152,14 @@ pub struct Context {
     pub scheduler: scheduler::Scheduler,
     /// Poll loops and event counts of SupplierConnectors (active on the leader only).
     pub suppliers: supplier::Suppliers,
+    /// The webhook gateway; its routes are registered by the controllers, so
+    /// only the leader serves them (a standby answers 503).
+    pub gateway: Gateway,
+    /// One rule's scans and event re-evaluations act one at a time, so that
+    /// two of them never both find a fingerprint missing and both create it.
+    pub rule_locks: events::RuleLocks,
+    /// Odoo 16 write_date poll loops standing in for the webhook action.
+    pub change_polls: routes::ChangePolls,
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C.
@@ -160,7 +170,12 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         .context("connecting to the Kubernetes API (kubeconfig or in-cluster config)")?;
     check_crds_installed(&client, &args.watch_namespaces).await?;
 
-    let metrics = Arc::new(Metrics::new());
+    let gateway = Gateway::new(GatewayOptions::default());
+    // With leader election the gateway waits for the lease like the controllers.
+    gateway.set_standby(args.leader_election);
+    let mut metrics = Metrics::new();
+    metrics.register_gateway(&gateway);
+    let metrics = Arc::new(metrics);
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
@@ -169,6 +184,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         args.listen,
         metrics.clone(),
         ready.clone(),
+        gateway.router(),
         shutdown.clone(),
     )
     .await
@@ -213,6 +229,9 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         odoo: connection::OdooClients::default(),
         scheduler: scheduler::Scheduler::default(),
         suppliers: supplier::Suppliers::default(),
+        gateway,
+        rule_locks: events::RuleLocks::default(),
+        change_polls: routes::ChangePolls::default(),
     });
 
     if args.leader_election {
@@ -398,6 +417,7 @@ async fn run_controllers(
     concurrency: u16,
     shutdown: CancellationToken,
 ) {
+    ctx.gateway.set_standby(false);
     let mut tasks = Vec::new();
     for scope in scopes {
         // A finished scan asks for a reconcile of its rule through this channel,
@@ -444,9 +464,12 @@ async fn run_controllers(
             tracing::error!(error = %err, "controller task panicked");
         }
     }
-    // No longer leading (or shutting down): no scan may run on a standby.
+    // No longer leading (or shutting down): no scan may run on a standby, and
+    // its gateway sends senders to retry until another replica leads.
     ctx.scheduler.stop_all();
     ctx.suppliers.stop_all();
+    ctx.change_polls.stop_all();
+    ctx.gateway.set_standby(true);
 }
 
 /// One controller: the kind itself, the Secrets it names, and (for kinds that

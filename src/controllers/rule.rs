@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::driver::{DEFAULT_RESYNC, Reconciler, settle};
+use super::routes;
 use super::validate::{FieldError, check_domain, check_schedule};
 use super::{Context, Error};
 use kube::runtime::events::{Event as KubeEvent, EventType};
@@ -17,6 +18,7 @@ use crate::api::rule::ExceptionRuleStatus;
 use crate::api::rule::{Execution, RuleMode};
 use crate::api::{ExceptionRule, OdooConnection};
 use crate::automation::{self, AutomationKey, AutomationSpec, SyncError, SyncMode};
+use crate::gateway::RoutePath;
 use crate::odoo::Secret;
 use crate::schedule::Schedule;
 
@@ -254,6 +256,8 @@ impl Reconciler for ExceptionRule {
             _ => "a dependency is not ready",
         };
         inactive_schedule(ctx, obj, conditions, status, reason, message);
+        // A paused or suspended rule acts on no event.
+        routes::remove_rule_route(ctx, &obj.namespace().unwrap_or_default(), &obj.name_any());
         // Records may still exist in Odoo: keep a `Synced` condition, so a
         // `triggers.events` removed meanwhile is still cleaned up afterwards.
         // Unknown, not the old verdict: nothing was compared.
@@ -277,6 +281,8 @@ impl Reconciler for ExceptionRule {
         let name = obj.name_any();
         ctx.scheduler.forget(&namespace, &name);
         ctx.metrics.forget_rule(&namespace, &name);
+        routes::remove_rule_route(ctx, &namespace, &name);
+        ctx.rule_locks.forget(&namespace, &name);
     }
 }
 
@@ -331,8 +337,8 @@ impl SyncProblem {
 /// `Synced`. Without `triggers.events` it removes records left from an
 /// earlier spec and sets no `Synced` condition.
 async fn sync_automation(
-    ctx: &Context,
-    obj: &ExceptionRule,
+    ctx: &Arc<Context>,
+    obj: &Arc<ExceptionRule>,
     conditions: &mut ConditionSet,
 ) -> Option<SyncProblem> {
     let namespace = obj.namespace().unwrap_or_default();
@@ -343,6 +349,7 @@ async fn sync_automation(
     let key = AutomationKey::for_rule(&namespace, &name);
 
     let Some(events) = &obj.spec.triggers.events else {
+        routes::remove_rule_route(ctx, &namespace, &name);
         remove_automation(ctx, obj, client, &key, conditions).await;
         return None;
     };
@@ -360,6 +367,10 @@ async fn sync_automation(
         let every = events
             .poll_interval_seconds
             .unwrap_or(automation::DEFAULT_POLL_INTERVAL_SECONDS);
+        ctx.gateway
+            .remove_route(&RoutePath::odoo(&namespace, &name));
+        ctx.change_polls
+            .ensure(ctx, obj, Duration::from_secs(u64::from(every.max(1))));
         conditions.set(
             ct::SYNCED,
             ConditionStatus::False,
@@ -376,6 +387,8 @@ async fn sync_automation(
         .get(&ObjectRef::<OdooConnection>::new(connection_name).within(&namespace))
         .and_then(|c| c.spec.callback_base_url.clone());
     let Some(callback) = callback else {
+        ctx.gateway
+            .remove_route(&RoutePath::odoo(&namespace, &name));
         return fail(
             conditions,
             reasons::NO_CALLBACK_URL,
@@ -399,6 +412,15 @@ async fn sync_automation(
             );
         }
     };
+    ctx.change_polls.stop(&namespace, &name);
+    if let Err(err) = routes::upsert_rule_route(ctx, obj, token.clone()) {
+        return fail(
+            conditions,
+            reasons::SYNC_FAILED,
+            format!("cannot serve the gateway route: {err}"),
+            false,
+        );
+    }
     let url = Secret::new(automation::hook_url(
         &callback,
         &namespace,

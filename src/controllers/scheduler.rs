@@ -490,6 +490,8 @@ async fn run(
             "OdooConnection {namespace}/{connection} has no connected client"
         ))
     })?;
+    let lock = ctx.rule_locks.of(&namespace, &name);
+    let _acting = lock.lock().await;
     let memory = load_memory(ctx, &namespace, &name)
         .await
         .map_err(|e| fail(format!("reading the scan memory: {e}")))?;
@@ -645,16 +647,17 @@ pub(super) async fn save_memory(
     Ok(())
 }
 
-/// The notify actions' URLs and signing secrets, read from their Secrets for this
-/// scan only (never cached).
-pub(super) async fn read_secrets(
+/// The values of the Secret keys `obj` names (a rule's notify URLs and signing
+/// secrets, a connector's webhook secrets), read for this use only (never
+/// cached). A missing Secret or key is simply absent.
+pub(super) async fn read_secrets<K: PlanopsKind>(
     ctx: &Context,
-    rule: &ExceptionRule,
+    obj: &K,
     namespace: &str,
 ) -> Result<StaticSecrets, kube::Error> {
     let mut map = HashMap::new();
     let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), namespace);
-    for (_, reference) in rule.secret_refs() {
+    for (_, reference) in obj.secret_refs() {
         ctx.api_limiter.until_ready().await;
         let Some(secret) = api.get_opt(&reference.name).await? else {
             continue;

@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::driver::{DEFAULT_RESYNC, Reconciler, settle};
+use super::routes;
 use super::validate::{FieldError, check_json_path};
 use super::{Context, Error};
 use crate::api::SupplierConnector;
@@ -322,6 +323,7 @@ impl Reconciler for SupplierConnector {
             Ok(Ok(id)) => id,
             Ok(Err((reason, message))) => {
                 suppliers.stop(&namespace, &name);
+                routes::remove_supplier_route(&ctx, &namespace, &name);
                 status.partner_id = None;
                 settle(conditions, ConditionStatus::False, reason, message.clone());
                 conditions.set(ct::SYNCED, ConditionStatus::False, reason, message);
@@ -353,51 +355,58 @@ impl Reconciler for SupplierConnector {
         if let Some(path) = &status.route_path {
             parts.push(format!("webhook route {path}"));
         }
-        let mut synced = (ConditionStatus::True, sr::ACTIVE, String::new());
-        if let Some(poll_spec) = &obj.spec.inbound.poll {
-            match SupplierRuntime::new(&obj, partner) {
-                Ok(runtime) => {
-                    ensure_poll(&ctx, &obj, runtime, partner);
-                    let interval = poll_spec
-                        .interval_seconds
-                        .unwrap_or(poll::DEFAULT_INTERVAL_SECONDS);
-                    parts.push(format!("polling {} every {interval}s", poll_spec.url));
-                    let last = suppliers
-                        .lock()
-                        .connectors
-                        .get(&key(&namespace, &name))
-                        .and_then(|s| s.last_poll.clone());
-                    synced = match last {
-                        None => (
-                            ConditionStatus::Unknown,
-                            sr::POLL_PENDING,
-                            "waiting for the first poll".into(),
-                        ),
-                        Some(Ok(())) => synced,
-                        Some(Err(err)) => (
-                            ConditionStatus::False,
-                            sr::POLL_FAILED,
-                            format!("the last poll failed, retrying with backoff: {err}"),
-                        ),
-                    };
-                }
-                Err(err) => {
-                    settle(
-                        conditions,
-                        ConditionStatus::False,
-                        reasons::INVALID_SPEC,
-                        err.to_string(),
-                    );
-                    conditions.set(
-                        ct::SYNCED,
-                        ConditionStatus::False,
-                        reasons::INVALID_SPEC,
-                        err.to_string(),
-                    );
-                    copy_state(&ctx, &namespace, &name, status);
-                    return Ok(DEFAULT_RESYNC);
+        let runtime = match SupplierRuntime::new(&obj, partner) {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                routes::remove_supplier_route(&ctx, &namespace, &name);
+                suppliers.stop(&namespace, &name);
+                return Ok(invalid(
+                    &ctx,
+                    &namespace,
+                    &name,
+                    conditions,
+                    status,
+                    err.to_string(),
+                ));
+            }
+        };
+        match &obj.spec.inbound.webhook {
+            Some(webhook) => {
+                if let Err(err) =
+                    routes::upsert_supplier_route(&ctx, &obj, webhook, runtime.clone()).await
+                {
+                    routes::remove_supplier_route(&ctx, &namespace, &name);
+                    suppliers.stop(&namespace, &name);
+                    return Ok(invalid(&ctx, &namespace, &name, conditions, status, err));
                 }
             }
+            None => routes::remove_supplier_route(&ctx, &namespace, &name),
+        }
+        let mut synced = (ConditionStatus::True, sr::ACTIVE, String::new());
+        if let Some(poll_spec) = &obj.spec.inbound.poll {
+            ensure_poll(&ctx, &obj, runtime, partner);
+            let interval = poll_spec
+                .interval_seconds
+                .unwrap_or(poll::DEFAULT_INTERVAL_SECONDS);
+            parts.push(format!("polling {} every {interval}s", poll_spec.url));
+            let last = suppliers
+                .lock()
+                .connectors
+                .get(&key(&namespace, &name))
+                .and_then(|s| s.last_poll.clone());
+            synced = match last {
+                None => (
+                    ConditionStatus::Unknown,
+                    sr::POLL_PENDING,
+                    "waiting for the first poll".into(),
+                ),
+                Some(Ok(())) => synced,
+                Some(Err(err)) => (
+                    ConditionStatus::False,
+                    sr::POLL_FAILED,
+                    format!("the last poll failed, retrying with backoff: {err}"),
+                ),
+            };
         } else {
             suppliers.stop(&namespace, &name);
         }
@@ -428,6 +437,7 @@ impl Reconciler for SupplierConnector {
         let namespace = obj.namespace().unwrap_or_default();
         let name = obj.name_any();
         ctx.suppliers.stop(&namespace, &name);
+        routes::remove_supplier_route(ctx, &namespace, &name);
         ctx.suppliers.load(&namespace, &name, status);
         copy_state(ctx, &namespace, &name, status);
         conditions.set(
@@ -439,9 +449,35 @@ impl Reconciler for SupplierConnector {
     }
 
     fn forget(obj: &Self, ctx: &Context) {
-        ctx.suppliers
-            .forget(&obj.namespace().unwrap_or_default(), &obj.name_any());
+        let namespace = obj.namespace().unwrap_or_default();
+        ctx.suppliers.forget(&namespace, &obj.name_any());
+        routes::remove_supplier_route(ctx, &namespace, &obj.name_any());
     }
+}
+
+/// The spec cannot be served as it is (mapping or webhook auth): nothing runs.
+fn invalid(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    conditions: &mut ConditionSet,
+    status: &mut SupplierConnectorStatus,
+    message: String,
+) -> Duration {
+    settle(
+        conditions,
+        ConditionStatus::False,
+        reasons::INVALID_SPEC,
+        message.clone(),
+    );
+    conditions.set(
+        ct::SYNCED,
+        ConditionStatus::False,
+        reasons::INVALID_SPEC,
+        message,
+    );
+    copy_state(ctx, namespace, name, status);
+    DEFAULT_RESYNC
 }
 
 /// Odoo cannot be asked now: polling stops until it can.
@@ -702,7 +738,7 @@ async fn poll_loop(
 /// whether to fetch the next page at once, and the outcome.
 #[allow(clippy::too_many_arguments)]
 async fn poll_round(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     obj: &SupplierConnector,
     spec: &crate::api::supplier::PollInbound,
     http: &reqwest::Client,
@@ -741,6 +777,8 @@ async fn poll_round(
         // Stopping mid-page is safe: what was applied is found by fingerprint.
         _ = token.cancelled() => return None,
     };
+    // The page's effects are in Odoo; the rules see them before the next page.
+    routes::reevaluate_named_rules(ctx, obj, &page.counts.product_ids).await;
     let mut inner = ctx.suppliers.lock();
     let state = inner.connectors.entry(key(namespace, name)).or_default();
     let c = &page.counts;

@@ -28,6 +28,7 @@ mod metrics;
 use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -290,6 +291,9 @@ struct Hint {
 
 struct Inner {
     routes: RwLock<HashMap<RoutePath, Arc<Route>>>,
+    /// A standby replica (not the leader) has no routes: it answers 503, so
+    /// that senders retry and reach the leader, rather than 404.
+    standby: AtomicBool,
     options: GatewayOptions,
     metrics: GatewayMetrics,
     hints: mpsc::Sender<Hint>,
@@ -323,6 +327,7 @@ impl Gateway {
         Gateway {
             inner: Arc::new(Inner {
                 routes: RwLock::new(HashMap::new()),
+                standby: AtomicBool::new(false),
                 options,
                 metrics,
                 hints: tx,
@@ -389,6 +394,20 @@ impl Gateway {
             self.inner.metrics.forget(path);
         }
         removed
+    }
+
+    /// Switches standby on (every request gets 503 + `Retry-After`, and the
+    /// routes are dropped: the next leader's controllers own them) or off
+    /// (routes are served again as controllers register them).
+    pub fn set_standby(&self, standby: bool) {
+        self.inner.standby.store(standby, Ordering::SeqCst);
+        if standby {
+            let dropped: Vec<RoutePath> =
+                self.write_routes().drain().map(|(path, _)| path).collect();
+            for path in &dropped {
+                self.inner.metrics.forget(path);
+            }
+        }
     }
 
     /// The counters of `path`, or `None` when no such route exists.
@@ -462,6 +481,16 @@ impl Gateway {
     async fn receive(&self, path: RoutePath, request: Request) -> Response {
         let started = Instant::now();
         let received_at = jiff::Timestamp::now();
+        if self.inner.standby.load(Ordering::SeqCst) {
+            return with_retry_after(
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "standby",
+                    "this replica is on standby; retry later",
+                ),
+                self.inner.options.in_progress_retry_after,
+            );
+        }
         let Some(route) = self.read_routes().get(&path).cloned() else {
             self.inner.metrics.unknown_route();
             return error(

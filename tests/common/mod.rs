@@ -11,10 +11,12 @@
 //! nothing is cleaned up, because namespaces never finish terminating without
 //! kube-controller-manager and the whole etcd is thrown away at the end.
 //!
-//! Each `#[tokio::test]` has its own runtime, but a `kube::Client` runs its
-//! connection worker on the runtime it was built on. So every client made here
-//! is built on one process-wide runtime that outlives the tests; callers on
-//! any runtime can use it.
+//! Each `#[tokio::test]` has its own runtime, and hyper starts each pooled
+//! connection's task on the runtime that opened it: a client shared between
+//! tests loses its pooled connections when the test that opened them ends, and
+//! the next test to reuse one fails with "runtime dropped the dispatch task".
+//! So no client is shared: [`TestCluster::client`] builds one on the caller's
+//! runtime, and it lives as long as the caller keeps it.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::{
@@ -53,8 +55,6 @@ const CRD_ESTABLISHED_GUARD: Duration = Duration::from_secs(300);
 pub struct TestCluster {
     /// Kubeconfig of the admin user (token auth, group `system:masters`).
     pub kubeconfig: PathBuf,
-    /// Admin client; usable from any test's runtime.
-    pub client: Client,
     /// The admin `Config`, the base for impersonating and token clients.
     pub config: Config,
 }
@@ -83,20 +83,8 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Runs a test body on the harness runtime rather than a runtime of its own.
-///
-/// hyper starts each pooled connection's task on the runtime that opened it; a
-/// test on its own `#[tokio::test]` runtime that opens a pooled connection of the
-/// shared client kills it when it ends, and the next test to reuse it fails with
-/// "runtime dropped the dispatch task". Tests that run many in parallel against the
-/// shared client use this instead.
-pub fn block_on<F: std::future::Future>(body: F) -> F::Output {
-    runtime().block_on(body)
-}
-
-/// Builds a client whose worker lives on the harness runtime.
+/// A client built on the caller's runtime (see the module doc for why no client is shared).
 fn client_for(config: Config) -> Client {
-    let _guard = runtime().enter();
     Client::try_from(config).expect("building a kube client")
 }
 
@@ -168,12 +156,12 @@ impl TestCluster {
         let config = Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
             .await
             .unwrap_or_else(|e| panic!("loading {}: {e}", kubeconfig.display()));
-        let client = client_for(config.clone());
-        TestCluster {
-            kubeconfig,
-            client,
-            config,
-        }
+        TestCluster { kubeconfig, config }
+    }
+
+    /// An admin client (token auth, group `system:masters`) on the caller's runtime.
+    pub fn client(&self) -> Client {
+        client_for(self.config.clone())
     }
 
     /// Creates a fresh namespace named `<prefix>-<random>` and returns its name.
@@ -194,7 +182,7 @@ impl TestCluster {
             },
             ..Namespace::default()
         };
-        Api::<Namespace>::all(self.client.clone())
+        Api::<Namespace>::all(self.client())
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
@@ -231,7 +219,7 @@ impl TestCluster {
     /// Server-side applies the CRDs in one YAML text (e.g. written inline in a
     /// test) and waits until they are Established. `origin` names it in panics.
     pub async fn apply_crds_yaml(&self, yaml: &str, origin: &str) {
-        let api = Api::<CustomResourceDefinition>::all(self.client.clone());
+        let api = Api::<CustomResourceDefinition>::all(self.client());
         for document in serde_yaml_ng::Deserializer::from_str(yaml) {
             let value = serde_yaml_ng::Value::deserialize(document)
                 .unwrap_or_else(|e| panic!("{origin}: invalid YAML: {e}"));
@@ -326,7 +314,7 @@ impl TestCluster {
             },
             ..ServiceAccount::default()
         };
-        Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
+        Api::<ServiceAccount>::namespaced(self.client(), namespace)
             .patch(name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&sa))
             .await
             .unwrap_or_else(|e| panic!("creating ServiceAccount {namespace}/{name}: {e}"));
@@ -343,7 +331,7 @@ impl TestCluster {
             }),
             ..TokenRequest::default()
         };
-        Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
+        Api::<ServiceAccount>::namespaced(self.client(), namespace)
             .create_token_request(name, &PostParams::default(), &request)
             .await
             .unwrap_or_else(|e| panic!("TokenRequest for {namespace}/{name}: {e}"))

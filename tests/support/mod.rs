@@ -14,6 +14,8 @@ use serde_json::Value;
 
 use crate::common::TestCluster;
 
+pub mod odoo;
+
 /// Generous guard against a hung operator; not a speed assertion.
 pub const SETTLE: Duration = Duration::from_secs(90);
 
@@ -107,7 +109,7 @@ where
 }
 
 pub fn planops_api(cluster: &TestCluster, namespace: &str, kind: &str) -> Api<DynamicObject> {
-    planops_api_for(cluster.client.clone(), namespace, kind)
+    planops_api_for(cluster.client(), namespace, kind)
 }
 
 /// [`planops_api`] for any client, for example one authenticated as a ServiceAccount.
@@ -130,7 +132,7 @@ pub async fn apply(cluster: &TestCluster, namespace: &str, manifest: &Value) {
     let name = manifest["metadata"]["name"].as_str().expect("name");
     if kind == "Secret" {
         let api: Api<k8s_openapi::api::core::v1::Secret> =
-            Api::namespaced(cluster.client.clone(), namespace);
+            Api::namespaced(cluster.client(), namespace);
         api.patch(
             name,
             &PatchParams::apply("planops-tests").force(),

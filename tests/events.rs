@@ -1,0 +1,528 @@
+//! The event-driven path end to end: the operator on the real kube-apiserver,
+//! the Odoo simulator over HTTP, and the gateway on the operator's listener.
+//!
+//! - An Odoo sales order confirmed: the automation PlanOps owns in Odoo calls
+//!   the rule's gateway route, and the stockout activity for the ordered
+//!   product appears without any scheduled scan; another product at risk is
+//!   left alone (the scan is focused), and repeated hints write nothing twice.
+//! - A signed supplier delay: the promised date moves once, the supplier-delay
+//!   rule the connector names raises its activity at once, a replay has no
+//!   effect, and bad signatures, stale timestamps, oversize, malformed and
+//!   unmappable deliveries are refused with nothing written.
+
+mod common;
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use jiff::civil::Date;
+use planops::actions::webhook::sign;
+use planops::odoo::{OdooClient, RecordExt, Secret};
+use planops::sim::{DatasetParams, Edition, OdooVersion, SimConfig, SimServer};
+use serde_json::{Value, json};
+use support::odoo::{self, count, create, deliveries, obj, product, vendor, warehouse};
+use support::*;
+
+fn today() -> Date {
+    jiff::Zoned::now().date()
+}
+
+async fn start_sim() -> SimServer {
+    start_sim_version(OdooVersion::V17).await
+}
+
+async fn start_sim_version(version: OdooVersion) -> SimServer {
+    let config = SimConfig {
+        version,
+        edition: Edition::Community,
+        dataset: DatasetParams {
+            seed: 11,
+            products: 5,
+            warehouses: 1,
+            history_days: 30,
+            ..DatasetParams::default()
+        },
+        ..SimConfig::default()
+    };
+    let addr: SocketAddr = "127.0.0.1:0".parse().expect("loopback");
+    SimServer::start(config, addr)
+        .await
+        .expect("starting the simulator")
+}
+
+async fn setup(prefix: &str) -> (&'static common::TestCluster, String) {
+    let cluster = common::cluster().await;
+    cluster
+        .install_crds(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
+        .await;
+    let ns = cluster.namespace(prefix).await;
+    (cluster, ns)
+}
+
+/// The connection `odoo`, with Odoo calling back to the operator's listener.
+async fn connect_operator(
+    cluster: &common::TestCluster,
+    ns: &str,
+    server: &SimServer,
+    operator: &OperatorProcess,
+) {
+    apply(
+        cluster,
+        ns,
+        &json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "odoo-credentials"},
+            "stringData": {"login": "admin", "apiKey": server.db.admin_api_key()},
+        }),
+    )
+    .await;
+    let mut conn = connection("odoo", "odoo-credentials", &server.url);
+    conn["spec"]["callbackBaseUrl"] = json!(format!("http://127.0.0.1:{}", operator.port));
+    apply(cluster, ns, &conn).await;
+    wait_ready(cluster, ns, "OdooConnection", "odoo", "True", "Connected").await;
+}
+
+async fn activities(client: &OdooClient, ns: &str, rule: &str) -> Vec<(String, i64)> {
+    client
+        .search_read(
+            "mail.activity",
+            &json!([["note", "ilike", format!("planops-rule {ns}/{rule}")]]),
+            &["res_model", "res_id"],
+            &Default::default(),
+        )
+        .await
+        .expect("reading activities")
+        .iter()
+        .map(|r| {
+            (
+                r.str_field("res_model")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+                    .to_string(),
+                r.get("res_id").and_then(Value::as_i64).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn template_of(client: &OdooClient, product: i64) -> i64 {
+    client
+        .read("product.product", &[product], &["product_tmpl_id"])
+        .await
+        .expect("reading the product")[0]
+        .many2one("product_tmpl_id")
+        .expect("product_tmpl_id")
+        .expect("a template")
+        .id
+}
+
+/// The sum of a gateway metric's samples for one route, from `/metrics`.
+async fn gateway_metric(
+    operator: &OperatorProcess,
+    sample: &str,
+    kind: &str,
+    ns: &str,
+    name: &str,
+) -> u64 {
+    let Some((200, text)) = operator.get("/metrics").await else {
+        return 0;
+    };
+    let labels = format!("kind=\"{kind}\",namespace=\"{ns}\",name=\"{name}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{sample}{{")) && l.contains(&labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+#[tokio::test]
+async fn a_confirmed_sales_order_raises_the_stockout_activity_through_the_odoo_automation() {
+    confirmed_order_raises_the_stockout_activity(OdooVersion::V17).await;
+}
+
+/// Odoo 16 has no webhook action: the rule polls `sale.order` on `write_date`
+/// and the same focused re-evaluation follows.
+#[tokio::test]
+async fn on_odoo_16_the_write_date_poll_raises_the_stockout_activity() {
+    confirmed_order_raises_the_stockout_activity(OdooVersion::V16).await;
+}
+
+async fn confirmed_order_raises_the_stockout_activity(version: OdooVersion) {
+    let webhooks = version != OdooVersion::V16;
+    let (cluster, ns) = setup("ev-odoo").await;
+    let server = start_sim_version(version).await;
+    let client = odoo::connect(&server).await;
+    let wh = warehouse(&client).await;
+    let acme = vendor(&client, "Acme Test Supplies").await;
+    let ordered = product(&client, "E2E-1", 20.0, Some((acme, 5))).await;
+    let bystander = product(&client, "E2E-2", 20.0, Some((acme, 5))).await;
+    for p in [ordered, bystander] {
+        deliveries(&client, &wh, p, today(), 60, 3.0, 3.0).await;
+    }
+
+    let operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_operator(cluster, &ns, &server, &operator).await;
+    // No schedule: whatever appears in Odoo comes from the event path.
+    apply(
+        cluster,
+        &ns,
+        &json!({
+            "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
+            "metadata": {"name": "stockout"},
+            "spec": {
+                "connectionRef": {"name": "odoo"},
+                "scope": {"productDomain": "[('default_code', '=like', 'E2E-%')]", "warehouses": ["TW1"]},
+                "detector": {"projectedStockout": {"horizonDays": 30, "historyDays": 60}},
+                "triggers": {"events": {
+                    "model": "sale.order",
+                    "operations": ["Write"],
+                    "watchedFields": ["state"],
+                    "filterDomain": "[('state', '=', 'sale')]",
+                    "pollIntervalSeconds": 5,
+                }},
+                "actions": [{"activity": {"assignee": {"user": "admin"}}}],
+            },
+        }),
+    )
+    .await;
+    let expected = if webhooks {
+        ("True".to_string(), "InSync".to_string())
+    } else {
+        ("False".to_string(), "PollingFallback".to_string())
+    };
+    eventually("the rule's automation in sync", || async {
+        let obj = get(cluster, &ns, "ExceptionRule", "stockout").await?;
+        (condition(&obj, "Synced")? == expected).then_some(())
+    })
+    .await;
+
+    let customer = create(&client, "res.partner", json!({"name": "Test Customer"})).await;
+    let order = create(
+        &client,
+        "sale.order",
+        json!({"partner_id": customer, "warehouse_id": wh.id}),
+    )
+    .await;
+    create(
+        &client,
+        "sale.order.line",
+        json!({"order_id": order, "product_id": ordered, "name": "E2E-1", "product_uom_qty": 40.0, "price_unit": 30.0}),
+    )
+    .await;
+    assert!(activities(&client, &ns, "stockout").await.is_empty());
+
+    let confirmed = Instant::now();
+    client
+        .write("sale.order", &[order], obj(json!({"state": "sale"})))
+        .await
+        .expect("confirming the order");
+    let found = eventually("the stockout activity", || async {
+        let found = activities(&client, &ns, "stockout").await;
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
+    let latency = confirmed.elapsed();
+    eprintln!(
+        "Odoo {version:?}: order confirmed -> activity in Odoo: {} ms ({})",
+        latency.as_millis(),
+        if webhooks {
+            "Odoo webhook, gateway, focused scan, activity write"
+        } else {
+            "write_date poll every 5 s, focused scan, activity write"
+        }
+    );
+    let subjects = [ordered, template_of(&client, ordered).await];
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        subjects.contains(&found[0].1),
+        "{found:?} is not on {subjects:?}"
+    );
+
+    if !webhooks {
+        assert_eq!(count(&client, "base.automation", json!([])).await, 0);
+        server.shutdown().await;
+        return;
+    }
+    // Odoo calls again for each write that matches; nothing is written twice
+    // and the bystander, though at risk too, is not the event's business.
+    for _ in 0..2 {
+        client
+            .write("sale.order", &[order], obj(json!({"state": "sale"})))
+            .await
+            .expect("writing the order again");
+    }
+    // An identical hint that arrives while another waits joins it (duplicate).
+    eventually("three hints handled or joined", || async {
+        let mut settled = 0;
+        for sample in [
+            "planops_gateway_event_duration_seconds_count",
+            "planops_gateway_events_duplicate_total",
+        ] {
+            settled += gateway_metric(&operator, sample, "odoo", &ns, "stockout").await;
+        }
+        (settled >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(activities(&client, &ns, "stockout").await.len(), 1);
+
+    // A wrong token is refused without saying why.
+    let url = format!(
+        "http://127.0.0.1:{}/hooks/odoo/{ns}/stockout?token=wrong",
+        operator.port
+    );
+    let refused = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(json!({"_model": "sale.order", "_id": order}).to_string())
+        .send()
+        .await
+        .expect("posting to the gateway");
+    assert_eq!(refused.status().as_u16(), 401);
+    server.shutdown().await;
+}
+
+const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Posts `body` to the connector's route, signed as Standard Webhooks with
+/// `secret` at `timestamp`; the status and the JSON answer.
+async fn deliver(
+    operator: &OperatorProcess,
+    ns: &str,
+    id: &str,
+    timestamp: i64,
+    secret: &str,
+    body: &str,
+) -> (u16, Value) {
+    let headers = sign(&Secret::new(secret), id, timestamp, body.as_bytes()).expect("signing");
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/hooks/suppliers/{ns}/acme",
+            operator.port
+        ))
+        .header("content-type", "application/json")
+        .header("webhook-id", headers.id)
+        .header("webhook-timestamp", headers.timestamp.to_string())
+        .header("webhook-signature", headers.signature)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("posting to the gateway");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn planned(client: &OdooClient, line: i64) -> String {
+    client
+        .read("purchase.order.line", &[line], &["date_planned"])
+        .await
+        .expect("reading the line")[0]
+        .str_field("date_planned")
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_signed_supplier_delay_moves_the_date_once_and_raises_the_delay_at_once() {
+    let (cluster, ns) = setup("ev-supplier").await;
+    let server = start_sim().await;
+    let client = odoo::connect(&server).await;
+    let acme = create(
+        &client,
+        "res.partner",
+        json!({"name": "Acme Supplies", "is_company": true, "supplier_rank": 1, "ref": "ACME"}),
+    )
+    .await;
+    let item = product(&client, "E2E-S1", 10.0, Some((acme, 5))).await;
+    let eta = planops::engine::inputs::add_days(today(), 4);
+    let po = create(
+        &client,
+        "purchase.order",
+        json!({"partner_id": acme, "partner_ref": "ACME-4711", "state": "purchase"}),
+    )
+    .await;
+    let line = create(
+        &client,
+        "purchase.order.line",
+        json!({"order_id": po, "product_id": item, "product_qty": 100.0, "price_unit": 5.0,
+               "date_planned": format!("{eta} 10:00:00")}),
+    )
+    .await;
+    let po_name = client
+        .read("purchase.order", &[po], &["name"])
+        .await
+        .unwrap()[0]
+        .str_field("name")
+        .unwrap()
+        .unwrap()
+        .to_string();
+
+    let operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_operator(cluster, &ns, &server, &operator).await;
+    apply(
+        cluster,
+        &ns,
+        &json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "acme-hooks"},
+            "stringData": {"secret": SIGNING_SECRET},
+        }),
+    )
+    .await;
+    // The delay rule scans every minute: its first scan remembers the
+    // promised date, so a later push-back is news.
+    apply(
+        cluster,
+        &ns,
+        &json!({
+            "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
+            "metadata": {"name": "late-supply"},
+            "spec": {
+                "connectionRef": {"name": "odoo"},
+                "scope": {"productDomain": "[('default_code', '=like', 'E2E-%')]"},
+                "detector": {"supplierDelay": {"minSlipDays": 3}},
+                "triggers": {"schedule": {"cron": "* * * * *"}},
+                "actions": [{"activity": {"assignee": {"user": "admin"}}}],
+            },
+        }),
+    )
+    .await;
+    apply(
+        cluster,
+        &ns,
+        &json!({
+            "apiVersion": "planops.io/v1alpha1", "kind": "SupplierConnector",
+            "metadata": {"name": "acme"},
+            "spec": {
+                "connectionRef": {"name": "odoo"},
+                "supplier": {"ref": "ACME"},
+                "inbound": {"webhook": {
+                    "auth": {"standardWebhooks": {"secretRefs": [{"name": "acme-hooks", "key": "secret"}]}},
+                    "maxBodyBytes": 4096,
+                }},
+                "mapping": {
+                    "eventType": "$.type",
+                    "eventTypeValues": {"order.delayed": "Delay"},
+                    "eventId": "$.id",
+                    "purchaseOrderRef": "$.po",
+                    "lines": "$.lines[*]",
+                    "productCode": "$.sku",
+                    "promisedDate": "$.eta",
+                },
+                "effects": {"reevaluateRules": [{"name": "late-supply"}]},
+            },
+        }),
+    )
+    .await;
+    wait_ready(
+        cluster,
+        &ns,
+        "SupplierConnector",
+        "acme",
+        "True",
+        "Reconciled",
+    )
+    .await;
+    eventually("the delay rule's first scan", || async {
+        let obj = get(cluster, &ns, "ExceptionRule", "late-supply").await?;
+        obj["status"]["lastScan"]["startTime"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+            .then_some(())
+    })
+    .await;
+    assert!(activities(&client, &ns, "late-supply").await.is_empty());
+
+    let late = planops::engine::inputs::add_days(today(), 20);
+    let delay = json!({"id": "evt-1", "type": "order.delayed", "po": "ACME-4711",
+                       "lines": [{"sku": "E2E-S1", "eta": late.to_string()}]})
+    .to_string();
+    let now = jiff::Timestamp::now().as_second();
+
+    // Refused, with nothing written: a wrong secret, a stale timestamp, an
+    // oversize body, a body that is not JSON, and a PO that does not exist.
+    let wrong = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    assert_eq!(
+        deliver(&operator, &ns, "m-1", now, wrong, &delay).await.0,
+        401
+    );
+    assert_eq!(
+        deliver(&operator, &ns, "m-1", now - 3600, SIGNING_SECRET, &delay)
+            .await
+            .0,
+        401
+    );
+    let oversize = json!({"pad": "x".repeat(8192)}).to_string();
+    assert_eq!(
+        deliver(&operator, &ns, "m-2", now, SIGNING_SECRET, &oversize)
+            .await
+            .0,
+        413
+    );
+    let (status, answer) = deliver(&operator, &ns, "m-3", now, SIGNING_SECRET, "{\"id\": ").await;
+    assert_eq!(status, 400, "{answer}");
+    let unknown_po = json!({"id": "evt-2", "type": "order.delayed", "po": "NOPE-1",
+                            "lines": [{"sku": "E2E-S1", "eta": late.to_string()}]})
+    .to_string();
+    let (status, answer) = deliver(&operator, &ns, "m-4", now, SIGNING_SECRET, &unknown_po).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(planned(&client, line).await, format!("{eta} 10:00:00"));
+
+    // The delay itself.
+    let (status, answer) = deliver(&operator, &ns, "m-5", now, SIGNING_SECRET, &delay).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(planned(&client, line).await.starts_with(&late.to_string()));
+    assert_eq!(
+        answer["detail"]["purchaseOrder"],
+        json!(po_name),
+        "{answer}"
+    );
+    let rules = answer["detail"]["rules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(rules.len(), 1, "{answer}");
+    assert_eq!(rules[0]["rule"], "late-supply", "{answer}");
+    assert_eq!(
+        rules[0]["opened"], 1,
+        "the delay rule saw the push-back at once: {answer}"
+    );
+    let raised = activities(&client, &ns, "late-supply").await;
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    let notes = || {
+        count(
+            &client,
+            "mail.message",
+            json!([
+                ["model", "=", "purchase.order"],
+                ["res_id", "=", po],
+                ["body", "ilike", "planops:"]
+            ]),
+        )
+    };
+    assert_eq!(notes().await, 1);
+
+    // A replay (same event, new delivery id and timestamp) has no effect.
+    let again = jiff::Timestamp::now().as_second();
+    let (status, answer) = deliver(&operator, &ns, "m-6", again, SIGNING_SECRET, &delay).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["duplicate"], true, "{answer}");
+    assert_eq!(notes().await, 1);
+    assert_eq!(activities(&client, &ns, "late-supply").await.len(), 1);
+
+    // The connector's status counts what the gateway settled.
+    let status = eventually("the connector's event counts", || async {
+        let obj = get(cluster, &ns, "SupplierConnector", "acme").await?;
+        let events = obj["status"]["events"].clone();
+        (events["accepted"] == 1 && events["rejected"] == 1).then_some(obj)
+    })
+    .await;
+    assert_eq!(
+        status["status"]["routePath"],
+        json!(format!("/hooks/suppliers/{ns}/acme"))
+    );
+    server.shutdown().await;
+}
