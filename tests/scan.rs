@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 mod common;
 mod support;
 
-use support::odoo::{self, create, deliveries, obj, vendor, warehouse};
+use support::odoo::{self, count, create, deliveries, obj, vendor, warehouse};
 
 const TODAY: Date = date(2025, 3, 1);
 
@@ -111,10 +111,6 @@ async fn act(
         secrets: &NoSecrets,
     };
     actions::execute(client, &ctx, &plan, exceptions).await
-}
-
-async fn count(client: &OdooClient, model: &str, domain: Value) -> u64 {
-    client.search_count(model, &domain).await.unwrap()
 }
 
 const COST_RULE: &str = r#"

@@ -18,6 +18,7 @@ use kube::runtime::watcher;
 use planops::odoo::{OdooClient, OdooConfig, Secret};
 use planops::sim::{DatasetParams, FaultConfig, SimConfig, SimServer};
 use serde_json::{Value, json};
+use support::odoo::count;
 use support::*;
 
 const ZONE: &str = "Asia/Kathmandu";
@@ -54,13 +55,6 @@ async fn odoo_client(server: &SimServer) -> OdooClient {
     OdooClient::connect(config)
         .await
         .expect("connecting to the simulator")
-}
-
-async fn count(client: &OdooClient, model: &str, domain: Value) -> u64 {
-    client
-        .search_count(model, &domain)
-        .await
-        .expect("counting records")
 }
 
 /// Activities this rule wrote: each carries the rule's marker in its note.

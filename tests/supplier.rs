@@ -11,18 +11,16 @@ mod support;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use jiff::civil::{Date, date};
 use planops::api::SupplierConnector;
-use planops::odoo::{
-    OdooClient, OdooConfig, RateLimitConfig, RecordExt, RetryConfig, SearchOptions, Secret,
-};
+use planops::odoo::{OdooClient, RecordExt, SearchOptions};
 use planops::sim::{DatasetParams, Edition, FaultConfig, OdooVersion, SimConfig, SimServer};
 use planops::supplier::{
     ApplyError, Delivery, EventError, Handled, Rejection, SupplierRuntime, handle_event, leadtime,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+use support::odoo::{self, connect, count, create};
 
 const TODAY: Date = date(2025, 3, 1);
 
@@ -49,40 +47,6 @@ async fn start_with(dataset: DatasetParams) -> SimServer {
     SimServer::start(cfg, addr).await.unwrap()
 }
 
-fn admin_key(server: &SimServer) -> Secret {
-    Secret::new(server.db.admin_api_key())
-}
-
-async fn connect(server: &SimServer) -> OdooClient {
-    let mut cfg = OdooConfig::new(&server.url, server.db.name(), "admin", admin_key(server));
-    cfg.timeout = Duration::from_secs(10);
-    cfg.retry = RetryConfig {
-        max_attempts: 8,
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(50),
-        budget: Duration::from_secs(30),
-    };
-    cfg.rate_limit = RateLimitConfig {
-        rps: 10_000.0,
-        burst: 10_000,
-        max_concurrent: 8,
-        calls_per_minute: None,
-    };
-    OdooClient::connect(cfg).await.unwrap()
-}
-
-fn obj(value: Value) -> Map<String, Value> {
-    value.as_object().cloned().unwrap()
-}
-
-async fn create(client: &OdooClient, model: &str, vals: Value) -> i64 {
-    client.create(model, vec![obj(vals)]).await.unwrap()[0]
-}
-
-async fn count(client: &OdooClient, model: &str, domain: Value) -> u64 {
-    client.search_count(model, &domain).await.unwrap()
-}
-
 /// Two suppliers, three products, and a PO of each supplier.
 struct Fixture {
     supplier: i64,
@@ -98,29 +62,7 @@ struct Fixture {
 }
 
 async fn product(client: &OdooClient, code: &str) -> i64 {
-    let first = |model: &'static str| {
-        let client = client.clone();
-        async move {
-            client
-                .search(model, &json!([]), &SearchOptions::limit(1))
-                .await
-                .unwrap()[0]
-        }
-    };
-    let (category, uom) = (first("product.category").await, first("uom.uom").await);
-    let template = create(
-        client,
-        "product.template",
-        json!({"name": format!("Supplied {code}"), "type": "product", "standard_price": 10.0,
-               "categ_id": category, "uom_id": uom, "uom_po_id": uom}),
-    )
-    .await;
-    create(
-        client,
-        "product.product",
-        json!({"product_tmpl_id": template, "default_code": code}),
-    )
-    .await
+    odoo::product(client, code, 10.0, None).await
 }
 
 async fn order(

@@ -367,15 +367,31 @@ async fn publish_transition<K: Reconciler>(
             condition.type_, condition.status, condition.message
         )
     };
+    let type_ = if healthy {
+        EventType::Normal
+    } else {
+        EventType::Warning
+    };
+    let action = format!("{}Changed", condition.type_);
+    publish(ctx, obj, type_, &condition.reason, &action, note).await;
+}
+
+/// Publishes one Event about `obj`, paced by the API rate limit like every
+/// other write. An Event is a courtesy: failing to send one is logged, never
+/// an error of the reconcile.
+pub(super) async fn publish<K: PlanopsKind>(
+    ctx: &Context,
+    obj: &K,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let event = KubeEvent {
-        type_: if healthy {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        },
-        reason: condition.reason.clone(),
+        type_,
+        reason: reason.into(),
         note: Some(truncate(&note, 1024)),
-        action: format!("{}Changed", condition.type_),
+        action: action.into(),
         secondary: None,
     };
     ctx.api_limiter.until_ready().await;
@@ -393,6 +409,62 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+/// Reconcile requests from background tasks (scans, poll loops, the gateway)
+/// to the running controllers of `K`, one channel per watched scope (`None`:
+/// all namespaces). The reconciler stays the one status writer: a task that
+/// changed something asks for a reconcile instead of writing status itself.
+pub struct ReconcileRequests<K: kube::Resource> {
+    senders: std::sync::Mutex<Vec<(Option<String>, ReconcileSender<K>)>>,
+}
+
+type ReconcileSender<K> = tokio::sync::mpsc::UnboundedSender<ObjectRef<K>>;
+
+impl<K: kube::Resource> Default for ReconcileRequests<K> {
+    fn default() -> Self {
+        ReconcileRequests {
+            senders: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<K: kube::Resource> ReconcileRequests<K>
+where
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Option<String>, ReconcileSender<K>)>> {
+        self.senders
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Called when the controllers of `scope` start: the stream to feed them.
+    pub fn start(
+        &self,
+        scope: Option<String>,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<ObjectRef<K>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut senders = self.lock();
+        senders.retain(|(s, _)| *s != scope);
+        senders.push((scope, tx));
+        rx
+    }
+
+    /// Called when the controllers stop (shutdown, lost lease).
+    pub fn stop_all(&self) {
+        self.lock().clear();
+    }
+
+    /// Asks the controller watching `object`'s namespace for a reconcile.
+    pub fn request(&self, object: &ObjectRef<K>) {
+        for (scope, tx) in self.lock().iter() {
+            if scope.is_none() || *scope == object.namespace {
+                // The receiver is gone only while controllers stop; nothing to do then.
+                let _ = tx.send(object.clone());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

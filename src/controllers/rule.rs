@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::driver::{DEFAULT_RESYNC, Reconciler, settle};
+use super::driver::{self, DEFAULT_RESYNC, Reconciler, settle};
 use super::routes;
 use super::validate::{FieldError, check_domain, check_schedule};
 use super::{Context, Error};
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
@@ -495,11 +495,12 @@ async fn sync_automation(
             reasons::REPAIRED,
             format!("{records} drifted in Odoo and were repaired: {changes}"),
         );
-        publish(
+        driver::publish(
             ctx,
-            obj,
+            obj.as_ref(),
             EventType::Warning,
             reasons::REPAIRED,
+            "SyncAutomation",
             format!("Odoo automation drifted from the spec; {changes}"),
         )
         .await;
@@ -510,11 +511,12 @@ async fn sync_automation(
             reasons::IN_SYNC,
             format!("{records} match the spec"),
         );
-        publish(
+        driver::publish(
             ctx,
-            obj,
+            obj.as_ref(),
             EventType::Normal,
             "AutomationSynced",
+            "SyncAutomation",
             format!("Odoo automation on {}: {changes}", events.model),
         )
         .await;
@@ -565,11 +567,12 @@ async fn remove_automation(
         Ok(removed) => {
             if !removed.is_empty() {
                 let what: Vec<String> = removed.iter().map(ToString::to_string).collect();
-                publish(
+                driver::publish(
                     ctx,
                     obj,
                     EventType::Normal,
                     "AutomationRemoved",
+                    "SyncAutomation",
                     format!(
                         "spec.triggers.events was removed: deleted the {} from Odoo",
                         what.join(" and ")
@@ -608,26 +611,6 @@ fn fail(
         message,
         transient,
     })
-}
-
-async fn publish(
-    ctx: &Context,
-    rule: &ExceptionRule,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "SyncAutomation".into(),
-        secondary: None,
-    };
-    ctx.api_limiter.until_ready().await;
-    if let Err(err) = ctx.recorder.publish(&event, &rule.object_ref(&())).await {
-        tracing::warn!(rule = %rule.name_any(), error = %err, "could not publish event");
-    }
 }
 
 fn is_field_name(name: &str) -> bool {

@@ -19,13 +19,14 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
+use super::driver::{self, ReconcileRequests};
 use super::kinds::PlanopsKind;
 use super::metrics::{ConnectionLabels, RuleLabels};
 use crate::actions::{self, ActionContext, RunError, StaticSecrets};
@@ -75,12 +76,6 @@ struct RuleState {
 
 #[derive(Default)]
 struct Inner {
-    /// Reconcile requests to the running ExceptionRule controllers, by watched
-    /// scope (`None`: all namespaces).
-    notify: Vec<(
-        Option<String>,
-        mpsc::UnboundedSender<ObjectRef<ExceptionRule>>,
-    )>,
     rules: HashMap<RuleKey, RuleState>,
     next_scan_id: u64,
 }
@@ -89,6 +84,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Scheduler {
     inner: Mutex<Inner>,
+    /// A finished scan asks for a reconcile of its rule, which records the result.
+    requests: ReconcileRequests<ExceptionRule>,
 }
 
 impl Scheduler {
@@ -104,18 +101,14 @@ impl Scheduler {
         &self,
         scope: Option<String>,
     ) -> mpsc::UnboundedReceiver<ObjectRef<ExceptionRule>> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut inner = self.lock();
-        inner.notify.retain(|(s, _)| *s != scope);
-        inner.notify.push((scope, tx));
-        rx
+        self.requests.start(scope)
     }
 
     /// Called when the controllers stop (shutdown, lost lease): cancels every timer
     /// and scan. Results and memory stay, for when this replica leads again.
     pub fn stop_all(&self) {
+        self.requests.stop_all();
         let mut inner = self.lock();
-        inner.notify.clear();
         for state in inner.rules.values_mut() {
             stop_state(state);
         }
@@ -179,7 +172,15 @@ impl Scheduler {
                         "{missed} scheduled scan(s) missed, the latest at {scheduled}; past startingDeadlineSeconds, skipped"
                     );
                     tokio::spawn(async move {
-                        publish(&ctx, &rule, EventType::Normal, reasons::SCAN_SKIPPED, note).await;
+                        driver::publish(
+                            &ctx,
+                            rule.as_ref(),
+                            EventType::Normal,
+                            reasons::SCAN_SKIPPED,
+                            "Scan",
+                            note,
+                        )
+                        .await;
                     });
                     None
                 }
@@ -213,13 +214,7 @@ impl Scheduler {
     }
 
     fn notify(&self, rule: &ExceptionRule) {
-        let namespace = rule.namespace();
-        for (scope, tx) in &self.lock().notify {
-            if scope.is_none() || *scope == namespace {
-                // The receiver is gone only while controllers stop; nothing to do then.
-                let _ = tx.send(ObjectRef::from_obj(rule));
-            }
-        }
+        self.requests.request(&ObjectRef::from_obj(rule));
     }
 }
 
@@ -326,25 +321,13 @@ async fn fire(
         StartDecision::Skip => {
             tracing::info!(namespace, rule = name, %scheduled, "previous scan still running; skipped (concurrencyPolicy Forbid)");
             ctx.metrics.scan_outcome("skipped");
-            publish(
-                ctx,
-                rule,
-                EventType::Normal,
-                reasons::SCAN_SKIPPED,
-                format!("scan scheduled for {scheduled} skipped: the previous scan still runs (concurrencyPolicy Forbid)"),
-            )
+            driver::publish(ctx, rule.as_ref(), EventType::Normal, reasons::SCAN_SKIPPED, "Scan", format!("scan scheduled for {scheduled} skipped: the previous scan still runs (concurrencyPolicy Forbid)"))
             .await;
         }
         StartDecision::ReplaceRunning | StartDecision::Start => {
             if decision == StartDecision::ReplaceRunning {
                 tracing::info!(namespace, rule = name, %scheduled, "cancelled the running scan (concurrencyPolicy Replace)");
-                publish(
-                    ctx,
-                    rule,
-                    EventType::Normal,
-                    reasons::SCAN_REPLACED,
-                    format!("the running scan was cancelled for the one scheduled at {scheduled} (concurrencyPolicy Replace)"),
-                )
+                driver::publish(ctx, rule.as_ref(), EventType::Normal, reasons::SCAN_REPLACED, "Scan", format!("the running scan was cancelled for the one scheduled at {scheduled} (concurrencyPolicy Replace)"))
                 .await;
             }
             tokio::spawn(scan_task(
@@ -414,11 +397,12 @@ async fn scan_task(
             }
             ctx.metrics.scan_outcome("failed");
             tracing::warn!(namespace, rule = name, error = %failure.message, "scheduled scan failed");
-            publish(
+            driver::publish(
                 &ctx,
-                &rule,
+                rule.as_ref(),
                 EventType::Warning,
                 reasons::SCAN_FAILED,
+                "Scan",
                 format!("scan scheduled for {scheduled} failed: {}", failure.message),
             )
             .await;
@@ -675,26 +659,6 @@ pub(super) async fn read_secrets<K: PlanopsKind>(
         }
     }
     Ok(StaticSecrets(map))
-}
-
-pub(super) async fn publish(
-    ctx: &Context,
-    rule: &ExceptionRule,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Scan".into(),
-        secondary: None,
-    };
-    ctx.api_limiter.until_ready().await;
-    if let Err(err) = ctx.recorder.publish(&event, &rule.object_ref(&())).await {
-        tracing::warn!(rule = %rule.name_any(), error = %err, "could not publish event");
-    }
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::driver::{DEFAULT_RESYNC, Reconciler, settle};
+use super::driver::{DEFAULT_RESYNC, ReconcileRequests, Reconciler, settle};
 use super::routes;
 use super::validate::{FieldError, check_json_path};
 use super::{Context, Error};
@@ -98,10 +98,6 @@ struct State {
 
 #[derive(Default)]
 struct Inner {
-    notify: Vec<(
-        Option<String>,
-        mpsc::UnboundedSender<ObjectRef<SupplierConnector>>,
-    )>,
     connectors: HashMap<Key, State>,
 }
 
@@ -109,6 +105,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Suppliers {
     inner: Mutex<Inner>,
+    /// A poll page or a webhook delivery asks for a reconcile, which writes the counts.
+    requests: ReconcileRequests<SupplierConnector>,
 }
 
 impl Suppliers {
@@ -124,19 +122,15 @@ impl Suppliers {
         &self,
         scope: Option<String>,
     ) -> mpsc::UnboundedReceiver<ObjectRef<SupplierConnector>> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut inner = self.lock();
-        inner.notify.retain(|(s, _)| *s != scope);
-        inner.notify.push((scope, tx));
-        rx
+        self.requests.start(scope)
     }
 
     /// Called when the controllers stop (shutdown, lost lease): stops every
     /// poll loop; counts and cursor are read from the status again when this
     /// replica leads next, as another leader may have moved them.
     pub fn stop_all(&self) {
+        self.requests.stop_all();
         let mut inner = self.lock();
-        inner.notify.clear();
         for state in inner.connectors.values_mut() {
             if let Some(task) = state.poll.take() {
                 task.token.cancel();
@@ -183,12 +177,7 @@ impl Suppliers {
     }
 
     fn notify(&self, connector: &ObjectRef<SupplierConnector>) {
-        for (scope, tx) in &self.lock().notify {
-            if scope.is_none() || *scope == connector.namespace {
-                // The receiver is gone only while controllers stop.
-                let _ = tx.send(connector.clone());
-            }
-        }
+        self.requests.request(connector);
     }
 
     /// Reads counts and cursor from the status once per leadership.
