@@ -1,6 +1,7 @@
-//! Two operator replicas: exactly one holds the Lease and reconciles; when it
-//! is killed, the other takes over; on SIGTERM the leader exits cleanly and
-//! releases the Lease.
+//! Two operator replicas: exactly one holds the Lease, reconciles and labels
+//! its Pod for the gateway Service; when it is killed, the other takes over
+//! (and the label with it); on SIGTERM the leader exits cleanly and releases
+//! the Lease.
 
 mod common;
 mod support;
@@ -8,7 +9,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
+use kube::api::PostParams;
 use support::*;
 
 const LEASE_SECONDS: u64 = 6;
@@ -23,6 +26,40 @@ async fn holder(cluster: &common::TestCluster, ns: &str) -> Option<String> {
         .and_then(|l| l.spec)
         .and_then(|s| s.holder_identity)
         .filter(|h| !h.is_empty())
+}
+
+/// Pod objects named like the replicas (nothing runs them: there is no
+/// kubelet), for the replicas to label.
+async fn pods(cluster: &common::TestCluster, ns: &str, names: &[&str]) {
+    cluster.create_service_account(ns, "default").await;
+    let api: Api<Pod> = Api::namespaced(cluster.client(), ns);
+    for name in names {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"containers": [{"name": "operator", "image": "planops:test"}]},
+        }))
+        .expect("a Pod");
+        api.create(&PostParams::default(), &pod)
+            .await
+            .unwrap_or_else(|e| panic!("creating Pod {name}: {e}"));
+    }
+}
+
+/// The replicas whose Pod carries the gateway label, sorted.
+async fn labelled(cluster: &common::TestCluster, ns: &str) -> Vec<String> {
+    let api: Api<Pod> = Api::namespaced(cluster.client(), ns);
+    let mut names: Vec<String> = api
+        .list(&kube::api::ListParams::default().labels("planops.io/gateway=active"))
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 async fn leader_gauge(op: &OperatorProcess) -> Option<bool> {
@@ -47,9 +84,10 @@ async fn one_replica_leads_and_a_standby_takes_over_after_sigkill() {
     )
     .await;
 
-    let mut replicas = Vec::new();
-    for identity in ["replica-a", "replica-b"] {
-        replicas.push(
+    pods(cluster, &ns, &["replica-a", "replica-b"]).await;
+    let start = |identity: &'static str| {
+        let ns = ns.clone();
+        async move {
             OperatorProcess::start(
                 cluster,
                 OperatorOptions {
@@ -58,10 +96,15 @@ async fn one_replica_leads_and_a_standby_takes_over_after_sigkill() {
                     leader_election: true,
                     lease_duration_seconds: LEASE_SECONDS,
                     kubeconfig: None,
+                    label_leader_pod: true,
                 },
             )
-            .await,
-        );
+            .await
+        }
+    };
+    let mut replicas = Vec::new();
+    for identity in ["replica-a", "replica-b"] {
+        replicas.push(start(identity).await);
     }
     let first = eventually("a lease holder", || holder(cluster, &ns)).await;
     wait_ready(cluster, &ns, "OdooConnection", "odoo", "True", "Connected").await;
@@ -75,6 +118,11 @@ async fn one_replica_leads_and_a_standby_takes_over_after_sigkill() {
     .await;
     let leader_index = if flags.0 { 0 } else { 1 };
     assert_eq!(replicas[leader_index].identity, first);
+    // Only the leader's Pod is behind the gateway Service.
+    eventually("the leader's Pod labelled, and only it", || async {
+        (labelled(cluster, &ns).await == vec![first.clone()]).then_some(())
+    })
+    .await;
 
     let mut leader = replicas.remove(leader_index);
     leader.child.start_kill().expect("SIGKILL the leader");
@@ -89,6 +137,23 @@ async fn one_replica_leads_and_a_standby_takes_over_after_sigkill() {
     let takeover = killed_at.elapsed();
     eprintln!("takeover after {takeover:?} (lease duration {LEASE_SECONDS}s)");
     assert_eq!(second, standby.identity);
+    eventually("the new leader's Pod labelled", || async {
+        labelled(cluster, &ns).await.contains(&second).then_some(())
+    })
+    .await;
+    // The killed replica could not unlabel its Pod; restarted in the same Pod,
+    // it does so before anything else.
+    let first_identity: &'static str = if first == "replica-a" {
+        "replica-a"
+    } else {
+        "replica-b"
+    };
+    let _restarted = start(first_identity).await;
+    eventually(
+        "only the leader's Pod labelled after the restart",
+        || async { (labelled(cluster, &ns).await == vec![second.clone()]).then_some(()) },
+    )
+    .await;
     // A generous guard, not a timing assertion: the lease must have expired and been claimed.
     assert!(takeover < Duration::from_secs(LEASE_SECONDS * 5));
 
@@ -124,6 +189,7 @@ async fn sigterm_stops_the_leader_cleanly_and_releases_the_lease() {
                     leader_election: true,
                     lease_duration_seconds: LEASE_SECONDS,
                     kubeconfig: None,
+                    label_leader_pod: false,
                 },
             )
             .await

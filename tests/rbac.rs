@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
@@ -117,6 +117,17 @@ async fn service_account_kubeconfig(
 /// the Lease.
 async fn operator_works_with(cluster: &common::TestCluster, ns: &str, kubeconfig: &Path) {
     let odoo = odoo().await;
+    // The Pod the operator labels as the gateway's (nothing runs it: no kubelet).
+    cluster.create_service_account(ns, "default").await;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "chart-rbac"},
+        "spec": {"containers": [{"name": "operator", "image": "planops:test"}]},
+    }))
+    .expect("a Pod");
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), ns);
+    pods.create(&kube::api::PostParams::default(), &pod)
+        .await
+        .expect("creating the operator's Pod");
     let operator = OperatorProcess::start(
         cluster,
         OperatorOptions {
@@ -125,6 +136,7 @@ async fn operator_works_with(cluster: &common::TestCluster, ns: &str, kubeconfig
             leader_election: true,
             lease_duration_seconds: 15,
             kubeconfig: Some(kubeconfig),
+            label_leader_pod: true,
         },
     )
     .await;
@@ -154,6 +166,14 @@ async fn operator_works_with(cluster: &common::TestCluster, ns: &str, kubeconfig
         .spec
         .and_then(|s| s.holder_identity);
     assert_eq!(holder.as_deref(), Some(operator.identity.as_str()));
+    eventually(
+        "the leader's Pod labelled for the gateway Service",
+        || async {
+            let pod = pods.get("chart-rbac").await.ok()?;
+            (pod.metadata.labels?.get("planops.io/gateway")? == "active").then_some(())
+        },
+    )
+    .await;
 
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(cluster.client(), ns);
     let reported = eventually("an Event from the operator", || async {

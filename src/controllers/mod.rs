@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -114,6 +114,11 @@ pub struct OperatorArgs {
     /// Reconciliations run at once per kind.
     #[arg(long, env = "PLANOPS_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
+    /// Label this replica's own Pod (`--identity` in the Lease namespace) with
+    /// `planops.io/gateway=active` while it leads, so that a Service selecting
+    /// that label sends webhooks only to the replica that serves them.
+    #[arg(long, env = "PLANOPS_LABEL_LEADER_POD", default_value_t = false, action = clap::ArgAction::Set)]
+    pub label_leader_pod: bool,
     /// Requests per second PlanOps sends to the API server beyond its watches.
     #[arg(long, env = "PLANOPS_API_QPS", default_value_t = 20)]
     pub api_qps: u32,
@@ -234,16 +239,85 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         change_polls: routes::ChangePolls::default(),
     });
 
+    let gateway_pod = GatewayPod::from_args(&client, &args);
+    // A restarted container may find its Pod still labelled from before the crash.
+    gateway_pod.set(false).await;
     if args.leader_election {
-        run_with_leader_election(&args, &identity, ctx, scopes, shutdown.clone()).await?;
+        run_with_leader_election(
+            &args,
+            &identity,
+            ctx,
+            scopes,
+            &gateway_pod,
+            shutdown.clone(),
+        )
+        .await?;
     } else {
         metrics.leader.set(1);
+        gateway_pod.set(true).await;
         run_controllers(ctx, scopes, args.concurrency, shutdown.clone()).await;
     }
+    gateway_pod.set(false).await;
     shutdown.cancel();
     server.await.ok();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Label a leading replica puts on its own Pod: the chart's gateway Service
+/// selects it, so webhooks reach the one replica that has routes.
+pub const GATEWAY_POD_LABEL: &str = "planops.io/gateway";
+
+/// This replica's Pod, when `--label-leader-pod` is on.
+struct GatewayPod {
+    pod: Option<(Api<Pod>, String)>,
+}
+
+impl GatewayPod {
+    fn from_args(client: &Client, args: &OperatorArgs) -> GatewayPod {
+        if !args.label_leader_pod {
+            return GatewayPod { pod: None };
+        }
+        let Some(name) = args.identity.clone() else {
+            tracing::warn!(
+                "--label-leader-pod needs the Pod's name in --identity (POD_NAME); not labelling"
+            );
+            return GatewayPod { pod: None };
+        };
+        GatewayPod {
+            pod: Some((Api::namespaced(client.clone(), &args.lease_namespace), name)),
+        }
+    }
+
+    /// Adds or removes the label. A failure is logged: the gateway itself
+    /// still answers correctly (a standby says 503), only routing suffers.
+    async fn set(&self, serving: bool) {
+        let Some((api, name)) = &self.pod else {
+            return;
+        };
+        let value = if serving {
+            serde_json::json!("active")
+        } else {
+            serde_json::Value::Null
+        };
+        let patch = serde_json::json!({"metadata": {"labels": {GATEWAY_POD_LABEL: value}}});
+        for attempt in 1..=3 {
+            match api
+                .patch(
+                    name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(_) => return,
+                Err(err) if attempt == 3 => {
+                    tracing::warn!(pod = name, serving, error = %err, "could not label this Pod for the gateway Service");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500 * attempt)).await,
+            }
+        }
+    }
 }
 
 fn nonzero(n: u32) -> std::num::NonZeroU32 {
@@ -344,6 +418,7 @@ async fn run_with_leader_election(
     identity: &str,
     ctx: Arc<Context>,
     scopes: Vec<Option<String>>,
+    gateway_pod: &GatewayPod,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
@@ -373,10 +448,12 @@ async fn run_with_leader_election(
                     token.clone(),
                 ));
                 leading = Some((token, task));
+                gateway_pod.set(true).await;
             }
             (false, true) => {
                 tracing::warn!(identity, "lost the leader lease; stopping controllers");
                 ctx.metrics.leader.set(0);
+                gateway_pod.set(false).await;
                 if let Some((token, task)) = leading.take() {
                     token.cancel();
                     let _ = task.await;
@@ -394,6 +471,7 @@ async fn run_with_leader_election(
         }
     }
     if let Some((token, task)) = leading.take() {
+        gateway_pod.set(false).await;
         token.cancel();
         let _ = task.await;
     }

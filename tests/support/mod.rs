@@ -39,6 +39,8 @@ pub struct OperatorOptions<'a> {
     pub leader_election: bool,
     pub lease_duration_seconds: u64,
     pub kubeconfig: Option<&'a Path>,
+    /// `--label-leader-pod`: the Pod named `identity` in `namespace` must exist.
+    pub label_leader_pod: bool,
 }
 
 impl OperatorProcess {
@@ -56,6 +58,7 @@ impl OperatorProcess {
                 opts.lease_duration_seconds
             ))
             .arg(format!("--identity={}", opts.identity))
+            .arg(format!("--label-leader-pod={}", opts.label_leader_pod))
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,planops=debug")
             .stdin(Stdio::null())
@@ -78,6 +81,7 @@ impl OperatorProcess {
                 leader_election: false,
                 lease_duration_seconds: 15,
                 kubeconfig: None,
+                label_leader_pod: false,
             },
         )
         .await
@@ -174,7 +178,8 @@ pub fn condition(obj: &Value, type_: &str) -> Option<(String, String)> {
         })
 }
 
-/// Waits until the object's Ready condition has `status` and `reason`, at the current generation.
+/// Waits until the object's Ready condition has `status` and `reason`, at the
+/// current generation. On timeout the panic shows the last status seen.
 pub async fn wait_ready(
     cluster: &TestCluster,
     namespace: &str,
@@ -183,16 +188,28 @@ pub async fn wait_ready(
     status: &str,
     reason: &str,
 ) -> Value {
-    eventually(
-        &format!("{kind} {name} Ready={status}/{reason}"),
-        || async {
-            let obj = get(cluster, namespace, kind, name).await?;
+    let start = Instant::now();
+    let mut last = Value::Null;
+    loop {
+        if let Some(obj) = get(cluster, namespace, kind, name).await {
             let observed = obj["status"]["observedGeneration"] == obj["metadata"]["generation"];
-            let (s, r) = condition(&obj, "Ready")?;
-            (observed && s == status && r == reason).then_some(obj)
-        },
-    )
-    .await
+            if let Some((s, r)) = condition(&obj, "Ready")
+                && observed
+                && s == status
+                && r == reason
+            {
+                return obj;
+            }
+            last = obj;
+        }
+        assert!(
+            start.elapsed() < SETTLE,
+            "timed out waiting for {kind} {name} Ready={status}/{reason}; last seen: generation {} status {}",
+            last["metadata"]["generation"],
+            last["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 pub fn credentials_secret(name: &str) -> Value {

@@ -103,7 +103,10 @@ def check_restricted(deployment):
 
 
 def rules_of(role):
-    return {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+    rules = {}
+    for r in role["rules"]:
+        rules.setdefault((tuple(r["apiGroups"]), tuple(r["resources"])), set()).update(r["verbs"])
+    return rules
 
 
 def test_lint():
@@ -152,9 +155,12 @@ def test_defaults():
     assert rules[(("planops.io",), tuple(f"{k}/status" for k in KINDS))] == {"get", "patch", "update"}
     assert rules[(("planops.io",), tuple(f"{k}/finalizers" for k in KINDS))] == {"update"}
     assert rules[(("events.k8s.io",), ("events",))] == {"create", "patch"}
-    assert rules[(("",), ("secrets",))] == {"get", "list", "watch"}
+    # create: the hook token Secret of a rule with events; never patch or delete.
+    assert rules[(("",), ("secrets",))] == {"get", "list", "watch", "create"}
     assert rules[(("batch",), ("cronjobs",))] == {"get", "list", "watch", "create", "patch", "update", "delete"}
-    all_resources = {res for role in find(docs, "ClusterRole") + find(docs, "Role") for r in role["rules"] for res in r["resources"]}
+    # Pods only for the leader's own gateway label (patch), nothing else.
+    roles = [r for r in find(docs, "ClusterRole") + find(docs, "Role") if r["metadata"]["name"] != "planops-gateway-pod"]
+    all_resources = {res for role in roles for r in role["rules"] for res in r["resources"]}
     assert not all_resources & {"serviceaccounts", "roles", "rolebindings", "clusterroles", "pods", "*"}
     binding = one(docs, "ClusterRoleBinding", f"{NAMESPACE}-planops")
     assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
@@ -177,6 +183,12 @@ def test_defaults():
     service = one(docs, "Service", "planops", NAMESPACE)
     assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
     assert service["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    # Webhooks reach only the leader, which labels its own Pod.
+    gateway = one(docs, "Service", "planops-gateway", NAMESPACE)
+    assert gateway["spec"]["selector"] == {**dep["spec"]["selector"]["matchLabels"], "planops.io/gateway": "active"}
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["PLANOPS_LABEL_LEADER_POD"] == "true"
+    assert rules_of(one(docs, "Role", "planops-gateway-pod", NAMESPACE)) == {(("",), ("pods",)): {"patch"}}
 
     crds = find(docs, "CustomResourceDefinition")
     assert sorted(c["metadata"]["name"] for c in crds) == sorted(f"{k}.planops.io" for k in KINDS)
@@ -194,7 +206,7 @@ def test_tenant_mode():
     assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
     for ns in ("a", "b"):
         role = one(docs, "Role", "planops", ns)
-        assert rules_of(role)[(("",), ("secrets",))] == {"get", "list", "watch"}
+        assert rules_of(role)[(("",), ("secrets",))] == {"get", "list", "watch", "create"}
         binding = one(docs, "RoleBinding", "planops", ns)
         assert binding["subjects"][0]["namespace"] == NAMESPACE
         one(docs, "ServiceAccount", "planops-scan", ns)
@@ -249,6 +261,7 @@ def test_ingress_exposes_only_hooks():
     rule = one(docs, "Ingress")["spec"]["rules"][0]
     assert rule["host"] == "hooks.example.com"
     assert [p["path"] for p in rule["http"]["paths"]] == ["/hooks"]
+    assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "planops-gateway"
 
 
 def test_persistent_cache_and_spread():
