@@ -99,6 +99,30 @@ impl Granularity {
     }
 }
 
+/// The user's calendar day of a UTC datetime (UTC without a `tz`).
+fn local_date(utc: jiff::civil::DateTime, ctx: &Ctx) -> Date {
+    match &ctx.tz {
+        Some(tz) => jiff::tz::TimeZone::UTC
+            .to_zoned(utc)
+            .map(|z| z.with_time_zone(tz.clone()).date())
+            .unwrap_or(utc.date()),
+        None => utc.date(),
+    }
+}
+
+/// The UTC datetime of midnight of `day` in the user's time zone.
+fn utc_of_local_midnight(day: Date, ctx: &Ctx) -> jiff::civil::DateTime {
+    let midnight = day.to_datetime(Time::midnight());
+    match &ctx.tz {
+        Some(tz) => tz
+            .to_ambiguous_zoned(midnight)
+            .compatible()
+            .map(|z| z.with_time_zone(jiff::tz::TimeZone::UTC).datetime())
+            .unwrap_or(midnight),
+        None => midnight,
+    }
+}
+
 /// One parsed group-by.
 struct GroupBy {
     /// As asked: `date:month`, `product_id`.
@@ -422,8 +446,9 @@ impl Store {
         let value = self.get(mi, id, &g.field, ctx);
         match (g.granularity, value) {
             (Some(gran), Val::Date(d)) => Val::Date(gran.start(d)),
-            // Datetimes bucket in UTC: the simulator ignores the `tz` context.
-            (Some(gran), Val::Datetime(dt)) => Val::Date(gran.start(dt.date())),
+            // Datetimes are stored in UTC and bucket by the user's day (`tz`), as
+            // Odoo groups on `timezone(tz, field)`.
+            (Some(gran), Val::Datetime(dt)) => Val::Date(gran.start(local_date(dt, ctx))),
             (_, Val::Str(s)) if s.is_empty() => Val::False,
             (_, other) => other,
         }
@@ -441,8 +466,9 @@ impl Store {
         let leaf = |op: Operator, v: Value| Domain::from_conditions([Condition::new(&name, op, v)]);
         if let (Some(gran), Val::Date(start)) = (g.granularity, key) {
             let end = gran.end(*start);
+            // A datetime bucket's bounds are the local midnights, written in UTC.
             let text = |d: Date| match g.field.ftype {
-                FieldType::Datetime => value::format_datetime(d.to_datetime(Time::midnight())),
+                FieldType::Datetime => value::format_datetime(utc_of_local_midnight(d, ctx)),
                 _ => value::format_date(d),
             };
             let (from, to) = (text(*start), text(end));
@@ -733,6 +759,38 @@ mod tests {
             );
         }
         (a, b)
+    }
+
+    #[test]
+    fn datetimes_bucket_by_the_users_day_in_the_tz_context() {
+        let db = db(OdooVersion::V17);
+        let (a, _) = moves(&db);
+        // 2025-02-20 23:00 UTC is already 21 February in Brussels.
+        let domain = json!([["origin", "=", "RG"], ["product_id", "=", a]]);
+        let days = |context: Value| {
+            call(
+                &db,
+                "stock.move",
+                "read_group",
+                json!([domain, ["product_uom_qty:sum"], ["date:day"]]),
+                json!({"lazy": false, "orderby": "date:day asc", "context": context}),
+            )
+        };
+        let utc = days(json!({}));
+        assert_eq!(utc[1]["date:day"], json!("20 Feb 2025"));
+        let brussels = days(json!({"tz": "Europe/Brussels"}));
+        assert_eq!(brussels[1]["date:day"], json!("21 Feb 2025"));
+        assert_eq!(brussels[1]["product_uom_qty"], json!(3.0));
+        // The bounds are Brussels midnights, in UTC.
+        assert_eq!(
+            brussels[1]["__range"]["date:day"],
+            json!({"from": "2025-02-20 23:00:00", "to": "2025-02-21 23:00:00"})
+        );
+        // An unknown zone is ignored, as in Odoo.
+        assert_eq!(
+            days(json!({"tz": "Mars/Olympus"}))[1]["date:day"],
+            json!("20 Feb 2025")
+        );
     }
 
     #[test]

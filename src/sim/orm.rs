@@ -23,6 +23,8 @@ pub struct Ctx {
     pub to_date: Option<DateTime>,
     /// Incoming/outgoing moves dated before this are left out.
     pub from_date: Option<DateTime>,
+    /// The user's time zone (`tz`): `read_group` buckets datetimes in it.
+    pub tz: Option<jiff::tz::TimeZone>,
 }
 
 impl Ctx {
@@ -55,6 +57,10 @@ impl Ctx {
             location: present("location"),
             to_date: moment("to_date"),
             from_date: moment("from_date"),
+            // An unknown zone is ignored, as Odoo falls back to UTC.
+            tz: key("tz")
+                .and_then(Value::as_str)
+                .and_then(|name| jiff::tz::TimeZone::get(name).ok()),
         }
     }
 }
