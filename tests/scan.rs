@@ -31,9 +31,13 @@ use support::odoo::{self, count, create, deliveries, obj, vendor, warehouse};
 const TODAY: Date = date(2025, 3, 1);
 
 async fn start() -> SimServer {
+    start_version(OdooVersion::V17).await
+}
+
+async fn start_version(version: OdooVersion) -> SimServer {
     let cfg = SimConfig {
         database: "acme".into(),
-        version: OdooVersion::V17,
+        version,
         edition: Edition::Community,
         admin_password: "admin-pw".into(),
         dataset: DatasetParams {
@@ -639,6 +643,95 @@ async fn a_cleared_exception_resolves_its_activity() {
     assert_eq!(report.resolved.len(), 1);
     assert_eq!(count(&client, "mail.activity", marker).await, 1);
     server.shutdown().await;
+}
+
+/// A planner closes the activity without fixing the cause: it stays closed for
+/// `snoozeDays`, then comes back. Odoo deletes done activities on 16, and on
+/// 17+ unless the activity type keeps them (then it archives them).
+#[tokio::test]
+async fn an_activity_closed_by_a_planner_stays_quiet_for_the_snooze_on_every_version() {
+    for (version, keep_done) in [
+        (OdooVersion::V16, false),
+        (OdooVersion::V17, false),
+        (OdooVersion::V17, true),
+    ] {
+        let case = format!("{version:?}, keep_done {keep_done}");
+        let server = start_version(version).await;
+        let client = connect(&server).await;
+        if keep_done {
+            let todo = client
+                .search(
+                    "mail.activity.type",
+                    &json!([["name", "=", "To-Do"]]),
+                    &Default::default(),
+                )
+                .await
+                .unwrap();
+            client
+                .write("mail.activity.type", &todo, obj(json!({"keep_done": true})))
+                .await
+                .unwrap();
+        }
+        product(&client, "B", 150.0, None).await;
+        let spec = rule(COST_RULE);
+        let outcome = run(&client, "snooze", &spec).await;
+        act(&client, "snooze", &spec, &outcome.exceptions)
+            .await
+            .unwrap();
+        let marker = json!([["note", "ilike", "planops-rule test/snooze"]]);
+        let open = client
+            .search("mail.activity", &marker, &Default::default())
+            .await
+            .unwrap();
+        assert_eq!(open.len(), 1, "{case}");
+
+        client
+            .call(
+                planops::odoo::Call::new("mail.activity", "action_feedback")
+                    .ids(open)
+                    .kwarg("feedback", "checked, the price stays"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            count(&client, "mail.activity", marker.clone()).await,
+            0,
+            "{case}"
+        );
+
+        // The cost is still too high, but the planner has seen it.
+        let report = act(&client, "snooze", &spec, &outcome.exceptions)
+            .await
+            .unwrap();
+        assert!(
+            report
+                .results
+                .iter()
+                .any(|(_, o)| matches!(o, WriteOutcome::Snoozed)),
+            "{case}: {:?}",
+            report.results
+        );
+        assert_eq!(
+            count(&client, "mail.activity", marker.clone()).await,
+            0,
+            "{case}"
+        );
+
+        // Eight days later the snooze (7 days) is over.
+        let later = planops::engine::inputs::add_days(TODAY, 8);
+        let ctx = ActionContext {
+            rule: rule_ref("snooze"),
+            spec: &spec,
+            today: later,
+            secrets: &NoSecrets,
+        };
+        let plan = actions::plan(&spec, &outcome.exceptions, later);
+        actions::execute(&client, &ctx, &plan, &outcome.exceptions)
+            .await
+            .unwrap();
+        assert_eq!(count(&client, "mail.activity", marker).await, 1, "{case}");
+        server.shutdown().await;
+    }
 }
 
 #[tokio::test]

@@ -16,8 +16,9 @@
 //! lost ("committed, reply dropped") the records are looked up again by their key
 //! and only the missing ones are created, so a retry never duplicates. Activities of
 //! the rule whose exception no longer shows are marked done with a note
-//! (`action_feedback`). An activity a planner marked done is not re-raised for
-//! `snoozeDays` (default 7). `DryRun` plans and writes nothing.
+//! (`action_feedback`). An activity marked done is not re-raised for
+//! `snoozeDays` (default 7): Odoo's "done" message on the record, which quotes the
+//! activity's note and so its fingerprint, says when, on every version. `DryRun` plans and writes nothing.
 
 pub mod webhook;
 
@@ -614,6 +615,45 @@ async fn existing_activities(
     Ok(out)
 }
 
+/// The day each of this rule's activities was last marked done since `since`,
+/// by fingerprint. Odoo posts "… done" with the original note (which carries
+/// the fingerprint) on the record whatever becomes of the activity: deleted on
+/// 16, and on 17+ unless its type keeps done activities (then it is archived
+/// with `date_done`, which [`existing_activities`] reads).
+async fn done_since(
+    client: &OdooClient,
+    rule: &RuleRef<'_>,
+    since: Date,
+) -> Result<HashMap<String, Date>, ActionError> {
+    let what = "reading when this rule's activities were done";
+    let rows = client
+        .search_read_all(
+            "mail.message",
+            &json!([
+                ["body", "ilike", rule_marker(rule)],
+                ["mail_activity_type_id", "!=", false],
+                ["date", ">=", format!("{since} 00:00:00")]
+            ]),
+            &["body", "date"],
+            &Default::default(),
+        )
+        .await
+        .map_err(odoo_err(what))?;
+    let mut done: HashMap<String, Date> = HashMap::new();
+    for row in &rows {
+        let Some(when) = row.datetime("date").map_err(odoo_err(what))? else {
+            continue;
+        };
+        let day = when.to_zoned(jiff::tz::TimeZone::UTC).date();
+        let body = row.str_field("body").ok().flatten().unwrap_or_default();
+        for fingerprint in fingerprints_in(body) {
+            let entry = done.entry(fingerprint).or_insert(day);
+            *entry = (*entry).max(day);
+        }
+    }
+    Ok(done)
+}
+
 fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -644,6 +684,7 @@ async fn activities(
         .map(|a| (a.id, a.fingerprint.clone()))
         .collect();
     let snooze_since = add_days(ctx.today, -i64::from(ctx.spec.snooze_days.unwrap_or(7)));
+    let done = done_since(client, &ctx.rule, snooze_since).await?;
     let type_name = spec.activity_type.as_deref().unwrap_or("To-Do");
     let activity_type = find_activity_type(client, type_name).await?;
     let members = assignee_users(client, &spec.assignee).await?;
@@ -659,10 +700,11 @@ async fn activities(
             outcomes[i] = Some(WriteOutcome::Existing(a.id));
             continue;
         }
-        if mine
+        let done_lately = mine
             .iter()
             .any(|a| a.date_done.is_some_and(|d| d >= snooze_since))
-        {
+            || done.get(&e.fingerprint).is_some_and(|d| *d >= snooze_since);
+        if done_lately {
             outcomes[i] = Some(WriteOutcome::Snoozed);
             continue;
         }

@@ -123,12 +123,11 @@ impl Store {
     }
 
     /// `mail.activity.action_feedback(feedback)` / `action_done()`: posts the
-    /// "activity done" message on each activity's record, then (16) deletes
-    /// the activities or (17+) archives them with their done date, which is
-    /// what PlanOps' snooze logic reads back. Odoo 17+ archives only when the
-    /// activity type has `keep_done` and deletes otherwise; the simulator keeps
-    /// every done activity so both outcomes' readers can be tested. Returns
-    /// the first message id, or `false`.
+    /// "activity done" message on each activity's record (Odoo's
+    /// `mail.message_activity_done`: type, summary, the original note and the
+    /// feedback, with `mail_activity_type_id`), then deletes the activities,
+    /// except on 17+ when their type has `keep_done`: those are archived with
+    /// their done date. Returns the first message id, or `false`.
     pub fn activity_done(
         &mut self,
         ids: &[i64],
@@ -183,6 +182,16 @@ impl Store {
                 html_escape(&type_name),
                 html_escape(&summary)
             );
+            // The note is HTML already (an Html field), as Odoo renders it.
+            if let Some(note) = self
+                .slot_value(ai, id, "note")
+                .as_str()
+                .filter(|n| !n.is_empty())
+            {
+                body.push_str(&format!(
+                    "<div><div>Original note:</div><div>{note}</div></div>"
+                ));
+            }
             if let Some(feedback) = feedback.filter(|f| !f.is_empty()) {
                 body.push_str(&format!("<div>Feedback: {}</div>", html_escape(feedback)));
             }
@@ -212,7 +221,13 @@ impl Store {
                 }
                 first_message.get_or_insert(message);
             }
-            if self.version >= OdooVersion::V17 {
+            let keep_done = self.version >= OdooVersion::V17
+                && type_id.is_some_and(|t| {
+                    self.model_index("mail.activity.type").is_ok_and(|ti| {
+                        matches!(self.slot_value(ti, t, "keep_done"), Val::Bool(true))
+                    })
+                });
+            if keep_done {
                 let mut vals = Map::new();
                 vals.insert("active".into(), json!(false));
                 vals.insert(

@@ -918,6 +918,11 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     )
     .default_val(Val::str("suggest"));
     m.int("sequence", "Sequence").default_val(Val::Int(10));
+    if version >= OdooVersion::V17 {
+        // 17+: done activities of such a type are archived instead of deleted.
+        m.boolean("keep_done", "Keep Done")
+            .default_val(Val::Bool(false));
+    }
     m.active().order("sequence, id");
     models.push(m.build());
 
