@@ -131,6 +131,35 @@ impl Store {
         Ok(Value::Bool(true))
     }
 
+    /// Odoo stores `request_status` as a computed field depending on the
+    /// approvers' statuses: creating or writing approver lines recomputes it.
+    pub fn approvers_changed(
+        &mut self,
+        model: &str,
+        ids: &[i64],
+        ctx: &Ctx,
+    ) -> Result<(), OrmError> {
+        if model != "approval.approver" || ids.is_empty() {
+            return Ok(());
+        }
+        let rows = self.read_rows("approval.approver", ids, &["request_id"], ctx)?;
+        let mut requests: Vec<i64> = rows
+            .iter()
+            .filter_map(|r| {
+                r.get("request_id")
+                    .and_then(Value::as_array)?
+                    .first()?
+                    .as_i64()
+            })
+            .collect();
+        requests.sort_unstable();
+        requests.dedup();
+        for request in requests {
+            self.recompute_request_status(request, ctx)?;
+        }
+        Ok(())
+    }
+
     fn request_minimum(&self, request: &Value, ctx: &Ctx) -> Result<i64, OrmError> {
         let category = request
             .get("category_id")

@@ -714,6 +714,7 @@ fn dispatch(
             match args.get(0, "vals_list").or_else(|| args.named.get("vals")) {
                 Some(Value::Object(vals)) => {
                     let id = store.create(model, vals, &ctx)?;
+                    store.approvers_changed(model, &[id], &ctx)?;
                     run_automations(store, model, &[id], AutomationEvent::Create, &ctx)?;
                     Ok(json!(id))
                 }
@@ -725,6 +726,7 @@ fn dispatch(
                         })?;
                         ids.push(store.create(model, vals, &ctx)?);
                     }
+                    store.approvers_changed(model, &ids, &ctx)?;
                     run_automations(store, model, &ids, AutomationEvent::Create, &ctx)?;
                     Ok(json!(ids))
                 }
@@ -746,6 +748,7 @@ fn dispatch(
                     ))
                 })?;
             store.write(model, &ids, &vals, &ctx)?;
+            store.approvers_changed(model, &ids, &ctx)?;
             run_automations(store, model, &ids, AutomationEvent::Write(&vals), &ctx)?;
             Ok(Value::Bool(true))
         }
@@ -1852,6 +1855,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(status(&db, r), json!("approved"));
+        // request_status is computed from the lines: writing one recomputes it.
+        let line = call(
+            &db,
+            "approval.approver",
+            "search",
+            json!([[["request_id", "=", r]]]),
+            json!({}),
+        )
+        .unwrap();
+        call(
+            &db,
+            "approval.approver",
+            "write",
+            json!([line, {"status": "pending"}]),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(status(&db, r), json!("pending"));
         let r2 = request(&db);
         call(
             &db,
