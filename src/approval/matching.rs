@@ -221,7 +221,7 @@ pub fn select(request: &GovernedRequest, candidates: &[Candidate<'_>]) -> Option
         })
         .collect();
     matching.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(b.0)));
-    let (winner, reasons, best) = matching.first()?.clone();
+    let (winner, reasons, best) = *matching.first()?;
     let mut explanation = format!(
         "policy {winner} governs this {} of {} {}: {}",
         kind_label(request.kind),
