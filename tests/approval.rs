@@ -261,12 +261,13 @@ impl World {
                     .await
                     .unwrap();
                 if !approve {
-                    // Odoo asks for the refusal reason in the chatter of the request.
+                    // The refusal reason goes in the request's chatter (the UI posts comments).
                     client
                         .call(
                             Call::new("approval.request", "message_post")
                                 .ids(vec![request])
-                                .kwarg("body", reason),
+                                .kwarg("body", reason)
+                                .kwarg("message_type", "comment"),
                         )
                         .await
                         .unwrap();
@@ -478,9 +479,7 @@ async fn rejection_cancels(edition: Edition) {
         panic!("expected rejection, got {step:?}")
     };
     assert_eq!(by, "buyer.bob");
-    if w.backend == Backend::Activity {
-        assert_eq!(reason, "price too high");
-    }
+    assert_eq!(reason, "price too high");
     let decision = FinalDecision::Rejected {
         by,
         reason: reason.clone(),
@@ -764,4 +763,52 @@ async fn policy_domains_are_answered_by_odoo() {
             .is_err()
     );
     let _ = odoo_io::outcome_action(&spec, true);
+}
+
+/// A crash after `button_confirm` and before the audit note: the next call
+/// writes the note and confirms nothing again; a restarted controller's
+/// `open` finds the same request and writes nothing.
+#[tokio::test]
+async fn restart_between_confirm_and_note_neither_duplicates_nor_loses_the_outcome() {
+    let w = world(Edition::Enterprise).await;
+    let pending = w.open().await;
+    w.decide(&pending, "buyer.bob", true, "").await;
+    w.admin
+        .call(Call::new("purchase.order", "button_confirm").ids(vec![w.rfq]))
+        .await
+        .unwrap();
+    let calls_before = w.server.db.call_count();
+    let reopened = w.open().await;
+    assert!(!reopened.created);
+    assert_eq!(reopened.request_id, pending.request_id);
+    assert!(w.server.db.call_count() > calls_before);
+    assert_eq!(w.requests().await, 1);
+    let (step, _) = w.step(&reopened, 1).await;
+    let Step::Approved { by, .. } = step else {
+        panic!("{step:?}")
+    };
+    let decision = FinalDecision::Approved {
+        by,
+        level: "buyers".into(),
+    };
+    let report = carry_out(&w.admin, &reopened, &w.gate(), &decision)
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        OutcomeReport::AlreadyDone {
+            state: "purchase".into()
+        }
+    );
+    assert_eq!(w.notes("approval-outcome").await, 1);
+    let report = carry_out(&w.admin, &reopened, &w.gate(), &decision)
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        OutcomeReport::AlreadyDone {
+            state: "purchase".into()
+        }
+    );
+    assert_eq!(w.notes("approval-outcome").await, 1);
 }

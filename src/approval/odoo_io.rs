@@ -844,10 +844,84 @@ pub async fn poll(
                         .then(|| "refused in the Approvals app".into()),
                 });
             }
+            refusal_reasons(client, request, directory, &mut out.decisions).await?;
             Ok(out)
         }
         Backend::Activity => poll_activities(client, pending, directory).await,
     }
+}
+
+/// The Approvals app has no reason field: approvers write it in the request's
+/// chatter. Only when there is a refusal, one more read takes each refuser's
+/// latest comment on the request as the reason.
+async fn refusal_reasons(
+    client: &OdooClient,
+    request: i64,
+    directory: &[Approver],
+    decisions: &mut [Decision],
+) -> Result<(), ApprovalError> {
+    let partners: HashMap<i64, i64> = decisions
+        .iter()
+        .filter(|d| d.verdict == Verdict::Refuse)
+        .filter_map(|d| {
+            let partner = directory.iter().find(|a| a.uid == d.uid)?.partner_id?;
+            Some((partner, d.uid))
+        })
+        .collect();
+    if partners.is_empty() {
+        return Ok(());
+    }
+    let rows = client
+        .search_read(
+            "mail.message",
+            &json!([
+                ["model", "=", "approval.request"],
+                ["res_id", "=", request],
+                ["message_type", "=", "comment"],
+                [
+                    "author_id",
+                    "in",
+                    partners.keys().copied().collect::<Vec<_>>()
+                ]
+            ]),
+            &["body", "author_id"],
+            &SearchOptions {
+                order: Some("id desc".into()),
+                ..SearchOptions::default()
+            },
+        )
+        .await
+        .map_err(odoo_err("reading refusal reasons"))?;
+    for row in &rows {
+        let Some(uid) = many2one_id(row, "author_id").and_then(|p| partners.get(&p)) else {
+            continue;
+        };
+        let text = strip_html(row.str_field("body").ok().flatten().unwrap_or_default());
+        if text.is_empty() {
+            continue;
+        }
+        for d in decisions.iter_mut() {
+            // Rows come newest first: keep the first reason found per refuser.
+            if d.uid == *uid && d.note.as_deref() == Some("refused in the Approvals app") {
+                d.note = Some(text.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn strip_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    html_unescape(out.trim())
 }
 
 async fn poll_activities(
