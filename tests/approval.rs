@@ -812,3 +812,39 @@ async fn restart_between_confirm_and_note_neither_duplicates_nor_loses_the_outco
     );
     assert_eq!(w.notes("approval-outcome").await, 1);
 }
+
+/// Someone puts the confirmed RFQ back to draft in Odoo: the approval was
+/// already carried out, so PlanOps does not confirm it a second time.
+#[tokio::test]
+async fn an_rfq_reset_to_draft_after_the_outcome_is_not_confirmed_again() {
+    let w = world(Edition::Community).await;
+    let pending = w.open().await;
+    w.decide(&pending, "buyer.bob", true, "").await;
+    let (step, _) = w.step(&pending, 1).await;
+    let Step::Approved { by, .. } = step else {
+        panic!("{step:?}")
+    };
+    let decision = FinalDecision::Approved {
+        by,
+        level: "buyers".into(),
+    };
+    assert_eq!(
+        carry_out(&w.admin, &pending, &w.gate(), &decision)
+            .await
+            .unwrap(),
+        OutcomeReport::Confirmed
+    );
+    w.admin
+        .write("purchase.order", &[w.rfq], obj(json!({"state": "draft"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        carry_out(&w.admin, &pending, &w.gate(), &decision)
+            .await
+            .unwrap(),
+        OutcomeReport::AlreadyDone {
+            state: "draft".into()
+        }
+    );
+    assert_eq!(w.rfq_state().await, "draft");
+}

@@ -412,6 +412,13 @@ mod tests {
     }
 
     #[test]
+    fn no_levels_never_panics_and_reports_a_breach() {
+        let e = evaluate(&[], &state(0), &[d(11, "bob", Verdict::Approve)], at(1));
+        assert!(matches!(e.step, Step::LastLevelBreached { level: 0, .. }));
+        assert_eq!(e.refused.len(), 1);
+    }
+
+    #[test]
     fn the_requester_refusing_is_also_set_aside() {
         let e = evaluate(
             &levels(),

@@ -26,6 +26,14 @@
 //! | `Activity` | `mail.activity` on the RFQ, one per approver | fingerprint in `note`, user |
 //! | both | chatter note on the RFQ per automated write | "fingerprint + tag" in the body |
 //!
+//! Restarts: nothing needs to survive in memory. Calling [`odoo_io::open`]
+//! again finds the request by fingerprint, writes nothing, and returns the
+//! same [`Pending`] with `opened_at` read from Odoo's `create_date`, so the SLA
+//! clock does not restart; [`odoo_io::Observed::level`] recovers the level
+//! from the approvers Odoo already involves (a level whose approvers are all
+//! also approvers of an earlier level cannot be told apart; it reads as the
+//! earlier one until the clock escalates it again, which writes nothing new).
+//!
 //! `Activity` convention (Community has no approvals model): each approver of
 //! the level gets a "To approve" activity whose summary carries the fingerprint.
 //! The approver marks it done with feedback starting with `approved` (or `ok`)

@@ -697,11 +697,7 @@ async fn open_activities(
         )
         .await
         .map_err(odoo_err("reading the approval activities"))?;
-    Ok((
-        None,
-        created > 0 && index == 0 && created == rows.len(),
-        opened_at(&rows),
-    ))
+    Ok((None, created > 0, opened_at(&rows)))
 }
 
 /// Adds level `to`'s approvers and records the escalation note on the RFQ
@@ -1168,6 +1164,12 @@ pub async fn carry_out(
         .await
         .map_err(odoo_err("looking for the outcome note"))?
         .is_empty();
+    if noted {
+        // The note is written only after the button succeeded, so it proves the
+        // outcome was carried out, even if someone has since put the RFQ back
+        // to draft in Odoo: confirming again would not be "exactly once".
+        return Ok(OutcomeReport::AlreadyDone { state });
+    }
     let draft = matches!(state.as_str(), "draft" | "sent" | "to approve");
     let (method, report) = match action {
         ApprovalOutcomeAction::ConfirmPurchase => {
@@ -1199,9 +1201,6 @@ pub async fn carry_out(
         }
         ApprovalOutcomeAction::None => (None, OutcomeReport::Recorded),
     };
-    if method.is_none() && noted {
-        return Ok(OutcomeReport::AlreadyDone { state });
-    }
     if let Some(method) = method {
         client
             .call(
