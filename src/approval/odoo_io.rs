@@ -431,11 +431,17 @@ async fn read_rfq(client: &OdooClient, rfq_id: i64) -> Result<(String, String), 
     Ok((text("name")?, text("state")?))
 }
 
+/// The SLA clock's origin: the earliest `create_date`. Odoo always returns it;
+/// if it ever did not, "now" keeps the gate working but restarts the clock on
+/// every call, which is worth a warning.
 fn opened_at(rows: &[Record]) -> Timestamp {
     rows.iter()
         .filter_map(|r| r.datetime("create_date").ok().flatten())
         .min()
-        .unwrap_or_else(Timestamp::now)
+        .unwrap_or_else(|| {
+            tracing::warn!("approval record without create_date; the SLA clock starts now");
+            Timestamp::now()
+        })
 }
 
 /// Asks for approval of the first level. Safe to repeat: an existing request
