@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod api;
+pub mod approval;
 pub mod automation;
 pub mod cli;
 pub mod controllers;

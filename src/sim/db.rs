@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value, json};
 
+#[path = "approvals.rs"]
+mod approvals;
 #[path = "dataset.rs"]
 pub mod dataset;
 #[path = "eval.rs"]
@@ -712,6 +714,7 @@ fn dispatch(
             match args.get(0, "vals_list").or_else(|| args.named.get("vals")) {
                 Some(Value::Object(vals)) => {
                     let id = store.create(model, vals, &ctx)?;
+                    store.approvers_changed(model, &[id], &ctx)?;
                     run_automations(store, model, &[id], AutomationEvent::Create, &ctx)?;
                     Ok(json!(id))
                 }
@@ -723,6 +726,7 @@ fn dispatch(
                         })?;
                         ids.push(store.create(model, vals, &ctx)?);
                     }
+                    store.approvers_changed(model, &ids, &ctx)?;
                     run_automations(store, model, &ids, AutomationEvent::Create, &ctx)?;
                     Ok(json!(ids))
                 }
@@ -744,6 +748,7 @@ fn dispatch(
                     ))
                 })?;
             store.write(model, &ids, &vals, &ctx)?;
+            store.approvers_changed(model, &ids, &ctx)?;
             run_automations(store, model, &ids, AutomationEvent::Write(&vals), &ctx)?;
             Ok(Value::Bool(true))
         }
@@ -875,6 +880,24 @@ fn dispatch(
             };
             // Done activities are archived in 17+: the ids may be inactive.
             store.activity_done(&ids, feedback.as_deref(), &ctx)
+        }
+        "button_confirm" | "button_cancel" if model == "purchase.order" => {
+            check_access(store, uid, model, "write")?;
+            let ids = args.ids(model, method)?;
+            if method == "button_confirm" {
+                store.po_button_confirm(&ids, &ctx)
+            } else {
+                store.po_button_cancel(&ids, &ctx)
+            }
+        }
+        "action_confirm" | "action_approve" | "action_refuse" if model == "approval.request" => {
+            check_access(store, uid, model, "write")?;
+            let ids = args.ids(model, method)?;
+            match method {
+                "action_confirm" => store.approval_confirm(&ids, &ctx),
+                "action_approve" => store.approval_decide(&ids, "approved", &ctx),
+                _ => store.approval_decide(&ids, "refused", &ctx),
+            }
         }
         "check_access_rights" => {
             let operation = args
@@ -1690,6 +1713,203 @@ mod tests {
                 json!({})
             ),
             Err(OrmError::UnknownModel(_))
+        ));
+    }
+
+    #[test]
+    fn purchase_confirm_cancel_and_approval_workflow() {
+        let db = Database::new(SimConfig {
+            version: OdooVersion::V17,
+            edition: Edition::Enterprise,
+            today: jiff::civil::date(2025, 3, 10),
+            ..SimConfig::default()
+        });
+        let po = call(
+            &db,
+            "purchase.order",
+            "create",
+            json!([[{"partner_id": 1}]]),
+            json!({}),
+        )
+        .unwrap()[0]
+            .as_i64()
+            .unwrap();
+        let state = |db: &Database| {
+            call(
+                db,
+                "purchase.order",
+                "read",
+                json!([[po], ["state"]]),
+                json!({}),
+            )
+            .unwrap()[0]["state"]
+                .clone()
+        };
+        call(
+            &db,
+            "purchase.order",
+            "button_confirm",
+            json!([[po]]),
+            json!({}),
+        )
+        .unwrap();
+        call(
+            &db,
+            "purchase.order",
+            "button_confirm",
+            json!([[po]]),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(state(&db), json!("purchase"));
+        call(
+            &db,
+            "purchase.order",
+            "button_cancel",
+            json!([[po]]),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(state(&db), json!("cancel"));
+        // A cancelled order is not confirmed by a late button_confirm.
+        call(
+            &db,
+            "purchase.order",
+            "button_confirm",
+            json!([[po]]),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(state(&db), json!("cancel"));
+
+        let bob = db.authenticate("buyer.bob", "buyer.bob").unwrap();
+        let alice = db.authenticate("buyer.alice", "buyer.alice").unwrap();
+        let category = call(
+            &db,
+            "approval.category",
+            "create",
+            json!([[{"name": "C", "approval_minimum": 1}]]),
+            json!({}),
+        )
+        .unwrap()[0]
+            .as_i64()
+            .unwrap();
+        let request = |db: &Database| {
+            let r = call(
+                db,
+                "approval.request",
+                "create",
+                json!([[{"name": "R", "category_id": category}]]),
+                json!({}),
+            )
+            .unwrap()[0]
+                .as_i64()
+                .unwrap();
+            call(
+                db,
+                "approval.approver",
+                "create",
+                json!([[{"request_id": r, "user_id": bob}]]),
+                json!({}),
+            )
+            .unwrap();
+            r
+        };
+        let status = |db: &Database, r: i64| {
+            call(
+                db,
+                "approval.request",
+                "read",
+                json!([[r], ["request_status"]]),
+                json!({}),
+            )
+            .unwrap()[0]["request_status"]
+                .clone()
+        };
+        let r = request(&db);
+        call(
+            &db,
+            "approval.request",
+            "action_confirm",
+            json!([[r]]),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(status(&db, r), json!("pending"));
+        // Not an approver: nothing changes.
+        db.execute_kw(
+            alice,
+            "approval.request",
+            "action_approve",
+            vec![json!([r])],
+            Map::new(),
+        )
+        .unwrap();
+        assert_eq!(status(&db, r), json!("pending"));
+        db.execute_kw(
+            bob,
+            "approval.request",
+            "action_approve",
+            vec![json!([r])],
+            Map::new(),
+        )
+        .unwrap();
+        assert_eq!(status(&db, r), json!("approved"));
+        // request_status is computed from the lines: writing one recomputes it.
+        let line = call(
+            &db,
+            "approval.approver",
+            "search",
+            json!([[["request_id", "=", r]]]),
+            json!({}),
+        )
+        .unwrap();
+        call(
+            &db,
+            "approval.approver",
+            "write",
+            json!([line, {"status": "pending"}]),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(status(&db, r), json!("pending"));
+        let r2 = request(&db);
+        call(
+            &db,
+            "approval.request",
+            "action_confirm",
+            json!([[r2]]),
+            json!({}),
+        )
+        .unwrap();
+        db.execute_kw(
+            bob,
+            "approval.request",
+            "action_refuse",
+            vec![json!([r2])],
+            Map::new(),
+        )
+        .unwrap();
+        assert_eq!(status(&db, r2), json!("refused"));
+        // Fewer approvers than the category minimum cannot be submitted.
+        call(
+            &db,
+            "approval.category",
+            "write",
+            json!([[category], {"approval_minimum": 2}]),
+            json!({}),
+        )
+        .unwrap();
+        let r3 = request(&db);
+        assert!(matches!(
+            call(
+                &db,
+                "approval.request",
+                "action_confirm",
+                json!([[r3]]),
+                json!({})
+            ),
+            Err(OrmError::User(_))
         ));
     }
 }
