@@ -6,8 +6,10 @@
 //! is refused and recorded; retries and lost replies create nothing twice; an
 //! unanswered level escalates once.
 
+mod common;
+mod support;
+
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use jiff::SignedDuration;
 use jiff::civil::{Date, date};
@@ -21,9 +23,7 @@ use planops::approval::{
     PendingState, ResolvedLevel, Step, carry_out, escalate, evaluate, open, poll, record_refusals,
     resolve_backend, resolve_levels, select,
 };
-use planops::odoo::{
-    Call, OdooClient, OdooConfig, RateLimitConfig, RecordExt, RetryConfig, SearchOptions, Secret,
-};
+use planops::odoo::{Call, OdooClient, RecordExt, SearchOptions, Secret};
 use planops::sim::{DatasetParams, Edition, FaultConfig, OdooVersion, SimConfig, SimServer};
 use serde_json::{Map, Value, json};
 
@@ -48,21 +48,7 @@ async fn start(edition: Edition) -> SimServer {
 }
 
 async fn connect_as(server: &SimServer, login: &str, key: String) -> OdooClient {
-    let mut cfg = OdooConfig::new(&server.url, server.db.name(), login, Secret::new(key));
-    cfg.timeout = Duration::from_secs(10);
-    cfg.retry = RetryConfig {
-        max_attempts: 8,
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(50),
-        budget: Duration::from_secs(30),
-    };
-    cfg.rate_limit = RateLimitConfig {
-        rps: 10_000.0,
-        burst: 10_000,
-        max_concurrent: 8,
-        calls_per_minute: None,
-    };
-    OdooClient::connect(cfg).await.unwrap()
+    support::odoo::connect_to(server, server.db.name(), login, Secret::new(key)).await
 }
 
 async fn admin(server: &SimServer) -> OdooClient {

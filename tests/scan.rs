@@ -60,7 +60,7 @@ async fn connect(server: &SimServer) -> OdooClient {
     } else {
         Secret::new(key)
     };
-    let client = odoo::connect_to(server, "acme", secret).await;
+    let client = odoo::connect_to(server, "acme", "admin", secret).await;
     // Real Odoo lists every model in ir.model; a simulator that does not yet gets
     // the rows activities point to.
     for (model, name) in [

@@ -7,10 +7,15 @@ use planops::odoo::{OdooClient, OdooConfig, RateLimitConfig, RetryConfig, Search
 use planops::sim::SimServer;
 use serde_json::{Map, Value, json};
 
-/// A client for `database` of `server` with generous limits, so that tests
+/// A client for `login` on `database` of `server` with generous limits, so that tests
 /// are never slowed by the rate limiter and ride out injected faults.
-pub async fn connect_to(server: &SimServer, database: &str, secret: Secret) -> OdooClient {
-    let mut cfg = OdooConfig::new(&server.url, database, "admin", secret);
+pub async fn connect_to(
+    server: &SimServer,
+    database: &str,
+    login: &str,
+    secret: Secret,
+) -> OdooClient {
+    let mut cfg = OdooConfig::new(&server.url, database, login, secret);
     cfg.timeout = Duration::from_secs(10);
     cfg.retry = RetryConfig {
         max_attempts: 8,
@@ -34,6 +39,7 @@ pub async fn connect(server: &SimServer) -> OdooClient {
     connect_to(
         server,
         server.db.name(),
+        "admin",
         Secret::new(server.db.admin_api_key()),
     )
     .await
