@@ -10,6 +10,8 @@
 //!
 //! `cargo bench --bench gateway` (`PLANOPS_BENCH_SECONDS=5` to change the run length).
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -167,7 +169,7 @@ fn main() {
     let seconds: u64 = std::env::var("PLANOPS_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(if support::full_run() { 5 } else { 1 });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

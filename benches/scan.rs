@@ -12,6 +12,8 @@
 //! projectedStockout/demandSpike are not benched: they need the simulator's
 //! `read_group` and per-warehouse quantities, which it does not serve yet.
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -307,7 +309,13 @@ async fn main() {
     let sizes: Vec<usize> = std::env::var("PLANOPS_BENCH_SIZES")
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1_000, 10_000, 50_000]);
+        .unwrap_or_else(|| {
+            if support::full_run() {
+                vec![1_000, 10_000, 50_000]
+            } else {
+                vec![1_000]
+            }
+        });
     println!(
         "\nScan cost, 3 warehouses, {HISTORY_DAYS} days of history, medians (runs in brackets)"
     );
