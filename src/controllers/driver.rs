@@ -119,6 +119,11 @@ async fn cleanup<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action
     Ok(Action::await_change())
 }
 
+/// How soon an object waiting for its OdooConnection looks again, whatever
+/// the watches say (see [`apply`]). Such a look writes nothing when nothing
+/// changed.
+const DEPENDENCY_RECHECK: Duration = Duration::from_secs(5);
+
 async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let previous = obj.status().cloned().unwrap_or_default();
     let generation = obj.meta().generation;
@@ -145,11 +150,21 @@ async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, 
         None
     } else {
         let after = evaluate_active(obj.clone(), ctx.clone(), &mut conditions, &mut status).await?;
-        if after.is_none() {
-            let reason = conditions.reason(ct::READY).unwrap_or_default().to_string();
-            K::inactive(&obj, &ctx, &mut conditions, &mut status, &reason);
+        match after {
+            Some(after) => Some(after),
+            None => {
+                let reason = conditions.reason(ct::READY).unwrap_or_default().to_string();
+                K::inactive(&obj, &ctx, &mut conditions, &mut status, &reason);
+                // The connection's change reaches this controller's watch and the
+                // shared connection index by two streams; when the watch wins, this
+                // reconcile read the old connection, and no later event would come.
+                matches!(
+                    reason.as_str(),
+                    reasons::CONNECTION_NOT_FOUND | reasons::CONNECTION_NOT_READY
+                )
+                .then_some(DEPENDENCY_RECHECK)
+            }
         }
-        after
     };
 
     let handled = obj
