@@ -32,7 +32,7 @@ use crate::api::common::SecretKeyRef;
 use crate::api::rule::{ActionSpec, Assignee, ExceptionRuleSpec, RuleMode};
 use crate::engine::inputs::add_days;
 use crate::engine::{ExceptionNumbers, PlanningException, RuleRef, Severity, SubjectKind};
-use crate::odoo::{Call, ExternalId, OdooClient, OdooError, Record, RecordExt, Secret};
+use crate::odoo::{Call, OdooClient, OdooError, Record, RecordExt, Secret};
 
 /// Why actions could not be carried out.
 #[derive(Debug, thiserror::Error)]
@@ -882,51 +882,9 @@ async fn assignee_users(client: &OdooClient, a: &Assignee) -> Result<Vec<i64>, A
     let Some(group) = &a.group else {
         return Ok(Vec::new());
     };
-    let group_id = match group.split_once('.') {
-        Some((module, name)) if !group.contains(' ') => {
-            let Ok(xmlid) = ExternalId::new(module, name) else {
-                return Ok(Vec::new());
-            };
-            client
-                .resolve_external_id(&xmlid)
-                .await
-                .map_err(odoo_err("finding the assignee group"))?
-                .map(|(_, id)| id)
-        }
-        _ => {
-            let short = group.rsplit(" / ").next().unwrap_or(group);
-            client
-                .search(
-                    "res.groups",
-                    &json!([["name", "=", short]]),
-                    &crate::odoo::SearchOptions::limit(1),
-                )
-                .await
-                .map_err(odoo_err("finding the assignee group"))?
-                .first()
-                .copied()
-        }
-    };
-    let Some(group_id) = group_id else {
-        return Ok(Vec::new());
-    };
-    let users_field = if client.info().version.major >= 19 {
-        "user_ids"
-    } else {
-        "users"
-    };
-    let rows = client
-        .read("res.groups", &[group_id], &[users_field])
+    crate::odoo::users::group_member_ids(client, group)
         .await
-        .map_err(odoo_err("reading the assignee group"))?;
-    let mut ids = rows
-        .first()
-        .map(|r| r.ids(users_field))
-        .transpose()
-        .map_err(odoo_err("reading the assignee group"))?
-        .unwrap_or_default();
-    ids.sort_unstable();
-    Ok(ids)
+        .map_err(odoo_err("reading the assignee group"))
 }
 
 /// Members of a group take turns: the fingerprint picks one, so the same exception

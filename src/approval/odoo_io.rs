@@ -95,14 +95,6 @@ pub async fn domain_membership(
     Ok(out)
 }
 
-fn users_field(client: &OdooClient) -> &'static str {
-    if client.info().version.major >= 19 {
-        "user_ids"
-    } else {
-        "users"
-    }
-}
-
 async fn users_by(client: &OdooClient, domain: Value) -> Result<Vec<Approver>, ApprovalError> {
     let rows = client
         .search_read(
@@ -139,47 +131,6 @@ pub async fn user_by_login(
         .next())
 }
 
-async fn group_members(client: &OdooClient, group: &str) -> Result<Vec<i64>, ApprovalError> {
-    let group_id = match group.split_once('.') {
-        Some((module, name)) if !group.contains(' ') => match ExternalId::new(module, name) {
-            Ok(xmlid) => client
-                .resolve_external_id(&xmlid)
-                .await
-                .map_err(odoo_err("finding an approver group"))?
-                .map(|(_, id)| id),
-            Err(_) => None,
-        },
-        _ => {
-            // Full names read "Purchase / Administrator"; Odoo stores the last part.
-            let short = group.rsplit(" / ").next().unwrap_or(group);
-            client
-                .search(
-                    "res.groups",
-                    &json!([["name", "=", short]]),
-                    &SearchOptions::limit(1),
-                )
-                .await
-                .map_err(odoo_err("finding an approver group"))?
-                .first()
-                .copied()
-        }
-    };
-    let Some(group_id) = group_id else {
-        return Ok(Vec::new());
-    };
-    let field = users_field(client);
-    let rows = client
-        .read("res.groups", &[group_id], &[field])
-        .await
-        .map_err(odoo_err("reading an approver group"))?;
-    Ok(rows
-        .first()
-        .map(|r| r.ids(field))
-        .transpose()
-        .map_err(odoo_err("reading an approver group"))?
-        .unwrap_or_default())
-}
-
 /// Resolves every level's logins and groups to active users (sorted by id so
 /// notes and activities come out in a stable order).
 pub async fn resolve_levels(
@@ -190,7 +141,11 @@ pub async fn resolve_levels(
     for level in levels {
         let mut uids: Vec<i64> = Vec::new();
         for group in &level.groups {
-            uids.extend(group_members(client, group).await?);
+            uids.extend(
+                crate::odoo::users::group_member_ids(client, group)
+                    .await
+                    .map_err(odoo_err("reading an approver group"))?,
+            );
         }
         let domain = json!(["|", ["login", "in", level.users], ["id", "in", uids]]);
         let mut approvers = users_by(client, domain).await?;

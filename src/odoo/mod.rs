@@ -18,6 +18,7 @@ pub mod retry;
 pub mod secret;
 pub mod stats;
 pub mod transport;
+pub mod users;
 pub mod values;
 pub mod version;
 
