@@ -702,31 +702,9 @@ mod operator {
             cluster,
             ns,
             server,
-            json!("http://planops-gateway.example:8081/"),
+            Some("http://planops-gateway.example:8081/"),
         )
         .await;
-    }
-
-    async fn connect_odoo_with(
-        cluster: &common::TestCluster,
-        ns: &str,
-        server: &SimServer,
-        callback: Value,
-    ) {
-        apply(
-            cluster,
-            ns,
-            &json!({
-                "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "odoo-credentials"},
-                "stringData": {"login": "admin", "apiKey": server.db.admin_api_key()},
-            }),
-        )
-        .await;
-        let mut conn = connection("odoo", "odoo-credentials", &server.url);
-        conn["spec"]["callbackBaseUrl"] = callback;
-        apply(cluster, ns, &conn).await;
-        wait_ready(cluster, ns, "OdooConnection", "odoo", "True", "Connected").await;
     }
 
     fn event_rule(name: &str, policy: &str) -> Value {
@@ -923,7 +901,7 @@ mod operator {
         let server = start(OdooVersion::V19).await;
         let client = connect(&server).await;
         let _operator = OperatorProcess::simple(cluster, &ns).await;
-        connect_odoo_with(cluster, &ns, &server, Value::Null).await;
+        connect_odoo_with(cluster, &ns, &server, None).await;
         apply(cluster, &ns, &event_rule("r", "Delete")).await;
         wait_ready(cluster, &ns, "ExceptionRule", "r", "False", "NoCallbackUrl").await;
         wait_synced(cluster, &ns, "r", "False", "NoCallbackUrl").await;

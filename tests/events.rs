@@ -67,20 +67,8 @@ async fn connect_operator(
     server: &SimServer,
     operator: &OperatorProcess,
 ) {
-    apply(
-        cluster,
-        ns,
-        &json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "odoo-credentials"},
-            "stringData": {"login": "admin", "apiKey": server.db.admin_api_key()},
-        }),
-    )
-    .await;
-    let mut conn = connection("odoo", "odoo-credentials", &server.url);
-    conn["spec"]["callbackBaseUrl"] = json!(format!("http://127.0.0.1:{}", operator.port));
-    apply(cluster, ns, &conn).await;
-    wait_ready(cluster, ns, "OdooConnection", "odoo", "True", "Connected").await;
+    let callback = format!("http://127.0.0.1:{}", operator.port);
+    connect_odoo_with(cluster, ns, server, Some(&callback)).await;
 }
 
 async fn activities(client: &OdooClient, ns: &str, rule: &str) -> Vec<(String, i64)> {

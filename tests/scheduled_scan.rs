@@ -62,27 +62,6 @@ fn marker(ns: &str, rule: &str) -> Value {
     json!([["note", "ilike", format!("planops-rule {ns}/{rule}")]])
 }
 
-/// Secret and connection to `server`, Ready.
-async fn connect_odoo(cluster: &common::TestCluster, ns: &str, server: &SimServer) {
-    apply(
-        cluster,
-        ns,
-        &json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "odoo-credentials"},
-            "stringData": {"login": "admin", "apiKey": server.db.admin_api_key()},
-        }),
-    )
-    .await;
-    apply(
-        cluster,
-        ns,
-        &connection("odoo", "odoo-credentials", &server.url),
-    )
-    .await;
-    wait_ready(cluster, ns, "OdooConnection", "odoo", "True", "Connected").await;
-}
-
 /// A rule that flags every product with a cost (the data set gives them all one)
 /// and gives each an activity.
 fn cost_rule(name: &str, schedule: Value) -> Value {

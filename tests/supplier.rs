@@ -710,23 +710,7 @@ async fn the_operator_polls_applies_each_confirmation_once_and_resumes_after_a_r
     let url = supplier_api(feed.clone()).await;
 
     let operator = OperatorProcess::simple(cluster, &ns).await;
-    apply(
-        cluster,
-        &ns,
-        &json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "odoo-credentials"},
-            "stringData": {"login": "admin", "apiKey": server.db.admin_api_key()},
-        }),
-    )
-    .await;
-    apply(
-        cluster,
-        &ns,
-        &connection("odoo", "odoo-credentials", &server.url),
-    )
-    .await;
-    wait_ready(cluster, &ns, "OdooConnection", "odoo", "True", "Connected").await;
+    connect_odoo(cluster, &ns, &server).await;
     apply(
         cluster,
         &ns,

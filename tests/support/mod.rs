@@ -212,6 +212,50 @@ pub async fn wait_ready(
     }
 }
 
+/// The Secret `odoo-credentials` (admin and the simulator's API key) and the
+/// OdooConnection `odoo` to `server`, with Odoo calling back to `callback`
+/// when given; waits until the connection is Ready.
+pub async fn connect_odoo_with(
+    cluster: &TestCluster,
+    namespace: &str,
+    server: &planops::sim::SimServer,
+    callback: Option<&str>,
+) {
+    apply(
+        cluster,
+        namespace,
+        &serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "odoo-credentials"},
+            "stringData": {"login": "admin", "apiKey": server.db.admin_api_key()},
+        }),
+    )
+    .await;
+    let mut conn = connection("odoo", "odoo-credentials", &server.url);
+    if let Some(callback) = callback {
+        conn["spec"]["callbackBaseUrl"] = serde_json::json!(callback);
+    }
+    apply(cluster, namespace, &conn).await;
+    wait_ready(
+        cluster,
+        namespace,
+        "OdooConnection",
+        "odoo",
+        "True",
+        "Connected",
+    )
+    .await;
+}
+
+/// [`connect_odoo_with`] without a callback URL.
+pub async fn connect_odoo(
+    cluster: &TestCluster,
+    namespace: &str,
+    server: &planops::sim::SimServer,
+) {
+    connect_odoo_with(cluster, namespace, server, None).await;
+}
+
 pub fn credentials_secret(name: &str) -> Value {
     serde_json::json!({
         "apiVersion": "v1", "kind": "Secret",
