@@ -22,6 +22,7 @@
 
 pub mod webhook;
 
+use crate::odoo::values::html_escape;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
@@ -652,12 +653,6 @@ async fn done_since(
         }
     }
     Ok(done)
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 fn marked_html(ctx: &ActionContext<'_>, e: &PlanningException) -> String {

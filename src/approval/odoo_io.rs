@@ -5,6 +5,7 @@
 //! only what is missing, and after an ambiguous failure ("Odoo committed but
 //! the reply was lost") read again before creating, so nothing exists twice.
 
+use crate::odoo::values::html_escape;
 use std::collections::{HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
@@ -235,12 +236,6 @@ fn kind_label(kind: GovernedAction) -> &'static str {
         GovernedAction::AllocationChange => "Allocation change",
         GovernedAction::SafetyStockException => "Safety-stock exception",
     }
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// A request waiting in Odoo.

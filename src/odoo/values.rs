@@ -150,6 +150,15 @@ pub fn format_datetime(ts: jiff::Timestamp) -> String {
         .to_string()
 }
 
+/// `text` made safe inside the HTML of an Odoo `Html` field (notes, message
+/// bodies): what PlanOps writes there is text, never markup.
+pub fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

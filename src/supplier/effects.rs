@@ -24,6 +24,7 @@
 //! the first write; an event naming a product the PO does not have is rejected
 //! with nothing written.
 
+use crate::odoo::values::html_escape;
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
@@ -431,13 +432,6 @@ fn planned_value(current: Option<&str>, date: Date) -> Option<String> {
         .filter(|t| t.len() == 8)
         .unwrap_or("12:00:00");
     Some(format!("{date} {time}"))
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn note_body(
