@@ -151,11 +151,23 @@ async fn execute_kw(
     args: Value,
     kwargs: Value,
 ) -> Value {
+    execute_kw_as(server, (2, "admin-pw"), model, method, args, kwargs).await
+}
+
+/// `execute_kw` as the user `(uid, password)`.
+async fn execute_kw_as(
+    server: &SimServer,
+    (uid, password): (i64, &str),
+    model: &str,
+    method: &str,
+    args: Value,
+    kwargs: Value,
+) -> Value {
     jsonrpc(
         server,
         "/jsonrpc",
         json!({"service": "object", "method": "execute_kw",
-               "args": ["acme", 2, "admin-pw", model, method, args, kwargs]}),
+               "args": ["acme", uid, password, model, method, args, kwargs]}),
         None,
     )
     .await
@@ -1316,6 +1328,130 @@ async fn automation_webhooks_fire_for_matching_records_only() {
                     .starts_with("Notify receiver(#")
             );
         }
+        server.shutdown().await;
+    }
+}
+
+/// `ir.cron` as each version has it: `numbercall`/`doall` up to 17 (a new
+/// cron runs once unless told otherwise), the failure counters from 18, where
+/// writing the old fields is an invalid-field error; the interval must be
+/// positive; only Settings may create crons; "Run Manually" stamps `lastcall`.
+#[tokio::test]
+async fn ir_cron_fields_and_rules_follow_the_version() {
+    for version in ALL_VERSIONS {
+        let server = start(version).await;
+        let label = format!("{version:?}");
+        let old_fields = matches!(version, OdooVersion::V16 | OdooVersion::V17);
+        let fields = execute_kw(
+            &server,
+            "ir.cron",
+            "fields_get",
+            json!([]),
+            json!({"attributes": ["type"]}),
+        )
+        .await;
+        let fields = &fields["result"];
+        for name in ["numbercall", "doall"] {
+            assert_eq!(fields.get(name).is_some(), old_fields, "{label}: {name}");
+        }
+        for name in ["failure_count", "first_failure_date"] {
+            assert_eq!(fields.get(name).is_some(), !old_fields, "{label}: {name}");
+        }
+        let model_id = model_id(&server, "res.partner").await;
+        let mut vals = json!({"name": "Demand sync", "model_id": model_id, "state": "code",
+            "code": "model._planops_sync()", "interval_number": 15, "interval_type": "minutes"});
+        let created = execute_kw(
+            &server,
+            "ir.cron",
+            "create",
+            json!([vals.clone()]),
+            json!({}),
+        )
+        .await;
+        let cron = created["result"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{label}: {created}"));
+        let read = execute_kw(&server, "ir.cron", "read", json!([[cron]]), json!({})).await;
+        let record = &read["result"][0];
+        assert_eq!(record["interval_number"], 15, "{label}");
+        assert_eq!(record["interval_type"], "minutes", "{label}");
+        assert_eq!(record["active"], true, "{label}");
+        assert_eq!(record["lastcall"], false, "{label}");
+        if old_fields {
+            assert_eq!(record["numbercall"], 1, "{label}: runs once by default");
+        } else {
+            assert_eq!(record["failure_count"], 0, "{label}");
+        }
+
+        vals["numbercall"] = json!(-1);
+        let with_numbercall = execute_kw(
+            &server,
+            "ir.cron",
+            "create",
+            json!([vals.clone()]),
+            json!({}),
+        )
+        .await;
+        if old_fields {
+            assert!(
+                with_numbercall["result"].as_i64().is_some(),
+                "{label}: {with_numbercall}"
+            );
+        } else {
+            assert_error_shape(&with_numbercall, 200, "builtins.ValueError");
+            assert!(
+                with_numbercall["error"]["data"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("Invalid field 'numbercall' on model 'ir.cron'")),
+                "{label}: {with_numbercall}"
+            );
+        }
+
+        let zero = execute_kw(
+            &server,
+            "ir.cron",
+            "write",
+            json!([[cron], {"interval_number": 0}]),
+            json!({}),
+        )
+        .await;
+        assert_error_shape(&zero, 200, "odoo.exceptions.ValidationError");
+        assert!(
+            zero["error"]["data"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("strictly positive")),
+            "{label}: {zero}"
+        );
+
+        let by_planner = execute_kw_as(
+            &server,
+            (3, "planner"),
+            "ir.cron",
+            "create",
+            json!([{"name": "Mine", "model_id": model_id, "interval_number": 1}]),
+            json!({}),
+        )
+        .await;
+        assert_error_shape(&by_planner, 200, "odoo.exceptions.AccessError");
+
+        let triggered = execute_kw(
+            &server,
+            "ir.cron",
+            "method_direct_trigger",
+            json!([[cron]]),
+            json!({}),
+        )
+        .await;
+        assert_eq!(triggered["result"], true, "{label}: {triggered}");
+        let read = execute_kw(
+            &server,
+            "ir.cron",
+            "read",
+            json!([[cron], ["lastcall"]]),
+            json!({}),
+        )
+        .await;
+        assert!(read["result"][0]["lastcall"].is_string(), "{label}: {read}");
         server.shutdown().await;
     }
 }

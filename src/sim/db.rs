@@ -890,6 +890,19 @@ fn dispatch(
                 store.po_button_cancel(&ids, &ctx)
             }
         }
+        // "Run Manually": the simulator runs no Python, so only the bookkeeping
+        // Odoo does after running the code is visible.
+        "method_direct_trigger" if model == "ir.cron" => {
+            check_access(store, uid, model, "write")?;
+            let ids = args.ids(model, method)?;
+            let mut vals = Map::new();
+            vals.insert(
+                "lastcall".into(),
+                json!(value::format_datetime(store.now())),
+            );
+            store.write(model, &ids, &vals, &ctx)?;
+            Ok(Value::Bool(true))
+        }
         "action_confirm" | "action_approve" | "action_refuse" if model == "approval.request" => {
             check_access(store, uid, model, "write")?;
             let ids = args.ids(model, method)?;

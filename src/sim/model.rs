@@ -1512,7 +1512,10 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
         &[("auto", "Auto"), ("manual", "Manual")],
     )
     .default_val(Val::str("auto"));
-    m.m2o("warehouse_id", "Warehouse", "stock.warehouse").req();
+    // Indexed: replenishment reads orderpoints by warehouse.
+    m.m2o("warehouse_id", "Warehouse", "stock.warehouse")
+        .req()
+        .index();
     m.m2o("location_id", "Location", "stock.location").req();
     m.m2o("product_id", "Product", "product.product")
         .req()

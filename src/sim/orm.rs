@@ -4,7 +4,7 @@
 use jiff::civil::DateTime;
 use serde_json::{Map, Value, json};
 
-use super::model::{DefaultValue, FieldDef, FieldType, Storage};
+use super::model::{DefaultValue, FieldDef, FieldType, ModelDef, Storage};
 use super::store::Store;
 use super::value::{self, Val};
 use crate::odoo::domain::{Condition, Domain, Expr, Operator};
@@ -507,6 +507,7 @@ impl Store {
                     _ => Val::False,
                 },
             };
+            check_constraint(&def, field, &slots[slot])?;
             if field.required
                 && slots[slot].is_false()
                 && field.ftype != FieldType::Boolean
@@ -720,6 +721,7 @@ impl Store {
                         } else {
                             value::from_json(&field, raw).map_err(|e| OrmError::Value(e.0))?
                         };
+                        check_constraint(&def, &field, &new_value)?;
                         if field.required
                             && new_value.is_false()
                             && !field.ftype.is_numeric()
@@ -861,4 +863,20 @@ impl Store {
         }
         Ok(Value::Array(out))
     }
+}
+
+/// The SQL `CHECK` constraints of the models served that a client can hit,
+/// reported as Odoo reports a violated constraint.
+fn check_constraint(def: &ModelDef, field: &FieldDef, value: &Val) -> Result<(), OrmError> {
+    // ir_cron's `check_strictly_positive_interval`.
+    if def.name == "ir.cron"
+        && field.name == "interval_number"
+        && matches!(value, Val::Int(n) if *n <= 0)
+    {
+        return Err(OrmError::Validation(
+            "The operation cannot be completed: The interval number must be a strictly positive number."
+                .into(),
+        ));
+    }
+    Ok(())
 }
