@@ -122,7 +122,7 @@ async fn cleanup<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action
 /// How soon an object waiting for its OdooConnection looks again, whatever
 /// the watches say (see [`apply`]). Such a look writes nothing when nothing
 /// changed.
-const DEPENDENCY_RECHECK: Duration = Duration::from_secs(5);
+pub(super) const DEPENDENCY_RECHECK: Duration = Duration::from_secs(5);
 
 async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let previous = obj.status().cloned().unwrap_or_default();

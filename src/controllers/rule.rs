@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::driver::{self, DEFAULT_RESYNC, Reconciler, settle};
+use super::driver::{self, DEFAULT_RESYNC, DEPENDENCY_RECHECK, Reconciler, settle};
 use super::routes;
 use super::validate::{FieldError, check_domain, check_schedule};
 use super::{Context, Error};
@@ -193,13 +193,11 @@ impl Reconciler for ExceptionRule {
             // already does.
             Some(problem) if !scan_failed => {
                 problem.report(conditions);
-                Ok(if problem.transient {
-                    SYNC_RETRY
-                } else {
-                    DEFAULT_RESYNC
-                })
+                Ok(problem.retry.unwrap_or(DEFAULT_RESYNC))
             }
-            Some(problem) if problem.transient => Ok(SYNC_RETRY),
+            Some(SyncProblem {
+                retry: Some(retry), ..
+            }) => Ok(retry),
             _ => Ok(DEFAULT_RESYNC),
         }
     }
@@ -305,13 +303,14 @@ fn inactive_schedule(
 struct SyncProblem {
     reason: &'static str,
     message: String,
-    /// Passes by itself (retry soon); otherwise someone has to fix something.
-    transient: bool,
+    /// When to look again, for a problem that passes by itself; `None`:
+    /// someone has to fix something.
+    retry: Option<Duration>,
 }
 
 impl SyncProblem {
     fn report(&self, conditions: &mut ConditionSet) {
-        let (reconciling, stalled) = if self.transient {
+        let (reconciling, stalled) = if self.retry.is_some() {
             (ConditionStatus::True, ConditionStatus::False)
         } else {
             (ConditionStatus::False, ConditionStatus::True)
@@ -355,12 +354,19 @@ async fn sync_automation(
     };
 
     let Some(client) = client else {
-        return fail(
+        let problem = fail(
             conditions,
             reasons::ODOO_UNREACHABLE,
             format!("OdooConnection {connection_label} has no connected client yet"),
             true,
         );
+        // The client appears with the connection's first probe after a start
+        // or failover; the rule's route and automation should follow within
+        // seconds, not at the next retry of an unreachable Odoo.
+        return problem.map(|p| SyncProblem {
+            retry: Some(DEPENDENCY_RECHECK),
+            ..p
+        });
     };
     let major = client.info().version.major;
     if major < automation::MIN_WEBHOOK_VERSION {
@@ -609,7 +615,7 @@ fn fail(
     Some(SyncProblem {
         reason,
         message,
-        transient,
+        retry: transient.then_some(SYNC_RETRY),
     })
 }
 

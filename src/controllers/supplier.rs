@@ -27,7 +27,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::driver::{DEFAULT_RESYNC, ReconcileRequests, Reconciler, settle};
+use super::driver::{DEFAULT_RESYNC, DEPENDENCY_RECHECK, ReconcileRequests, Reconciler, settle};
 use super::routes;
 use super::validate::{FieldError, check_json_path};
 use super::{Context, Error};
@@ -305,7 +305,9 @@ impl Reconciler for SupplierConnector {
                 status,
                 format!("OdooConnection {namespace}/{connection} has no connected client yet"),
             );
-            return Ok(Duration::from_secs(30));
+            // The client comes with the connection's first probe: the route
+            // should be back within seconds of a start or failover.
+            return Ok(DEPENDENCY_RECHECK);
         };
 
         let partner = match partner(&ctx, &client, &namespace, &name, &obj.spec.supplier).await {
