@@ -27,6 +27,8 @@ enum LogFormat {
 enum Command {
     /// Run the operator: reconcile PlanOps resources in the cluster.
     Operator(planops::controllers::OperatorArgs),
+    /// Run the webhook gateway alone (its own Deployment): check inbound events and pass them to the operator's leader.
+    Gateway(planops::controllers::edge::EdgeArgs),
     /// Write the CustomResourceDefinitions generated from the Rust types.
     Crdgen(planops::cli::crdgen::CrdgenArgs),
     /// Run the Odoo simulator (JSON-RPC, XML-RPC and JSON-2) with a seeded data set.
@@ -59,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
     init_tracing(cli.log_format);
     match cli.command {
         Command::Operator(args) => planops::controllers::run(args).await,
+        Command::Gateway(args) => planops::controllers::edge::run(args).await,
         Command::Crdgen(args) => planops::cli::crdgen::run(args),
         Command::OdooSim(args) => planops::sim::run(args).await,
         Command::Demo(args) => planops::cli::demo::run(args).await,

@@ -9,6 +9,10 @@
 //!   rule the connector names raises its activity at once, a replay has no
 //!   effect, and bad signatures, stale timestamps, oversize, malformed and
 //!   unmappable deliveries are refused with nothing written.
+//! - The gateway as its own Deployment: two `planops gateway` replicas check
+//!   events and pass them to the leader; the same supplier event through both
+//!   has one effect, forgeries stop at the edge, and an Odoo hint that arrives
+//!   while no leader answers is held and acted on once one does.
 
 mod common;
 mod support;
@@ -125,6 +129,58 @@ async fn gateway_metric(
         .sum()
 }
 
+/// Two products at risk of a stockout (the first is the one ordered below);
+/// the warehouse and the first product.
+async fn stockout_fixture(client: &OdooClient) -> (odoo::TestWarehouse, i64) {
+    let wh = warehouse(client).await;
+    let acme = vendor(client, "Acme Test Supplies").await;
+    let ordered = product(client, "E2E-1", 20.0, Some((acme, 5))).await;
+    let bystander = product(client, "E2E-2", 20.0, Some((acme, 5))).await;
+    for p in [ordered, bystander] {
+        deliveries(client, &wh, p, today(), 60, 3.0, 3.0).await;
+    }
+    (wh, ordered)
+}
+
+/// A draft sales order for 40 of `item`: confirming it makes the stockout.
+async fn large_order(client: &OdooClient, wh: &odoo::TestWarehouse, item: i64) -> i64 {
+    let customer = create(client, "res.partner", json!({"name": "Test Customer"})).await;
+    let order = create(
+        client,
+        "sale.order",
+        json!({"partner_id": customer, "warehouse_id": wh.id}),
+    )
+    .await;
+    create(
+        client,
+        "sale.order.line",
+        json!({"order_id": order, "product_id": item, "name": "E2E-1", "product_uom_qty": 40.0, "price_unit": 30.0}),
+    )
+    .await;
+    order
+}
+
+/// `stockout`: no schedule, so whatever it raises comes from the event path.
+fn stockout_rule() -> Value {
+    json!({
+        "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
+        "metadata": {"name": "stockout"},
+        "spec": {
+            "connectionRef": {"name": "odoo"},
+            "scope": {"productDomain": "[('default_code', '=like', 'E2E-%')]", "warehouses": ["TW1"]},
+            "detector": {"projectedStockout": {"horizonDays": 30, "historyDays": 60}},
+            "triggers": {"events": {
+                "model": "sale.order",
+                "operations": ["Write"],
+                "watchedFields": ["state"],
+                "filterDomain": "[('state', '=', 'sale')]",
+                "pollIntervalSeconds": 5,
+            }},
+            "actions": [{"activity": {"assignee": {"user": "admin"}}}],
+        },
+    })
+}
+
 #[tokio::test]
 async fn a_confirmed_sales_order_raises_the_stockout_activity_through_the_odoo_automation() {
     confirmed_order_raises_the_stockout_activity(OdooVersion::V17).await;
@@ -142,39 +198,12 @@ async fn confirmed_order_raises_the_stockout_activity(version: OdooVersion) {
     let (cluster, ns) = setup("ev-odoo").await;
     let server = start_sim_version(version).await;
     let client = odoo::connect(&server).await;
-    let wh = warehouse(&client).await;
-    let acme = vendor(&client, "Acme Test Supplies").await;
-    let ordered = product(&client, "E2E-1", 20.0, Some((acme, 5))).await;
-    let bystander = product(&client, "E2E-2", 20.0, Some((acme, 5))).await;
-    for p in [ordered, bystander] {
-        deliveries(&client, &wh, p, today(), 60, 3.0, 3.0).await;
-    }
+    let (wh, ordered) = stockout_fixture(&client).await;
 
     let operator = OperatorProcess::simple(cluster, &ns).await;
     connect_operator(cluster, &ns, &server, &operator).await;
     // No schedule: whatever appears in Odoo comes from the event path.
-    apply(
-        cluster,
-        &ns,
-        &json!({
-            "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
-            "metadata": {"name": "stockout"},
-            "spec": {
-                "connectionRef": {"name": "odoo"},
-                "scope": {"productDomain": "[('default_code', '=like', 'E2E-%')]", "warehouses": ["TW1"]},
-                "detector": {"projectedStockout": {"horizonDays": 30, "historyDays": 60}},
-                "triggers": {"events": {
-                    "model": "sale.order",
-                    "operations": ["Write"],
-                    "watchedFields": ["state"],
-                    "filterDomain": "[('state', '=', 'sale')]",
-                    "pollIntervalSeconds": 5,
-                }},
-                "actions": [{"activity": {"assignee": {"user": "admin"}}}],
-            },
-        }),
-    )
-    .await;
+    apply(cluster, &ns, &stockout_rule()).await;
     let expected = if webhooks {
         ("True".to_string(), "InSync".to_string())
     } else {
@@ -186,19 +215,7 @@ async fn confirmed_order_raises_the_stockout_activity(version: OdooVersion) {
     })
     .await;
 
-    let customer = create(&client, "res.partner", json!({"name": "Test Customer"})).await;
-    let order = create(
-        &client,
-        "sale.order",
-        json!({"partner_id": customer, "warehouse_id": wh.id}),
-    )
-    .await;
-    create(
-        &client,
-        "sale.order.line",
-        json!({"order_id": order, "product_id": ordered, "name": "E2E-1", "product_uom_qty": 40.0, "price_unit": 30.0}),
-    )
-    .await;
+    let order = large_order(&client, &wh, ordered).await;
     assert!(activities(&client, &ns, "stockout").await.is_empty());
 
     let confirmed = Instant::now();
@@ -313,27 +330,31 @@ async fn planned(client: &OdooClient, line: i64) -> String {
         .to_string()
 }
 
-#[tokio::test]
-async fn a_signed_supplier_delay_moves_the_date_once_and_raises_the_delay_at_once() {
-    let (cluster, ns) = setup("ev-supplier").await;
-    let server = start_sim().await;
-    let client = odoo::connect(&server).await;
+/// A confirmed purchase order from Acme (`ACME-4711`) for 100 of `E2E-S1`, due in 4 days.
+struct AcmeOrder {
+    po: i64,
+    line: i64,
+    po_name: String,
+    eta: Date,
+}
+
+async fn acme_order(client: &OdooClient) -> AcmeOrder {
     let acme = create(
-        &client,
+        client,
         "res.partner",
         json!({"name": "Acme Supplies", "is_company": true, "supplier_rank": 1, "ref": "ACME"}),
     )
     .await;
-    let item = product(&client, "E2E-S1", 10.0, Some((acme, 5))).await;
+    let item = product(client, "E2E-S1", 10.0, Some((acme, 5))).await;
     let eta = planops::engine::inputs::add_days(today(), 4);
     let po = create(
-        &client,
+        client,
         "purchase.order",
         json!({"partner_id": acme, "partner_ref": "ACME-4711", "state": "purchase"}),
     )
     .await;
     let line = create(
-        &client,
+        client,
         "purchase.order.line",
         json!({"order_id": po, "product_id": item, "product_qty": 100.0, "price_unit": 5.0,
                "date_planned": format!("{eta} 10:00:00")}),
@@ -342,17 +363,25 @@ async fn a_signed_supplier_delay_moves_the_date_once_and_raises_the_delay_at_onc
     let po_name = client
         .read("purchase.order", &[po], &["name"])
         .await
-        .unwrap()[0]
+        .expect("reading the PO")[0]
         .str_field("name")
-        .unwrap()
-        .unwrap()
+        .ok()
+        .flatten()
+        .expect("the PO's name")
         .to_string();
+    AcmeOrder {
+        po,
+        line,
+        po_name,
+        eta,
+    }
+}
 
-    let operator = OperatorProcess::simple(cluster, &ns).await;
-    connect_operator(cluster, &ns, &server, &operator).await;
+/// The `acme` connector (Standard Webhooks, secret in `acme-hooks`), ready.
+async fn apply_acme_connector(cluster: &common::TestCluster, ns: &str, reevaluate: &[&str]) {
     apply(
         cluster,
-        &ns,
+        ns,
         &json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "acme-hooks"},
@@ -360,27 +389,10 @@ async fn a_signed_supplier_delay_moves_the_date_once_and_raises_the_delay_at_onc
         }),
     )
     .await;
-    // The delay rule scans every minute: its first scan remembers the
-    // promised date, so a later push-back is news.
+    let rules: Vec<Value> = reevaluate.iter().map(|r| json!({"name": r})).collect();
     apply(
         cluster,
-        &ns,
-        &json!({
-            "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
-            "metadata": {"name": "late-supply"},
-            "spec": {
-                "connectionRef": {"name": "odoo"},
-                "scope": {"productDomain": "[('default_code', '=like', 'E2E-%')]"},
-                "detector": {"supplierDelay": {"minSlipDays": 3}},
-                "triggers": {"schedule": {"cron": "* * * * *"}},
-                "actions": [{"activity": {"assignee": {"user": "admin"}}}],
-            },
-        }),
-    )
-    .await;
-    apply(
-        cluster,
-        &ns,
+        ns,
         &json!({
             "apiVersion": "planops.io/v1alpha1", "kind": "SupplierConnector",
             "metadata": {"name": "acme"},
@@ -400,20 +412,55 @@ async fn a_signed_supplier_delay_moves_the_date_once_and_raises_the_delay_at_onc
                     "productCode": "$.sku",
                     "promisedDate": "$.eta",
                 },
-                "effects": {"reevaluateRules": [{"name": "late-supply"}]},
+                "effects": {"reevaluateRules": rules},
             },
         }),
     )
     .await;
     wait_ready(
         cluster,
-        &ns,
+        ns,
         "SupplierConnector",
         "acme",
         "True",
         "Reconciled",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_signed_supplier_delay_moves_the_date_once_and_raises_the_delay_at_once() {
+    let (cluster, ns) = setup("ev-supplier").await;
+    let server = start_sim().await;
+    let client = odoo::connect(&server).await;
+    let AcmeOrder {
+        po,
+        line,
+        po_name,
+        eta,
+    } = acme_order(&client).await;
+
+    let operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_operator(cluster, &ns, &server, &operator).await;
+    // The delay rule scans every minute: its first scan remembers the
+    // promised date, so a later push-back is news.
+    apply(
+        cluster,
+        &ns,
+        &json!({
+            "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
+            "metadata": {"name": "late-supply"},
+            "spec": {
+                "connectionRef": {"name": "odoo"},
+                "scope": {"productDomain": "[('default_code', '=like', 'E2E-%')]"},
+                "detector": {"supplierDelay": {"minSlipDays": 3}},
+                "triggers": {"schedule": {"cron": "* * * * *"}},
+                "actions": [{"activity": {"assignee": {"user": "admin"}}}],
+            },
+        }),
+    )
+    .await;
+    apply_acme_connector(cluster, &ns, &["late-supply"]).await;
     eventually("the delay rule's first scan", || async {
         let obj = get(cluster, &ns, "ExceptionRule", "late-supply").await?;
         obj["status"]["lastScan"]["startTime"]
@@ -512,5 +559,135 @@ async fn a_signed_supplier_delay_moves_the_date_once_and_raises_the_delay_at_onc
         status["status"]["routePath"],
         json!(format!("/hooks/suppliers/{ns}/acme"))
     );
+    server.shutdown().await;
+}
+
+/// The gateway as its own Deployment (`planops gateway`, two replicas) in
+/// front of the operator: what each replica accepts reaches the leader, which
+/// alone acts, so the same event through two replicas has one effect; what a
+/// replica refuses never reaches the leader; while no leader answers,
+/// suppliers are told to retry and Odoo's hints wait at the edge.
+#[tokio::test]
+async fn edge_gateway_replicas_pass_events_to_the_leader_and_nothing_happens_twice() {
+    let (cluster, ns) = setup("ev-edge").await;
+    let server = start_sim().await;
+    let client = odoo::connect(&server).await;
+    let (wh, ordered) = stockout_fixture(&client).await;
+    let AcmeOrder { po, line, .. } = acme_order(&client).await;
+
+    let mut operator = OperatorProcess::simple(cluster, &ns).await;
+    let leader_port = operator.port;
+    let edge_a = OperatorProcess::edge(cluster, &ns, leader_port).await;
+    let edge_b = OperatorProcess::edge(cluster, &ns, leader_port).await;
+    // Odoo calls the edge (in a cluster: the gateway Service).
+    let callback = format!("http://127.0.0.1:{}", edge_a.port);
+    connect_odoo_with(cluster, &ns, &server, Some(&callback)).await;
+    apply(cluster, &ns, &stockout_rule()).await;
+    apply_acme_connector(cluster, &ns, &[]).await;
+    eventually("the rule's automation in sync", || async {
+        let obj = get(cluster, &ns, "ExceptionRule", "stockout").await?;
+        (condition(&obj, "Synced")? == ("True".into(), "InSync".into())).then_some(())
+    })
+    .await;
+    let wrong = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for edge in [&edge_a, &edge_b] {
+        eventually("both routes served by the edge", || async {
+            let now = jiff::Timestamp::now().as_second();
+            let rule = reqwest::Client::new()
+                .post(format!(
+                    "http://127.0.0.1:{}/hooks/odoo/{ns}/stockout?token=wrong",
+                    edge.port
+                ))
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .ok()?
+                .status()
+                .as_u16();
+            let supplier = deliver(edge, &ns, "probe", now, wrong, "{}").await.0;
+            (rule == 401 && supplier == 401).then_some(())
+        })
+        .await;
+    }
+
+    // One supplier event through both replicas, and a forgery.
+    let received = "planops_gateway_events_received_total";
+    let at_leader_before = gateway_metric(&operator, received, "suppliers", &ns, "acme").await;
+    let late = planops::engine::inputs::add_days(today(), 20);
+    let delay = json!({"id": "evt-edge-1", "type": "order.delayed", "po": "ACME-4711",
+                       "lines": [{"sku": "E2E-S1", "eta": late.to_string()}]})
+    .to_string();
+    let now = jiff::Timestamp::now().as_second();
+    assert_eq!(
+        deliver(&edge_a, &ns, "m-1", now, wrong, &delay).await.0,
+        401
+    );
+    let (status, answer) = deliver(&edge_b, &ns, "m-2", now, SIGNING_SECRET, &delay).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["detail"]["linesUpdated"], 1, "{answer}");
+    assert!(planned(&client, line).await.starts_with(&late.to_string()));
+    let (status, answer) = deliver(&edge_a, &ns, "m-3", now, SIGNING_SECRET, &delay).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["detail"]["duplicate"], true, "{answer}");
+    let notes = count(
+        &client,
+        "mail.message",
+        json!([
+            ["model", "=", "purchase.order"],
+            ["res_id", "=", po],
+            ["body", "ilike", "planops:"]
+        ]),
+    )
+    .await;
+    assert_eq!(notes, 1, "one chatter note for one event");
+    let at_leader = gateway_metric(&operator, received, "suppliers", &ns, "acme").await;
+    assert_eq!(
+        at_leader - at_leader_before,
+        2,
+        "the two authentic deliveries reached the leader, the forgery did not"
+    );
+
+    // No leader: the supplier is told to retry; Odoo's hint waits at the edge.
+    operator.child.kill().await.expect("stopping the operator");
+    let stale = json!({"id": "evt-edge-2", "type": "order.delayed", "po": "ACME-4711",
+                       "lines": [{"sku": "E2E-S1", "eta": late.to_string()}]})
+    .to_string();
+    let now = jiff::Timestamp::now().as_second();
+    eventually("the edge answers 503 without a leader", || async {
+        let (status, _) = deliver(&edge_b, &ns, "m-4", now, SIGNING_SECRET, &stale).await;
+        (status == 503).then_some(())
+    })
+    .await;
+    let order = large_order(&client, &wh, ordered).await;
+    let confirmed = Instant::now();
+    client
+        .write("sale.order", &[order], obj(json!({"state": "sale"})))
+        .await
+        .expect("confirming the order");
+    eventually("Odoo's hint accepted by the edge", || async {
+        let accepted = gateway_metric(
+            &edge_a,
+            "planops_gateway_events_accepted_total",
+            "odoo",
+            &ns,
+            "stockout",
+        )
+        .await;
+        (accepted >= 1).then_some(())
+    })
+    .await;
+    assert!(activities(&client, &ns, "stockout").await.is_empty());
+    let _operator = OperatorProcess::simple_on(cluster, &ns, leader_port).await;
+    let found = eventually("the stockout activity after the leader is back", || async {
+        let found = activities(&client, &ns, "stockout").await;
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
+    eprintln!(
+        "order confirmed with no leader -> activity once a leader answered: {} ms",
+        confirmed.elapsed().as_millis()
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
     server.shutdown().await;
 }

@@ -20,7 +20,7 @@ pub use sync::{
     AutomationKey, AutomationSpec, Change, Record, SyncError, SyncMode, SyncOutcome, Trigger,
     XMLID_MODULE, poll_changes, remove, sync,
 };
-pub use token::{HookTokenError, TOKEN_KEY, hook_secret_name, hook_token};
+pub use token::{HookTokenError, TOKEN_KEY, existing_hook_token, hook_secret_name, hook_token};
 
 /// Odoo major version from which the webhook server action exists.
 pub const MIN_WEBHOOK_VERSION: u32 = 17;

@@ -89,6 +89,25 @@ pub async fn hook_token(client: &Client, rule: &ExceptionRule) -> Result<Secret,
         })
 }
 
+/// The rule's token if the operator has created it yet, never creating it:
+/// for `planops gateway`, which must not race the leader with a second token.
+pub async fn existing_hook_token(
+    client: &Client,
+    rule: &ExceptionRule,
+) -> Result<Option<Secret>, HookTokenError> {
+    let namespace = rule.namespace().ok_or(HookTokenError::MissingNamespace)?;
+    let name = hook_secret_name(&rule.name_any());
+    let api: Api<KubeSecret> = Api::namespaced(client.clone(), &namespace);
+    match api.get_opt(&name).await? {
+        None => Ok(None),
+        Some(secret) => token_of(&secret)
+            .map(Some)
+            .ok_or(HookTokenError::MissingKey {
+                secret: format!("{namespace}/{name}"),
+            }),
+    }
+}
+
 fn token_of(secret: &KubeSecret) -> Option<Secret> {
     let bytes = secret.data.as_ref()?.get(TOKEN_KEY)?;
     let text = std::str::from_utf8(&bytes.0).ok()?.trim();

@@ -4,6 +4,7 @@
 pub mod approval;
 pub mod connection;
 pub mod driver;
+pub mod edge;
 pub mod events;
 pub mod http;
 pub mod kinds;
@@ -168,6 +169,38 @@ pub struct Context {
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C.
+impl Context {
+    /// `api_rate`: requests per second and burst towards the Kubernetes API.
+    fn new(
+        client: Client,
+        identity: &str,
+        metrics: Arc<Metrics>,
+        api_rate: (u32, u32),
+        connections: ConnectionIndex,
+        gateway: Gateway,
+    ) -> Context {
+        let reporter = Reporter {
+            controller: "planops".into(),
+            instance: Some(identity.to_string()),
+        };
+        let (qps, burst) = api_rate;
+        let quota = Quota::per_second(nonzero(qps)).allow_burst(nonzero(burst.max(qps)));
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            api_limiter: RateLimiter::direct(quota),
+            connections,
+            odoo: connection::OdooClients::default(),
+            scheduler: scheduler::Scheduler::default(),
+            suppliers: supplier::Suppliers::default(),
+            gateway,
+            rule_locks: events::RuleLocks::default(),
+            change_polls: routes::ChangePolls::default(),
+        }
+    }
+}
+
 pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let client = Client::try_default()
@@ -219,25 +252,14 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         .identity
         .clone()
         .unwrap_or_else(|| format!("planops-{}", uuid::Uuid::new_v4().simple()));
-    let reporter = Reporter {
-        controller: "planops".into(),
-        instance: Some(identity.clone()),
-    };
-    let quota = Quota::per_second(nonzero(args.api_qps))
-        .allow_burst(nonzero(args.api_burst.max(args.api_qps)));
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
-        metrics: metrics.clone(),
-        api_limiter: RateLimiter::direct(quota),
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        &identity,
+        metrics.clone(),
+        (args.api_qps, args.api_burst),
         connections,
-        odoo: connection::OdooClients::default(),
-        scheduler: scheduler::Scheduler::default(),
-        suppliers: supplier::Suppliers::default(),
         gateway,
-        rule_locks: events::RuleLocks::default(),
-        change_polls: routes::ChangePolls::default(),
-    });
+    ));
 
     let gateway_pod = GatewayPod::from_args(&client, &args);
     // A restarted container may find its Pod still labelled from before the crash.
@@ -325,27 +347,30 @@ fn nonzero(n: u32) -> std::num::NonZeroU32 {
 }
 
 async fn check_crds_installed(client: &Client, namespaces: &[String]) -> anyhow::Result<()> {
-    use kube::api::ListParams;
     let namespace = namespaces.first();
-    let probe = ListParams::default().limit(1);
-    macro_rules! probe {
-        ($kind:ty) => {{
-            let api: Api<$kind> = match namespace {
-                Some(ns) => Api::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            };
-            api.list_metadata(&probe).await.map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot list {}: {e}. Are the CRDs installed (`kubectl apply -f crds/`) and does the operator's RBAC allow it?",
-                    <$kind as PlanopsKind>::KIND
-                )
-            })?;
-        }};
-    }
-    probe!(OdooConnection);
-    probe!(ExceptionRule);
-    probe!(SupplierConnector);
-    probe!(ApprovalPolicy);
+    probe_kind::<OdooConnection>(client, namespace).await?;
+    probe_kind::<ExceptionRule>(client, namespace).await?;
+    probe_kind::<SupplierConnector>(client, namespace).await?;
+    probe_kind::<ApprovalPolicy>(client, namespace).await
+}
+
+/// Fails with what to do when `K` cannot be listed: the CRD is missing or RBAC forbids it.
+async fn probe_kind<K: PlanopsKind>(
+    client: &Client,
+    namespace: Option<&String>,
+) -> anyhow::Result<()> {
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    api.list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot list {}: {e}. Are the CRDs installed (`kubectl apply -f crds/`) and does the RBAC allow it?",
+                K::KIND
+            )
+        })?;
     Ok(())
 }
 

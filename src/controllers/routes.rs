@@ -27,7 +27,7 @@ use super::Context;
 use super::events::{self, EventError, FocusedRun, RuleKey};
 use super::scheduler::read_secrets;
 use crate::actions::SecretSource;
-use crate::api::common::SecretKeyRef;
+use crate::api::common::{SecretKeyRef, is_paused};
 use crate::api::supplier::WebhookInbound;
 use crate::api::{ExceptionRule, SupplierConnector};
 use crate::automation;
@@ -52,12 +52,7 @@ pub fn upsert_rule_route(
     token: Secret,
 ) -> Result<(), String> {
     let path = RoutePath::odoo(rule.namespace().unwrap_or_default(), rule.name_any());
-    let config = RouteConfig::new(
-        RouteKind::OdooHint,
-        RouteAuth::QueryToken {
-            tokens: vec![token],
-        },
-    );
+    let config = rule_route_config(token);
     let handler = OdooHintHandler {
         ctx: Arc::downgrade(ctx),
         rule: rule.clone(),
@@ -65,6 +60,26 @@ pub fn upsert_rule_route(
     ctx.gateway
         .upsert_route(path, config, Arc::new(handler))
         .map_err(|e| e.to_string())
+}
+
+/// How `/hooks/odoo/<ns>/<rule>` checks requests: Odoo's webhook action cannot
+/// sign, so the rule's unguessable token rides in the query.
+pub fn rule_route_config(token: Secret) -> RouteConfig {
+    RouteConfig::new(
+        RouteKind::OdooHint,
+        RouteAuth::QueryToken {
+            tokens: vec![token],
+        },
+    )
+}
+
+/// Whether a rule acts on events at all: it asks for them and is neither
+/// suspended nor paused. (On Odoo 16, or without a callback URL, the leader
+/// serves no route even so; what reaches it there is refused upstream.)
+pub fn rule_wants_events(rule: &ExceptionRule) -> bool {
+    rule.spec.triggers.events.is_some()
+        && rule.spec.suspend != Some(true)
+        && !is_paused(rule.metadata.annotations.as_ref())
 }
 
 /// Stops serving the rule's route and its Odoo 16 poll loop.
@@ -147,8 +162,33 @@ pub async fn upsert_supplier_route(
     webhook: &WebhookInbound,
     runtime: SupplierRuntime,
 ) -> Result<(), String> {
+    let config = supplier_route_config(ctx, connector, webhook).await?;
+    let handler = SupplierHandler {
+        ctx: Arc::downgrade(ctx),
+        connector: connector.clone(),
+        runtime,
+    };
+    ctx.gateway
+        .upsert_route(
+            RoutePath::supplier(
+                connector.namespace().unwrap_or_default(),
+                connector.name_any(),
+            ),
+            config,
+            Arc::new(handler),
+        )
+        .map_err(|e| format!("spec.inbound.webhook: {e}"))
+}
+
+/// How the connector's route checks and limits requests, with the secrets the
+/// spec names read now.
+pub async fn supplier_route_config(
+    ctx: &Context,
+    connector: &SupplierConnector,
+    webhook: &WebhookInbound,
+) -> Result<RouteConfig, String> {
     let namespace = connector.namespace().unwrap_or_default();
-    let secrets = read_secrets(ctx, connector.as_ref(), &namespace)
+    let secrets = read_secrets(ctx, connector, &namespace)
         .await
         .map_err(|e| format!("reading the webhook secrets: {e}"))?;
     let value = |r: &SecretKeyRef| {
@@ -192,18 +232,7 @@ pub async fn upsert_supplier_route(
             .unwrap_or(DEFAULT_SUPPLIER_RATE_PER_SECOND),
     );
     config.event_id_path = connector.spec.mapping.event_id.clone();
-    let handler = SupplierHandler {
-        ctx: Arc::downgrade(ctx),
-        connector: connector.clone(),
-        runtime,
-    };
-    ctx.gateway
-        .upsert_route(
-            RoutePath::supplier(namespace, connector.name_any()),
-            config,
-            Arc::new(handler),
-        )
-        .map_err(|e| format!("spec.inbound.webhook: {e}"))
+    Ok(config)
 }
 
 /// Stops serving the connector's route.

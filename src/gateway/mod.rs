@@ -23,6 +23,7 @@
 
 mod auth;
 mod dedup;
+pub mod forward;
 mod metrics;
 
 use std::collections::HashMap;
@@ -185,6 +186,17 @@ pub struct InboundEvent {
     pub payload: Value,
     pub raw_body: Bytes,
     pub received_at: jiff::Timestamp,
+    /// The request as the sender made it, so that an edge gateway can pass it
+    /// on for the next hop to authenticate again (see [`forward`]).
+    pub origin: OriginalRequest,
+}
+
+/// The parts of a request, besides its body, that authenticate it.
+#[derive(Debug, Clone, Default)]
+pub struct OriginalRequest {
+    /// The query string (an Odoo callback's `token=`).
+    pub query: Option<String>,
+    pub headers: HeaderMap,
 }
 
 /// What a handler reports on success; `detail` is echoed to supplier senders
@@ -615,6 +627,10 @@ impl Gateway {
             payload,
             raw_body: body,
             received_at,
+            origin: OriginalRequest {
+                query: parts.uri.query().map(str::to_string),
+                headers: parts.headers,
+            },
         };
         match route.kind {
             RouteKind::Supplier => self.deliver_now(route.clone(), event, started).await,

@@ -26,7 +26,7 @@ pub fn free_port() -> u16 {
         .expect("finding a free port")
 }
 
-/// A `planops operator` process, killed when dropped.
+/// A `planops operator` (or `planops gateway`) process, killed when dropped.
 pub struct OperatorProcess {
     pub child: tokio::process::Child,
     pub port: u16,
@@ -45,7 +45,15 @@ pub struct OperatorOptions<'a> {
 
 impl OperatorProcess {
     pub async fn start(cluster: &TestCluster, opts: OperatorOptions<'_>) -> OperatorProcess {
-        let port = free_port();
+        Self::start_on(cluster, opts, free_port()).await
+    }
+
+    /// On `port`: a restarted operator keeps the address its clients know.
+    pub async fn start_on(
+        cluster: &TestCluster,
+        opts: OperatorOptions<'_>,
+        port: u16,
+    ) -> OperatorProcess {
         let kubeconfig = opts.kubeconfig.unwrap_or(&cluster.kubeconfig);
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
             .arg("operator")
@@ -73,7 +81,12 @@ impl OperatorProcess {
     }
 
     pub async fn simple(cluster: &TestCluster, namespace: &str) -> OperatorProcess {
-        Self::start(
+        Self::simple_on(cluster, namespace, free_port()).await
+    }
+
+    /// [`Self::simple`] on `port`.
+    pub async fn simple_on(cluster: &TestCluster, namespace: &str, port: u16) -> OperatorProcess {
+        Self::start_on(
             cluster,
             OperatorOptions {
                 namespace,
@@ -83,8 +96,35 @@ impl OperatorProcess {
                 kubeconfig: None,
                 label_leader_pod: false,
             },
+            port,
         )
         .await
+    }
+
+    /// `planops gateway` (the edge Deployment's process) for `namespace`,
+    /// forwarding to the operator listening on `upstream_port`.
+    pub async fn edge(
+        cluster: &TestCluster,
+        namespace: &str,
+        upstream_port: u16,
+    ) -> OperatorProcess {
+        let port = free_port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
+            .arg("gateway")
+            .arg(format!("--watch-namespaces={namespace}"))
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--forward-to=http://127.0.0.1:{upstream_port}"))
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("RUST_LOG", "info,planops=debug")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting planops gateway");
+        OperatorProcess {
+            child,
+            port,
+            identity: format!("edge-{port}"),
+        }
     }
 
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {

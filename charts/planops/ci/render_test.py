@@ -110,7 +110,7 @@ def rules_of(role):
 
 
 def test_lint():
-    for sets in ([], ["watchNamespaces={a,b}"], ["serviceMonitor.enabled=true,networkPolicy.enabled=true,replicaCount=2"], ["crds.enabled=false"]):
+    for sets in ([], ["watchNamespaces={a,b}"], ["gateway.deployment.enabled=true,networkPolicy.enabled=true"], ["serviceMonitor.enabled=true,networkPolicy.enabled=true,replicaCount=2"], ["crds.enabled=false"]):
         args = ["lint", str(CHART), "--strict", "--namespace", NAMESPACE]
         for s in sets:
             args += ["--set", s]
@@ -262,6 +262,53 @@ def test_ingress_exposes_only_hooks():
     assert rule["host"] == "hooks.example.com"
     assert [p["path"] for p in rule["http"]["paths"]] == ["/hooks"]
     assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "planops-gateway"
+
+
+def test_gateway_deployment():
+    docs = render("gateway.deployment.enabled=true", "networkPolicy.enabled=true", "ingress.enabled=true")
+    operator = one(docs, "Deployment", "planops", NAMESPACE)
+    gateway = one(docs, "Deployment", "planops-gateway", NAMESPACE)
+    check_restricted(gateway)
+    assert gateway["spec"]["replicas"] == 2
+    pod = gateway["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"] == ["gateway"]
+    assert pod["serviceAccountName"] == "planops-gateway"
+    env = env_of(gateway)
+    assert env["PLANOPS_FORWARD_TO"] == f"http://planops-leader.{NAMESPACE}.svc:8080"
+    assert env["PLANOPS_HINT_RETRY_SECONDS"] == "120"
+    selector = gateway["spec"]["selector"]["matchLabels"]
+    # Two Deployments must never select each other's pods.
+    assert selector["app.kubernetes.io/component"] == "gateway"
+    assert operator["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+    # Webhooks reach the replicas; the replicas reach the leader.
+    assert one(docs, "Service", "planops-gateway", NAMESPACE)["spec"]["selector"] == selector
+    leader = one(docs, "Service", "planops-leader", NAMESPACE)["spec"]["selector"]
+    assert leader["planops.io/gateway"] == "active"
+    assert leader["app.kubernetes.io/component"] == "operator"
+    assert one(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "planops-gateway"
+    # Read-only: the routes' resources and their Secrets, nothing else.
+    role = one(docs, "ClusterRole", f"{NAMESPACE}-planops-gateway")
+    assert rules_of(role) == {
+        (("planops.io",), ("exceptionrules", "supplierconnectors")): {"get", "list", "watch"},
+        (("",), ("secrets",)): {"get", "list", "watch"},
+    }
+    binding = one(docs, "ClusterRoleBinding", f"{NAMESPACE}-planops-gateway")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "planops-gateway", "namespace": NAMESPACE}]
+    assert one(docs, "PodDisruptionBudget", "planops-gateway", NAMESPACE)["spec"]["selector"]["matchLabels"] == selector
+    policy = one(docs, "NetworkPolicy", "planops", NAMESPACE)["spec"]
+    assert {"podSelector": {"matchLabels": selector}} in policy["ingress"][-1]["from"]
+    # Tenant mode: Roles in the watched namespaces only.
+    docs = render("gateway.deployment.enabled=true", "watchNamespaces={a,b}")
+    assert not find(docs, "ClusterRole")
+    for ns in ("a", "b"):
+        one(docs, "Role", "planops-gateway", ns)
+        one(docs, "RoleBinding", "planops-gateway", ns)
+    assert env_of(one(docs, "Deployment", "planops-gateway"))["PLANOPS_WATCH_NAMESPACES"] == "a,b"
+    # Disabled (the default): the leader serves webhooks, no -leader Service.
+    docs = render()
+    assert not find(docs, "Deployment", "planops-gateway")
+    assert not find(docs, "Service", "planops-leader")
+    assert one(docs, "Service", "planops-gateway", NAMESPACE)["spec"]["selector"]["planops.io/gateway"] == "active"
 
 
 def test_persistent_cache_and_spread():

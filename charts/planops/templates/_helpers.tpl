@@ -55,6 +55,40 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{/*
+Labels of the gateway Deployment's objects, and its pods' selector.
+*/}}
+{{- define "planops.gatewayLabels" -}}
+{{ include "planops.commonLabels" . }}
+app.kubernetes.io/component: gateway
+{{- end }}
+
+{{- define "planops.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: {{ include "planops.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
+{{- end }}
+
+{{/*
+The gateway Deployment's ServiceAccount: it reads resources and Secrets, never writes.
+*/}}
+{{- define "planops.gatewayServiceAccountName" -}}
+{{- printf "%s-gateway" (include "planops.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+What `planops gateway` reads wherever routes live: the two kinds with routes
+and the Secrets their routes authenticate with.
+*/}}
+{{- define "planops.gatewayRules" -}}
+- apiGroups: ["planops.io"]
+  resources: ["exceptionrules", "supplierconnectors"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+
 {{- define "planops.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "planops.fullname" .) .Values.serviceAccount.name }}
