@@ -3,7 +3,9 @@
 //! the gateway's own cost (HTTP, body limit, HMAC, JSON parse, dedup).
 //!
 //! Two runs: saturation (32 concurrent keep-alive clients, as fast as they
-//! can) and a fixed offered rate (2 000 events/s). Client and server share one
+//! can) and a fixed offered rate (2 000 events/s); then both again through an
+//! edge gateway (`planops gateway`'s `Forwarder`) in front of the first, to
+//! show what the extra hop of the gateway Deployment costs. Client and server share one
 //! process and the same 2-thread runtime, so the client's HTTP and signing cost
 //! comes out of the same CPU budget (wrk in its own process measured the
 //! transport ceiling; see README).
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use planops::actions::webhook::sign;
+use planops::gateway::forward::{ForwardOptions, Forwarder};
 use planops::gateway::{
     EventHandler, Gateway, GatewayOptions, HandlerError, HandlerOutcome, InboundEvent, RouteAuth,
     RouteConfig, RouteKind, RoutePath,
@@ -176,53 +179,67 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let gateway = Gateway::new(GatewayOptions::default());
         let path = RoutePath::supplier("bench", "acme");
-        gateway
-            .upsert_route(
-                path.clone(),
-                RouteConfig::new(
-                    RouteKind::Supplier,
-                    RouteAuth::StandardWebhooks {
-                        secrets: vec![Secret::new(SECRET)],
-                    },
-                ),
-                Arc::new(Noop),
-            )
+        let (leader, leader_url) = serve(&path, Arc::new(Noop)).await;
+        let upstream = leader_url
+            .trim_end_matches(&path.url_path())
+            .parse()
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}{}", listener.local_addr().unwrap(), path.url_path());
-        let app = gateway.router();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let forwarder = Forwarder::new(ForwardOptions::new(upstream)).unwrap();
+        let (_edge, edge_url) = serve(&path, Arc::new(forwarder)).await;
 
         println!("cargo bench --bench gateway   ({seconds} s per run, 1 KiB Standard Webhooks events, 2 runtime threads shared by client and server)");
         println!(
-            "{:<26} {:>10} {:>8} {:>12} {:>10} {:>10}",
+            "{:<34} {:>10} {:>8} {:>12} {:>10} {:>10}",
             "run", "accepted", "failed", "events/s", "p50", "p99"
         );
         let next_id = Arc::new(AtomicU64::new(0));
-        // Warm-up: connections, allocator, JIT-free but caches.
-        let _ = saturation(&url, 1, next_id.clone()).await;
-        for run in [
-            saturation(&url, seconds, next_id.clone()).await,
-            fixed_rate(&url, seconds, next_id.clone()).await,
-        ] {
-            let mut sorted = run.latencies.clone();
-            sorted.sort();
-            println!(
-                "{:<26} {:>10} {:>8} {:>12.0} {:>10} {:>10}",
-                run.name,
-                run.accepted,
-                run.failed,
-                run.accepted as f64 / run.seconds,
-                format!("{:.0?}", percentile(&sorted, 0.50)),
-                format!("{:.0?}", percentile(&sorted, 0.99)),
-            );
+        // Warm-up: connections, allocator, caches.
+        let _ = saturation(&leader_url, 1, next_id.clone()).await;
+        for (via, url) in [("", &leader_url), ("via edge, ", &edge_url)] {
+            for run in [
+                saturation(url, seconds, next_id.clone()).await,
+                fixed_rate(url, seconds, next_id.clone()).await,
+            ] {
+                let mut sorted = run.latencies.clone();
+                sorted.sort();
+                println!(
+                    "{:<34} {:>10} {:>8} {:>12.0} {:>10} {:>10}",
+                    format!("{via}{}", run.name),
+                    run.accepted,
+                    run.failed,
+                    run.accepted as f64 / run.seconds,
+                    format!("{:.0?}", percentile(&sorted, 0.50)),
+                    format!("{:.0?}", percentile(&sorted, 0.99)),
+                );
+            }
         }
-        let counts = gateway.route_counts(&path).unwrap();
+        let counts = leader.route_counts(&path).unwrap();
         println!(
-            "route counts: received {} accepted {} rejected {} duplicate {}",
+            "leader's route counts: received {} accepted {} rejected {} duplicate {}",
             counts.received, counts.accepted, counts.rejected, counts.duplicate
         );
     });
+}
+
+/// A gateway serving `path` on loopback with `handler`; the route's URL.
+async fn serve(path: &RoutePath, handler: Arc<dyn EventHandler>) -> (Gateway, String) {
+    let gateway = Gateway::new(GatewayOptions::default());
+    gateway
+        .upsert_route(
+            path.clone(),
+            RouteConfig::new(
+                RouteKind::Supplier,
+                RouteAuth::StandardWebhooks {
+                    secrets: vec![Secret::new(SECRET)],
+                },
+            ),
+            handler,
+        )
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}{}", listener.local_addr().unwrap(), path.url_path());
+    let app = gateway.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (gateway, url)
 }
