@@ -238,7 +238,11 @@ async fn serve(path: &RoutePath, handler: Arc<dyn EventHandler>) -> (Gateway, St
         )
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}{}", listener.local_addr().unwrap(), path.url_path());
+    let url = format!(
+        "http://{}{}",
+        listener.local_addr().unwrap(),
+        path.url_path()
+    );
     let app = gateway.router();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (gateway, url)

@@ -645,6 +645,12 @@ impl Args {
             .and_then(Value::as_u64)
             .map(|n| n as usize)
     }
+
+    /// A search's `limit`: Odoo adds `LIMIT` only for a truthy value, so 0
+    /// (like `False` or `None`) means all records.
+    fn limit(&self, position: usize) -> Option<usize> {
+        self.usize(position, "limit").filter(|&n| n > 0)
+    }
 }
 
 fn dispatch(
@@ -670,7 +676,7 @@ fn dispatch(
                 model,
                 &domain,
                 args.usize(1, "offset").unwrap_or(0),
-                args.usize(2, "limit"),
+                args.limit(2),
                 order,
                 &ctx,
             )?;
@@ -679,7 +685,7 @@ fn dispatch(
         "search_count" => {
             check_access(store, uid, model, "read")?;
             let domain = args.domain(0, &["domain", "args"])?;
-            let ids = store.search(model, &domain, 0, args.usize(1, "limit"), Some("id"), &ctx)?;
+            let ids = store.search(model, &domain, 0, args.limit(1), Some("id"), &ctx)?;
             Ok(json!(ids.len()))
         }
         "search_read" => {
@@ -691,7 +697,7 @@ fn dispatch(
                 model,
                 &domain,
                 args.usize(2, "offset").unwrap_or(0),
-                args.usize(3, "limit"),
+                args.limit(3),
                 order,
                 &ctx,
             )?;
@@ -1292,6 +1298,58 @@ mod tests {
             json!(["|", ["ref", "=", "it's"], ["id", "in", [1, 2]]])
         );
         assert!(python_domain_literal("[('date', '<', context_today())]").is_err());
+    }
+
+    /// A page is the same slice of the full order whether the simulator sorts
+    /// everything or only selects the page; limit 0 means no limit, as in Odoo.
+    #[test]
+    fn pages_are_slices_of_the_full_order_and_limit_zero_means_all() {
+        let db = db(OdooVersion::V17);
+        let domain = json!([["id", ">", 0]]);
+        let order = json!({"order": "warehouse_id, product_min_qty desc, id"});
+        let all = call(
+            &db,
+            "stock.warehouse.orderpoint",
+            "search",
+            json!([domain]),
+            order.clone(),
+        )
+        .unwrap();
+        let all = all.as_array().unwrap().clone();
+        assert!(all.len() > 20, "{}", all.len());
+        for (offset, limit) in [(0, 5), (3, 7), (all.len() - 2, 5), (0, all.len() + 1)] {
+            let mut kwargs = order.clone();
+            kwargs["offset"] = json!(offset);
+            kwargs["limit"] = json!(limit);
+            let page = call(
+                &db,
+                "stock.warehouse.orderpoint",
+                "search",
+                json!([domain]),
+                kwargs,
+            )
+            .unwrap();
+            let expected: Vec<Value> = all.iter().skip(offset).take(limit).cloned().collect();
+            assert_eq!(page, json!(expected), "offset {offset} limit {limit}");
+        }
+        let unlimited = call(
+            &db,
+            "stock.warehouse.orderpoint",
+            "search",
+            json!([domain]),
+            json!({"order": "warehouse_id, product_min_qty desc, id", "limit": 0}),
+        )
+        .unwrap();
+        assert_eq!(unlimited, json!(all));
+        let counted = call(
+            &db,
+            "stock.warehouse.orderpoint",
+            "search_count",
+            json!([domain]),
+            json!({"limit": 0}),
+        )
+        .unwrap();
+        assert_eq!(counted, json!(all.len()));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! ORM methods over the store: search, read, create, write, unlink, fields_get,
 //! name_search. Values follow Odoo's read/write encoding (odoo-api.md §3.3).
 
+use std::collections::HashMap;
+
 use jiff::civil::DateTime;
 use serde_json::{Map, Value, json};
 
@@ -296,7 +298,11 @@ impl Store {
             .filter(|o| !o.trim().is_empty())
             .unwrap_or(&def.order)
             .to_string();
-        self.sort(mi, &mut ids, &order, ctx)?;
+        // Only the page has to be in order: a small page of a large match
+        // (limit 5 of 50 000 orderpoints) needs a selection, not a full sort.
+        let needed = limit.map(|limit| offset.saturating_add(limit));
+        let sorted = self.sort_first(mi, &mut ids, &order, needed, ctx)?;
+        ids.truncate(sorted);
         let paged = ids.into_iter().skip(offset);
         Ok(match limit {
             Some(limit) => paged.take(limit).collect(),
@@ -367,6 +373,19 @@ impl Store {
         order: &str,
         ctx: &Ctx,
     ) -> Result<(), OrmError> {
+        self.sort_first(mi, ids, order, None, ctx).map(|_| ())
+    }
+
+    /// Puts the first `needed` ids (all when `None`) in `order` at the front
+    /// of `ids`; returns how many are in order.
+    fn sort_first(
+        &self,
+        mi: usize,
+        ids: &mut [i64],
+        order: &str,
+        needed: Option<usize>,
+        ctx: &Ctx,
+    ) -> Result<usize, OrmError> {
         let def = self.tables[mi].def.clone();
         let mut keys: Vec<(FieldDef, bool)> = Vec::new();
         for part in order.split(',') {
@@ -379,15 +398,24 @@ impl Store {
             keys.push((field.clone(), descending));
         }
         if keys.is_empty() {
-            return Ok(());
+            return Ok(ids.len());
         }
+        // Many records share few targets (orderpoints by location): each
+        // target's display name is computed once per sort, not once per row.
+        let names: std::cell::RefCell<HashMap<(usize, i64), Val>> = Default::default();
         let sort_value = |id: i64, field: &FieldDef| -> Val {
             match (field.ftype, self.get(mi, id, field, ctx)) {
                 (FieldType::Many2one, Val::Id(target)) => field
                     .relation
                     .as_deref()
                     .and_then(|r| self.model_index(r).ok())
-                    .map(|t| Val::str(&self.display_name(t, target, ctx)))
+                    .map(|t| {
+                        names
+                            .borrow_mut()
+                            .entry((t, target))
+                            .or_insert_with(|| Val::str(&self.display_name(t, target, ctx)))
+                            .clone()
+                    })
                     .unwrap_or(Val::False),
                 (_, v) => v,
             }
@@ -396,7 +424,7 @@ impl Store {
             .iter()
             .map(|&id| (keys.iter().map(|(f, _)| sort_value(id, f)).collect(), id))
             .collect();
-        decorated.sort_by(|(a, ida), (b, idb)| {
+        let compare = |(a, ida): &(Vec<Val>, i64), (b, idb): &(Vec<Val>, i64)| {
             for ((x, y), (_, descending)) in a.iter().zip(b).zip(&keys) {
                 // PostgreSQL: NULLs last ascending, first descending.
                 let ordering = match (matches!(x, Val::False), matches!(y, Val::False)) {
@@ -415,11 +443,19 @@ impl Store {
                 }
             }
             ida.cmp(idb)
-        });
+        };
+        let count = needed.map_or(decorated.len(), |n| n.min(decorated.len()));
+        if count < decorated.len() {
+            if count > 0 {
+                decorated.select_nth_unstable_by(count - 1, compare);
+            }
+            decorated.truncate(count);
+        }
+        decorated.sort_by(compare);
         for (slot, (_, id)) in ids.iter_mut().zip(decorated) {
             *slot = id;
         }
-        Ok(())
+        Ok(count)
     }
 
     /// `read(ids, fields, load)`.
