@@ -1000,7 +1000,22 @@ async fn receiving_the_goods_resolves_the_stockout_at_the_next_scan() {
     let (cluster, ns) = setup("sched-receive").await;
     let server = private_odoo().await;
     let client = support::odoo::connect(&server).await;
-    let _operator = OperatorProcess::simple(cluster, &ns).await;
+    // The chart mounts a volume here: the operator keeps its demand history there.
+    let cache = tempfile::tempdir().expect("cache directory");
+    let cache_dir = cache.path().to_str().expect("UTF-8 path");
+    let _operator = OperatorProcess::start_with_env(
+        cluster,
+        OperatorOptions {
+            namespace: &ns,
+            identity: "solo",
+            leader_election: false,
+            lease_duration_seconds: 15,
+            kubeconfig: None,
+            label_leader_pod: false,
+        },
+        &[("PLANOPS_CACHE_DIR", cache_dir)],
+    )
+    .await;
     connect_odoo(cluster, &ns, &server).await;
 
     // A product selling 3 a day with nothing on hand: a projected stockout.
@@ -1031,6 +1046,9 @@ async fn receiving_the_goods_resolves_the_stockout_at_the_next_scan() {
         (count(&client, "mail.activity", activities.clone()).await == 1).then_some(())
     })
     .await;
+    // The scan read its history through the operator's cache of this connection.
+    let cached = cache.path().join(format!("history-{ns}_odoo.json"));
+    assert!(cached.exists(), "{} missing", cached.display());
     let fingerprint = opened["status"]["topExceptions"][0]["fingerprint"]
         .as_str()
         .expect("the open exception's fingerprint")

@@ -139,6 +139,15 @@ pub struct OperatorOptions<'a> {
 
 impl OperatorProcess {
     pub async fn start(cluster: &TestCluster, opts: OperatorOptions<'_>) -> OperatorProcess {
+        Self::start_with_env(cluster, opts, &[]).await
+    }
+
+    /// [`OperatorProcess::start`] with extra environment variables.
+    pub async fn start_with_env(
+        cluster: &TestCluster,
+        opts: OperatorOptions<'_>,
+        env: &[(&str, &str)],
+    ) -> OperatorProcess {
         let port = free_port();
         let kubeconfig = opts.kubeconfig.unwrap_or(&cluster.kubeconfig);
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
@@ -158,6 +167,7 @@ impl OperatorProcess {
             // kubelet here runs them; tests run their command themselves).
             .env("PLANOPS_IMAGE", TEST_IMAGE)
             .env("RUST_LOG", "info,planops=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()
