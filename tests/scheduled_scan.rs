@@ -717,9 +717,9 @@ async fn cronjob_execution_materialises_an_owned_cronjob_whose_command_scans_wit
     api.delete(name, &Default::default())
         .await
         .expect("deleting the CronJob by hand");
-    eventually("the deleted CronJob recreated", || async {
+    let settled = eventually("the deleted CronJob recreated", || async {
         let job = cronjob(cluster, &ns, name).await?;
-        (job["metadata"]["uid"] != old_uid).then_some(())
+        (job["metadata"]["uid"] != old_uid).then_some(job)
     })
     .await;
 
@@ -764,6 +764,24 @@ async fn cronjob_execution_materialises_an_owned_cronjob_whose_command_scans_wit
         condition(&obj, "Ready"),
         Some(("True".into(), "Reconciled".into()))
     );
+
+    // The scan owns lastScan; the operator's status writes leave it alone.
+    let owners = |obj: &Value, field: &str| -> Vec<String> {
+        obj["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| !m["fieldsV1"]["f:status"][field].is_null())
+            .filter_map(|m| m["manager"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        owners(&obj, "f:lastScan"),
+        ["planops-scan"],
+        "{}",
+        obj["metadata"]
+    );
+    assert!(owners(&obj, "f:conditions").contains(&"planops".to_string()));
 
     // Again: nothing twice in Odoo; the status shows a scan that opened nothing.
     let out = planops_scan(&kubeconfig, &format!("{ns}/nightly")).await;
@@ -827,6 +845,13 @@ async fn cronjob_execution_materialises_an_owned_cronjob_whose_command_scans_wit
     if let Ok(wait) = Duration::try_from(boundary.duration_since(Timestamp::now())) {
         tokio::time::sleep(wait).await;
     }
+    // Reconciles (status writes, CronJob events) since the repair wrote nothing
+    // to a CronJob that matches the rule.
+    let job = cronjob(cluster, &ns, name).await.expect("CronJob");
+    assert_eq!(
+        job["metadata"]["resourceVersion"], settled["metadata"]["resourceVersion"],
+        "the CronJob was written without a change"
+    );
     let metrics = operator.get("/metrics").await.expect("metrics").1;
     assert!(
         !metrics.contains("planops_scans_total{outcome=\"succeeded\"}"),
