@@ -862,6 +862,22 @@ async fn cronjob_execution_materialises_an_owned_cronjob_whose_command_scans_wit
         .expect("rule");
     assert!(obj["status"]["lastScan"]["scheduledTime"].is_null());
 
+    // Suspending the rule suspends its CronJob; resuming resumes it.
+    rule["spec"]["suspend"] = json!(true);
+    apply(cluster, &ns, &rule).await;
+    eventually("the CronJob suspended", || async {
+        let job = cronjob(cluster, &ns, name).await?;
+        (job["spec"]["suspend"] == true).then_some(())
+    })
+    .await;
+    rule["spec"]["suspend"] = json!(false);
+    apply(cluster, &ns, &rule).await;
+    eventually("the CronJob resumed", || async {
+        let job = cronjob(cluster, &ns, name).await?;
+        (job["spec"]["suspend"] == false).then_some(())
+    })
+    .await;
+
     // Back in process: the CronJob goes and the operator schedules the rule.
     rule["spec"]["execution"] = json!("InProcess");
     apply(cluster, &ns, &rule).await;

@@ -102,7 +102,9 @@ impl Reconciler for ExceptionRule {
             schedule_problem = sync_cronjob(&ctx, &obj, conditions, status).await?;
         } else if ran_as_cronjob(&obj) {
             remove_cronjob(&ctx, &obj).await?;
-            release_scan_status(&ctx, &obj).await?;
+            release_scan_status(&ctx.client, Some(&ctx.api_limiter), &obj)
+                .await
+                .map_err(Error::Kube)?;
         }
         let schedule = match &obj.spec.triggers.schedule {
             _ if cronjob => None,
@@ -347,7 +349,7 @@ impl Reconciler for ExceptionRule {
 /// Stops the rule's schedule and reports `Scheduled=False` with `reason`. A
 /// rule's CronJob is suspended instead (in the background: this runs from the
 /// driver's synchronous `inactive` too), and one left from `execution:
-/// CronJob` is deleted.
+/// CronJob` is deleted, its scan's status fields released.
 fn inactive_schedule(
     ctx: &Context,
     obj: &ExceptionRule,
@@ -367,9 +369,10 @@ fn inactive_schedule(
             let result = if cronjob {
                 cronjob::suspend_owned(&client, &rule).await
             } else {
-                cronjob::delete_owned(&client, None, &rule)
-                    .await
-                    .map(|_| ())
+                match cronjob::delete_owned(&client, None, &rule).await {
+                    Ok(_) => release_scan_status(&client, None, &rule).await,
+                    Err(err) => Err(err),
+                }
             };
             if let Err(err) = result {
                 tracing::warn!(rule = %rule.name_any(), namespace = ?rule.namespace(), error = %err, "could not suspend or remove the rule's CronJob; retried at the next reconcile");
@@ -514,22 +517,27 @@ async fn sync_cronjob(
 /// go of what it wrote (an apply of nothing as its field manager), so no
 /// field of a CronJob's scan lingers beside the operator's. The status write
 /// of this reconcile then meets a newer object and retries on it.
-async fn release_scan_status(ctx: &Context, obj: &ExceptionRule) -> Result<(), Error> {
+async fn release_scan_status(
+    client: &kube::Client,
+    limiter: Option<&governor::DefaultDirectRateLimiter>,
+    obj: &ExceptionRule,
+) -> Result<(), kube::Error> {
     let api: kube::Api<ExceptionRule> =
-        kube::Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+        kube::Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "apiVersion": ExceptionRule::api_version(&()),
         "kind": ExceptionRule::kind(&()),
         "status": {},
     });
-    ctx.api_limiter.until_ready().await;
+    if let Some(limiter) = limiter {
+        limiter.until_ready().await;
+    }
     api.patch_status(
         &obj.name_any(),
         &kube::api::PatchParams::apply(crate::api::common::SCAN_FIELD_MANAGER),
         &kube::api::Patch::Apply(&patch),
     )
-    .await
-    .map_err(Error::Kube)?;
+    .await?;
     Ok(())
 }
 
