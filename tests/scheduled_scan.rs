@@ -1135,3 +1135,50 @@ async fn receiving_the_goods_resolves_the_stockout_at_the_next_scan() {
     assert_eq!(done, 1, "one done message for the resolved activity");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_cronjob_rule_without_an_image_to_run_is_stalled() {
+    let (cluster, ns) = setup("cronjob-noimage").await;
+    let server = private_odoo().await;
+    // An operator not told its image (PLANOPS_IMAGE empty, as without the chart).
+    let _operator = OperatorProcess::start_with_env(
+        cluster,
+        OperatorOptions {
+            namespace: &ns,
+            identity: "solo",
+            leader_election: false,
+            lease_duration_seconds: 15,
+            kubeconfig: None,
+            label_leader_pod: false,
+        },
+        &[("PLANOPS_IMAGE", "")],
+    )
+    .await;
+    connect_odoo(cluster, &ns, &server).await;
+    let mut rule = cost_rule("imageless", json!({"cron": "0 6 * * *"}));
+    rule["spec"]["execution"] = json!("CronJob");
+    apply(cluster, &ns, &rule).await;
+    let obj = wait_ready(
+        cluster,
+        &ns,
+        "ExceptionRule",
+        "imageless",
+        "False",
+        "NoScanImage",
+    )
+    .await;
+    assert_eq!(
+        condition(&obj, "Stalled"),
+        Some(("True".into(), "NoScanImage".into()))
+    );
+    assert_eq!(
+        condition(&obj, "Scheduled"),
+        Some(("False".into(), "NoScanImage".into()))
+    );
+    assert!(
+        cronjob(cluster, &ns, "planops-scan-imageless")
+            .await
+            .is_none()
+    );
+    server.shutdown().await;
+}
