@@ -5,19 +5,18 @@
 mod common;
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ListParams};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
 
-const KUBE_VERSION: &str = "1.37.2";
 /// The chart's ServiceAccount name (`planops.fullname`, pinned by `fullnameOverride`).
-const SERVICE_ACCOUNT: &str = "planops";
+const SERVICE_ACCOUNT: &str = support::CHART_FULLNAME;
 
 async fn setup(prefix: &str) -> (&'static common::TestCluster, String) {
     let cluster = common::cluster().await;
@@ -26,89 +25,6 @@ async fn setup(prefix: &str) -> (&'static common::TestCluster, String) {
         .await;
     let ns = cluster.namespace(prefix).await;
     (cluster, ns)
-}
-
-/// `helm template` of the chart into `namespace`, keeping only the identity
-/// and RBAC objects (the Deployment cannot run here: there is no kubelet).
-async fn chart_rbac(namespace: &str, extra: &[&str]) -> Vec<Value> {
-    let helm = common::envtest_bin().await.join("helm");
-    let mut args = vec![
-        "template".to_owned(),
-        "planops".to_owned(),
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("charts/planops")
-            .display()
-            .to_string(),
-        format!("--namespace={namespace}"),
-        format!("--kube-version={KUBE_VERSION}"),
-        format!("--set=fullnameOverride={SERVICE_ACCOUNT}"),
-    ];
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    let out = tokio::process::Command::new(&helm)
-        .args(&args)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("running {}: {e}", helm.display()));
-    assert!(
-        out.status.success(),
-        "helm template failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rendered = String::from_utf8(out.stdout).expect("helm prints UTF-8");
-    let wanted = [
-        "ServiceAccount",
-        "Role",
-        "RoleBinding",
-        "ClusterRole",
-        "ClusterRoleBinding",
-    ];
-    rendered
-        .split("\n---")
-        .filter_map(|doc| serde_yaml_ng::from_str::<Value>(doc).ok())
-        .filter(|doc| doc["kind"].as_str().is_some_and(|k| wanted.contains(&k)))
-        .collect()
-}
-
-/// Applies the rendered objects with kubectl, as a user of the chart would.
-async fn apply_rendered(cluster: &common::TestCluster, objects: &[Value]) -> PathBuf {
-    let dir = tempfile::tempdir().expect("temporary directory").keep();
-    let file = dir.join("rbac.yaml");
-    let yaml: Vec<String> = objects
-        .iter()
-        .map(|o| serde_yaml_ng::to_string(o).expect("rendered object re-serialises"))
-        .collect();
-    std::fs::write(&file, yaml.join("---\n")).expect("writing the rendered RBAC");
-    let out = cluster
-        .kubectl(&["apply", "-f", &file.display().to_string()])
-        .await;
-    assert!(
-        out.status.success(),
-        "kubectl apply of the chart's RBAC failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
-}
-
-/// A kubeconfig that authenticates as the chart's ServiceAccount by token.
-async fn service_account_kubeconfig(
-    cluster: &common::TestCluster,
-    namespace: &str,
-    dir: &Path,
-) -> PathBuf {
-    let token = cluster
-        .service_account_token(namespace, SERVICE_ACCOUNT)
-        .await;
-    let admin = std::fs::read_to_string(&cluster.kubeconfig).expect("reading the kubeconfig");
-    let mut config: Value = serde_yaml_ng::from_str(&admin).expect("kubeconfig is YAML");
-    config["users"] = json!([{"name": "operator", "user": {"token": token}}]);
-    config["contexts"][0]["context"]["user"] = json!("operator");
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        serde_yaml_ng::to_string(&config).expect("kubeconfig serialises"),
-    )
-    .expect("writing the ServiceAccount kubeconfig");
-    path
 }
 
 /// Starts the operator as the ServiceAccount and drives a connection and a
@@ -203,7 +119,7 @@ async fn operator_runs_with_the_tenant_mode_rbac_and_nothing_more() {
         "tenant mode grants nothing cluster-wide"
     );
     let dir = apply_rendered(cluster, &objects).await;
-    let kubeconfig = service_account_kubeconfig(cluster, &ns, &dir).await;
+    let kubeconfig = service_account_kubeconfig(cluster, &ns, SERVICE_ACCOUNT, &dir).await;
 
     operator_works_with(cluster, &ns, &kubeconfig).await;
 
@@ -261,7 +177,7 @@ async fn operator_runs_with_the_cluster_mode_rbac_and_nothing_more() {
         "cluster mode uses a ClusterRole"
     );
     let dir = apply_rendered(cluster, &objects).await;
-    let kubeconfig = service_account_kubeconfig(cluster, &ns, &dir).await;
+    let kubeconfig = service_account_kubeconfig(cluster, &ns, SERVICE_ACCOUNT, &dir).await;
 
     operator_works_with(cluster, &ns, &kubeconfig).await;
 

@@ -598,3 +598,587 @@ async fn example_demand_spike_opens_an_activity_per_spike() {
     assert_activities(&client, &ns, "demand-spike", &expected).await;
     server.shutdown().await;
 }
+
+async fn cronjob(cluster: &common::TestCluster, ns: &str, name: &str) -> Option<Value> {
+    let api: kube::Api<k8s_openapi::api::batch::v1::CronJob> =
+        kube::Api::namespaced(cluster.client(), ns);
+    api.get_opt(name)
+        .await
+        .expect("reading the CronJob")
+        .map(|c| serde_json::to_value(c).expect("CronJob to JSON"))
+}
+
+/// `planops scan <ns>/<rule>`, the CronJob's command, run as whoever `kubeconfig` names.
+async fn planops_scan(kubeconfig: &std::path::Path, target: &str) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
+        .args(["scan", target, "--output", "json"])
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("PLANOPS_CACHE_DIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("running planops scan")
+}
+
+#[tokio::test]
+async fn cronjob_execution_materialises_an_owned_cronjob_whose_command_scans_with_the_scan_role() {
+    let (cluster, ns) = setup("cronjob").await;
+    let server = private_odoo().await;
+    let client = odoo_client(&server).await;
+    let operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_odoo(cluster, &ns, &server).await;
+    let products = count(
+        &client,
+        "product.product",
+        json!([["standard_price", ">", 0]]),
+    )
+    .await;
+
+    // Every minute: were the operator to schedule it in process too, a scan
+    // would run within the test (checked further down).
+    let applied_at = Timestamp::now();
+    let mut rule = cost_rule(
+        "nightly",
+        json!({"cron": "* * * * *", "timeZone": ZONE, "concurrencyPolicy": "Replace", "startingDeadlineSeconds": 120}),
+    );
+    rule["spec"]["execution"] = json!("CronJob");
+    apply(cluster, &ns, &rule).await;
+    let name = "planops-scan-nightly";
+    let job = eventually("the rule's CronJob", || cronjob(cluster, &ns, name)).await;
+    let obj = get(cluster, &ns, "ExceptionRule", "nightly")
+        .await
+        .expect("rule");
+    let owner = &job["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "ExceptionRule");
+    assert_eq!(owner["name"], "nightly");
+    assert_eq!(owner["uid"], obj["metadata"]["uid"]);
+    assert_eq!(owner["controller"], true);
+    let spec = &job["spec"];
+    assert_eq!(spec["schedule"], "* * * * *");
+    assert_eq!(spec["timeZone"], ZONE);
+    assert_eq!(spec["concurrencyPolicy"], "Replace");
+    assert_eq!(spec["startingDeadlineSeconds"], 120);
+    assert_eq!(spec["suspend"], false);
+    let pod = &spec["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "planops-scan");
+    assert_eq!(pod["containers"][0]["image"], TEST_IMAGE);
+    assert_eq!(
+        pod["containers"][0]["args"],
+        json!(["scan", format!("{ns}/nightly")])
+    );
+    let obj = eventually("Scheduled=True naming the CronJob", || async {
+        let obj = get(cluster, &ns, "ExceptionRule", "nightly").await?;
+        let scheduled = obj["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Scheduled")?
+            .clone();
+        (scheduled["status"] == "True"
+            && scheduled["message"]
+                .as_str()?
+                .starts_with("execution CronJob: CronJob planops-scan-nightly"))
+        .then_some(obj)
+    })
+    .await;
+    assert!(obj["status"]["nextScanTime"].is_null());
+
+    // Editing the schedule updates the CronJob.
+    rule["spec"]["triggers"]["schedule"]["cron"] = json!("*/10 * * * *");
+    apply(cluster, &ns, &rule).await;
+    eventually("the new schedule on the CronJob", || async {
+        let job = cronjob(cluster, &ns, name).await?;
+        (job["spec"]["schedule"] == "*/10 * * * *").then_some(())
+    })
+    .await;
+    rule["spec"]["triggers"]["schedule"]["cron"] = json!("* * * * *");
+    apply(cluster, &ns, &rule).await;
+
+    // Drift is repaired, and a CronJob deleted by hand comes back.
+    let api: kube::Api<k8s_openapi::api::batch::v1::CronJob> =
+        kube::Api::namespaced(cluster.client(), &ns);
+    eventually("the schedule restored", || async {
+        let job = cronjob(cluster, &ns, name).await?;
+        (job["spec"]["schedule"] == "* * * * *").then_some(())
+    })
+    .await;
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"concurrencyPolicy": "Allow"}})),
+    )
+    .await
+    .expect("editing the CronJob by hand");
+    eventually("the edited CronJob repaired", || async {
+        let job = cronjob(cluster, &ns, name).await?;
+        (job["spec"]["concurrencyPolicy"] == "Replace").then_some(())
+    })
+    .await;
+    let old_uid = cronjob(cluster, &ns, name).await.expect("CronJob")["metadata"]["uid"].clone();
+    api.delete(name, &Default::default())
+        .await
+        .expect("deleting the CronJob by hand");
+    let settled = eventually("the deleted CronJob recreated", || async {
+        let job = cronjob(cluster, &ns, name).await?;
+        (job["metadata"]["uid"] != old_uid).then_some(job)
+    })
+    .await;
+
+    // No kubelet runs the Job here: run its command as the chart's scan
+    // ServiceAccount, with exactly the chart's planops-scan Role.
+    let objects = chart_rbac(&ns, &["--show-only=templates/scan-serviceaccount.yaml"]).await;
+    assert_eq!(objects.len(), 3, "ServiceAccount, Role, RoleBinding");
+    let dir = apply_rendered(cluster, &objects).await;
+    let kubeconfig = service_account_kubeconfig(cluster, &ns, "planops-scan", &dir).await;
+    let out = planops_scan(&kubeconfig, &format!("{ns}/nightly")).await;
+    assert!(
+        out.status.success(),
+        "planops scan failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(
+        printed["exceptions"].as_array().map(Vec::len),
+        Some(products as usize)
+    );
+    assert_eq!(
+        count(&client, "mail.activity", marker(&ns, "nightly")).await,
+        products
+    );
+    let obj = get(cluster, &ns, "ExceptionRule", "nightly")
+        .await
+        .expect("rule");
+    let last = &obj["status"]["lastScan"];
+    assert_eq!(last["outcome"], "Succeeded", "{last}");
+    assert_eq!(last["subjectsEvaluated"], json!(products));
+    assert_eq!(last["exceptionsOpen"], json!(products));
+    assert_eq!(last["exceptionsOpened"], json!(products));
+    assert!(last["scheduledTime"].is_null(), "{last}");
+    assert!(last["odooCalls"].as_u64().is_some_and(|n| n >= 2), "{last}");
+    assert!(
+        !obj["status"]["topExceptions"]
+            .as_array()
+            .expect("top")
+            .is_empty()
+    );
+    assert_eq!(
+        condition(&obj, "Ready"),
+        Some(("True".into(), "Reconciled".into()))
+    );
+
+    // The scan owns lastScan; the operator's status writes leave it alone.
+    let owners = |obj: &Value, field: &str| -> Vec<String> {
+        obj["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| !m["fieldsV1"]["f:status"][field].is_null())
+            .filter_map(|m| m["manager"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        owners(&obj, "f:lastScan"),
+        ["planops-scan"],
+        "{}",
+        obj["metadata"]
+    );
+    assert!(owners(&obj, "f:conditions").contains(&"planops".to_string()));
+
+    // Again: nothing twice in Odoo; the status shows a scan that opened nothing.
+    let out = planops_scan(&kubeconfig, &format!("{ns}/nightly")).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        count(&client, "mail.activity", marker(&ns, "nightly")).await,
+        products
+    );
+    let obj = get(cluster, &ns, "ExceptionRule", "nightly")
+        .await
+        .expect("rule");
+    assert_eq!(obj["status"]["lastScan"]["exceptionsOpened"], 0);
+    assert_eq!(obj["status"]["lastScan"]["exceptionsOpen"], json!(products));
+
+    // Clear errors; a rule whose connection is missing records a failed scan
+    // and a ScanFailed Event (both within the scan Role).
+    let out = planops_scan(&kubeconfig, &format!("{ns}/absent")).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("ExceptionRule {ns}/absent not found")),
+        "{stderr}"
+    );
+    let mut orphan = cost_rule("orphan", json!({"cron": "0 6 * * *"}));
+    orphan["spec"]["execution"] = json!("CronJob");
+    orphan["spec"]["connectionRef"]["name"] = json!("elsewhere");
+    apply(cluster, &ns, &orphan).await;
+    let out = planops_scan(&kubeconfig, &format!("{ns}/orphan")).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!("OdooConnection {ns}/elsewhere not found");
+    assert!(stderr.contains(&expected), "{stderr}");
+    let obj = get(cluster, &ns, "ExceptionRule", "orphan")
+        .await
+        .expect("rule");
+    assert_eq!(obj["status"]["lastScan"]["outcome"], "Failed");
+    assert!(
+        obj["status"]["lastScan"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&expected)),
+        "{}",
+        obj["status"]
+    );
+    assert!(
+        events(cluster, &ns)
+            .await
+            .iter()
+            .any(|(reason, message)| reason == "ScanFailed" && message.contains(&expected)),
+        "a ScanFailed Event"
+    );
+
+    // The operator itself never scanned the CronJob rule, though a minute
+    // boundary passed since it was applied.
+    let boundary = applied_at
+        .checked_add(jiff::SignedDuration::from_secs(65))
+        .expect("time");
+    if let Ok(wait) = Duration::try_from(boundary.duration_since(Timestamp::now())) {
+        tokio::time::sleep(wait).await;
+    }
+    // Reconciles (status writes, CronJob events) since the repair wrote nothing
+    // to a CronJob that matches the rule.
+    let job = cronjob(cluster, &ns, name).await.expect("CronJob");
+    assert_eq!(
+        job["metadata"]["resourceVersion"], settled["metadata"]["resourceVersion"],
+        "the CronJob was written without a change"
+    );
+    let metrics = operator.get("/metrics").await.expect("metrics").1;
+    assert!(
+        !metrics.contains("planops_scans_total{outcome=\"succeeded\"}"),
+        "the operator ran a scan of a CronJob rule:\n{metrics}"
+    );
+    let obj = get(cluster, &ns, "ExceptionRule", "nightly")
+        .await
+        .expect("rule");
+    assert!(obj["status"]["lastScan"]["scheduledTime"].is_null());
+
+    // Suspending the rule suspends its CronJob; resuming resumes it.
+    rule["spec"]["suspend"] = json!(true);
+    apply(cluster, &ns, &rule).await;
+    eventually("the CronJob suspended", || async {
+        let job = cronjob(cluster, &ns, name).await?;
+        (job["spec"]["suspend"] == true).then_some(())
+    })
+    .await;
+    rule["spec"]["suspend"] = json!(false);
+    apply(cluster, &ns, &rule).await;
+    eventually("the CronJob resumed", || async {
+        let job = cronjob(cluster, &ns, name).await?;
+        (job["spec"]["suspend"] == false).then_some(())
+    })
+    .await;
+
+    // Back in process: the CronJob goes and the operator schedules the rule.
+    rule["spec"]["execution"] = json!("InProcess");
+    apply(cluster, &ns, &rule).await;
+    eventually("the CronJob deleted", || async {
+        cronjob(cluster, &ns, name).await.is_none().then_some(())
+    })
+    .await;
+    eventually("Scheduled=True in process", || async {
+        let obj = get(cluster, &ns, "ExceptionRule", "nightly").await?;
+        let scheduled = obj["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Scheduled")?
+            .clone();
+        (scheduled["status"] == "True"
+            && scheduled["message"]
+                .as_str()?
+                .starts_with("execution InProcess")
+            && !obj["status"]["nextScanTime"].is_null())
+        .then_some(())
+    })
+    .await;
+    server.shutdown().await;
+}
+
+/// The distinct scans the rule's status reported while a test polled it:
+/// `(startTime, durationMillis)` by scheduled time.
+type Seen = std::collections::BTreeMap<Timestamp, (Timestamp, i64)>;
+
+fn record_scan(seen: &mut Seen, obj: &Value) {
+    let last = &obj["status"]["lastScan"];
+    if let (Some(scheduled), Some(start), Some(millis)) = (
+        timestamp(&last["scheduledTime"]),
+        timestamp(&last["startTime"]),
+        last["durationMillis"].as_i64(),
+    ) && last["outcome"] == "Succeeded"
+    {
+        seen.insert(scheduled, (start, millis));
+    }
+}
+
+#[tokio::test]
+async fn replace_cancels_the_running_scan_for_the_new_one() {
+    let (cluster, ns) = setup("sched-replace").await;
+    let server = private_odoo().await;
+    let operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_odoo(cluster, &ns, &server).await;
+    // Each call takes 2 s: a scan outlasts the 2 s period, so every tick
+    // finds the previous scan running.
+    server
+        .set_faults(FaultConfig {
+            latency_ms: 2000,
+            ..Default::default()
+        })
+        .expect("latency");
+    apply(
+        cluster,
+        &ns,
+        &cost_rule(
+            "replaced",
+            json!({"cron": "*/2 * * * * *", "concurrencyPolicy": "Replace"}),
+        ),
+    )
+    .await;
+    eventually("a ScanReplaced event", || async {
+        events(cluster, &ns)
+            .await
+            .into_iter()
+            .find(|(reason, _)| reason == "ScanReplaced")
+    })
+    .await;
+    let metrics = operator.get("/metrics").await.expect("metrics").1;
+    assert!(
+        metrics.contains("planops_scans_total{outcome=\"replaced\"}"),
+        "{metrics}"
+    );
+    // Replaced scans never reach the status: no scan has finished while every
+    // one was cancelled by the next.
+    let obj = get(cluster, &ns, "ExceptionRule", "replaced")
+        .await
+        .expect("rule");
+    assert!(obj["status"]["lastScan"].is_null(), "{}", obj["status"]);
+    assert!(
+        !events(cluster, &ns)
+            .await
+            .iter()
+            .any(|(reason, _)| reason == "ScanSkipped")
+    );
+    // Once Odoo is quick again a scan finishes within the period and reports.
+    server
+        .set_faults(FaultConfig::default())
+        .expect("no faults");
+    wait_scan_after(cluster, &ns, "replaced", None).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn allow_starts_the_next_scan_while_the_previous_one_runs() {
+    let (cluster, ns) = setup("sched-allow").await;
+    let server = private_odoo().await;
+    let _operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_odoo(cluster, &ns, &server).await;
+    server
+        .set_faults(FaultConfig {
+            latency_ms: 1500,
+            ..Default::default()
+        })
+        .expect("latency");
+    apply(
+        cluster,
+        &ns,
+        &cost_rule(
+            "allowed",
+            json!({"cron": "*/2 * * * * *", "concurrencyPolicy": "Allow"}),
+        ),
+    )
+    .await;
+    // Two reported scans overlap: the later one started before the earlier
+    // one ended. (Scans of one rule take turns at Odoo's writes, so the
+    // later one's duration includes its wait.)
+    let mut seen = Seen::new();
+    let deadline = std::time::Instant::now() + SETTLE;
+    let overlap = loop {
+        if let Some(obj) = get(cluster, &ns, "ExceptionRule", "allowed").await {
+            record_scan(&mut seen, &obj);
+        }
+        let scans: Vec<_> = seen.values().copied().collect();
+        let found = scans.windows(2).find_map(|pair| {
+            let (start, millis) = pair[0];
+            let end = start
+                .checked_add(jiff::SignedDuration::from_millis(millis))
+                .ok()?;
+            (pair[1].0 < end).then_some((pair[0], pair[1]))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no two overlapping scans among {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(overlap.0.0 < overlap.1.0);
+    assert!(
+        !events(cluster, &ns)
+            .await
+            .iter()
+            .any(|(reason, _)| reason == "ScanSkipped" || reason == "ScanReplaced"),
+        "Allow neither skips nor replaces"
+    );
+    server
+        .set_faults(FaultConfig::default())
+        .expect("no faults");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn receiving_the_goods_resolves_the_stockout_at_the_next_scan() {
+    use support::odoo::{create, deliveries, product, vendor, warehouse};
+    let (cluster, ns) = setup("sched-receive").await;
+    let server = private_odoo().await;
+    let client = support::odoo::connect(&server).await;
+    // The chart mounts a volume here: the operator keeps its demand history there.
+    let cache = tempfile::tempdir().expect("cache directory");
+    let cache_dir = cache.path().to_str().expect("UTF-8 path");
+    let _operator = OperatorProcess::start_with_env(
+        cluster,
+        OperatorOptions {
+            namespace: &ns,
+            identity: "solo",
+            leader_election: false,
+            lease_duration_seconds: 15,
+            kubeconfig: None,
+            label_leader_pod: false,
+        },
+        &[("PLANOPS_CACHE_DIR", cache_dir)],
+    )
+    .await;
+    connect_odoo(cluster, &ns, &server).await;
+
+    // A product selling 3 a day with nothing on hand: a projected stockout.
+    let today = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let wh = warehouse(&client).await;
+    let acme = vendor(&client, "Acme Receiving").await;
+    let item = product(&client, "RCV-1", 20.0, Some((acme, 5))).await;
+    deliveries(&client, &wh, item, today, 60, 3.0, 3.0).await;
+    let rule = json!({
+        "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
+        "metadata": {"name": "stockout"},
+        "spec": {
+            "connectionRef": {"name": "odoo"},
+            "detector": {"projectedStockout": {"horizonDays": 30, "historyDays": 60}},
+            "scope": {"productDomain": "[('default_code', '=', 'RCV-1')]", "warehouses": ["TW1"]},
+            "triggers": {"schedule": {"cron": "*/3 * * * * *"}},
+            "actions": [{"activity": {"assignee": {"user": "admin"}}}],
+        },
+    });
+    apply(cluster, &ns, &rule).await;
+    let opened = eventually("the stockout opened", || async {
+        let obj = wait_scan_after(cluster, &ns, "stockout", None).await;
+        (obj["status"]["lastScan"]["exceptionsOpen"] == 1).then_some(obj)
+    })
+    .await;
+    let activities = marker(&ns, "stockout");
+    eventually("its activity", || async {
+        (count(&client, "mail.activity", activities.clone()).await == 1).then_some(())
+    })
+    .await;
+    // The scan read its history through the operator's cache of this connection.
+    let cached = cache.path().join(format!("history-{ns}_odoo.json"));
+    assert!(cached.exists(), "{} missing", cached.display());
+    let fingerprint = opened["status"]["topExceptions"][0]["fingerprint"]
+        .as_str()
+        .expect("the open exception's fingerprint")
+        .to_string();
+
+    // The goods arrive: the receipt is validated, which moves them into stock
+    // (Odoo's validation makes the done move and the quant; so does this).
+    let after = timestamp(&opened["status"]["lastScan"]["scheduledTime"]);
+    create(
+        &client,
+        "stock.move",
+        json!({
+            "name": "IN", "product_id": item, "product_uom_qty": 500.0, "quantity": 500.0,
+            "state": "done", "date": format!("{today} 08:00:00"),
+            "location_id": wh.vendors, "location_dest_id": wh.stock,
+        }),
+    )
+    .await;
+    create(
+        &client,
+        "stock.quant",
+        json!({"product_id": item, "location_id": wh.stock, "quantity": 500.0}),
+    )
+    .await;
+
+    let resolved = eventually("the stockout resolved", || async {
+        let obj = wait_scan_after(cluster, &ns, "stockout", after).await;
+        (obj["status"]["lastScan"]["exceptionsResolved"] == 1).then_some(obj)
+    })
+    .await;
+    assert_eq!(resolved["status"]["lastScan"]["exceptionsOpen"], 0);
+    assert_eq!(count(&client, "mail.activity", activities).await, 0);
+    // Marked done with PlanOps' note, which Odoo's done message quotes.
+    let done = count(
+        &client,
+        "mail.message",
+        json!([
+            ["body", "ilike", "Resolved by PlanOps"],
+            ["body", "ilike", fingerprint]
+        ]),
+    )
+    .await;
+    assert_eq!(done, 1, "one done message for the resolved activity");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cronjob_rule_without_an_image_to_run_is_stalled() {
+    let (cluster, ns) = setup("cronjob-noimage").await;
+    let server = private_odoo().await;
+    // An operator not told its image (PLANOPS_IMAGE empty, as without the chart).
+    let _operator = OperatorProcess::start_with_env(
+        cluster,
+        OperatorOptions {
+            namespace: &ns,
+            identity: "solo",
+            leader_election: false,
+            lease_duration_seconds: 15,
+            kubeconfig: None,
+            label_leader_pod: false,
+        },
+        &[("PLANOPS_IMAGE", "")],
+    )
+    .await;
+    connect_odoo(cluster, &ns, &server).await;
+    let mut rule = cost_rule("imageless", json!({"cron": "0 6 * * *"}));
+    rule["spec"]["execution"] = json!("CronJob");
+    apply(cluster, &ns, &rule).await;
+    let obj = wait_ready(
+        cluster,
+        &ns,
+        "ExceptionRule",
+        "imageless",
+        "False",
+        "NoScanImage",
+    )
+    .await;
+    assert_eq!(
+        condition(&obj, "Stalled"),
+        Some(("True".into(), "NoScanImage".into()))
+    );
+    assert_eq!(
+        condition(&obj, "Scheduled"),
+        Some(("False".into(), "NoScanImage".into()))
+    );
+    assert!(
+        cronjob(cluster, &ns, "planops-scan-imageless")
+            .await
+            .is_none()
+    );
+    server.shutdown().await;
+}

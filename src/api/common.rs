@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "planops.io";
 /// Field manager used for every server-side apply PlanOps makes.
 pub const FIELD_MANAGER: &str = "planops";
+/// Field manager of `planops scan <namespace>/<rule>` (the CronJob of
+/// `execution: CronJob`), which owns the rule's `status.lastScan` and
+/// `status.topExceptions` in that mode.
+pub const SCAN_FIELD_MANAGER: &str = "planops-scan";
 /// Finalizer that guards the Odoo-side clean-up of a resource.
 pub const FINALIZER: &str = "planops.io/cleanup";
 /// Annotation that pauses reconciliation (status is still refreshed).
@@ -114,6 +118,8 @@ pub mod reasons {
     pub const NOT_ACTIVE: &str = "NotActive";
     pub const SCHEDULED: &str = "Scheduled";
     pub const NOT_SCHEDULED: &str = "NotScheduled";
+    /// `execution: CronJob`, but the operator was not told its image.
+    pub const NO_SCAN_IMAGE: &str = "NoScanImage";
     pub const DELETING: &str = "Deleting";
     /// A scheduled scan failed (Event reason and `Ready` reason of an ExceptionRule).
     pub const SCAN_FAILED: &str = "ScanFailed";

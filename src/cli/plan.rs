@@ -386,7 +386,12 @@ fn describe(
     if spec.execution == Execution::CronJob {
         cluster_records.push(json!({
             "kind": "CronJob",
-            "what": format!("batch/v1 CronJob owned by the rule, running `planops scan` on {}", spec.triggers.schedule.as_ref().map(|s| s.cron.as_str()).unwrap_or("-")),
+            "name": crate::controllers::cronjob::cronjob_name(&name),
+            "what": format!(
+                "batch/v1 CronJob owned by the rule, running `planops scan {}/{name}` on {}",
+                plan.namespace,
+                spec.triggers.schedule.as_ref().map(|s| s.cron.as_str()).unwrap_or("-")
+            ),
         }));
     }
     let actions: Vec<String> = spec

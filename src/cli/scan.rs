@@ -1,6 +1,7 @@
 //! `planops scan`: one scan of one `ExceptionRule` against an Odoo database, with
-//! its actions (the rule's `mode` decides whether they write). The CronJob execution
-//! mode runs this command.
+//! its actions (the rule's `mode` decides whether they write): a rule in the
+//! cluster (`planops scan <namespace>/<rule>`, what the CronJob of `execution:
+//! CronJob` runs) or in a file (`-f`, with the Odoo connection on the command line).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,7 +11,9 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 
 use crate::actions::{self, ActionContext, StaticSecrets};
+use crate::api::common::SCAN_FIELD_MANAGER;
 use crate::api::rule::RuleMode;
+use crate::api::{ExceptionRule, OdooConnection};
 use crate::engine::RuleRef;
 use crate::odoo::{OdooClient, OdooConfig, Secret};
 use crate::scan::ScanMemory;
@@ -27,31 +30,38 @@ pub enum Output {
 /// Arguments of `planops scan`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScanArgs {
+    /// The ExceptionRule in the cluster, as `<namespace>/<rule>`: its
+    /// OdooConnection and Secrets are read from the cluster (kubeconfig or
+    /// in-cluster config) and the result is written to the rule's
+    /// `status.lastScan`. What the CronJob of `execution: CronJob` runs.
+    #[arg(value_name = "NAMESPACE/RULE", conflicts_with_all = ["file", "odoo_url", "database", "login", "api_key_env", "secret_env"])]
+    pub target: Option<String>,
     /// YAML file with the ExceptionRule (other documents are ignored).
-    #[arg(short = 'f', long = "file")]
-    pub file: PathBuf,
+    #[arg(short = 'f', long = "file", required_unless_present = "target")]
+    pub file: Option<PathBuf>,
     /// Name of the rule when the file holds several.
     #[arg(long)]
     pub rule: Option<String>,
-    /// Namespace the rule belongs to (part of every fingerprint).
+    /// Namespace the rule of `-f` belongs to (part of every fingerprint).
     #[arg(long, default_value = "default")]
     pub namespace: String,
-    /// Odoo base URL.
-    #[arg(long)]
-    pub odoo_url: String,
-    /// Odoo database.
-    #[arg(long)]
-    pub database: String,
-    /// Odoo login.
-    #[arg(long)]
-    pub login: String,
-    /// Environment variable holding the API key (never passed on the command line).
-    #[arg(long)]
-    pub api_key_env: String,
-    /// Secrets for notify actions: `secret-name/key=ENV_VAR`, repeatable.
+    /// Odoo base URL (with `-f`).
+    #[arg(long, required_unless_present = "target")]
+    pub odoo_url: Option<String>,
+    /// Odoo database (with `-f`).
+    #[arg(long, required_unless_present = "target")]
+    pub database: Option<String>,
+    /// Odoo login (with `-f`).
+    #[arg(long, required_unless_present = "target")]
+    pub login: Option<String>,
+    /// Environment variable holding the API key (with `-f`; never passed on the command line).
+    #[arg(long, required_unless_present = "target")]
+    pub api_key_env: Option<String>,
+    /// Secrets for notify actions (with `-f`): `secret-name/key=ENV_VAR`, repeatable.
     #[arg(long = "secret-env")]
     pub secret_env: Vec<String>,
-    /// Plan the writes but make none, whatever the rule's mode.
+    /// Plan the writes but make none, whatever the rule's mode; with
+    /// `<namespace>/<rule>` the status is not written either.
     #[arg(long)]
     pub dry_run: bool,
     /// table or json.
@@ -64,7 +74,7 @@ pub struct ScanArgs {
     #[arg(long)]
     pub today: Option<jiff::civil::Date>,
     /// Keep the demand history of done moves in this directory between runs, so
-    /// the next scan reads only what changed (a CronJob mounts a volume here).
+    /// the next scan reads only what changed.
     #[arg(long, env = "PLANOPS_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 }
@@ -84,10 +94,24 @@ fn secrets_from_env(specs: &[String]) -> anyhow::Result<StaticSecrets> {
 
 /// Runs one scan and prints the result.
 pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?;
+    if let Some(target) = &args.target {
+        return Ok(run_in_cluster(target, &args).await?);
+    }
+    let (Some(file), Some(odoo_url), Some(database), Some(login), Some(api_key_env)) = (
+        &args.file,
+        &args.odoo_url,
+        &args.database,
+        &args.login,
+        &args.api_key_env,
+    ) else {
+        bail!(
+            "give <namespace>/<rule>, or -f with --odoo-url, --database, --login and --api-key-env"
+        );
+    };
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let rules =
-        super::demo::rules_in(&text).with_context(|| format!("parsing {}", args.file.display()))?;
+        super::demo::rules_in(&text).with_context(|| format!("parsing {}", file.display()))?;
     let mut rule = match &args.rule {
         Some(name) => rules
             .into_iter()
@@ -101,15 +125,10 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     if args.dry_run {
         rule.spec.mode = RuleMode::DryRun;
     }
-    let api_key = std::env::var(&args.api_key_env)
-        .with_context(|| format!("environment variable {} is not set", args.api_key_env))?;
+    let api_key = std::env::var(api_key_env)
+        .with_context(|| format!("environment variable {api_key_env} is not set"))?;
     let secrets = secrets_from_env(&args.secret_env)?;
-    let mut config = OdooConfig::new(
-        &args.odoo_url,
-        &args.database,
-        &args.login,
-        Secret::new(api_key),
-    );
+    let mut config = OdooConfig::new(odoo_url, database, login, Secret::new(api_key));
     config.timeout = Duration::from_secs(60);
     let client = OdooClient::connect(config)
         .await
@@ -126,8 +145,8 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         .map(crate::scan::HistoryCache::persistent);
     let history_key = crate::scan::HistoryKey {
         connection: format!("{}/{}", args.namespace, rule.spec.connection_ref.name),
-        url: args.odoo_url.clone(),
-        database: args.database.clone(),
+        url: odoo_url.clone(),
+        database: database.clone(),
     };
     let options = crate::scan::ScanOptions {
         history: cache.as_ref().map(|c| (c, &history_key)),
@@ -147,6 +166,31 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     } = actions::scan_and_act(&client, &ctx, &ScanMemory::default(), options)
         .await
         .with_context(|| format!("scanning and acting on rule {name}"))?;
+    print_run(
+        &args,
+        &args.namespace,
+        &name,
+        &rule.spec,
+        today,
+        &outcome,
+        &plan,
+        &report,
+    )?;
+    Ok(())
+}
+
+/// Prints one run as a table or JSON.
+#[allow(clippy::too_many_arguments)]
+fn print_run(
+    args: &ScanArgs,
+    namespace: &str,
+    name: &str,
+    spec: &crate::api::ExceptionRuleSpec,
+    today: jiff::civil::Date,
+    outcome: &crate::scan::ScanOutcome,
+    plan: &actions::ActionPlan,
+    report: &actions::ActionReport,
+) -> anyhow::Result<()> {
     match args.output {
         Output::Json => {
             let writes: Vec<_> = report
@@ -164,8 +208,8 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
                 .collect();
             let doc = json!({
                 "rule": name,
-                "namespace": args.namespace,
-                "mode": format!("{:?}", rule.spec.mode),
+                "namespace": namespace,
+                "mode": format!("{:?}", spec.mode),
                 "today": today.to_string(),
                 "subjectsEvaluated": outcome.subjects_evaluated,
                 "odooCalls": outcome.calls.requests,
@@ -200,4 +244,314 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Why `planops scan <namespace>/<rule>` could not scan. Names the object and
+/// field at fault; never carries a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterScanError {
+    #[error("{0:?} is not <namespace>/<rule>")]
+    Target(String),
+    #[error("connecting to the Kubernetes API (kubeconfig or in-cluster config): {0}")]
+    Connect(#[source] kube::Error),
+    #[error("ExceptionRule {namespace}/{name} not found")]
+    RuleNotFound { namespace: String, name: String },
+    #[error(
+        "ExceptionRule {namespace}/{rule}: spec.connectionRef.name: OdooConnection {namespace}/{connection} not found"
+    )]
+    ConnectionNotFound {
+        namespace: String,
+        rule: String,
+        connection: String,
+    },
+    #[error(
+        "OdooConnection {namespace}/{connection}: spec.credentialsSecretRef.name: Secret {namespace}/{secret} not found"
+    )]
+    SecretNotFound {
+        namespace: String,
+        connection: String,
+        secret: String,
+    },
+    #[error(
+        "OdooConnection {namespace}/{connection}: Secret {namespace}/{secret} has no key {key:?}"
+    )]
+    SecretKeyMissing {
+        namespace: String,
+        connection: String,
+        secret: String,
+        key: String,
+    },
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("connecting to Odoo at {url}: {source}")]
+    Odoo {
+        url: String,
+        #[source]
+        source: crate::odoo::OdooError,
+    },
+    #[error("scan of ExceptionRule {namespace}/{name} failed: {message}")]
+    ScanFailed {
+        namespace: String,
+        name: String,
+        message: String,
+    },
+}
+
+fn kube_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ClusterScanError {
+    let what = what.into();
+    move |source| ClusterScanError::Kube { what, source }
+}
+
+/// `planops scan <namespace>/<rule>`: the rule, its connection and Secrets
+/// from the cluster; the scan and actions the operator's scheduler runs; the
+/// result in the rule's `status.lastScan` (and a `ScanFailed` Event when it
+/// failed), written as field manager `planops-scan`.
+async fn run_in_cluster(target: &str, args: &ScanArgs) -> Result<(), ClusterScanError> {
+    use crate::controllers::rule_scan::{self, ScanReport};
+    let (namespace, name) = target
+        .split_once('/')
+        .filter(|(ns, rule)| !ns.is_empty() && !rule.is_empty() && !rule.contains('/'))
+        .ok_or_else(|| ClusterScanError::Target(target.to_string()))?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(ClusterScanError::Connect)?;
+    let rules: kube::Api<ExceptionRule> = kube::Api::namespaced(client.clone(), namespace);
+    let mut rule = rules
+        .get_opt(name)
+        .await
+        .map_err(kube_error(format!("reading ExceptionRule {target}")))?
+        .ok_or_else(|| ClusterScanError::RuleNotFound {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })?;
+    if args.dry_run {
+        rule.spec.mode = RuleMode::DryRun;
+    }
+    let today = args.today.unwrap_or_else(|| {
+        jiff::Timestamp::now()
+            .to_zoned(rule_scan::rule_time_zone(&rule))
+            .date()
+    });
+    let started = jiff::Timestamp::now();
+    let clock = std::time::Instant::now();
+    let result = scan_in_cluster(&client, &rule, today, args).await;
+    let duration = clock.elapsed();
+    let (mut report, failure) = match &result {
+        Ok(scanned) => (scanned.report.clone(), None),
+        Err(ScanStop { error, calls }) => (
+            ScanReport::failed(error.to_string(), *calls),
+            Some(error.to_string()),
+        ),
+    };
+    report.stamp(started, None, duration);
+    // --dry-run is a look from someone's terminal: it changes nothing anywhere.
+    if !args.dry_run {
+        write_last_scan(&rules, &rule, &report).await?;
+        if let Some(message) = &failure {
+            publish_failure(&client, &rule, message).await;
+        }
+    }
+    match result {
+        Ok(scanned) => print_run(
+            args,
+            namespace,
+            name,
+            &rule.spec,
+            today,
+            &scanned.run.outcome,
+            &scanned.run.plan,
+            &scanned.run.report,
+        )
+        .map_err(|e| ClusterScanError::ScanFailed {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            message: format!("printing the result: {e}"),
+        }),
+        Err(ScanStop { error, .. }) => Err(match error {
+            ScanStep::Cluster(e) => e,
+            ScanStep::Scan(message) => ClusterScanError::ScanFailed {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                message,
+            },
+        }),
+    }
+}
+
+/// Where a cluster scan stopped, and the Odoo calls made until then.
+struct ScanStop {
+    error: ScanStep,
+    calls: u64,
+}
+
+enum ScanStep {
+    /// Reading the rule's dependencies from the cluster.
+    Cluster(ClusterScanError),
+    /// The scan or its actions.
+    Scan(String),
+}
+
+impl std::fmt::Display for ScanStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScanStep::Cluster(e) => write!(f, "{e}"),
+            ScanStep::Scan(message) => f.write_str(message),
+        }
+    }
+}
+
+impl From<ClusterScanError> for ScanStop {
+    fn from(error: ClusterScanError) -> ScanStop {
+        ScanStop {
+            error: ScanStep::Cluster(error),
+            calls: 0,
+        }
+    }
+}
+
+async fn scan_in_cluster(
+    client: &kube::Client,
+    rule: &ExceptionRule,
+    today: jiff::civil::Date,
+    args: &ScanArgs,
+) -> Result<crate::controllers::rule_scan::Scanned, ScanStop> {
+    use crate::controllers::connection::{client_config, credentials_in};
+    use crate::controllers::rule_scan;
+    use k8s_openapi::api::core::v1::Secret as KubeSecret;
+    use kube::ResourceExt;
+
+    let namespace = rule.namespace().unwrap_or_default();
+    let name = rule.name_any();
+    let connection_name = &rule.spec.connection_ref.name;
+    let connection = kube::Api::<OdooConnection>::namespaced(client.clone(), &namespace)
+        .get_opt(connection_name)
+        .await
+        .map_err(kube_error(format!(
+            "reading OdooConnection {namespace}/{connection_name}"
+        )))?
+        .ok_or_else(|| ClusterScanError::ConnectionNotFound {
+            namespace: namespace.clone(),
+            rule: name.clone(),
+            connection: connection_name.clone(),
+        })?;
+    let creds = &connection.spec.credentials_secret_ref;
+    let secret = kube::Api::<KubeSecret>::namespaced(client.clone(), &namespace)
+        .get_opt(&creds.name)
+        .await
+        .map_err(kube_error(format!(
+            "reading Secret {namespace}/{}",
+            creds.name
+        )))?
+        .ok_or_else(|| ClusterScanError::SecretNotFound {
+            namespace: namespace.clone(),
+            connection: connection_name.clone(),
+            secret: creds.name.clone(),
+        })?;
+    let (login, api_key) =
+        credentials_in(&secret, creds).map_err(|key| ClusterScanError::SecretKeyMissing {
+            namespace: namespace.clone(),
+            connection: connection_name.clone(),
+            secret: creds.name.clone(),
+            key: key.to_string(),
+        })?;
+    let odoo = OdooClient::connect(client_config(&connection.spec, &login, &api_key))
+        .await
+        .map_err(|source| ClusterScanError::Odoo {
+            url: connection.spec.url.clone(),
+            source,
+        })?;
+    let memory = rule_scan::read_memory(client, &namespace, &name)
+        .await
+        .map_err(kube_error("reading the scan memory"))?;
+    let secrets = rule_scan::secret_values(client, None, rule, &namespace)
+        .await
+        .map_err(kube_error("reading notify secrets"))?;
+    let cache = args
+        .cache_dir
+        .as_ref()
+        .map(crate::scan::HistoryCache::persistent);
+    let key = rule_scan::history_key(&namespace, &connection);
+    let scanned = rule_scan::scan_rule(
+        &odoo,
+        rule,
+        today,
+        &memory,
+        &secrets,
+        cache.as_ref().map(|c| (c, &key)),
+    )
+    .await
+    .map_err(|failure| ScanStop {
+        error: ScanStep::Scan(failure.message),
+        calls: failure.calls,
+    })?;
+    if !args.dry_run && scanned.run.outcome.memory != memory {
+        rule_scan::write_memory(client, rule, &scanned.run.outcome.memory)
+            .await
+            .map_err(kube_error("saving the scan memory"))?;
+    }
+    Ok(scanned)
+}
+
+/// Writes `lastScan` (and, after a successful scan, `topExceptions`) as field
+/// manager `planops-scan`, unless the status already says exactly that.
+async fn write_last_scan(
+    rules: &kube::Api<ExceptionRule>,
+    rule: &ExceptionRule,
+    report: &crate::controllers::rule_scan::ScanReport,
+) -> Result<(), ClusterScanError> {
+    use kube::ResourceExt;
+    let previous = rule.status.clone().unwrap_or_default();
+    // A failed scan keeps the last good list, as in the operator.
+    let top = match report.error {
+        None => report.top.clone(),
+        Some(_) => previous.top_exceptions.clone(),
+    };
+    if previous.last_scan.as_ref() == Some(&report.last_scan) && previous.top_exceptions == top {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": <ExceptionRule as kube::Resource>::api_version(&()),
+        "kind": <ExceptionRule as kube::Resource>::kind(&()),
+        "status": {"lastScan": report.last_scan, "topExceptions": top},
+    });
+    rules
+        .patch_status(
+            &rule.name_any(),
+            &kube::api::PatchParams::apply(SCAN_FIELD_MANAGER).force(),
+            &kube::api::Patch::Apply(&patch),
+        )
+        .await
+        .map_err(kube_error(format!(
+            "writing the status of ExceptionRule {}/{}",
+            rule.namespace().unwrap_or_default(),
+            rule.name_any()
+        )))?;
+    Ok(())
+}
+
+/// A Warning Event `ScanFailed` on the rule, like the operator's. An Event
+/// is a courtesy: failing to send it is logged only.
+async fn publish_failure(client: &kube::Client, rule: &ExceptionRule, message: &str) {
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let reporter = Reporter {
+        controller: SCAN_FIELD_MANAGER.into(),
+        instance: std::env::var("HOSTNAME").ok(),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let note = crate::controllers::driver::truncate(&format!("scan failed: {message}"), 1024);
+    let event = Event {
+        type_: EventType::Warning,
+        reason: crate::api::common::reasons::SCAN_FAILED.into(),
+        note: Some(note),
+        action: "Scan".into(),
+        secondary: None,
+    };
+    if let Err(err) = recorder.publish(&event, &rule.object_ref(&())).await {
+        tracing::warn!(error = %err, "could not publish the ScanFailed event");
+    }
 }

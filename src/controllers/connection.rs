@@ -126,7 +126,15 @@ async fn read_credentials(
     else {
         return Ok(None);
     };
-    let creds = &obj.spec.credentials_secret_ref;
+    Ok(credentials_in(&secret, &obj.spec.credentials_secret_ref).ok())
+}
+
+/// The login and API key a connection's Secret holds, or the first key it
+/// lacks. Values are trimmed: a key pasted with its newline still works.
+pub fn credentials_in<'a>(
+    secret: &KubeSecret,
+    creds: &'a crate::api::connection::CredentialsSecretRef,
+) -> Result<(String, String), &'a str> {
     let value = |key: &str| -> Option<String> {
         secret
             .data
@@ -141,7 +149,9 @@ async fn read_credentials(
                     .map(|s| s.trim().to_string())
             })
     };
-    Ok(value(creds.login_key()).zip(value(creds.api_key_key())))
+    let login = value(creds.login_key()).ok_or(creds.login_key())?;
+    let api_key = value(creds.api_key_key()).ok_or(creds.api_key_key())?;
+    Ok((login, api_key))
 }
 
 impl Reconciler for OdooConnection {

@@ -57,6 +57,23 @@ pub trait Reconciler: PlanopsKind {
         let _ = (obj, ctx, conditions, status, reason);
     }
 
+    /// The status fields this operator applies: all of them, unless the kind
+    /// leaves some to another writer.
+    fn applied_status(&self, status: &Self::Status) -> serde_json::Value {
+        serde_json::to_value(status).unwrap_or_default()
+    }
+
+    /// Adds watches of objects this kind owns to its controller, so that a
+    /// change to one (or its deletion) reconciles the owner.
+    fn watch_owned(
+        controller: kube::runtime::Controller<Self>,
+        client: &kube::Client,
+        scope: &Option<String>,
+    ) -> kube::runtime::Controller<Self> {
+        let _ = (client, scope);
+        controller
+    }
+
     /// Drops in-process state of a deleted resource (schedules, metric series),
     /// whatever its deletion policy.
     fn forget(obj: &Self, ctx: &Context) {
@@ -337,10 +354,15 @@ async fn write_status<K: Reconciler>(
 ) -> Result<(), Error> {
     let namespace = obj.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    // The resourceVersion makes the write conditional on the object this
+    // status was computed from: another writer of the status (`planops scan`
+    // in a CronJob writes `lastScan`) is never overwritten with a stale copy;
+    // the 409 retries on the newer object (see `Error::is_stale_object`).
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
-        "status": status,
+        "metadata": {"resourceVersion": obj.resource_version()},
+        "status": obj.applied_status(status),
     });
     ctx.api_limiter.until_ready().await;
     api.patch_status(
@@ -415,7 +437,9 @@ pub(super) async fn publish<K: PlanopsKind>(
     }
 }
 
-fn truncate(text: &str, max: usize) -> String {
+/// `text` cut to at most `max` bytes on a character boundary, with an ellipsis
+/// when cut (Events allow 1 KiB of note).
+pub(crate) fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }

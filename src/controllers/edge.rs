@@ -106,6 +106,8 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         (args.api_qps, args.api_burst),
         ConnectionIndex::default(),
         gateway,
+        // An edge runs no scans and materialises nothing.
+        Default::default(),
     ));
     tracing::info!(upstream = %args.forward_to, "edge gateway: serving routes and forwarding to the leader");
 

@@ -21,7 +21,6 @@ use crate::actions::{self, ActionContext, RuleRun, RunError};
 use crate::api::ExceptionRule;
 use crate::engine::RuleRef;
 use crate::scan::{Focus, FocusError, ScanOptions};
-use crate::schedule::Schedule;
 
 /// Why an event could not be evaluated.
 #[derive(Debug, thiserror::Error)]
@@ -163,14 +162,7 @@ async fn reevaluate_focus(
             what: "reading notify secrets",
             source,
         })?;
-    let time_zone = rule
-        .spec
-        .triggers
-        .schedule
-        .as_ref()
-        .and_then(|s| Schedule::parse(s).ok())
-        .map(|s| s.time_zone().clone())
-        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let time_zone = super::rule_scan::rule_time_zone(rule);
     let action_ctx = ActionContext {
         rule: RuleRef {
             namespace: &namespace,

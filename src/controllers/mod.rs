@@ -3,6 +3,7 @@
 
 pub mod approval;
 pub mod connection;
+pub mod cronjob;
 pub mod driver;
 pub mod edge;
 pub mod events;
@@ -11,6 +12,7 @@ pub mod kinds;
 pub mod metrics;
 pub mod routes;
 pub mod rule;
+pub mod rule_scan;
 pub mod scheduler;
 pub mod supplier;
 pub mod validate;
@@ -65,6 +67,11 @@ impl Error {
             Error::Finalizer(inner) => match inner.as_ref() {
                 finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => {
                     matches!(api_code(e), Some(409 | 422))
+                }
+                // A status write conditional on the version read (see
+                // `driver::write_status`) that met a newer object.
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
+                    e.is_stale_object()
                 }
                 _ => false,
             },
@@ -126,6 +133,19 @@ pub struct OperatorArgs {
     /// Burst of requests above the rate.
     #[arg(long, env = "PLANOPS_API_BURST", default_value_t = 40)]
     pub api_burst: u32,
+    /// Image of the CronJobs of rules with `execution: CronJob` (they run
+    /// `planops scan`): the operator's own image, which the chart passes.
+    /// Unset: such rules report `Scheduled=False NoScanImage`.
+    #[arg(long, env = "PLANOPS_IMAGE")]
+    pub scan_image: Option<String>,
+    /// ServiceAccount those CronJobs run as, in the rule's namespace (the
+    /// chart creates it with exactly the rights `planops scan` needs).
+    #[arg(
+        long,
+        env = "PLANOPS_SCAN_SERVICE_ACCOUNT",
+        default_value = "planops-scan"
+    )]
+    pub scan_service_account: String,
 }
 
 /// OdooConnection stores, one per watched scope, so other kinds can look up
@@ -166,6 +186,11 @@ pub struct Context {
     pub rule_locks: events::RuleLocks,
     /// Odoo 16 write_date poll loops standing in for the webhook action.
     pub change_polls: routes::ChangePolls,
+    /// Demand history of done moves, one entry per connection, shared by every
+    /// scheduled scan; on disk when `PLANOPS_CACHE_DIR` is set (the chart's volume).
+    pub history: crate::scan::HistoryCache,
+    /// How rules with `execution: CronJob` are materialised.
+    pub cronjobs: cronjob::CronJobSettings,
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C.
@@ -178,6 +203,7 @@ impl Context {
         api_rate: (u32, u32),
         connections: ConnectionIndex,
         gateway: Gateway,
+        cronjobs: cronjob::CronJobSettings,
     ) -> Context {
         let reporter = Reporter {
             controller: "planops".into(),
@@ -197,6 +223,8 @@ impl Context {
             gateway,
             rule_locks: events::RuleLocks::default(),
             change_polls: routes::ChangePolls::default(),
+            history: crate::scan::HistoryCache::from_env(),
+            cronjobs,
         }
     }
 }
@@ -259,6 +287,10 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         (args.api_qps, args.api_burst),
         connections,
         gateway,
+        cronjob::CronJobSettings {
+            image: args.scan_image.clone().filter(|i| !i.is_empty()),
+            service_account: args.scan_service_account.clone(),
+        },
     ));
 
     let gateway_pod = GatewayPod::from_args(&client, &args);
@@ -589,6 +621,7 @@ fn run_kind<K: Reconciler>(
     let controller = Controller::new(scoped_api::<K>(&client, &scope), watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .reconcile_on(triggers);
+    let controller = K::watch_owned(controller, &client, &scope);
     let store = controller.store();
 
     let secret_store = store.clone();

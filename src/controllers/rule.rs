@@ -11,11 +11,13 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
+use super::cronjob::{self, Applied};
+use super::rule_scan::ScanReport;
 use crate::api::common::{
     ConditionSet, ConditionStatus, condition_types as ct, find_condition, reasons,
 };
 use crate::api::rule::ExceptionRuleStatus;
-use crate::api::rule::{Execution, RuleMode};
+use crate::api::rule::{Execution, RuleMode, ScanOutcome};
 use crate::api::{ExceptionRule, OdooConnection};
 use crate::automation::{self, AutomationKey, AutomationSpec, SyncError, SyncMode};
 use crate::gateway::RoutePath;
@@ -50,6 +52,14 @@ impl Reconciler for ExceptionRule {
         }
         if let Some(schedule) = &spec.triggers.schedule {
             check_schedule(&mut errors, schedule);
+            if spec.execution == Execution::CronJob
+                && let Err(reason) = cronjob::cronjob_schedule(&schedule.cron)
+            {
+                errors.push(FieldError::new(
+                    "spec.triggers.schedule.cron",
+                    format!("execution CronJob: {reason}"),
+                ));
+            }
         }
         if let Some(events) = &spec.triggers.events {
             check_domain(
@@ -83,7 +93,21 @@ impl Reconciler for ExceptionRule {
             .kind()
             .ok()
             .map(|k| k.as_str().to_string());
+        let cronjob = obj.spec.execution == Execution::CronJob;
+        // A rule that ran as a CronJob and runs in process now leaves no
+        // CronJob behind; one that runs as a CronJob is not scheduled here.
+        let mut schedule_problem = None;
+        if cronjob {
+            ctx.scheduler.forget(&namespace, &name);
+            schedule_problem = sync_cronjob(&ctx, &obj, conditions, status).await?;
+        } else if ran_as_cronjob(&obj) {
+            remove_cronjob(&ctx, &obj).await?;
+            release_scan_status(&ctx.client, Some(&ctx.api_limiter), &obj)
+                .await
+                .map_err(Error::Kube)?;
+        }
         let schedule = match &obj.spec.triggers.schedule {
+            _ if cronjob => None,
             None => {
                 inactive_schedule(
                     &ctx,
@@ -103,17 +127,6 @@ impl Reconciler for ExceptionRule {
                     status,
                     reasons::SUSPENDED,
                     "spec.triggers.schedule.suspend is true",
-                );
-                None
-            }
-            Some(_) if obj.spec.execution == Execution::CronJob => {
-                inactive_schedule(
-                    &ctx,
-                    &obj,
-                    conditions,
-                    status,
-                    reasons::NOT_ACTIVE,
-                    "spec.execution CronJob is not implemented yet; use InProcess",
                 );
                 None
             }
@@ -137,7 +150,7 @@ impl Reconciler for ExceptionRule {
         let last = match schedule {
             Some(schedule) => {
                 let message = format!(
-                    "cron {:?} in {}",
+                    "execution InProcess: cron {:?} in {}",
                     schedule.expression(),
                     schedule.time_zone().iana_name().unwrap_or("UTC")
                 );
@@ -151,6 +164,18 @@ impl Reconciler for ExceptionRule {
                 );
                 view.last
             }
+            // `planops scan` in the CronJob writes lastScan itself; what it
+            // wrote stands, and a failure shows on Ready like one in process.
+            None if cronjob => obj
+                .status
+                .as_ref()
+                .and_then(|s| s.last_scan.as_ref())
+                .filter(|l| l.outcome == Some(ScanOutcome::Failed))
+                .map(|l| ScanReport {
+                    last_scan: l.clone(),
+                    top: status.top_exceptions.clone(),
+                    error: Some(l.message.clone().unwrap_or_default()),
+                }),
             None => ctx.scheduler.last(&namespace, &name),
         };
         let problem = sync_automation(&ctx, &obj, conditions).await;
@@ -187,6 +212,11 @@ impl Reconciler for ExceptionRule {
                 reasons::RECONCILED,
                 "spec valid and dependencies ready",
             ),
+        }
+        if let Some(problem) = schedule_problem {
+            // Nothing can run the rule's scans until someone fixes this.
+            problem.report(conditions);
+            return Ok(DEFAULT_RESYNC);
         }
         match problem {
             // Events cannot reach the rule: Ready says so, unless a failed scan
@@ -274,6 +304,36 @@ impl Reconciler for ExceptionRule {
         }
     }
 
+    /// With `execution: CronJob`, `planops scan` owns `lastScan` and
+    /// `topExceptions` (field manager `planops-scan`): the operator neither
+    /// writes nor co-owns them, so a field the scan drops (a failed scan's
+    /// `message`) really goes.
+    fn applied_status(&self, status: &ExceptionRuleStatus) -> serde_json::Value {
+        let mut value = serde_json::to_value(status).unwrap_or_default();
+        if self.spec.execution == Execution::CronJob
+            && let Some(fields) = value.as_object_mut()
+        {
+            fields.remove("lastScan");
+            fields.remove("topExceptions");
+        }
+        value
+    }
+
+    fn watch_owned(
+        controller: kube::runtime::Controller<Self>,
+        client: &kube::Client,
+        scope: &Option<String>,
+    ) -> kube::runtime::Controller<Self> {
+        let api: kube::Api<k8s_openapi::api::batch::v1::CronJob> = match scope {
+            Some(ns) => kube::Api::namespaced(client.clone(), ns),
+            None => kube::Api::all(client.clone()),
+        };
+        controller.owns(
+            api,
+            kube::runtime::watcher::Config::default().labels(cronjob::SELECTOR),
+        )
+    }
+
     fn forget(obj: &Self, ctx: &Context) {
         let namespace = obj.namespace().unwrap_or_default();
         let name = obj.name_any();
@@ -284,7 +344,10 @@ impl Reconciler for ExceptionRule {
     }
 }
 
-/// Stops the rule's schedule and reports `Scheduled=False` with `reason`.
+/// Stops the rule's schedule and reports `Scheduled=False` with `reason`. A
+/// rule's CronJob is suspended instead (in the background: this runs from the
+/// driver's synchronous `inactive` too), and one left from `execution:
+/// CronJob` is deleted, its scan's status fields released.
 fn inactive_schedule(
     ctx: &Context,
     obj: &ExceptionRule,
@@ -293,10 +356,209 @@ fn inactive_schedule(
     reason: &str,
     message: &str,
 ) {
-    ctx.scheduler
-        .stop(&obj.namespace().unwrap_or_default(), &obj.name_any());
+    let namespace = obj.namespace().unwrap_or_default();
+    ctx.scheduler.stop(&namespace, &obj.name_any());
     status.next_scan_time = None;
+    let cronjob = obj.spec.execution == Execution::CronJob;
+    if cronjob || ran_as_cronjob(obj) {
+        let client = ctx.client.clone();
+        let rule = obj.clone();
+        tokio::spawn(async move {
+            let result = if cronjob {
+                cronjob::suspend_owned(&client, &rule).await
+            } else {
+                match cronjob::delete_owned(&client, None, &rule).await {
+                    Ok(_) => release_scan_status(&client, None, &rule).await,
+                    Err(err) => Err(err),
+                }
+            };
+            if let Err(err) = result {
+                tracing::warn!(rule = %rule.name_any(), namespace = ?rule.namespace(), error = %err, "could not suspend or remove the rule's CronJob; retried at the next reconcile");
+            }
+        });
+    }
+    let message = if cronjob {
+        format!("{CRONJOB_MARK}: {message}")
+    } else {
+        message.to_string()
+    };
     conditions.set(ct::SCHEDULED, ConditionStatus::False, reason, message);
+}
+
+/// How the `Scheduled` message of a rule with `execution: CronJob` starts: the
+/// reconciler's memory, across restarts, that the rule may own a CronJob.
+const CRONJOB_MARK: &str = "execution CronJob";
+
+fn ran_as_cronjob(obj: &ExceptionRule) -> bool {
+    obj.status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, ct::SCHEDULED))
+        .is_some_and(|c| c.message.starts_with(CRONJOB_MARK))
+}
+
+/// Makes the rule's CronJob match its schedule and sets `Scheduled`. Returns
+/// what keeps it from running at all (no image to run).
+async fn sync_cronjob(
+    ctx: &Arc<Context>,
+    obj: &Arc<ExceptionRule>,
+    conditions: &mut ConditionSet,
+    status: &mut ExceptionRuleStatus,
+) -> Result<Option<SyncProblem>, Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    // The CronJob's controller, not PlanOps, decides when it runs next.
+    status.next_scan_time = None;
+    let Some(schedule) = &obj.spec.triggers.schedule else {
+        remove_cronjob(ctx, obj).await?;
+        conditions.set(
+            ct::SCHEDULED,
+            ConditionStatus::False,
+            reasons::NOT_SCHEDULED,
+            format!("{CRONJOB_MARK}: spec.triggers.schedule is not set"),
+        );
+        return Ok(None);
+    };
+    let Some(image) = ctx.cronjobs.image.as_deref() else {
+        let message = format!(
+            "{CRONJOB_MARK}: the operator does not know its image (--scan-image / PLANOPS_IMAGE, which the chart sets), so it cannot create the CronJob"
+        );
+        conditions.set(
+            ct::SCHEDULED,
+            ConditionStatus::False,
+            reasons::NO_SCAN_IMAGE,
+            message.clone(),
+        );
+        return Ok(Some(SyncProblem {
+            reason: reasons::NO_SCAN_IMAGE,
+            message,
+            retry: None,
+        }));
+    };
+    let desired = match cronjob::desired(obj, schedule, image, &ctx.cronjobs.service_account) {
+        Ok(desired) => desired,
+        // validate() refuses such a cron first; reported rather than unwrapped.
+        Err(reason) => {
+            let message = format!("{CRONJOB_MARK}: spec.triggers.schedule.cron: {reason}");
+            conditions.set(
+                ct::SCHEDULED,
+                ConditionStatus::False,
+                reasons::INVALID_SPEC,
+                message.clone(),
+            );
+            return Ok(Some(SyncProblem {
+                reason: reasons::INVALID_SPEC,
+                message,
+                retry: None,
+            }));
+        }
+    };
+    let job = cronjob::cronjob_name(&name);
+    let applied = cronjob::ensure(&ctx.client, &ctx.api_limiter, &namespace, &desired)
+        .await
+        .map_err(Error::Kube)?;
+    let was_scheduled = obj
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, ct::SCHEDULED))
+        .is_some_and(|c| {
+            c.status == ConditionStatus::True && c.observed_generation == obj.meta().generation
+        });
+    match applied {
+        Applied::Unchanged => {}
+        // At the same generation a difference is someone else's change.
+        Applied::Created | Applied::Updated if was_scheduled => {
+            driver::publish(
+                ctx,
+                obj.as_ref(),
+                EventType::Warning,
+                reasons::REPAIRED,
+                "SyncCronJob",
+                format!("CronJob {job} was deleted or changed outside the rule; restored it"),
+            )
+            .await;
+        }
+        Applied::Created | Applied::Updated => {
+            driver::publish(
+                ctx,
+                obj.as_ref(),
+                EventType::Normal,
+                "CronJobSynced",
+                "SyncCronJob",
+                format!("CronJob {job} runs `planops scan {namespace}/{name}`"),
+            )
+            .await;
+        }
+    }
+    let zone = schedule.time_zone.as_deref().unwrap_or("Etc/UTC");
+    let cron = desired["spec"]["schedule"].as_str().unwrap_or_default();
+    if schedule.suspend.unwrap_or(false) {
+        conditions.set(
+            ct::SCHEDULED,
+            ConditionStatus::False,
+            reasons::SUSPENDED,
+            format!("{CRONJOB_MARK}: CronJob {job} is suspended (spec.triggers.schedule.suspend)"),
+        );
+    } else {
+        conditions.set(
+            ct::SCHEDULED,
+            ConditionStatus::True,
+            reasons::SCHEDULED,
+            format!(
+                "{CRONJOB_MARK}: CronJob {job} runs `planops scan {namespace}/{name}` on cron {cron:?} in {zone}"
+            ),
+        );
+    }
+    Ok(None)
+}
+
+/// Back in process, the operator owns `lastScan` again: `planops scan` lets
+/// go of what it wrote (an apply of nothing as its field manager), so no
+/// field of a CronJob's scan lingers beside the operator's. The status write
+/// of this reconcile then meets a newer object and retries on it.
+async fn release_scan_status(
+    client: &kube::Client,
+    limiter: Option<&governor::DefaultDirectRateLimiter>,
+    obj: &ExceptionRule,
+) -> Result<(), kube::Error> {
+    let api: kube::Api<ExceptionRule> =
+        kube::Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": ExceptionRule::api_version(&()),
+        "kind": ExceptionRule::kind(&()),
+        "status": {},
+    });
+    if let Some(limiter) = limiter {
+        limiter.until_ready().await;
+    }
+    api.patch_status(
+        &obj.name_any(),
+        &kube::api::PatchParams::apply(crate::api::common::SCAN_FIELD_MANAGER),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes the CronJob a rule no longer runs as (and says so).
+async fn remove_cronjob(ctx: &Context, obj: &ExceptionRule) -> Result<(), Error> {
+    let deleted = cronjob::delete_owned(&ctx.client, Some(&ctx.api_limiter), obj)
+        .await
+        .map_err(Error::Kube)?;
+    if deleted {
+        driver::publish(
+            ctx,
+            obj,
+            EventType::Normal,
+            "CronJobRemoved",
+            "SyncCronJob",
+            format!(
+                "deleted CronJob {}: the rule no longer runs as a CronJob",
+                cronjob::cronjob_name(&obj.name_any())
+            ),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// Why the rule's events cannot work; reported on `Ready` as well as `Synced`.

@@ -17,11 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -29,12 +27,11 @@ use super::Context;
 use super::driver::{self, ReconcileRequests};
 use super::kinds::PlanopsKind;
 use super::metrics::{ConnectionLabels, RuleLabels};
-use crate::actions::{self, ActionContext, RunError, StaticSecrets};
-use crate::api::ExceptionRule;
-use crate::api::common::{FIELD_MANAGER, reasons};
-use crate::api::rule::{ExceptionSummary, LastScan, ScanOutcome};
-use crate::engine::{RuleRef, Severity};
-use crate::odoo::Secret;
+use super::rule_scan::{self, Failure};
+pub use super::rule_scan::{ScanReport, memory_configmap_name};
+use crate::actions::StaticSecrets;
+use crate::api::common::reasons;
+use crate::api::{ExceptionRule, OdooConnection};
 use crate::scan::ScanMemory;
 use crate::schedule::{MissedRun, Schedule, StartDecision};
 
@@ -45,15 +42,6 @@ pub struct ScheduleView {
     pub next_fire: Option<Timestamp>,
     /// The last finished scan of this process, if any.
     pub last: Option<ScanReport>,
-}
-
-/// The result of one finished scan, as the status shows it.
-#[derive(Debug, Clone)]
-pub struct ScanReport {
-    pub last_scan: LastScan,
-    pub top: Vec<ExceptionSummary>,
-    /// The error of a failed scan.
-    pub error: Option<String>,
 }
 
 type RuleKey = (String, String);
@@ -406,28 +394,11 @@ async fn scan_task(
                 format!("scan scheduled for {scheduled} failed: {}", failure.message),
             )
             .await;
-            ScanReport {
-                last_scan: LastScan {
-                    start_time: String::new(),
-                    duration_millis: 0,
-                    subjects_evaluated: 0,
-                    exceptions_open: 0,
-                    exceptions_opened: 0,
-                    exceptions_resolved: 0,
-                    odoo_calls: failure.calls,
-                    outcome: Some(ScanOutcome::Failed),
-                    message: Some(failure.message.clone()),
-                    scheduled_time: None,
-                },
-                top: Vec::new(),
-                error: Some(failure.message),
-            }
+            ScanReport::failed(failure.message, failure.calls)
         }
     };
     let mut report = report;
-    report.last_scan.start_time = started.to_string();
-    report.last_scan.scheduled_time = Some(scheduled.to_string());
-    report.last_scan.duration_millis = duration.as_millis() as u64;
+    report.stamp(started, Some(scheduled), duration);
     let notify = {
         let mut inner = ctx.scheduler.lock();
         match inner.rules.get_mut(&key(&namespace, &name)) {
@@ -448,13 +419,6 @@ async fn scan_task(
     }
 }
 
-struct Failure {
-    message: String,
-    calls: u64,
-    /// Whether Odoo failed the scan (as opposed to the rule or the cluster).
-    odoo: bool,
-}
-
 /// Scan and act; the report and the Odoo calls made.
 async fn run(
     ctx: &Arc<Context>,
@@ -464,83 +428,45 @@ async fn run(
     let namespace = rule.namespace().unwrap_or_default();
     let name = rule.name_any();
     let connection = &rule.spec.connection_ref.name;
-    let fail = |message: String| Failure {
-        message,
-        calls: 0,
-        odoo: false,
-    };
     let client = ctx.odoo.get(&namespace, connection).ok_or_else(|| {
-        fail(format!(
+        Failure::local(format!(
             "OdooConnection {namespace}/{connection} has no connected client"
         ))
     })?;
+    // Every rule of a connection reads its demand history through the one cache.
+    let history_key = ctx
+        .connections
+        .get(&ObjectRef::<OdooConnection>::new(connection).within(&namespace))
+        .map(|c| rule_scan::history_key(&namespace, &c));
     let lock = ctx.rule_locks.of(&namespace, &name);
     let _acting = lock.lock().await;
     let memory = load_memory(ctx, &namespace, &name)
         .await
-        .map_err(|e| fail(format!("reading the scan memory: {e}")))?;
+        .map_err(|e| Failure::local(format!("reading the scan memory: {e}")))?;
     let secrets = read_secrets(ctx, rule, &namespace)
         .await
-        .map_err(|e| fail(format!("reading notify secrets: {e}")))?;
+        .map_err(|e| Failure::local(format!("reading notify secrets: {e}")))?;
     let today = Timestamp::now().to_zoned(time_zone.clone()).date();
-    let action_ctx = ActionContext {
-        rule: RuleRef {
-            namespace: &namespace,
-            rule: &name,
-        },
-        spec: &rule.spec,
+    let scanned = rule_scan::scan_rule(
+        &client,
+        rule,
         today,
-        secrets: &secrets,
-    };
-    let before = client.calls_made();
-    let run = actions::scan_and_act(&client, &action_ctx, &memory, Default::default())
-        .await
-        .map_err(|e| Failure {
-            message: e.to_string(),
-            calls: client.calls_made().since(&before).requests,
-            odoo: matches!(
-                e,
-                RunError::Actions(_) | RunError::Scan(crate::scan::ScanError::Odoo { .. })
-            ),
-        })?;
-    if run.outcome.memory != memory {
-        save_memory(ctx, rule, &run.outcome.memory)
+        &memory,
+        &secrets,
+        history_key.as_ref().map(|k| (&ctx.history, k)),
+    )
+    .await?;
+    if scanned.run.outcome.memory != memory {
+        save_memory(ctx, rule, &scanned.run.outcome.memory)
             .await
-            .map_err(|e| fail(format!("saving the scan memory: {e}")))?;
+            .map_err(|e| Failure::local(format!("saving the scan memory: {e}")))?;
     }
-    let mut counts = [0i64; 4];
-    for e in &run.outcome.exceptions {
-        let i = match e.severity {
-            Severity::Critical => 0,
-            Severity::High => 1,
-            Severity::Medium => 2,
-            Severity::Low => 3,
-        };
-        counts[i] += 1;
-    }
-    ctx.metrics.set_exceptions_open(&namespace, &name, counts);
-    let top_n = rule.spec.status_top_exceptions.unwrap_or(5) as usize;
-    let last_scan = run
-        .outcome
-        .last_scan(Timestamp::now(), Some((&run.report, run.action_calls)));
-    let calls = last_scan.odoo_calls;
-    Ok((
-        ScanReport {
-            last_scan,
-            top: run.outcome.top_exceptions(top_n),
-            error: None,
-        },
-        calls,
-    ))
+    ctx.metrics
+        .set_exceptions_open(&namespace, &name, scanned.open_by_severity);
+    Ok((scanned.report, scanned.calls))
 }
 
-/// Name of the ConfigMap holding a rule's scan memory.
-pub fn memory_configmap_name(rule: &str) -> String {
-    format!("planops-memory-{rule}")
-}
-
-const PURCHASE_DATES_KEY: &str = "purchaseDates";
-
+/// The rule's scan memory: this process's copy, else its ConfigMap.
 pub(super) async fn load_memory(
     ctx: &Context,
     namespace: &str,
@@ -555,44 +481,12 @@ pub(super) async fn load_memory(
     {
         return Ok(memory);
     }
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
     ctx.api_limiter.until_ready().await;
-    let memory = match api.get_opt(&memory_configmap_name(name)).await? {
-        Some(cm) => decode_memory(&cm),
-        None => ScanMemory::default(),
-    };
+    let memory = rule_scan::read_memory(&ctx.client, namespace, name).await?;
     if let Some(state) = ctx.scheduler.lock().rules.get_mut(&key(namespace, name)) {
         state.memory = Some(memory.clone());
     }
     Ok(memory)
-}
-
-/// Reads the memory a ConfigMap holds; unreadable entries are dropped (the memory
-/// only sharpens supplier-delay detection, it is rebuilt by the next scan).
-fn decode_memory(cm: &ConfigMap) -> ScanMemory {
-    let mut memory = ScanMemory::default();
-    let Some(text) = cm.data.as_ref().and_then(|d| d.get(PURCHASE_DATES_KEY)) else {
-        return memory;
-    };
-    let Ok(map) = serde_json::from_str::<BTreeMap<String, String>>(text) else {
-        tracing::warn!("scan memory ConfigMap is not valid JSON; starting afresh");
-        return memory;
-    };
-    for (id, date) in map {
-        if let (Ok(id), Ok(date)) = (id.parse::<i64>(), date.parse::<jiff::civil::Date>()) {
-            memory.purchase_dates.insert(id, date);
-        }
-    }
-    memory
-}
-
-fn encode_memory(memory: &ScanMemory) -> String {
-    let map: BTreeMap<String, String> = memory
-        .purchase_dates
-        .iter()
-        .map(|(id, date)| (id.to_string(), date.to_string()))
-        .collect();
-    serde_json::to_string(&map).unwrap_or_default()
 }
 
 pub(super) async fn save_memory(
@@ -600,84 +494,25 @@ pub(super) async fn save_memory(
     rule: &ExceptionRule,
     memory: &ScanMemory,
 ) -> Result<(), kube::Error> {
-    let namespace = rule.namespace().unwrap_or_default();
-    let name = rule.name_any();
-    let owner = rule.controller_owner_ref(&());
-    let cm = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": memory_configmap_name(&name),
-            "labels": {
-                "app.kubernetes.io/managed-by": "planops",
-                "planops.io/rule": name,
-            },
-            // Owned by the rule: deleting the rule garbage-collects its memory.
-            "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
-        },
-        "data": { PURCHASE_DATES_KEY: encode_memory(memory) },
-    });
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
     ctx.api_limiter.until_ready().await;
-    api.patch(
-        &memory_configmap_name(&name),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&cm),
-    )
-    .await?;
-    if let Some(state) = ctx.scheduler.lock().rules.get_mut(&key(&namespace, &name)) {
+    rule_scan::write_memory(&ctx.client, rule, memory).await?;
+    let namespace = rule.namespace().unwrap_or_default();
+    if let Some(state) = ctx
+        .scheduler
+        .lock()
+        .rules
+        .get_mut(&key(&namespace, &rule.name_any()))
+    {
         state.memory = Some(memory.clone());
     }
     Ok(())
 }
 
-/// The values of the Secret keys `obj` names (a rule's notify URLs and signing
-/// secrets, a connector's webhook secrets), read for this use only (never
-/// cached). A missing Secret or key is simply absent.
+/// [`rule_scan::secret_values`] paced by the operator's API rate limit.
 pub(super) async fn read_secrets<K: PlanopsKind>(
     ctx: &Context,
     obj: &K,
     namespace: &str,
 ) -> Result<StaticSecrets, kube::Error> {
-    let mut map = HashMap::new();
-    let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), namespace);
-    for (_, reference) in obj.secret_refs() {
-        ctx.api_limiter.until_ready().await;
-        let Some(secret) = api.get_opt(&reference.name).await? else {
-            continue;
-        };
-        let value = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&reference.key))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok());
-        if let Some(value) = value {
-            map.insert(
-                format!("{}/{}", reference.name, reference.key),
-                Secret::new(value),
-            );
-        }
-    }
-    Ok(StaticSecrets(map))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn memory_round_trips_through_the_configmap() {
-        let mut memory = ScanMemory::default();
-        memory
-            .purchase_dates
-            .insert(42, jiff::civil::date(2026, 3, 1));
-        let mut data = BTreeMap::new();
-        data.insert(PURCHASE_DATES_KEY.to_string(), encode_memory(&memory));
-        let cm = ConfigMap {
-            data: Some(data),
-            ..Default::default()
-        };
-        assert_eq!(decode_memory(&cm), memory);
-        assert_eq!(decode_memory(&ConfigMap::default()), ScanMemory::default());
-    }
+    rule_scan::secret_values(&ctx.client, Some(&ctx.api_limiter), obj, namespace).await
 }

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,100 @@ use serde_json::Value;
 use crate::common::TestCluster;
 
 pub mod odoo;
+
+/// The image the test operators are told they run (`PLANOPS_IMAGE`).
+pub const TEST_IMAGE: &str = "ghcr.io/planops/planops:test";
+
+/// `fullnameOverride` of the chart renders: the operator's ServiceAccount name.
+pub const CHART_FULLNAME: &str = "planops";
+
+const KUBE_VERSION: &str = "1.37.2";
+
+/// `helm template` of the chart into `namespace`, keeping only the identity
+/// and RBAC objects (the Deployment cannot run here: there is no kubelet).
+pub async fn chart_rbac(namespace: &str, extra: &[&str]) -> Vec<Value> {
+    let helm = crate::common::envtest_bin().await.join("helm");
+    let mut args = vec![
+        "template".to_owned(),
+        "planops".to_owned(),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("charts/planops")
+            .display()
+            .to_string(),
+        format!("--namespace={namespace}"),
+        format!("--kube-version={KUBE_VERSION}"),
+        format!("--set=fullnameOverride={CHART_FULLNAME}"),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let out = tokio::process::Command::new(&helm)
+        .args(&args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("running {}: {e}", helm.display()));
+    assert!(
+        out.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8(out.stdout).expect("helm prints UTF-8");
+    let wanted = [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ];
+    rendered
+        .split("\n---")
+        .filter_map(|doc| serde_yaml_ng::from_str::<Value>(doc).ok())
+        .filter(|doc| doc["kind"].as_str().is_some_and(|k| wanted.contains(&k)))
+        .collect()
+}
+
+/// Applies the rendered objects with kubectl, as a user of the chart would;
+/// returns the temporary directory it used.
+pub async fn apply_rendered(cluster: &TestCluster, objects: &[Value]) -> PathBuf {
+    let dir = tempfile::tempdir().expect("temporary directory").keep();
+    let file = dir.join("rbac.yaml");
+    let yaml: Vec<String> = objects
+        .iter()
+        .map(|o| serde_yaml_ng::to_string(o).expect("rendered object re-serialises"))
+        .collect();
+    std::fs::write(&file, yaml.join("---\n")).expect("writing the rendered RBAC");
+    let out = cluster
+        .kubectl(&["apply", "-f", &file.display().to_string()])
+        .await;
+    assert!(
+        out.status.success(),
+        "kubectl apply of the chart's RBAC failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+/// A kubeconfig in `dir` that authenticates as the ServiceAccount
+/// `namespace/service_account` by a real token.
+pub async fn service_account_kubeconfig(
+    cluster: &TestCluster,
+    namespace: &str,
+    service_account: &str,
+    dir: &Path,
+) -> PathBuf {
+    let token = cluster
+        .service_account_token(namespace, service_account)
+        .await;
+    let admin = std::fs::read_to_string(&cluster.kubeconfig).expect("reading the kubeconfig");
+    let mut config: Value = serde_yaml_ng::from_str(&admin).expect("kubeconfig is YAML");
+    config["users"] = serde_json::json!([{"name": service_account, "user": {"token": token}}]);
+    config["contexts"][0]["context"]["user"] = serde_json::json!(service_account);
+    let path = dir.join(format!("kubeconfig-{service_account}"));
+    std::fs::write(
+        &path,
+        serde_yaml_ng::to_string(&config).expect("kubeconfig serialises"),
+    )
+    .expect("writing the ServiceAccount kubeconfig");
+    path
+}
 
 /// Generous guard against a hung operator; not a speed assertion.
 pub const SETTLE: Duration = Duration::from_secs(90);
@@ -45,7 +139,16 @@ pub struct OperatorOptions<'a> {
 
 impl OperatorProcess {
     pub async fn start(cluster: &TestCluster, opts: OperatorOptions<'_>) -> OperatorProcess {
-        Self::start_on(cluster, opts, free_port()).await
+        Self::start_with_env(cluster, opts, &[]).await
+    }
+
+    /// [`OperatorProcess::start`] with extra environment variables.
+    pub async fn start_with_env(
+        cluster: &TestCluster,
+        opts: OperatorOptions<'_>,
+        env: &[(&str, &str)],
+    ) -> OperatorProcess {
+        Self::start_on(cluster, opts, free_port(), env).await
     }
 
     /// On `port`: a restarted operator keeps the address its clients know.
@@ -53,6 +156,7 @@ impl OperatorProcess {
         cluster: &TestCluster,
         opts: OperatorOptions<'_>,
         port: u16,
+        env: &[(&str, &str)],
     ) -> OperatorProcess {
         let kubeconfig = opts.kubeconfig.unwrap_or(&cluster.kubeconfig);
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
@@ -68,7 +172,11 @@ impl OperatorProcess {
             .arg(format!("--identity={}", opts.identity))
             .arg(format!("--label-leader-pod={}", opts.label_leader_pod))
             .env("KUBECONFIG", kubeconfig)
+            // The image of the CronJobs of `execution: CronJob` rules (no
+            // kubelet here runs them; tests run their command themselves).
+            .env("PLANOPS_IMAGE", TEST_IMAGE)
             .env("RUST_LOG", "info,planops=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -97,6 +205,7 @@ impl OperatorProcess {
                 label_leader_pod: false,
             },
             port,
+            &[],
         )
         .await
     }

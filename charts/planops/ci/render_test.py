@@ -144,6 +144,9 @@ def test_defaults():
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["PLANOPS_CACHE_DIR"] == "/var/cache/planops"
+    # execution: CronJob runs the operator's own image as the scan ServiceAccount.
+    assert env["PLANOPS_IMAGE"] == container["image"]
+    assert env["PLANOPS_SCAN_SERVICE_ACCOUNT"] == "planops-scan"
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts["/var/cache/planops"]]
@@ -175,10 +178,17 @@ def test_defaults():
 
     scan_sa = one(docs, "ServiceAccount", "planops-scan", NAMESPACE)
     assert scan_sa["automountServiceAccountToken"] is True
+    # Exactly what `planops scan <namespace>/<rule>` does, nothing more.
     scan_rules = rules_of(one(docs, "Role", "planops-scan", NAMESPACE))
-    assert scan_rules[(("planops.io",), KINDS)] == {"get", "list", "watch"}
-    assert scan_rules[(("",), ("secrets",))] == {"get"}
-    one(docs, "RoleBinding", "planops-scan", NAMESPACE)
+    assert scan_rules == {
+        (("planops.io",), ("exceptionrules", "odooconnections")): {"get"},
+        (("planops.io",), ("exceptionrules/status",)): {"patch"},
+        (("",), ("secrets",)): {"get"},
+        (("",), ("configmaps",)): {"get", "create", "patch"},
+        (("events.k8s.io",), ("events",)): {"create"},
+    }, scan_rules
+    scan_binding = one(docs, "RoleBinding", "planops-scan", NAMESPACE)
+    assert scan_binding["subjects"] == [{"kind": "ServiceAccount", "name": "planops-scan", "namespace": NAMESPACE}]
 
     service = one(docs, "Service", "planops", NAMESPACE)
     assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
@@ -323,9 +333,24 @@ def test_persistent_cache_and_spread():
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     cache = next(v for v in pod["volumes"] if v["name"] == "cache")
     assert cache["persistentVolumeClaim"]["claimName"] == "planops-cache"
+    # The claim is where the operator's history cache lives (HistoryCache::from_env).
+    container = pod["containers"][0]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["cache"] == env_of(one(docs, "Deployment"))["PLANOPS_CACHE_DIR"]
     spread = pod["topologySpreadConstraints"][0]
     assert spread["labelSelector"]["matchLabels"]["app.kubernetes.io/instance"] == RELEASE
     assert spread["maxSkew"] == 1
+
+
+def test_scan_service_account_name():
+    docs = render("scanServiceAccount.name=scanner", "image.tag=1.2.3")
+    one(docs, "ServiceAccount", "scanner", NAMESPACE)
+    one(docs, "Role", "scanner", NAMESPACE)
+    binding = one(docs, "RoleBinding", "scanner", NAMESPACE)
+    assert binding["roleRef"]["name"] == "scanner"
+    env = env_of(one(docs, "Deployment"))
+    assert env["PLANOPS_SCAN_SERVICE_ACCOUNT"] == "scanner"
+    assert env["PLANOPS_IMAGE"] == "ghcr.io/planops/planops:1.2.3"
 
 
 def test_rejected_values():
