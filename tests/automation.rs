@@ -847,6 +847,34 @@ mod operator {
             "the rule's status keeps being rewritten"
         );
 
+        // Deleting the token's Secret makes a new token at once (the
+        // controller watches it): Odoo's action gets the new URL.
+        secrets
+            .delete(
+                &automation::hook_secret_name("late-po"),
+                &DeleteParams::default(),
+            )
+            .await
+            .expect("deleting the hook Secret");
+        let new_token = eventually("a new token", || async {
+            let secret = secrets
+                .get_opt(&automation::hook_secret_name("late-po"))
+                .await
+                .ok()??;
+            let new = String::from_utf8(secret.data?["token"].0.clone()).ok()?;
+            (new != token).then_some(new)
+        })
+        .await;
+        eventually("Odoo's action calls with the new token", || async {
+            let action = read(&client, "ir.actions.server", action_id, &["webhook_url"]).await;
+            action["webhook_url"]
+                .as_str()?
+                .ends_with(&format!("?token={new_token}"))
+                .then_some(())
+        })
+        .await;
+        assert_eq!(counts(&client).await.0, 1, "the rotation created nothing");
+
         // Deleting the rule removes both records and their external ids.
         delete_and_wait(cluster, &ns, "late-po").await;
         assert_eq!(owned(&client, &ns, "late-po").await, (None, None));

@@ -287,16 +287,12 @@ impl RouteSync {
     async fn secret_changed(&mut self, namespace: Option<String>, name: &str) {
         let mut owners = Vec::new();
         for (reference, rule) in &self.rules {
-            if reference.namespace == namespace
-                && automation::hook_secret_name(&rule.name_any()) == name
-            {
+            if reference.namespace == namespace && rule.uses_secret(name) {
                 owners.push(Owner::Rule(reference.clone()));
             }
         }
         for (reference, connector) in &self.connectors {
-            if reference.namespace == namespace
-                && connector.secret_refs().iter().any(|(_, r)| r.name == name)
-            {
+            if reference.namespace == namespace && connector.uses_secret(name) {
                 owners.push(Owner::Connector(reference.clone()));
             }
         }

@@ -45,6 +45,11 @@ pub trait PlanopsKind:
     fn connection_name(&self) -> Option<&str>;
     /// Every Secret key the spec names, with the field path that names it.
     fn secret_refs(&self) -> Vec<(String, SecretKeyRef)>;
+    /// Whether a change to the Secret `name` (in the object's namespace)
+    /// concerns this object: one its spec names, or one PlanOps keeps for it.
+    fn uses_secret(&self, name: &str) -> bool {
+        self.secret_refs().iter().any(|(_, r)| r.name == name)
+    }
 }
 
 macro_rules! common_status {
@@ -143,6 +148,13 @@ impl PlanopsKind for ExceptionRule {
             }
         }
         refs
+    }
+    /// Also the callback token's Secret: deleting it makes a new token, which
+    /// the Odoo automation and the route must follow.
+    fn uses_secret(&self, name: &str) -> bool {
+        self.secret_refs().iter().any(|(_, r)| r.name == name)
+            || (self.spec.triggers.events.is_some()
+                && crate::automation::hook_secret_name(&kube::ResourceExt::name_any(self)) == name)
     }
 }
 

@@ -637,10 +637,7 @@ fn run_kind<K: Reconciler>(
         secret_store
             .state()
             .into_iter()
-            .filter(|obj| {
-                obj.namespace() == namespace
-                    && obj.secret_refs().iter().any(|(_, r)| r.name == name)
-            })
+            .filter(|obj| obj.namespace() == namespace && obj.uses_secret(&name))
             .map(|obj| ObjectRef::from_obj(&*obj))
             .collect::<Vec<_>>()
     });
