@@ -48,6 +48,8 @@ pub enum Error {
     MissingNamespace,
     #[error("Odoo automation: {0}")]
     Automation(#[source] crate::automation::SyncError),
+    #[error("approvals: {0}")]
+    Approval(#[source] crate::approval::ApprovalError),
 }
 
 impl Error {
@@ -68,7 +70,7 @@ impl Error {
                 _ => false,
             },
             Error::Kube(e) => api_code(e) == Some(409),
-            Error::MissingNamespace | Error::Automation(_) => false,
+            Error::MissingNamespace | Error::Automation(_) | Error::Approval(_) => false,
         }
     }
 
@@ -78,6 +80,7 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::MissingNamespace => "missing_namespace",
             Error::Automation(_) => "automation",
+            Error::Approval(_) => "approval",
         }
     }
 }
@@ -165,6 +168,8 @@ pub struct Context {
     pub rule_locks: events::RuleLocks,
     /// Odoo 16 write_date poll loops standing in for the webhook action.
     pub change_polls: routes::ChangePolls,
+    /// Reconcile requests and poll backoff of ApprovalPolicies.
+    pub approvals: approval::Approvals,
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C.
@@ -237,6 +242,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         gateway,
         rule_locks: events::RuleLocks::default(),
         change_polls: routes::ChangePolls::default(),
+        approvals: approval::Approvals::default(),
     });
 
     let gateway_pod = GatewayPod::from_args(&client, &args);
@@ -529,12 +535,18 @@ async fn run_controllers(
             shutdown.clone(),
             supplier_events,
         )));
+        // The gate and the gateway ask for a policy's reconcile when a request
+        // opened or changed, so decisions are handled without waiting for the poll.
+        let approval_requests =
+            futures::stream::unfold(ctx.approvals.start(scope.clone()), |mut rx| async move {
+                rx.recv().await.map(|r| (r, rx))
+            });
         tasks.push(tokio::spawn(run_kind::<ApprovalPolicy>(
             ctx.clone(),
             scope.clone(),
             concurrency,
             shutdown.clone(),
-            futures::stream::empty(),
+            approval_requests,
         )));
     }
     for task in tasks {
@@ -546,6 +558,7 @@ async fn run_controllers(
     // its gateway sends senders to retry until another replica leads.
     ctx.scheduler.stop_all();
     ctx.suppliers.stop_all();
+    ctx.approvals.stop_all();
     ctx.change_polls.stop_all();
     ctx.gateway.set_standby(true);
 }

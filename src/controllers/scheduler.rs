@@ -508,6 +508,7 @@ async fn run(
             .await
             .map_err(|e| fail(format!("saving the scan memory: {e}")))?;
     }
+    super::approval::gate_purchases(ctx, &client, rule, &run).await;
     let mut counts = [0i64; 4];
     for e in &run.outcome.exceptions {
         let i = match e.severity {
