@@ -437,7 +437,20 @@ async fn approval_confirms_once_across_a_restart(edition: Edition) {
     w.two_more_scans().await;
     assert_eq!(w.confirmed(&fp).await, 1);
     assert_eq!(w.notes(rfq, &fp, "approval-outcome").await, 1);
-    assert_eq!(w.requests(&fp).await, opened);
+    match edition {
+        Edition::Enterprise => assert_eq!(w.requests(&fp).await, 1),
+        // Done activities are gone (Odoo deletes them unless the type keeps
+        // them): none was created again, and alice's was closed with the outcome.
+        Edition::Community => assert_eq!(
+            count(
+                &w.admin,
+                "mail.activity",
+                json!([["note", "ilike", fp], ["res_model", "=", "purchase.order"]]),
+            )
+            .await,
+            0
+        ),
+    }
 
     let audit = w.audit_json().await;
     assert_eq!(audit["approved"], 1, "{audit}");

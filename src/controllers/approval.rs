@@ -514,7 +514,10 @@ async fn process(
     }
     let mut directory: Vec<Approver> = levels.iter().flat_map(|l| l.approvers.clone()).collect();
     directory.extend(requester.clone());
-    let observed = poll(client, &pending, &directory).await?;
+    let mut observed = poll(client, &pending, &directory).await?;
+    // Odoo 16 and 17 delete a done activity: whoever decided was involved.
+    let decided: Vec<i64> = observed.decisions.iter().map(|d| d.uid).collect();
+    observed.involved.extend(decided);
     let requester_uid = requester.as_ref().map(|r| r.uid);
     let segregation = obj.spec.segregation_of_duties.unwrap_or(true);
     let level = observed.level(levels, requester_uid);
