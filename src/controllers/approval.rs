@@ -527,8 +527,8 @@ async fn process(
         // approvers are asked too; `open` completes what is missing only.
         let missing = levels.first().is_some_and(|l| {
             l.approvers.iter().any(|a| {
-                !(segregation && Some(a.uid) == requester_uid)
-                    && !observed.involved.contains(&a.uid)
+                let barred = segregation && Some(a.uid) == requester_uid;
+                !barred && !observed.involved.contains(&a.uid)
             })
         });
         if missing {
