@@ -355,6 +355,13 @@ impl World {
         }
     }
 
+    async fn metrics(&self) -> String {
+        let operator = self.operator.as_ref().expect("a running operator");
+        let (status, body) = operator.get("/metrics").await.expect("reading /metrics");
+        assert_eq!(status, 200);
+        body
+    }
+
     async fn restart_operator(&mut self) {
         drop(self.operator.take());
         self.operator = Some(OperatorProcess::simple(self.cluster, &self.ns).await);
@@ -413,7 +420,11 @@ async fn approval_confirms_once_across_a_restart(edition: Edition) {
     );
     assert_eq!(w.rfq_state(rfq).await, "draft");
 
+    // bob decides while the operator is down: the decision is not lost.
+    drop(w.operator.take());
     w.decide(&fp, "buyer.bob", true, "").await;
+    assert_eq!(w.rfq_state(rfq).await, "draft");
+    w.operator = Some(OperatorProcess::simple(w.cluster, &w.ns).await);
     let obj = w
         .wait_counts("the approval carried out", |c| {
             c["approved"] == 1 && c["pending"] == 0
@@ -431,6 +442,20 @@ async fn approval_confirms_once_across_a_restart(edition: Edition) {
     );
     let approved = w.wait_event("Approved").await;
     assert!(approved.contains("buyer.bob"), "{approved}");
+    let metrics = w.metrics().await;
+    let labels = format!("namespace=\"{}\",policy=\"{POLICY}\"", w.ns);
+    assert!(
+        metrics.contains(&format!(
+            "planops_approval_cycle_seconds_count{{{labels}}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "planops_approval_decisions_total{{{labels},decision=\"approved\"}} 1"
+        )),
+        "{metrics}"
+    );
 
     // Later polls and scans carry nothing out again.
     w.restart_operator().await;
@@ -571,6 +596,14 @@ async fn an_unanswered_request_escalates_and_the_last_level_breach_is_recorded()
     let escalated = w.wait_event("Escalated").await;
     assert!(escalated.contains("level 2 (planning lead)"), "{escalated}");
     w.wait_event("SlaBreached").await;
+    let metrics = w.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "planops_approval_sla_breaches_total{{namespace=\"{}\",policy=\"{POLICY}\"}} 1",
+            w.ns
+        )),
+        "{metrics}"
+    );
     // A late answer from the first level still counts.
     let fp = w.gated_rfq().await.1;
     assert_eq!(w.notes(rfq, &fp, "approval-sla-breached").await, 1);

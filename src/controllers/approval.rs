@@ -421,9 +421,15 @@ async fn poll_policy(
     let name = obj.name_any();
     let backend = resolve_backend(obj.spec.backend, client.info())?;
     let mut trail = read_trail(client, &namespace, &name).await?;
-    let mut next = poll_interval(obj);
     let mut errors = Vec::new();
     let pending: Vec<&TrailEntry> = trail.iter().filter(|e| e.is_pending()).collect();
+    // Nothing pending, nothing to poll: a new request pokes the controller
+    // (the gate asks for a reconcile), so only the safety-net resync remains.
+    let mut next = if pending.is_empty() {
+        driver::DEFAULT_RESYNC
+    } else {
+        poll_interval(obj)
+    };
     if !pending.is_empty() {
         let levels = resolve_levels(client, &obj.spec.levels).await?;
         let ids: Vec<i64> = pending.iter().map(|e| e.rfq_id).collect();
