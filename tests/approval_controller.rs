@@ -790,3 +790,32 @@ async fn below_the_threshold_the_rfq_is_not_gated() {
     );
     w.server.shutdown().await;
 }
+
+/// A buyer confirms the RFQ in Odoo by hand before anyone decides: the
+/// request is withdrawn (note, no longer pending) and nothing is confirmed twice.
+#[tokio::test]
+async fn an_rfq_confirmed_by_hand_meanwhile_is_no_longer_gated() {
+    let w = world("apc-hand", Edition::Community).await;
+    w.apply(&policy(two_levels())).await;
+    w.apply(&rule()).await;
+    let (rfq, fp) = w.gated_rfq().await;
+    w.admin
+        .call(Call::new("purchase.order", "button_confirm").ids(vec![rfq]))
+        .await
+        .expect("confirming by hand");
+    w.wait_counts("the request withdrawn", |c| c["pending"] == 0)
+        .await;
+    assert_eq!(w.notes(rfq, &fp, "approval-withdrawn").await, 1);
+    assert_eq!(w.notes(rfq, &fp, "approval-outcome").await, 0);
+    assert_eq!(w.confirmed(&fp).await, 1);
+    assert_eq!(
+        count(
+            &w.admin,
+            "mail.activity",
+            json!([["note", "ilike", fp], ["res_model", "=", "purchase.order"]]),
+        )
+        .await,
+        0
+    );
+    w.server.shutdown().await;
+}

@@ -511,13 +511,6 @@ async fn process(
         &explanation,
         requester.as_ref(),
     );
-    if !matches!(facts.state.as_str(), "draft" | "sent" | "to approve") {
-        // Someone confirmed or cancelled the RFQ in Odoo before a decision:
-        // there is nothing left to gate.
-        let why = format!("the RFQ is in state {} in Odoo", facts.state);
-        let wrote = withdraw(client, &pending, &gate, &why).await?;
-        return Ok(Handled { wrote, until: None });
-    }
     let mut directory: Vec<Approver> = levels.iter().flat_map(|l| l.approvers.clone()).collect();
     directory.extend(requester.clone());
     let mut observed = poll(client, &pending, &directory).await?;
@@ -577,6 +570,18 @@ async fn process(
                 .await;
             }
         }
+    }
+    let decided = matches!(
+        evaluation.step,
+        Step::Approved { .. } | Step::Rejected { .. }
+    );
+    if !decided && !matches!(facts.state.as_str(), "draft" | "sent" | "to approve") {
+        // Someone confirmed or cancelled the RFQ in Odoo before a decision:
+        // there is nothing left to gate. (A decided request goes on to
+        // `carry_out`, which finishes an outcome cut short after the button.)
+        let why = format!("the RFQ is in state {} in Odoo", facts.state);
+        wrote |= withdraw(client, &pending, &gate, &why).await?;
+        return Ok(Handled { wrote, until: None });
     }
     match evaluation.step {
         Step::Wait { deadline, .. } => Ok(Handled {
