@@ -368,13 +368,13 @@ impl World {
     }
 
     /// `planops audit` as a user would run it, against the test cluster.
-    async fn audit_json(&self) -> Value {
+    async fn audit(&self, output: &str) -> String {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
             .args([
                 "audit",
                 &format!("{}/{POLICY}", self.ns),
                 "--output",
-                "json",
+                output,
             ])
             .env("KUBECONFIG", &self.cluster.kubeconfig)
             .output()
@@ -385,7 +385,11 @@ impl World {
             "planops audit failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).expect("audit JSON")
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }
+
+    async fn audit_json(&self) -> Value {
+        serde_json::from_str(&self.audit("json").await).expect("audit JSON")
     }
 }
 
@@ -484,6 +488,19 @@ async fn approval_confirms_once_across_a_restart(edition: Edition) {
     assert_eq!(row["status"], "approved");
     assert_eq!(row["decidedBy"], "buyer.bob");
     assert!(row["cycleTimeSeconds"].as_f64() > Some(0.0), "{row}");
+    let table = w.audit("table").await;
+    let line = table
+        .lines()
+        .find(|l| l.contains(&fp))
+        .unwrap_or_else(|| panic!("no row for {fp} in:\n{table}"));
+    assert!(
+        line.contains("approved") && line.contains("buyer.bob"),
+        "{line}"
+    );
+    assert!(
+        table.contains("1 requests: 0 pending, 1 approved, 0 rejected"),
+        "{table}"
+    );
     w.server.shutdown().await;
 }
 
