@@ -362,6 +362,15 @@ impl World {
         body
     }
 
+    /// The value of one series on `/metrics` (0 when absent).
+    async fn counter(&self, series: &str) -> u64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    }
+
     async fn restart_operator(&mut self) {
         drop(self.operator.take());
         self.operator = Some(OperatorProcess::simple(self.cluster, &self.ns).await);
@@ -663,6 +672,30 @@ async fn the_requester_approving_her_own_purchase_is_refused_and_recorded() {
     let obj = w.policy_obj().await.expect("policy");
     assert_eq!(obj["status"]["counts"]["pending"], 1);
     assert_eq!(obj["status"]["counts"]["approved"], 0);
+    // Polls that find nothing new write no status: no churn on the API server.
+    let writes = w
+        .counter("planops_status_writes_total{kind=\"ApprovalPolicy\"}")
+        .await;
+    let polls = w
+        .counter("planops_reconciliations_total{kind=\"ApprovalPolicy\"}")
+        .await;
+    eventually("two more polls", || async {
+        let now = w
+            .counter("planops_reconciliations_total{kind=\"ApprovalPolicy\"}")
+            .await;
+        (now >= polls + 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        w.counter("planops_status_writes_total{kind=\"ApprovalPolicy\"}")
+            .await,
+        writes
+    );
+    let again = w.policy_obj().await.expect("policy");
+    assert_eq!(
+        again["metadata"]["resourceVersion"],
+        obj["metadata"]["resourceVersion"]
+    );
     w.decide(&fp, "buyer.bob", true, "").await;
     w.wait_counts("bob's approval", |c| c["approved"] == 1)
         .await;
@@ -833,6 +866,41 @@ async fn an_rfq_confirmed_by_hand_meanwhile_is_no_longer_gated() {
         )
         .await,
         0
+    );
+    w.server.shutdown().await;
+}
+
+/// A level whose users do not exist in Odoo stalls the policy (kstatus
+/// Failed) with a reason that names the level, before any purchase needs it.
+#[tokio::test]
+async fn a_level_naming_nobody_in_odoo_stalls_the_policy() {
+    let w = world("apc-nobody", Edition::Community).await;
+    w.apply(&policy(
+        json!([{"name": "ghosts", "users": ["nobody.here"]}]),
+    ))
+    .await;
+    let obj = wait_ready(
+        w.cluster,
+        &w.ns,
+        "ApprovalPolicy",
+        POLICY,
+        "False",
+        "NoApprovers",
+    )
+    .await;
+    assert_eq!(
+        condition(&obj, "Stalled"),
+        Some(("True".into(), "NoApprovers".into()))
+    );
+    let message = obj["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("ghosts") && message.contains("nobody.here"),
+        "{message}"
     );
     w.server.shutdown().await;
 }

@@ -420,6 +420,9 @@ async fn poll_policy(
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let backend = resolve_backend(obj.spec.backend, client.info())?;
+    // Resolved on every reconcile, pending requests or not, so that a level
+    // naming nobody in Odoo shows on the policy before a purchase needs it.
+    let levels = resolve_levels(client, &obj.spec.levels).await?;
     let mut trail = read_trail(client, &namespace, &name).await?;
     let mut errors = Vec::new();
     let pending: Vec<&TrailEntry> = trail.iter().filter(|e| e.is_pending()).collect();
@@ -431,7 +434,6 @@ async fn poll_policy(
         poll_interval(obj)
     };
     if !pending.is_empty() {
-        let levels = resolve_levels(client, &obj.spec.levels).await?;
         let ids: Vec<i64> = pending.iter().map(|e| e.rfq_id).collect();
         let facts = read_purchases(client, &ids).await?;
         let mut wrote = false;
@@ -494,10 +496,6 @@ async fn process(
         tracing::warn!(namespace = %namespace, policy = %name, fingerprint, rfq = entry.rfq_id, "RFQ of a pending approval is gone from Odoo");
         return Ok(nothing);
     };
-    let Some(pending) = find_pending(client, fingerprint, entry.rfq_id, &facts.name).await? else {
-        tracing::warn!(namespace = %namespace, policy = %name, fingerprint, rfq = entry.rfq_id, "approval request of a pending approval is gone from Odoo");
-        return Ok(nothing);
-    };
     let requester = match facts.owner_uid {
         Some(uid) => user_by_id(client, uid).await?,
         None => None,
@@ -511,6 +509,29 @@ async fn process(
         &explanation,
         requester.as_ref(),
     );
+    let Some(pending) = find_pending(client, fingerprint, entry.rfq_id, &facts.name).await? else {
+        // Someone deleted the request (or every approval activity) in Odoo:
+        // nobody can decide any more. Say so on the RFQ once and stop waiting;
+        // the RFQ stays a draft for a buyer.
+        tracing::warn!(namespace = %namespace, policy = %name, fingerprint, rfq = entry.rfq_id, "approval request deleted in Odoo; withdrawing");
+        let gone = crate::approval::Pending {
+            backend: Backend::Activity,
+            fingerprint: fingerprint.to_string(),
+            rfq_id: entry.rfq_id,
+            rfq_name: facts.name.clone(),
+            request_id: None,
+            opened_at: entry.requested_at.unwrap_or_else(Timestamp::now),
+            created: false,
+        };
+        let wrote = withdraw(
+            client,
+            &gone,
+            &gate,
+            "the approval request was deleted in Odoo",
+        )
+        .await?;
+        return Ok(Handled { wrote, until: None });
+    };
     let mut directory: Vec<Approver> = levels.iter().flat_map(|l| l.approvers.clone()).collect();
     directory.extend(requester.clone());
     let mut observed = poll(client, &pending, &directory).await?;
