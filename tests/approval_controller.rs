@@ -904,3 +904,89 @@ async fn a_level_naming_nobody_in_odoo_stalls_the_policy() {
     );
     w.server.shutdown().await;
 }
+
+/// With a callback URL, a managed Odoo automation calls the policy's gateway
+/// route when a request changes state: the decision is carried out long
+/// before the (hour-long) poll interval, and the delivery shows in the
+/// simulator's webhook log. Deleting the policy removes the automation.
+async fn callback_picks_up_the_decision(edition: Edition) {
+    let w = world("apc-cb", edition).await;
+    let port = w.operator.as_ref().expect("operator").port;
+    connect_odoo_with(
+        w.cluster,
+        &w.ns,
+        &w.server,
+        Some(&format!("http://127.0.0.1:{port}")),
+    )
+    .await;
+    let mut p = policy(two_levels());
+    p["spec"]["pollIntervalSeconds"] = json!(3600);
+    w.apply(&p).await;
+    w.apply(&rule()).await;
+    let (rfq, fp) = w.gated_rfq().await;
+    eventually("the callback automation in sync", || async {
+        let obj = w.policy_obj().await?;
+        let synced = obj["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Synced")?
+            .clone();
+        (synced["status"] == "True"
+            && synced["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Odoo calls back")))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        w.count_all(
+            "base.automation",
+            json!([["name", "ilike", format!("{}/{POLICY}", w.ns)]])
+        )
+        .await,
+        1
+    );
+    let delivered_before = w.server.webhook_log().delivered;
+    w.decide(&fp, "buyer.bob", true, "").await;
+    w.wait_counts("the approval carried out", |c| c["approved"] == 1)
+        .await;
+    assert_eq!(w.confirmed(&fp).await, 1);
+    let log = w.server.webhook_log();
+    assert!(
+        log.delivered > delivered_before
+            && log.recent.iter().any(|d| d
+                .url
+                .contains(&format!("/hooks/approvals/{}/{POLICY}", w.ns))
+                && d.status == Some(202)),
+        "{log:?}"
+    );
+    assert_eq!(w.notes(rfq, &fp, "approval-outcome").await, 1);
+
+    planops_api(w.cluster, &w.ns, "ApprovalPolicy")
+        .delete(POLICY, &Default::default())
+        .await
+        .expect("deleting the policy");
+    eventually("the policy gone", || async {
+        w.policy_obj().await.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(
+        w.count_all(
+            "base.automation",
+            json!([["name", "ilike", format!("{}/{POLICY}", w.ns)]])
+        )
+        .await,
+        0
+    );
+    w.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn approvals_app_decisions_arrive_by_odoo_callback() {
+    callback_picks_up_the_decision(Edition::Enterprise).await;
+}
+
+#[tokio::test]
+async fn activity_decisions_arrive_by_odoo_callback() {
+    callback_picks_up_the_decision(Edition::Community).await;
+}

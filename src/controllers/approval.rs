@@ -29,7 +29,7 @@ use super::{Context, Error};
 use crate::actions::{RuleRun, WriteKind, WriteOutcome};
 use crate::api::approval::{ApprovalBackend, ApprovalCounts, ApprovalPolicyStatus, GovernedAction};
 use crate::api::common::{ConditionSet, ConditionStatus, condition_types as ct, reasons};
-use crate::api::{ApprovalPolicy, ExceptionRule};
+use crate::api::{ApprovalPolicy, ExceptionRule, OdooConnection};
 use crate::approval::levels::deadline;
 use crate::approval::odoo_io::{
     PurchaseFacts, close_exception, domain_membership, find_pending, read_purchases, record_breach,
@@ -41,7 +41,14 @@ use crate::approval::{
     PendingState, ResolvedLevel, Step, carry_out, escalate, evaluate, open, poll, record_refusals,
     resolve_backend, resolve_levels, select,
 };
+use crate::automation::{self, AutomationKey, AutomationSpec, SyncMode, Trigger};
+use crate::gateway::{
+    EventHandler, HandlerError, HandlerOutcome, InboundEvent, RouteAuth, RouteConfig, RouteKind,
+    RoutePath,
+};
+use crate::odoo::domain::Domain;
 use crate::odoo::{OdooClient, RecordExt, SearchOptions};
+use futures::future::BoxFuture;
 
 /// Seconds between polls when the policy does not say.
 const DEFAULT_POLL_SECONDS: u64 = 60;
@@ -123,6 +130,8 @@ mod approval_reasons {
     pub const NO_APPROVERS: &str = "NoApprovers";
     /// `Ready`: the connection has no connected client yet.
     pub const CONNECTION_PENDING: &str = "ConnectionPending";
+    /// `Synced`: the Odoo automation that calls back on decisions failed to sync.
+    pub const CALLBACK_FAILED: &str = "CallbackFailed";
 }
 
 impl Reconciler for ApprovalPolicy {
@@ -213,15 +222,28 @@ impl Reconciler for ApprovalPolicy {
                         reasons::RECONCILED,
                         counts,
                     );
-                    conditions.set(
-                        ct::SYNCED,
-                        ConditionStatus::True,
-                        approval_reasons::POLLED,
-                        format!(
-                            "decisions polled from Odoo ({} backend)",
-                            backend_label(report.backend)
-                        ),
+                    let polled = format!(
+                        "decisions polled from Odoo ({} backend)",
+                        backend_label(report.backend)
                     );
+                    match sync_callback(&ctx, &obj, &client, report.backend).await {
+                        Ok(callback) => conditions.set(
+                            ct::SYNCED,
+                            ConditionStatus::True,
+                            approval_reasons::POLLED,
+                            format!("{polled}; {callback}"),
+                        ),
+                        // Polling still finds every decision: Ready stays, Synced says why
+                        // decisions may take up to the poll interval.
+                        Err(message) => conditions.set(
+                            ct::SYNCED,
+                            ConditionStatus::False,
+                            approval_reasons::CALLBACK_FAILED,
+                            format!(
+                                "{polled}, but the Odoo callback could not be set up: {message}"
+                            ),
+                        ),
+                    };
                     Ok(report.next)
                 } else {
                     let message = report.errors.join("; ");
@@ -258,12 +280,17 @@ impl Reconciler for ApprovalPolicy {
     }
 
     fn inactive(
-        _obj: &Self,
-        _ctx: &Context,
+        obj: &Self,
+        ctx: &Context,
         conditions: &mut ConditionSet,
         _status: &mut ApprovalPolicyStatus,
         reason: &str,
     ) {
+        // A paused or suspended policy acts on no callback either.
+        ctx.gateway.remove_route(&RoutePath::approval(
+            obj.namespace().unwrap_or_default(),
+            obj.name_any(),
+        ));
         conditions.set(
             ct::SYNCED,
             ConditionStatus::False,
@@ -275,6 +302,8 @@ impl Reconciler for ApprovalPolicy {
     fn forget(obj: &Self, ctx: &Context) {
         let namespace = obj.namespace().unwrap_or_default();
         let name = obj.name_any();
+        ctx.gateway
+            .remove_route(&RoutePath::approval(namespace.clone(), name.clone()));
         ctx.approvals.succeeded(&namespace, &name);
         ctx.metrics.forget_policy(&namespace, &name);
     }
@@ -302,6 +331,15 @@ impl Reconciler for ApprovalPolicy {
             tracing::warn!(namespace = %namespace, policy = %name, connection = %connection, "connection gone; pending approval requests are left in Odoo");
             return Ok(());
         };
+        if client.info().version.major >= automation::MIN_WEBHOOK_VERSION {
+            let key = AutomationKey::for_approval(&namespace, &name);
+            let removed = automation::remove(&client, &key)
+                .await
+                .map_err(Error::Automation)?;
+            if !removed.is_empty() {
+                tracing::info!(namespace = %namespace, policy = %name, ?removed, "removed the Odoo callback automation");
+            }
+        }
         let trail = read_trail(&client, &namespace, &name)
             .await
             .map_err(Error::Approval)?;
@@ -342,6 +380,165 @@ impl Reconciler for ApprovalPolicy {
             .await;
         }
         Ok(())
+    }
+}
+
+/// Where the connection has a `callbackBaseUrl` (Odoo 17+: the webhook
+/// action), a managed Odoo automation calls the policy's gateway route when
+/// one of its requests changes state, and the route asks for a reconcile: the
+/// decision is handled at once instead of at the next poll. Polling stays the
+/// safety net (Odoo's webhooks are fire-and-forget). Returns what the
+/// `Synced` message says about it.
+async fn sync_callback(
+    ctx: &Arc<Context>,
+    obj: &Arc<ApprovalPolicy>,
+    client: &OdooClient,
+    backend: Backend,
+) -> Result<String, String> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let path = RoutePath::approval(namespace.clone(), name.clone());
+    let key = AutomationKey::for_approval(&namespace, &name);
+    let major = client.info().version.major;
+    if major < automation::MIN_WEBHOOK_VERSION {
+        ctx.gateway.remove_route(&path);
+        return Ok(format!("Odoo {major} has no webhook action: polling only"));
+    }
+    let connection = &obj.spec.connection_ref.name;
+    let callback = ctx
+        .connections
+        .get(&ObjectRef::<OdooConnection>::new(connection).within(&namespace))
+        .and_then(|c| c.spec.callback_base_url.clone());
+    let Some(callback) = callback else {
+        ctx.gateway.remove_route(&path);
+        // Records left from an earlier callbackBaseUrl would call a route
+        // that is gone: remove them.
+        automation::remove(client, &key)
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(format!(
+            "OdooConnection {namespace}/{connection} has no callbackBaseUrl: polling only"
+        ));
+    };
+    let token = automation::approval_hook_token(&ctx.client, obj)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot read or create Secret {namespace}/{}: {e}",
+                automation::approval_hook_secret_name(&name)
+            )
+        })?;
+    let handler = ApprovalHintHandler {
+        ctx: Arc::downgrade(ctx),
+        namespace: namespace.clone(),
+        policy: name.clone(),
+    };
+    ctx.gateway
+        .upsert_route(
+            path,
+            RouteConfig::new(
+                RouteKind::OdooHint,
+                RouteAuth::QueryToken {
+                    tokens: vec![token.clone()],
+                },
+            ),
+            Arc::new(handler),
+        )
+        .map_err(|e| format!("cannot serve the gateway route: {e}"))?;
+    let url = crate::odoo::Secret::new(automation::approval_hook_url(
+        &callback,
+        &namespace,
+        &name,
+        token.expose(),
+    ));
+    let spec = callback_spec(obj, backend, key, url)?;
+    let outcome = automation::sync(client, &spec, SyncMode::Apply)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !outcome.in_sync() {
+        tracing::info!(namespace = %namespace, policy = %name, changes = %outcome.describe(), "Odoo callback automation synced");
+    }
+    Ok(format!(
+        "Odoo calls back when a request changes (base.automation #{} on {})",
+        outcome
+            .automation_id
+            .map_or("-".into(), |id| id.to_string()),
+        spec.model
+    ))
+}
+
+/// What Odoo watches: on ApprovalsApp, the request's status (a stored
+/// computed field Odoo recomputes on every decision) within the policy's
+/// category; on Activity, the "done" message an approver's activity leaves
+/// on a gated RFQ (its body quotes the fingerprint).
+fn callback_spec(
+    obj: &ApprovalPolicy,
+    backend: Backend,
+    key: AutomationKey,
+    webhook_url: crate::odoo::Secret,
+) -> Result<AutomationSpec, String> {
+    let (model, trigger, watched, domain) = match backend {
+        Backend::ApprovalsApp => (
+            "approval.request",
+            Trigger::OnWrite,
+            vec!["request_status".to_string()],
+            json!([
+                ["reference", "ilike", "planops:"],
+                [
+                    "category_id.name",
+                    "=",
+                    obj.spec.approval_category.as_deref().unwrap_or("PlanOps")
+                ]
+            ]),
+        ),
+        Backend::Activity => (
+            "mail.message",
+            Trigger::OnCreate,
+            Vec::new(),
+            json!([
+                ["model", "=", "purchase.order"],
+                ["message_type", "=", "notification"],
+                ["body", "ilike", "planops:"]
+            ]),
+        ),
+    };
+    let filter = Domain::from_json_value(&domain).map_err(|e| e.to_string())?;
+    Ok(AutomationSpec {
+        key,
+        label: format!(
+            "approvals {}/{}",
+            obj.namespace().unwrap_or_default(),
+            obj.name_any()
+        ),
+        model: model.to_string(),
+        trigger,
+        watched_fields: watched,
+        filter_domain: Some(filter),
+        webhook_url,
+    })
+}
+
+/// Odoo's callback for one policy: whatever changed, the reconcile reads it
+/// from Odoo (the payload is only a hint, and Odoo has committed by now).
+struct ApprovalHintHandler {
+    /// Weak: the context owns the gateway, which owns the handlers.
+    ctx: std::sync::Weak<Context>,
+    namespace: String,
+    policy: String,
+}
+
+impl EventHandler for ApprovalHintHandler {
+    fn handle(&self, _event: InboundEvent) -> BoxFuture<'_, Result<HandlerOutcome, HandlerError>> {
+        Box::pin(async move {
+            let ctx = self
+                .ctx
+                .upgrade()
+                .ok_or_else(|| HandlerError::transient("the operator is stopping"))?;
+            ctx.approvals.request(&self.namespace, &self.policy);
+            Ok(HandlerOutcome {
+                detail: json!({"reconcile": "requested"}),
+            })
+        })
     }
 }
 
