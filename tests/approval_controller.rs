@@ -857,6 +857,8 @@ async fn an_rfq_confirmed_by_hand_meanwhile_is_no_longer_gated() {
         .await;
     assert_eq!(w.notes(rfq, &fp, "approval-withdrawn").await, 1);
     assert_eq!(w.notes(rfq, &fp, "approval-outcome").await, 0);
+    let withdrawn = w.wait_event("Withdrawn").await;
+    assert!(withdrawn.contains("state purchase"), "{withdrawn}");
     assert_eq!(w.confirmed(&fp).await, 1);
     assert_eq!(
         count(

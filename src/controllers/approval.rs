@@ -720,13 +720,9 @@ async fn process(
             opened_at: entry.requested_at.unwrap_or_else(Timestamp::now),
             created: false,
         };
-        let wrote = withdraw(
-            client,
-            &gone,
-            &gate,
-            "the approval request was deleted in Odoo",
-        )
-        .await?;
+        let why = "the approval request was deleted in Odoo";
+        let wrote = withdraw(client, &gone, &gate, why).await?;
+        withdrawn_event(ctx, obj, wrote, &gone, why).await;
         return Ok(Handled { wrote, until: None });
     };
     let mut directory: Vec<Approver> = levels.iter().flat_map(|l| l.approvers.clone()).collect();
@@ -798,8 +794,12 @@ async fn process(
         // there is nothing left to gate. (A decided request goes on to
         // `carry_out`, which finishes an outcome cut short after the button.)
         let why = format!("the RFQ is in state {} in Odoo", facts.state);
-        wrote |= withdraw(client, &pending, &gate, &why).await?;
-        return Ok(Handled { wrote, until: None });
+        let now = withdraw(client, &pending, &gate, &why).await?;
+        withdrawn_event(ctx, obj, now, &pending, &why).await;
+        return Ok(Handled {
+            wrote: wrote || now,
+            until: None,
+        });
     }
     match evaluation.step {
         Step::Wait { deadline, .. } => Ok(Handled {
@@ -890,6 +890,7 @@ async fn outcome(
         Err(ApprovalError::RfqState { state, .. }) => {
             let why = format!("the RFQ is in state {state} in Odoo");
             let wrote = withdraw(client, pending, gate, &why).await?;
+            withdrawn_event(ctx, obj, wrote, pending, &why).await;
             return Ok(Handled { wrote, until: None });
         }
         Err(err) => return Err(err),
@@ -951,6 +952,31 @@ async fn outcome(
         wrote: true,
         until: None,
     })
+}
+
+/// A Warning Event for a request withdrawn now (`posted`: its note was
+/// written by this call, so a retry does not repeat the Event).
+async fn withdrawn_event(
+    ctx: &Context,
+    obj: &ApprovalPolicy,
+    posted: bool,
+    pending: &crate::approval::Pending,
+    why: &str,
+) {
+    if posted {
+        driver::publish(
+            ctx,
+            obj,
+            EventType::Warning,
+            "Withdrawn",
+            "Withdraw",
+            format!(
+                "approval of {} ({}) withdrawn: {why}; the RFQ is left as it is",
+                pending.rfq_name, pending.fingerprint
+            ),
+        )
+        .await;
+    }
 }
 
 fn describe(report: &OutcomeReport) -> String {
