@@ -992,3 +992,48 @@ async fn approvals_app_decisions_arrive_by_odoo_callback() {
 async fn activity_decisions_arrive_by_odoo_callback() {
     callback_picks_up_the_decision(Edition::Community).await;
 }
+
+/// `approvalPolicyRef` picks the policy even when another one matches too,
+/// and the request explains the choice (ApprovalsApp `reason`).
+#[tokio::test]
+async fn approval_policy_ref_chooses_the_policy_and_the_request_explains_it() {
+    let w = world("apc-ref", Edition::Enterprise).await;
+    w.apply(&policy(two_levels())).await;
+    let mut other = policy(json!([{"name": "leads", "users": ["buyer.chen"]}]));
+    other["metadata"]["name"] = json!("lead-buys");
+    other["spec"]["approvalCategory"] = json!("Lead purchases");
+    w.apply(&other).await;
+    let mut r = rule();
+    r["spec"]["actions"][1]["proposePurchase"]["approvalPolicyRef"] = json!({"name": "lead-buys"});
+    w.apply(&r).await;
+    let lead = eventually("the request under lead-buys", || async {
+        let obj = get(w.cluster, &w.ns, "ApprovalPolicy", "lead-buys").await?;
+        (obj["status"]["counts"]["pending"] == 1).then_some(obj)
+    })
+    .await;
+    assert_eq!(
+        condition(&lead, "Ready"),
+        Some(("True".into(), "Reconciled".into()))
+    );
+    let requests = w
+        .admin
+        .search_read(
+            "approval.request",
+            &json!([["reference", "ilike", "planops:"]]),
+            &["reason", "category_id"],
+            &SearchOptions::default(),
+        )
+        .await
+        .expect("reading requests");
+    assert_eq!(requests.len(), 1);
+    let reason = requests[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("policy lead-buys governs this emergency purchase")
+            && reason.contains("amount"),
+        "{reason}"
+    );
+    assert_eq!(requests[0]["category_id"][1], json!("Lead purchases"));
+    let big = w.wait_counts("big-buys' counts", |c| c.is_object()).await;
+    assert_eq!(big["status"]["counts"]["pending"], 0);
+    w.server.shutdown().await;
+}
