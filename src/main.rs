@@ -41,6 +41,8 @@ enum Command {
     Validate(planops::cli::validate::ValidateArgs),
     /// Show what applying manifests would change: schedules, owned records, actions; --evaluate scans in DryRun.
     Plan(planops::cli::plan::PlanArgs),
+    /// Print an ApprovalPolicy's decision history with cycle times, read from Odoo (`namespace/policy`).
+    Audit(planops::cli::audit::AuditArgs),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -68,5 +70,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Scan(args) => planops::cli::scan::run(args).await,
         Command::Validate(args) => planops::cli::validate::run(args),
         Command::Plan(args) => planops::cli::plan::run(args).await,
+        Command::Audit(args) => planops::cli::audit::run(args).await,
     }
 }

@@ -584,29 +584,45 @@ async fn edge_gateway_replicas_pass_events_to_the_leader_and_nothing_happens_twi
     connect_odoo_with(cluster, &ns, &server, Some(&callback)).await;
     apply(cluster, &ns, &stockout_rule()).await;
     apply_acme_connector(cluster, &ns, &[]).await;
+    apply(
+        cluster,
+        &ns,
+        &json!({
+            "apiVersion": "planops.io/v1alpha1", "kind": "ApprovalPolicy",
+            "metadata": {"name": "rfq-approval"},
+            "spec": {
+                "connectionRef": {"name": "odoo"},
+                "governs": "EmergencyPurchase",
+                "levels": [{"name": "buyers", "users": ["buyer.alice"]}],
+            },
+        }),
+    )
+    .await;
     eventually("the rule's automation in sync", || async {
         let obj = get(cluster, &ns, "ExceptionRule", "stockout").await?;
         (condition(&obj, "Synced")? == ("True".into(), "InSync".into())).then_some(())
     })
     .await;
     let wrong = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let wrong_token = |port: u16, path: String| async move {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}{path}?token=wrong"))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    };
+    // 401, not 404: each replica has the route, with its token or secret.
     for edge in [&edge_a, &edge_b] {
-        eventually("both routes served by the edge", || async {
+        eventually("the three kinds of routes served by the edge", || async {
             let now = jiff::Timestamp::now().as_second();
-            let rule = reqwest::Client::new()
-                .post(format!(
-                    "http://127.0.0.1:{}/hooks/odoo/{ns}/stockout?token=wrong",
-                    edge.port
-                ))
-                .header("content-type", "application/json")
-                .body("{}")
-                .send()
-                .await
-                .ok()?
-                .status()
-                .as_u16();
+            let rule = wrong_token(edge.port, format!("/hooks/odoo/{ns}/stockout")).await?;
+            let policy =
+                wrong_token(edge.port, format!("/hooks/approvals/{ns}/rfq-approval")).await?;
             let supplier = deliver(edge, &ns, "probe", now, wrong, "{}").await.0;
-            (rule == 401 && supplier == 401).then_some(())
+            (rule == 401 && policy == 401 && supplier == 401).then_some(())
         })
         .await;
     }

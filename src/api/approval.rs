@@ -153,9 +153,9 @@ pub struct ApprovalLevel {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 20))]
     pub min_approvals: Option<u32>,
-    /// Hours before the request escalates to the next level (or is reported as breached at the last). Default 24.
+    /// Hours before the request escalates to the next level (or is reported as breached at the last), counted from when the request was opened plus the SLAs of the earlier levels. Fractions are allowed down to 0.0001 h (a third of a second, for tests). Default 24.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.01, max = 8760.0))]
+    #[schemars(range(min = 0.0001, max = 8760.0))]
     pub sla_hours: Option<f64>,
 }
 

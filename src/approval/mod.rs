@@ -14,6 +14,10 @@
 //!    (segregation of duties); [`odoo_io::escalate`] and
 //!    [`odoo_io::record_refusals`] write that back.
 //! 4. [`odoo_io::carry_out`] confirms or cancels the RFQ exactly once.
+//! 5. [`trail::read_trail`] reads the policy's history back from the notes:
+//!    the controller finds its pending requests there after a restart
+//!    ([`odoo_io::find_pending`]), counts for the status, and `planops audit`
+//!    prints it.
 //!
 //! Every record written carries the exception's fingerprint, and every write
 //! searches by it first, so retries, lost replies and restarts create nothing
@@ -46,6 +50,7 @@
 pub mod levels;
 pub mod matching;
 pub mod odoo_io;
+pub mod trail;
 
 use crate::odoo::OdooError;
 

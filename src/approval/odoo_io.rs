@@ -862,7 +862,8 @@ async fn refusal_reasons(
     Ok(())
 }
 
-fn strip_html(html: &str) -> String {
+/// The text of an Html field, for logs, notes and `planops audit`.
+pub fn strip_html(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let mut in_tag = false;
     for c in html.chars() {
@@ -1240,6 +1241,323 @@ async fn close_open_activities(
         .await
         .map_err(odoo_err("closing open approval activities"))?;
     Ok(())
+}
+
+/// The user with this id, for the owner of an RFQ.
+pub async fn user_by_id(client: &OdooClient, uid: i64) -> Result<Option<Approver>, ApprovalError> {
+    Ok(users_by(client, json!([["id", "=", uid]]))
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// What the gate needs to know about a draft RFQ, read back from Odoo so that
+/// the controller rebuilds it after a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PurchaseFacts {
+    pub rfq_id: i64,
+    pub name: String,
+    pub state: String,
+    /// The emergency purchase as the matcher sees it.
+    pub request: GovernedRequest,
+    /// The RFQ's buyer (`user_id`), else its creator: the user who owns the
+    /// action and, under segregation of duties, may not approve it.
+    pub owner_uid: Option<i64>,
+    /// The RFQ's notes as text (the exception's summary, as `proposePurchase` writes it).
+    pub notes: String,
+}
+
+/// Reads the RFQs, their lines and the products' costs in four calls. The
+/// amount is Σ quantity × unit price, valued at the product's cost
+/// (`standard_price`) where the line has no price yet, as `proposePurchase`
+/// leaves it: the company-currency figure the policy thresholds compare with.
+pub async fn read_purchases(
+    client: &OdooClient,
+    ids: &[i64],
+) -> Result<HashMap<i64, PurchaseFacts>, ApprovalError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let notes_field = if client.info().version.major >= 19 {
+        "note"
+    } else {
+        "notes"
+    };
+    let orders = client
+        .read(
+            "purchase.order",
+            ids,
+            &[
+                "name",
+                "state",
+                "partner_id",
+                "currency_id",
+                "user_id",
+                "create_uid",
+                notes_field,
+            ],
+        )
+        .await
+        .map_err(odoo_err("reading the RFQs"))?;
+    let lines = client
+        .search_read(
+            "purchase.order.line",
+            &json!([["order_id", "in", ids]]),
+            &["order_id", "product_id", "product_qty", "price_unit"],
+            &SearchOptions::default(),
+        )
+        .await
+        .map_err(odoo_err("reading the RFQ lines"))?;
+    let products: Vec<i64> = lines
+        .iter()
+        .filter_map(|l| many2one_id(l, "product_id"))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let cost: HashMap<i64, f64> = if products.is_empty() {
+        HashMap::new()
+    } else {
+        client
+            .read("product.product", &products, &["standard_price"])
+            .await
+            .map_err(odoo_err("reading product costs"))?
+            .iter()
+            .filter_map(|r| Some((r.id().ok()?, r.number("standard_price").unwrap_or(0.0))))
+            .collect()
+    };
+    let mut amount: HashMap<i64, f64> = HashMap::new();
+    let mut product_of: HashMap<i64, i64> = HashMap::new();
+    for l in &lines {
+        let Some(order) = many2one_id(l, "order_id") else {
+            continue;
+        };
+        let product = many2one_id(l, "product_id");
+        let qty = l.number("product_qty").unwrap_or(0.0);
+        let price = l.number("price_unit").unwrap_or(0.0);
+        let unit = if price > 0.0 {
+            price
+        } else {
+            product.and_then(|p| cost.get(&p)).copied().unwrap_or(0.0)
+        };
+        *amount.entry(order).or_default() += qty * unit;
+        if let Some(p) = product {
+            product_of.entry(order).or_insert(p);
+        }
+    }
+    let mut out = HashMap::with_capacity(orders.len());
+    for row in &orders {
+        let id = row.id().map_err(odoo_err("reading the RFQs"))?;
+        let text = |f: &str| {
+            row.str_field(f)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let currency = row
+            .many2one("currency_id")
+            .ok()
+            .flatten()
+            .map(|c| c.name)
+            .unwrap_or_default();
+        out.insert(
+            id,
+            PurchaseFacts {
+                rfq_id: id,
+                name: text("name"),
+                state: text("state"),
+                request: GovernedRequest {
+                    kind: GovernedAction::EmergencyPurchase,
+                    amount: amount.get(&id).copied().unwrap_or(0.0),
+                    currency,
+                    product_id: product_of.get(&id).copied(),
+                    partner_id: many2one_id(row, "partner_id"),
+                },
+                owner_uid: many2one_id(row, "user_id").or_else(|| many2one_id(row, "create_uid")),
+                notes: strip_html(&text(notes_field)),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Finds the request [`open`] made for `fingerprint` without writing anything:
+/// the `approval.request` (Enterprise only) or else the approval activities on
+/// the RFQ. `None`: nothing was opened (or it was deleted in Odoo).
+pub async fn find_pending(
+    client: &OdooClient,
+    fingerprint: &str,
+    rfq_id: i64,
+    rfq_name: &str,
+) -> Result<Option<Pending>, ApprovalError> {
+    let pending = |backend, request_id, opened_at| Pending {
+        backend,
+        fingerprint: fingerprint.to_string(),
+        rfq_id,
+        rfq_name: rfq_name.to_string(),
+        request_id,
+        opened_at,
+        created: false,
+    };
+    if client.info().edition == Edition::Enterprise {
+        let rows = client
+            .search_read(
+                "approval.request",
+                &json!([["reference", "ilike", fingerprint]]),
+                &["id", "create_date"],
+                &SearchOptions::limit(1),
+            )
+            .await
+            .map_err(odoo_err("finding the approval request"))?;
+        if let Some(row) = rows.first() {
+            let id = row.id().map_err(odoo_err("finding the approval request"))?;
+            return Ok(Some(pending(
+                Backend::ApprovalsApp,
+                Some(id),
+                opened_at(&rows),
+            )));
+        }
+    }
+    let mut context = Map::new();
+    context.insert("active_test".into(), json!(false));
+    let rows = client
+        .with_context(context)
+        .search_read(
+            "mail.activity",
+            &json!([["res_id", "=", rfq_id], ["note", "ilike", fingerprint]]),
+            &["create_date"],
+            &SearchOptions::default(),
+        )
+        .await
+        .map_err(odoo_err("finding the approval activities"))?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(pending(Backend::Activity, None, opened_at(&rows))))
+}
+
+/// Records, once, that the last level's SLA passed without a decision; true
+/// when recorded by this call (the audit trail counts breaches from it).
+pub async fn record_breach(
+    client: &OdooClient,
+    pending: &Pending,
+    gate: &GateRequest<'_>,
+    level: &str,
+    since: Timestamp,
+) -> Result<bool, ApprovalError> {
+    let tag = "approval-sla-breached";
+    let body = format!(
+        "No decision on {} within the SLA of the last level ({}), due {since}: the request stays open and is reported as breached.",
+        html_escape(&pending.rfq_name),
+        html_escape(level),
+    );
+    note_once(
+        client,
+        "purchase.order",
+        pending.rfq_id,
+        &format!("{} {tag}", pending.fingerprint),
+        gate.audit_html(tag, &body),
+    )
+    .await
+}
+
+/// Withdraws a pending request (its policy was deleted): the approver lines
+/// are cancelled (ApprovalsApp; Odoo then shows the request as cancelled) or
+/// the open activities closed (Activity). The RFQ stays a draft for a planner
+/// to decide on, which the note says. True when the note was posted now.
+pub async fn withdraw(
+    client: &OdooClient,
+    pending: &Pending,
+    gate: &GateRequest<'_>,
+    why: &str,
+) -> Result<bool, ApprovalError> {
+    match (pending.backend, pending.request_id) {
+        (Backend::ApprovalsApp, Some(request)) => {
+            let open = client
+                .search(
+                    "approval.approver",
+                    &json!([
+                        ["request_id", "=", request],
+                        ["status", "in", ["new", "pending", "waiting"]]
+                    ]),
+                    &SearchOptions::default(),
+                )
+                .await
+                .map_err(odoo_err("finding open approver lines"))?;
+            if !open.is_empty() {
+                let mut vals = Map::new();
+                vals.insert("status".into(), json!("cancel"));
+                client
+                    .write("approval.approver", &open, vals)
+                    .await
+                    .map_err(odoo_err("cancelling the approval request"))?;
+            }
+        }
+        (Backend::ApprovalsApp, None) => {
+            return Err(ApprovalError::Data(
+                "pending ApprovalsApp request without an id".into(),
+            ));
+        }
+        (Backend::Activity, _) => {
+            close_open_activities(client, pending, "approval withdrawn").await?;
+        }
+    }
+    let tag = "approval-withdrawn";
+    let body = format!(
+        "Approval request for {} withdrawn: {}. The RFQ stays a draft; confirm or cancel it in Odoo.",
+        html_escape(&pending.rfq_name),
+        html_escape(why),
+    );
+    let posted = note_once(
+        client,
+        "purchase.order",
+        pending.rfq_id,
+        &format!("{} {tag}", pending.fingerprint),
+        gate.audit_html(tag, &body),
+    )
+    .await?;
+    if posted {
+        tracing::info!(fingerprint = %pending.fingerprint, rfq = pending.rfq_id, "approval request withdrawn");
+    }
+    Ok(posted)
+}
+
+/// Closes the exception behind a rejected purchase: its open activities
+/// (the rule's `activity` action, on the product or order) are marked done
+/// with the reason, so the planner sees why and the exception is snoozed
+/// like any activity a planner closed. Returns how many were closed.
+pub async fn close_exception(
+    client: &OdooClient,
+    fingerprint: &str,
+    reason: &str,
+) -> Result<usize, ApprovalError> {
+    let open = client
+        .search(
+            "mail.activity",
+            &json!([
+                ["note", "ilike", fingerprint],
+                ["res_model", "!=", "purchase.order"]
+            ]),
+            &SearchOptions::default(),
+        )
+        .await
+        .map_err(odoo_err("reading the exception's activities"))?;
+    if open.is_empty() {
+        return Ok(0);
+    }
+    let n = open.len();
+    client
+        .call(
+            Call::new("mail.activity", "action_feedback")
+                .ids(open)
+                .kwarg("feedback", format!("Closed by PlanOps: {reason}"))
+                // Marking done twice is harmless: done activities are gone.
+                .idempotent(true),
+        )
+        .await
+        .map_err(odoo_err("closing the exception's activities"))?;
+    tracing::info!(fingerprint, closed = n, "exception closed after rejection");
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -20,7 +20,10 @@ pub use sync::{
     AutomationKey, AutomationSpec, Change, Record, SyncError, SyncMode, SyncOutcome, Trigger,
     XMLID_MODULE, poll_changes, remove, sync,
 };
-pub use token::{HookTokenError, TOKEN_KEY, existing_hook_token, hook_secret_name, hook_token};
+pub use token::{
+    HookTokenError, TOKEN_KEY, approval_hook_secret_name, approval_hook_token, existing_token,
+    hook_secret_name, hook_token,
+};
 
 /// Odoo major version from which the webhook server action exists.
 pub const MIN_WEBHOOK_VERSION: u32 = 17;
@@ -31,6 +34,25 @@ pub const DEFAULT_POLL_INTERVAL_SECONDS: u32 = 60;
 /// Path of a rule's gateway route: `/hooks/odoo/<namespace>/<rule>`.
 pub fn hook_path(namespace: &str, rule: &str) -> String {
     format!("/hooks/odoo/{namespace}/{rule}")
+}
+
+/// Path of an ApprovalPolicy's gateway route: `/hooks/approvals/<namespace>/<policy>`.
+pub fn approval_hook_path(namespace: &str, policy: &str) -> String {
+    format!("/hooks/approvals/{namespace}/{policy}")
+}
+
+/// The URL of an ApprovalPolicy's callback, as [`hook_url`] is a rule's.
+pub fn approval_hook_url(
+    callback_base_url: &str,
+    namespace: &str,
+    policy: &str,
+    token: &str,
+) -> String {
+    format!(
+        "{}{}?token={token}",
+        callback_base_url.trim_end_matches('/'),
+        approval_hook_path(namespace, policy)
+    )
 }
 
 /// The URL Odoo's webhook action calls: the connection's `callbackBaseUrl`

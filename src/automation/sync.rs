@@ -36,9 +36,19 @@ impl AutomationKey {
     /// `namespace/rule` keeps two rules apart even when they sanitise alike
     /// (`team-a/x` and `team/a-x`).
     pub fn for_rule(namespace: &str, rule: &str) -> AutomationKey {
+        Self::owned_by("rule", namespace, rule)
+    }
+
+    /// `planops.approval_<ns>_<policy>_<hash>_automation` and `..._webhook`:
+    /// an ApprovalPolicy's callback when its requests change state.
+    pub fn for_approval(namespace: &str, policy: &str) -> AutomationKey {
+        Self::owned_by("approval", namespace, policy)
+    }
+
+    fn owned_by(kind: &str, namespace: &str, rule: &str) -> AutomationKey {
         let digest = Sha256::digest(format!("{namespace}/{rule}").as_bytes());
         let hash = hex::encode(&digest[..4]);
-        let mut readable = format!("rule_{}_{}", sanitise(namespace), sanitise(rule));
+        let mut readable = format!("{kind}_{}_{}", sanitise(namespace), sanitise(rule));
         readable.truncate(MAX_READABLE);
         let base = format!("{readable}_{hash}");
         let id = |suffix: &str| ExternalId {

@@ -26,7 +26,7 @@ const MAX_NAME: usize = 253;
 pub enum HookTokenError {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("the ExceptionRule has no namespace")]
+    #[error("the resource has no namespace")]
     MissingNamespace,
     #[error("Secret {secret} has no key {TOKEN_KEY:?}; delete it and PlanOps creates a new token")]
     MissingKey { secret: String },
@@ -35,25 +35,60 @@ pub enum HookTokenError {
 /// `planops-hook-<rule>`; a name that would exceed 253 characters is cut and
 /// given a hash of the full rule name, so it stays unique.
 pub fn hook_secret_name(rule: &str) -> String {
-    let name = format!("{PREFIX}{rule}");
+    bounded_name(PREFIX, rule)
+}
+
+/// `planops-approval-hook-<policy>`: an ApprovalPolicy's callback token, apart
+/// from the rules' so that a rule and a policy of the same name never share one.
+pub fn approval_hook_secret_name(policy: &str) -> String {
+    bounded_name(APPROVAL_PREFIX, policy)
+}
+
+const APPROVAL_PREFIX: &str = "planops-approval-hook-";
+
+fn bounded_name(prefix: &str, owner: &str) -> String {
+    let name = format!("{prefix}{owner}");
     if name.len() <= MAX_NAME {
         return name;
     }
-    let hash = hex::encode(&Sha256::digest(rule.as_bytes())[..4]);
-    let keep = MAX_NAME - PREFIX.len() - hash.len() - 1;
-    // Rule names are DNS subdomains (ASCII), so any byte index is a boundary;
-    // a cut must not leave a trailing '.' or '-'.
-    let cut = rule[..keep].trim_end_matches(['.', '-']);
-    format!("{PREFIX}{cut}-{hash}")
+    let hash = hex::encode(&Sha256::digest(owner.as_bytes())[..4]);
+    let keep = MAX_NAME - prefix.len() - hash.len() - 1;
+    // Resource names are DNS subdomains (ASCII), so any byte index is a
+    // boundary; a cut must not leave a trailing '.' or '-'.
+    let cut = owner[..keep].trim_end_matches(['.', '-']);
+    format!("{prefix}{cut}-{hash}")
 }
 
 /// The rule's token, creating its Secret (owned by the rule) on first use.
 /// Several replicas racing here end up with the one token that won.
 /// An existing Secret is never changed.
 pub async fn hook_token(client: &Client, rule: &ExceptionRule) -> Result<Secret, HookTokenError> {
-    let namespace = rule.namespace().ok_or(HookTokenError::MissingNamespace)?;
-    let api: Api<KubeSecret> = Api::namespaced(client.clone(), &namespace);
     let name = hook_secret_name(&rule.name_any());
+    owned_token(client, rule, &name, "planops.io/rule").await
+}
+
+/// An ApprovalPolicy's token, as [`hook_token`] keeps a rule's.
+pub async fn approval_hook_token(
+    client: &Client,
+    policy: &crate::api::ApprovalPolicy,
+) -> Result<Secret, HookTokenError> {
+    let name = approval_hook_secret_name(&policy.name_any());
+    owned_token(client, policy, &name, "planops.io/approval-policy").await
+}
+
+/// The token in Secret `name`, owned by `owner` (labelled `label=<owner>`).
+async fn owned_token<K>(
+    client: &Client,
+    owner: &K,
+    name: &str,
+    label: &str,
+) -> Result<Secret, HookTokenError>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let namespace = owner.namespace().ok_or(HookTokenError::MissingNamespace)?;
+    let api: Api<KubeSecret> = Api::namespaced(client.clone(), &namespace);
+    let name = name.to_string();
     for _ in 0..3 {
         match api.get_opt(&name).await? {
             Some(secret) => {
@@ -64,7 +99,7 @@ pub async fn hook_token(client: &Client, rule: &ExceptionRule) -> Result<Secret,
                 });
             }
             None => {
-                let secret = new_secret(rule, &name, &new_token());
+                let secret = new_secret(owner, &name, label, &new_token());
                 match api.create(&PostParams::default(), &secret).await {
                     Ok(created) => {
                         if let Some(token) = token_of(&created) {
@@ -89,16 +124,20 @@ pub async fn hook_token(client: &Client, rule: &ExceptionRule) -> Result<Secret,
         })
 }
 
-/// The rule's token if the operator has created it yet, never creating it:
-/// for `planops gateway`, which must not race the leader with a second token.
-pub async fn existing_hook_token(
+/// The token in Secret `name` of `owner`'s namespace if the operator has
+/// created it yet, never creating it: for `planops gateway`, which must not
+/// race the leader with a second token.
+pub async fn existing_token<K>(
     client: &Client,
-    rule: &ExceptionRule,
-) -> Result<Option<Secret>, HookTokenError> {
-    let namespace = rule.namespace().ok_or(HookTokenError::MissingNamespace)?;
-    let name = hook_secret_name(&rule.name_any());
+    owner: &K,
+    name: &str,
+) -> Result<Option<Secret>, HookTokenError>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let namespace = owner.namespace().ok_or(HookTokenError::MissingNamespace)?;
     let api: Api<KubeSecret> = Api::namespaced(client.clone(), &namespace);
-    match api.get_opt(&name).await? {
+    match api.get_opt(name).await? {
         None => Ok(None),
         Some(secret) => token_of(&secret)
             .map(Some)
@@ -120,21 +159,26 @@ fn new_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn new_secret(rule: &ExceptionRule, name: &str, token: &str) -> KubeSecret {
+fn new_secret<K: Resource<DynamicType = ()>>(
+    owner: &K,
+    name: &str,
+    label: &str,
+    token: &str,
+) -> KubeSecret {
     let mut secret = KubeSecret::default();
     secret.metadata.name = Some(name.to_string());
-    secret.metadata.namespace = rule.namespace();
+    secret.metadata.namespace = owner.namespace();
     secret.metadata.labels = Some(
         [
             ("app.kubernetes.io/managed-by", "planops"),
-            ("planops.io/rule", rule.name_any().as_str()),
+            (label, owner.name_any().as_str()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.chars().take(63).collect()))
         .collect(),
     );
-    // Owned by the rule: deleting the rule garbage-collects the token.
-    secret.metadata.owner_references = rule.controller_owner_ref(&()).map(|o| vec![o]);
+    // Owned by its resource: deleting the resource garbage-collects the token.
+    secret.metadata.owner_references = owner.controller_owner_ref(&()).map(|o| vec![o]);
     secret.type_ = Some("Opaque".into());
     secret.data = Some(
         [(TOKEN_KEY.to_string(), ByteString(token.as_bytes().to_vec()))]

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -30,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 use super::kinds::PlanopsKind;
 use super::metrics::Metrics;
 use super::{ConnectionIndex, Context, routes, scoped_api, scoped_api_secret};
-use crate::api::{ExceptionRule, SupplierConnector};
+use crate::api::common::is_paused;
+use crate::api::{ApprovalPolicy, ExceptionRule, SupplierConnector};
 use crate::automation;
 use crate::gateway::forward::{ForwardOptions, Forwarder};
 use crate::gateway::{EventHandler, Gateway, GatewayOptions, RouteConfig, RoutePath};
@@ -73,6 +75,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     let namespace = args.watch_namespaces.first();
     super::probe_kind::<ExceptionRule>(&client, namespace).await?;
     super::probe_kind::<SupplierConnector>(&client, namespace).await?;
+    super::probe_kind::<ApprovalPolicy>(&client, namespace).await?;
     let mut forward = ForwardOptions::new(args.forward_to.clone());
     forward.hint_retry_budget = Duration::from_secs(args.hint_retry_seconds);
     let forwarder: Arc<dyn EventHandler> =
@@ -125,9 +128,6 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         let sync = RouteSync {
             ctx: ctx.clone(),
             forwarder: forwarder.clone(),
-            rules: HashMap::new(),
-            connectors: HashMap::new(),
-            failed: HashSet::new(),
         };
         tasks.push(tokio::spawn(sync.run(
             scope,
@@ -148,26 +148,207 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One watched resource with a route.
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum Owner {
-    Rule(ObjectRef<ExceptionRule>),
-    Connector(ObjectRef<SupplierConnector>),
+/// A kind whose objects may have a route: what the edge needs to know of it.
+trait Routed: PlanopsKind {
+    fn route_path(&self) -> RoutePath;
+    /// The route as the object and its Secrets say now; `Ok(None)` when it
+    /// has none (yet: a token's creation re-syncs it through the Secret watch).
+    fn route_config<'a>(
+        &'a self,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Option<RouteConfig>, String>>;
+}
+
+impl Routed for ExceptionRule {
+    fn route_path(&self) -> RoutePath {
+        RoutePath::odoo(self.namespace().unwrap_or_default(), self.name_any())
+    }
+
+    fn route_config<'a>(
+        &'a self,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Option<RouteConfig>, String>> {
+        Box::pin(async move {
+            if !routes::rule_wants_events(self) {
+                return Ok(None);
+            }
+            let secret = automation::hook_secret_name(&self.name_any());
+            callback_config(ctx, self, &secret).await
+        })
+    }
+}
+
+impl Routed for ApprovalPolicy {
+    fn route_path(&self) -> RoutePath {
+        RoutePath::approval(self.namespace().unwrap_or_default(), self.name_any())
+    }
+
+    fn route_config<'a>(
+        &'a self,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Option<RouteConfig>, String>> {
+        Box::pin(async move {
+            if self.suspended() || is_paused(self.metadata.annotations.as_ref()) {
+                return Ok(None);
+            }
+            let secret = automation::approval_hook_secret_name(&self.name_any());
+            callback_config(ctx, self, &secret).await
+        })
+    }
+}
+
+impl Routed for SupplierConnector {
+    fn route_path(&self) -> RoutePath {
+        RoutePath::supplier(self.namespace().unwrap_or_default(), self.name_any())
+    }
+
+    fn route_config<'a>(
+        &'a self,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Option<RouteConfig>, String>> {
+        Box::pin(async move {
+            let Some(webhook) = &self.spec.inbound.webhook else {
+                return Ok(None);
+            };
+            if self.suspended() {
+                return Ok(None);
+            }
+            routes::supplier_route_config(ctx, self, webhook)
+                .await
+                .map(Some)
+        })
+    }
+}
+
+/// An Odoo callback route, once the operator has made the owner's token.
+async fn callback_config<K: PlanopsKind>(
+    ctx: &Context,
+    owner: &K,
+    secret: &str,
+) -> Result<Option<RouteConfig>, String> {
+    ctx.api_limiter.until_ready().await;
+    let token = automation::existing_token(&ctx.client, owner, secret)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(token.map(routes::odoo_callback_route_config))
+}
+
+/// The objects of one kind in one scope, and their routes.
+struct Watched<K: Routed> {
+    objects: HashMap<ObjectRef<K>, Arc<K>>,
+    /// Objects listed since the last (re)list: what is not in it has gone.
+    listed: HashSet<ObjectRef<K>>,
+    /// Set up last time with an error: tried again every [`RETRY_FAILED`].
+    failed: HashSet<ObjectRef<K>>,
+    synced: bool,
+}
+
+impl<K: Routed> Watched<K> {
+    fn new() -> Watched<K> {
+        Watched {
+            objects: HashMap::new(),
+            listed: HashSet::new(),
+            failed: HashSet::new(),
+            synced: false,
+        }
+    }
+
+    async fn on_event(
+        &mut self,
+        sync: &RouteSync,
+        event: Result<watcher::Event<K>, watcher::Error>,
+    ) {
+        match event {
+            Ok(watcher::Event::Init) => self.listed.clear(),
+            Ok(watcher::Event::InitApply(obj)) => {
+                self.listed.insert(ObjectRef::from_obj(&obj));
+                self.apply(sync, obj).await;
+            }
+            Ok(watcher::Event::InitDone) => {
+                let gone: Vec<_> = self
+                    .objects
+                    .keys()
+                    .filter(|r| !self.listed.contains(*r))
+                    .cloned()
+                    .collect();
+                for reference in gone {
+                    self.remove(sync, &reference);
+                }
+                self.synced = true;
+            }
+            Ok(watcher::Event::Apply(obj)) => self.apply(sync, obj).await,
+            Ok(watcher::Event::Delete(obj)) => self.remove(sync, &ObjectRef::from_obj(&obj)),
+            Err(err) => tracing::warn!(kind = K::KIND, error = %err, "watch failed; retrying"),
+        }
+    }
+
+    async fn apply(&mut self, sync: &RouteSync, obj: K) {
+        let reference = ObjectRef::from_obj(&obj);
+        self.objects.insert(reference.clone(), Arc::new(obj));
+        self.sync(sync, reference).await;
+    }
+
+    fn remove(&mut self, sync: &RouteSync, reference: &ObjectRef<K>) {
+        self.failed.remove(reference);
+        if let Some(obj) = self.objects.remove(reference) {
+            sync.remove_route(&obj.route_path());
+        }
+    }
+
+    /// Re-reads every route that uses the Secret.
+    async fn secret_changed(&mut self, sync: &RouteSync, namespace: &Option<String>, name: &str) {
+        let concerned: Vec<_> = self
+            .objects
+            .iter()
+            .filter(|(r, obj)| &r.namespace == namespace && obj.uses_secret(name))
+            .map(|(r, _)| r.clone())
+            .collect();
+        for reference in concerned {
+            self.sync(sync, reference).await;
+        }
+    }
+
+    async fn retry_failed(&mut self, sync: &RouteSync) {
+        let failed: Vec<_> = self.failed.drain().collect();
+        for reference in failed {
+            self.sync(sync, reference).await;
+        }
+    }
+
+    /// Serves, reconfigures or removes the object's route.
+    async fn sync(&mut self, sync: &RouteSync, reference: ObjectRef<K>) {
+        let Some(obj) = self.objects.get(&reference).cloned() else {
+            return;
+        };
+        let path = obj.route_path();
+        match obj.route_config(&sync.ctx).await {
+            Ok(Some(config)) => {
+                self.failed.remove(&reference);
+                sync.serve(path, config);
+            }
+            Ok(None) => {
+                self.failed.remove(&reference);
+                sync.remove_route(&path);
+            }
+            Err(err) => {
+                // Keep serving the route as it was: a Secret being rotated or an
+                // API hiccup must not turn a working route into 404s.
+                tracing::warn!(route = %path, error = %err, "cannot set up the route; retrying");
+                self.failed.insert(reference);
+            }
+        }
+    }
 }
 
 /// The routes of one scope, kept in step with the watches.
 struct RouteSync {
     ctx: Arc<Context>,
     forwarder: Arc<dyn EventHandler>,
-    rules: HashMap<ObjectRef<ExceptionRule>, Arc<ExceptionRule>>,
-    connectors: HashMap<ObjectRef<SupplierConnector>, Arc<SupplierConnector>>,
-    /// Set up last time with an error: tried again every [`RETRY_FAILED`].
-    failed: HashSet<Owner>,
 }
 
 impl RouteSync {
     async fn run(
-        mut self,
+        self,
         scope: Option<String>,
         synced: Arc<AtomicBool>,
         ready: Arc<AtomicBool>,
@@ -175,14 +356,20 @@ impl RouteSync {
         shutdown: CancellationToken,
     ) {
         let client = self.ctx.client.clone();
-        let mut rules = watcher(
+        let mut rule_events = watcher(
             scoped_api::<ExceptionRule>(&client, &scope),
             watcher::Config::default(),
         )
         .default_backoff()
         .boxed();
-        let mut connectors = watcher(
+        let mut connector_events = watcher(
             scoped_api::<SupplierConnector>(&client, &scope),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .boxed();
+        let mut policy_events = watcher(
+            scoped_api::<ApprovalPolicy>(&client, &scope),
             watcher::Config::default(),
         )
         .default_backoff()
@@ -194,56 +381,34 @@ impl RouteSync {
         .default_backoff()
         .touched_objects()
         .boxed();
+        let mut rules = Watched::<ExceptionRule>::new();
+        let mut connectors = Watched::<SupplierConnector>::new();
+        let mut policies = Watched::<ApprovalPolicy>::new();
         let mut retry = tokio::time::interval(RETRY_FAILED);
-        let (mut rules_done, mut connectors_done) = (false, false);
-        // Objects listed since the last (re)list: what is not in it has gone.
-        let mut listed_rules = HashSet::new();
-        let mut listed_connectors = HashSet::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(event) = rules.next() => match event {
-                    Ok(watcher::Event::Init) => listed_rules.clear(),
-                    Ok(watcher::Event::InitApply(rule)) => {
-                        listed_rules.insert(ObjectRef::from_obj(&rule));
-                        self.apply_rule(rule).await;
-                    }
-                    Ok(watcher::Event::InitDone) => {
-                        let gone: Vec<_> = self.rules.keys().filter(|r| !listed_rules.contains(*r)).cloned().collect();
-                        for rule in gone {
-                            self.remove(Owner::Rule(rule));
-                        }
-                        rules_done = true;
-                    }
-                    Ok(watcher::Event::Apply(rule)) => self.apply_rule(rule).await,
-                    Ok(watcher::Event::Delete(rule)) => self.remove(Owner::Rule(ObjectRef::from_obj(&rule))),
-                    Err(err) => tracing::warn!(error = %err, "watching ExceptionRules"),
-                },
-                Some(event) = connectors.next() => match event {
-                    Ok(watcher::Event::Init) => listed_connectors.clear(),
-                    Ok(watcher::Event::InitApply(connector)) => {
-                        listed_connectors.insert(ObjectRef::from_obj(&connector));
-                        self.apply_connector(connector).await;
-                    }
-                    Ok(watcher::Event::InitDone) => {
-                        let gone: Vec<_> = self.connectors.keys().filter(|c| !listed_connectors.contains(*c)).cloned().collect();
-                        for connector in gone {
-                            self.remove(Owner::Connector(connector));
-                        }
-                        connectors_done = true;
-                    }
-                    Ok(watcher::Event::Apply(connector)) => self.apply_connector(connector).await,
-                    Ok(watcher::Event::Delete(connector)) => self.remove(Owner::Connector(ObjectRef::from_obj(&connector))),
-                    Err(err) => tracing::warn!(error = %err, "watching SupplierConnectors"),
-                },
+                Some(event) = rule_events.next() => rules.on_event(&self, event).await,
+                Some(event) = connector_events.next() => connectors.on_event(&self, event).await,
+                Some(event) = policy_events.next() => policies.on_event(&self, event).await,
                 Some(secret) = secrets.next() => match secret {
-                    Ok(secret) => self.secret_changed(secret.namespace(), &secret.name_any()).await,
+                    Ok(secret) => {
+                        let (namespace, name) = (secret.namespace(), secret.name_any());
+                        rules.secret_changed(&self, &namespace, &name).await;
+                        connectors.secret_changed(&self, &namespace, &name).await;
+                        policies.secret_changed(&self, &namespace, &name).await;
+                    }
                     Err(err) => tracing::warn!(error = %err, "watching Secrets"),
                 },
-                _ = retry.tick() => self.retry_failed().await,
+                _ = retry.tick() => {
+                    rules.retry_failed(&self).await;
+                    connectors.retry_failed(&self).await;
+                    policies.retry_failed(&self).await;
+                }
             }
-            if rules_done
-                && connectors_done
+            if rules.synced
+                && connectors.synced
+                && policies.synced
                 && !synced.swap(true, Ordering::SeqCst)
                 && all_synced.iter().all(|s| s.load(Ordering::SeqCst))
             {
@@ -253,101 +418,7 @@ impl RouteSync {
         }
     }
 
-    async fn apply_rule(&mut self, rule: ExceptionRule) {
-        let reference = ObjectRef::from_obj(&rule);
-        self.rules.insert(reference.clone(), Arc::new(rule));
-        self.sync(Owner::Rule(reference)).await;
-    }
-
-    async fn apply_connector(&mut self, connector: SupplierConnector) {
-        let reference = ObjectRef::from_obj(&connector);
-        self.connectors
-            .insert(reference.clone(), Arc::new(connector));
-        self.sync(Owner::Connector(reference)).await;
-    }
-
-    fn remove(&mut self, owner: Owner) {
-        self.failed.remove(&owner);
-        let path = match &owner {
-            Owner::Rule(r) => {
-                self.rules.remove(r);
-                RoutePath::odoo(r.namespace.clone().unwrap_or_default(), &r.name)
-            }
-            Owner::Connector(c) => {
-                self.connectors.remove(c);
-                RoutePath::supplier(c.namespace.clone().unwrap_or_default(), &c.name)
-            }
-        };
-        if self.ctx.gateway.remove_route(&path) {
-            tracing::info!(route = %path, "route removed");
-        }
-    }
-
-    /// Re-reads every route that names the Secret.
-    async fn secret_changed(&mut self, namespace: Option<String>, name: &str) {
-        let mut owners = Vec::new();
-        for (reference, rule) in &self.rules {
-            if reference.namespace == namespace && rule.uses_secret(name) {
-                owners.push(Owner::Rule(reference.clone()));
-            }
-        }
-        for (reference, connector) in &self.connectors {
-            if reference.namespace == namespace && connector.uses_secret(name) {
-                owners.push(Owner::Connector(reference.clone()));
-            }
-        }
-        for owner in owners {
-            self.sync(owner).await;
-        }
-    }
-
-    async fn retry_failed(&mut self) {
-        let failed: Vec<Owner> = self.failed.drain().collect();
-        for owner in failed {
-            self.sync(owner).await;
-        }
-    }
-
-    /// Serves, reconfigures or removes the owner's route as its spec and
-    /// Secrets say now.
-    async fn sync(&mut self, owner: Owner) {
-        let (path, wanted) = match &owner {
-            Owner::Rule(reference) => {
-                let Some(rule) = self.rules.get(reference).cloned() else {
-                    return;
-                };
-                let path = RoutePath::odoo(rule.namespace().unwrap_or_default(), rule.name_any());
-                (path, self.rule_config(&rule).await)
-            }
-            Owner::Connector(reference) => {
-                let Some(connector) = self.connectors.get(reference).cloned() else {
-                    return;
-                };
-                let path = RoutePath::supplier(
-                    connector.namespace().unwrap_or_default(),
-                    connector.name_any(),
-                );
-                (path, self.connector_config(&connector).await)
-            }
-        };
-        let config = match wanted {
-            Ok(Some(config)) => config,
-            Ok(None) => {
-                self.failed.remove(&owner);
-                if self.ctx.gateway.remove_route(&path) {
-                    tracing::info!(route = %path, "route removed");
-                }
-                return;
-            }
-            Err(err) => {
-                // Keep serving the route as it was: a Secret being rotated or an
-                // API hiccup must not turn a working route into 404s.
-                tracing::warn!(route = %path, error = %err, "cannot set up the route; retrying");
-                self.failed.insert(owner);
-                return;
-            }
-        };
-        self.failed.remove(&owner);
+    fn serve(&self, path: RoutePath, config: RouteConfig) {
         let existed = self.ctx.gateway.routes().contains(&path);
         match self
             .ctx
@@ -358,36 +429,14 @@ impl RouteSync {
             Ok(()) => {}
             Err(err) => {
                 tracing::warn!(route = %path, error = %err, "invalid route configuration");
-                self.ctx.gateway.remove_route(&path);
+                self.remove_route(&path);
             }
         }
     }
 
-    /// `Ok(None)`: the rule has no route (no events, suspended, paused, or no
-    /// token yet; the token's creation re-syncs it through the Secret watch).
-    async fn rule_config(&self, rule: &ExceptionRule) -> Result<Option<RouteConfig>, String> {
-        if !routes::rule_wants_events(rule) {
-            return Ok(None);
+    fn remove_route(&self, path: &RoutePath) {
+        if self.ctx.gateway.remove_route(path) {
+            tracing::info!(route = %path, "route removed");
         }
-        self.ctx.api_limiter.until_ready().await;
-        let token = automation::existing_hook_token(&self.ctx.client, rule)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(token.map(routes::rule_route_config))
-    }
-
-    async fn connector_config(
-        &self,
-        connector: &SupplierConnector,
-    ) -> Result<Option<RouteConfig>, String> {
-        let Some(webhook) = &connector.spec.inbound.webhook else {
-            return Ok(None);
-        };
-        if connector.spec.suspend == Some(true) {
-            return Ok(None);
-        }
-        routes::supplier_route_config(&self.ctx, connector, webhook)
-            .await
-            .map(Some)
     }
 }

@@ -177,6 +177,7 @@ async fn reevaluate_focus(
         ..Default::default()
     };
     let run = actions::scan_and_act(client, &action_ctx, &memory, options).await?;
+    super::approval::gate_purchases(ctx, client, rule, &run).await;
     // The focused scan saw a few purchase lines; the memory of all others stands.
     let mut merged = memory.clone();
     merged.purchase_dates.extend(

@@ -215,4 +215,8 @@ impl PlanopsKind for ApprovalPolicy {
     fn secret_refs(&self) -> Vec<(String, SecretKeyRef)> {
         Vec::new()
     }
+    /// The callback token's Secret (see `ExceptionRule`).
+    fn uses_secret(&self, name: &str) -> bool {
+        crate::automation::approval_hook_secret_name(&kube::ResourceExt::name_any(self)) == name
+    }
 }

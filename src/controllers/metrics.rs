@@ -50,6 +50,20 @@ pub struct ConnectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub namespace: String,
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub namespace: String,
+    pub policy: String,
+    /// approved, rejected, refused (a decision set aside), escalated.
+    pub decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: String,
 }
@@ -76,6 +90,12 @@ pub struct Metrics {
     pub odoo_errors: Family<ConnectionLabels, Counter>,
     /// Scheduled scans by outcome: succeeded, failed, skipped, replaced.
     pub scans: Family<OutcomeLabels, Counter>,
+    /// Time from approval request to carried-out decision, by policy.
+    pub approval_cycle: Family<PolicyLabels, Histogram>,
+    /// Approval decisions carried out or set aside, and escalations, by policy.
+    pub approval_decisions: Family<DecisionLabels, Counter>,
+    /// Requests whose last level's SLA passed without a decision, by policy.
+    pub approval_sla_breaches: Family<PolicyLabels, Counter>,
     /// The reason currently exported per object, so a changed reason replaces
     /// its series instead of leaving a stale one behind.
     ready_reasons: Mutex<HashMap<(String, String, String), String>>,
@@ -160,8 +180,32 @@ impl Metrics {
             "Scheduled scans by outcome (succeeded, failed, skipped, replaced)",
             scans.clone(),
         );
+        let approval_cycle = Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
+            // 1 s to about 18 days: tests decide in seconds, people in hours or days.
+            Histogram::new(exponential_buckets(1.0, 3.0, 15))
+        });
+        registry.register(
+            "approval_cycle_seconds",
+            "Time from approval request to the carried-out decision, by policy",
+            approval_cycle.clone(),
+        );
+        let approval_decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "approval_decisions",
+            "Approval decisions by policy and kind (approved, rejected, refused, escalated)",
+            approval_decisions.clone(),
+        );
+        let approval_sla_breaches = Family::<PolicyLabels, Counter>::default();
+        registry.register(
+            "approval_sla_breaches",
+            "Approval requests whose last level's SLA passed without a decision, by policy",
+            approval_sla_breaches.clone(),
+        );
         Metrics {
             registry,
+            approval_cycle,
+            approval_decisions,
+            approval_sla_breaches,
             scan_duration,
             exceptions_open,
             odoo_calls,
@@ -280,6 +324,36 @@ impl Metrics {
             namespace: namespace.into(),
             rule: rule.into(),
         });
+    }
+}
+
+impl Metrics {
+    /// Counts one approval decision (or escalation) of a policy.
+    pub fn approval_decision(&self, namespace: &str, policy: &str, decision: &str) {
+        self.approval_decisions
+            .get_or_create(&DecisionLabels {
+                namespace: namespace.into(),
+                policy: policy.into(),
+                decision: decision.into(),
+            })
+            .inc();
+    }
+
+    /// Drops the series of a deleted policy.
+    pub fn forget_policy(&self, namespace: &str, policy: &str) {
+        let labels = PolicyLabels {
+            namespace: namespace.into(),
+            policy: policy.into(),
+        };
+        self.approval_cycle.remove(&labels);
+        self.approval_sla_breaches.remove(&labels);
+        for decision in ["approved", "rejected", "refused", "escalated"] {
+            self.approval_decisions.remove(&DecisionLabels {
+                namespace: namespace.into(),
+                policy: policy.into(),
+                decision: decision.into(),
+            });
+        }
     }
 }
 

@@ -51,6 +51,8 @@ pub enum Error {
     MissingNamespace,
     #[error("Odoo automation: {0}")]
     Automation(#[source] crate::automation::SyncError),
+    #[error("approvals: {0}")]
+    Approval(#[source] crate::approval::ApprovalError),
 }
 
 impl Error {
@@ -76,7 +78,7 @@ impl Error {
                 _ => false,
             },
             Error::Kube(e) => api_code(e) == Some(409),
-            Error::MissingNamespace | Error::Automation(_) => false,
+            Error::MissingNamespace | Error::Automation(_) | Error::Approval(_) => false,
         }
     }
 
@@ -86,6 +88,7 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::MissingNamespace => "missing_namespace",
             Error::Automation(_) => "automation",
+            Error::Approval(_) => "approval",
         }
     }
 }
@@ -191,6 +194,8 @@ pub struct Context {
     pub history: crate::scan::HistoryCache,
     /// How rules with `execution: CronJob` are materialised.
     pub cronjobs: cronjob::CronJobSettings,
+    /// Reconcile requests and poll backoff of ApprovalPolicies.
+    pub approvals: approval::Approvals,
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C.
@@ -225,6 +230,7 @@ impl Context {
             change_polls: routes::ChangePolls::default(),
             history: crate::scan::HistoryCache::from_env(),
             cronjobs,
+            approvals: approval::Approvals::default(),
         }
     }
 }
@@ -586,12 +592,18 @@ async fn run_controllers(
             shutdown.clone(),
             supplier_events,
         )));
+        // The gate and the gateway ask for a policy's reconcile when a request
+        // opened or changed, so decisions are handled without waiting for the poll.
+        let approval_requests =
+            futures::stream::unfold(ctx.approvals.start(scope.clone()), |mut rx| async move {
+                rx.recv().await.map(|r| (r, rx))
+            });
         tasks.push(tokio::spawn(run_kind::<ApprovalPolicy>(
             ctx.clone(),
             scope.clone(),
             concurrency,
             shutdown.clone(),
-            futures::stream::empty(),
+            approval_requests,
         )));
     }
     for task in tasks {
@@ -603,6 +615,7 @@ async fn run_controllers(
     // its gateway sends senders to retry until another replica leads.
     ctx.scheduler.stop_all();
     ctx.suppliers.stop_all();
+    ctx.approvals.stop_all();
     ctx.change_polls.stop_all();
     ctx.gateway.set_standby(true);
 }

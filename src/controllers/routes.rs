@@ -52,7 +52,7 @@ pub fn upsert_rule_route(
     token: Secret,
 ) -> Result<(), String> {
     let path = RoutePath::odoo(rule.namespace().unwrap_or_default(), rule.name_any());
-    let config = rule_route_config(token);
+    let config = odoo_callback_route_config(token);
     let handler = OdooHintHandler {
         ctx: Arc::downgrade(ctx),
         rule: rule.clone(),
@@ -62,9 +62,10 @@ pub fn upsert_rule_route(
         .map_err(|e| e.to_string())
 }
 
-/// How `/hooks/odoo/<ns>/<rule>` checks requests: Odoo's webhook action cannot
-/// sign, so the rule's unguessable token rides in the query.
-pub fn rule_route_config(token: Secret) -> RouteConfig {
+/// How an Odoo callback route (`/hooks/odoo/<ns>/<rule>`,
+/// `/hooks/approvals/<ns>/<policy>`) checks requests: Odoo's webhook action
+/// cannot sign, so the owner's unguessable token rides in the query.
+pub fn odoo_callback_route_config(token: Secret) -> RouteConfig {
     RouteConfig::new(
         RouteKind::OdooHint,
         RouteAuth::QueryToken {

@@ -461,6 +461,7 @@ async fn run(
             .await
             .map_err(|e| Failure::local(format!("saving the scan memory: {e}")))?;
     }
+    super::approval::gate_purchases(ctx, &client, rule, &scanned.run).await;
     ctx.metrics
         .set_exceptions_open(&namespace, &name, scanned.open_by_severity);
     Ok((scanned.report, scanned.calls))

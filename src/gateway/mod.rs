@@ -65,6 +65,9 @@ pub enum PathKind {
     Odoo,
     /// `/hooks/suppliers/{namespace}/{connector}`: a SupplierConnector's inbound webhook.
     Suppliers,
+    /// `/hooks/approvals/{namespace}/{policy}`: Odoo's callback when an
+    /// ApprovalPolicy's request changes state.
+    Approvals,
 }
 
 impl PathKind {
@@ -72,6 +75,7 @@ impl PathKind {
         match self {
             PathKind::Odoo => "odoo",
             PathKind::Suppliers => "suppliers",
+            PathKind::Approvals => "approvals",
         }
     }
 }
@@ -98,6 +102,14 @@ impl RoutePath {
             kind: PathKind::Suppliers,
             namespace: namespace.into(),
             name: connector.into(),
+        }
+    }
+
+    pub fn approval(namespace: impl Into<String>, policy: impl Into<String>) -> RoutePath {
+        RoutePath {
+            kind: PathKind::Approvals,
+            namespace: namespace.into(),
+            name: policy.into(),
         }
     }
 
@@ -445,8 +457,9 @@ impl Gateway {
         self.inner.metrics.register(registry);
     }
 
-    /// `POST /hooks/odoo/{namespace}/{rule}` and
-    /// `POST /hooks/suppliers/{namespace}/{connector}`, to merge into the
+    /// `POST /hooks/odoo/{namespace}/{rule}`,
+    /// `POST /hooks/suppliers/{namespace}/{connector}` and
+    /// `POST /hooks/approvals/{namespace}/{policy}`, to merge into the
     /// operator's HTTP server. The router does not log URLs: Odoo routes carry
     /// their token in the query string, so an outer request-logging layer must
     /// not print the query either.
@@ -469,6 +482,17 @@ impl Gateway {
                      Path((namespace, name)): Path<(String, String)>,
                      request: Request| async move {
                         gw.receive(RoutePath::supplier(namespace, name), request)
+                            .await
+                    },
+                ),
+            )
+            .route(
+                "/hooks/approvals/{namespace}/{name}",
+                post(
+                    |State(gw): State<Gateway>,
+                     Path((namespace, name)): Path<(String, String)>,
+                     request: Request| async move {
+                        gw.receive(RoutePath::approval(namespace, name), request)
                             .await
                     },
                 ),

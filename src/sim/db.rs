@@ -872,7 +872,17 @@ fn dispatch(
                     .map(|ids| ids.iter().filter_map(Value::as_i64).collect())
                     .unwrap_or_default(),
             };
-            Ok(json!(store.message_post(model, &ids, &params, &ctx)?))
+            let message = store.message_post(model, &ids, &params, &ctx)?;
+            // The message is created through the ORM: automation rules on
+            // mail.message fire, as in Odoo.
+            run_automations(
+                store,
+                "mail.message",
+                &[message],
+                AutomationEvent::Create,
+                &ctx,
+            )?;
+            Ok(json!(message))
         }
         "action_feedback" | "action_done" if model == "mail.activity" => {
             check_access(store, uid, model, "write")?;
@@ -885,7 +895,19 @@ fn dispatch(
                 _ => None,
             };
             // Done activities are archived in 17+: the ids may be inactive.
-            store.activity_done(&ids, feedback.as_deref(), &ctx)
+            let done = store.activity_done(&ids, feedback.as_deref(), &ctx)?;
+            // The "done" message is an ORM create in Odoo: rules on
+            // mail.message fire (for the message the method returns).
+            if let Some(message) = done.as_i64() {
+                run_automations(
+                    store,
+                    "mail.message",
+                    &[message],
+                    AutomationEvent::Create,
+                    &ctx,
+                )?;
+            }
+            Ok(done)
         }
         "button_confirm" | "button_cancel" if model == "purchase.order" => {
             check_access(store, uid, model, "write")?;
@@ -912,11 +934,23 @@ fn dispatch(
         "action_confirm" | "action_approve" | "action_refuse" if model == "approval.request" => {
             check_access(store, uid, model, "write")?;
             let ids = args.ids(model, method)?;
-            match method {
+            let result = match method {
                 "action_confirm" => store.approval_confirm(&ids, &ctx),
                 "action_approve" => store.approval_decide(&ids, "approved", &ctx),
                 _ => store.approval_decide(&ids, "refused", &ctx),
-            }
+            }?;
+            // `request_status` is a stored computed field: Odoo runs on-write
+            // rules that watch it when the approvers' decisions change it.
+            let mut vals = Map::new();
+            vals.insert("request_status".into(), Value::Null);
+            run_automations(
+                store,
+                "approval.request",
+                &ids,
+                AutomationEvent::Write(&vals),
+                &ctx,
+            )?;
+            Ok(result)
         }
         "check_access_rights" => {
             let operation = args

@@ -299,7 +299,7 @@ def test_gateway_deployment():
     # Read-only: the routes' resources and their Secrets, nothing else.
     role = one(docs, "ClusterRole", f"{NAMESPACE}-planops-gateway")
     assert rules_of(role) == {
-        (("planops.io",), ("exceptionrules", "supplierconnectors")): {"get", "list", "watch"},
+        (("planops.io",), ("exceptionrules", "supplierconnectors", "approvalpolicies")): {"get", "list", "watch"},
         (("",), ("secrets",)): {"get", "list", "watch"},
     }
     binding = one(docs, "ClusterRoleBinding", f"{NAMESPACE}-planops-gateway")

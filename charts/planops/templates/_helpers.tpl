@@ -77,12 +77,12 @@ The gateway Deployment's ServiceAccount: it reads resources and Secrets, never w
 {{- end }}
 
 {{/*
-What `planops gateway` reads wherever routes live: the two kinds with routes
-and the Secrets their routes authenticate with.
+What `planops gateway` reads wherever routes live: the kinds with routes and
+the Secrets their routes authenticate with.
 */}}
 {{- define "planops.gatewayRules" -}}
 - apiGroups: ["planops.io"]
-  resources: ["exceptionrules", "supplierconnectors"]
+  resources: ["exceptionrules", "supplierconnectors", "approvalpolicies"]
   verbs: ["get", "list", "watch"]
 - apiGroups: [""]
   resources: ["secrets"]
