@@ -907,6 +907,37 @@ async fn a_level_naming_nobody_in_odoo_stalls_the_policy() {
     w.server.shutdown().await;
 }
 
+/// A kind of decision no PlanOps action makes yet: the policy says it has
+/// nothing to govern instead of looking idle and in effect.
+#[tokio::test]
+async fn a_policy_for_a_kind_no_action_makes_says_it_governs_nothing() {
+    let w = world("apc-kind", Edition::Community).await;
+    let mut forecast = policy(two_levels());
+    forecast["spec"]["governs"] = json!("ForecastOverride");
+    w.apply(&forecast).await;
+    let obj = wait_ready(
+        w.cluster,
+        &w.ns,
+        "ApprovalPolicy",
+        POLICY,
+        "True",
+        "Reconciled",
+    )
+    .await;
+    let (status, reason) = condition(&obj, "Synced").expect("a Synced condition");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "NotActive"),
+        "{obj}"
+    );
+    assert!(
+        obj.to_string()
+            .contains("no PlanOps action makes ForecastOverride decisions"),
+        "{obj}"
+    );
+    w.server.shutdown().await;
+}
+
 /// With a callback URL, a managed Odoo automation calls the policy's gateway
 /// route when a request changes state: the decision is carried out long
 /// before the (hour-long) poll interval, and the delivery shows in the

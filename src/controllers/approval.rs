@@ -182,6 +182,27 @@ impl Reconciler for ApprovalPolicy {
     ) -> Result<Duration, Error> {
         let namespace = obj.namespace().unwrap_or_default();
         let name = obj.name_any();
+        if obj.spec.governs != GovernedAction::EmergencyPurchase {
+            // The kind is in the API for policies written ahead of the actions
+            // that will make such decisions; say so instead of looking idle.
+            let message = format!(
+                "no PlanOps action makes {:?} decisions yet (only proposePurchase's EmergencyPurchase is gated): this policy has nothing to govern",
+                obj.spec.governs
+            );
+            settle(
+                conditions,
+                ConditionStatus::True,
+                reasons::RECONCILED,
+                message.clone(),
+            );
+            conditions.set(
+                ct::SYNCED,
+                ConditionStatus::False,
+                reasons::NOT_ACTIVE,
+                message,
+            );
+            return Ok(driver::DEFAULT_RESYNC);
+        }
         let Some(client) = ctx.odoo.get(&namespace, &obj.spec.connection_ref.name) else {
             let message = format!(
                 "OdooConnection {namespace}/{} has no connected client yet",
