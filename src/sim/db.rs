@@ -1384,6 +1384,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(counted, json!(all.len()));
+
+        // Keyset pages (`id > last`, order id) walk the same records as one
+        // search, with the table scan and with an indexed leaf.
+        for extra in [json!(["state", "=", "done"]), json!(["product_id", "=", 1])] {
+            let whole = call(
+                &db,
+                "stock.move",
+                "search",
+                json!([[extra.clone()]]),
+                json!({"order": "id"}),
+            )
+            .unwrap();
+            let mut walked = Vec::new();
+            let mut last = 0;
+            loop {
+                let page = call(
+                    &db,
+                    "stock.move",
+                    "search",
+                    json!([[["id", ">", last], extra.clone()]]),
+                    json!({"order": "id", "limit": 7}),
+                )
+                .unwrap();
+                let page = page.as_array().unwrap().clone();
+                walked.extend(page.iter().cloned());
+                match page.last().and_then(Value::as_i64) {
+                    Some(id) if page.len() == 7 => last = id,
+                    _ => break,
+                }
+            }
+            assert!(walked.len() > 7, "{extra}: {}", walked.len());
+            assert_eq!(json!(walked), whole, "{extra}");
+        }
     }
 
     #[test]

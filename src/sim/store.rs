@@ -60,6 +60,18 @@ impl Table {
             .map(|(i, _)| i as i64)
     }
 
+    /// [`Self::ids`] from `first` on.
+    pub fn ids_from(&self, first: i64) -> impl Iterator<Item = i64> + '_ {
+        // Rows are indexed by id, so this starts at `first` without walking
+        // the rows before it.
+        self.rows
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(first).unwrap_or(0))
+            .filter(|(_, r)| r.is_some())
+            .map(|(i, _)| i as i64)
+    }
+
     pub fn len(&self) -> usize {
         self.rows.iter().filter(|r| r.is_some()).count()
     }
