@@ -284,15 +284,21 @@ impl Store {
         // An indexed equality narrows the rows to check; the whole domain is
         // still evaluated on them, so the index only has to over-approximate.
         // Either way the candidates come in ascending id order.
-        let candidates: Box<dyn Iterator<Item = i64> + '_> = match self.index_candidates(mi, &expr)
-        {
-            Some(mut ids) => {
-                ids.sort_unstable();
-                ids.dedup();
-                Box::new(ids.into_iter())
-            }
-            None => Box::new(self.tables[mi].ids_from(id_lower_bound(&expr))),
-        };
+        // The leaf the index answered holds for every candidate, so it is not
+        // evaluated again: a `product_id in [500 ids]` would otherwise cost
+        // 500 comparisons per candidate.
+        let (candidates, expr): (Box<dyn Iterator<Item = i64> + '_>, Expr<'_>) =
+            match self.index_candidates(mi, &expr) {
+                Some((mut ids, answered)) => {
+                    ids.sort_unstable();
+                    ids.dedup();
+                    (Box::new(ids.into_iter()), without_leaf(&expr, answered))
+                }
+                None => (
+                    Box::new(self.tables[mi].ids_from(id_lower_bound(&expr))),
+                    expr,
+                ),
+            };
         let mut matching = candidates
             .filter(|&id| {
                 active.is_none_or(|slot| {
@@ -326,8 +332,13 @@ impl Store {
     }
 
     /// Rows that can match a conjunction holding an `=`/`in` on `id` or on an
-    /// indexed column (smallest such set), or `None` when a scan is needed.
-    fn index_candidates(&self, mi: usize, expr: &Expr<'_>) -> Option<Vec<i64>> {
+    /// indexed column (smallest such set), with the leaf they exactly answer,
+    /// or `None` when a scan is needed.
+    fn index_candidates<'a>(
+        &self,
+        mi: usize,
+        expr: &Expr<'a>,
+    ) -> Option<(Vec<i64>, &'a Condition)> {
         let leaves: Vec<&Condition> = match expr {
             Expr::Leaf(c) => vec![*c],
             Expr::And(items) => items
@@ -341,8 +352,8 @@ impl Store {
         };
         leaves
             .into_iter()
-            .filter_map(|c| self.leaf_candidates(mi, c))
-            .min_by_key(Vec::len)
+            .filter_map(|c| self.leaf_candidates(mi, c).map(|ids| (ids, c)))
+            .min_by_key(|(ids, _)| ids.len())
     }
 
     fn leaf_candidates(&self, mi: usize, c: &Condition) -> Option<Vec<i64>> {
@@ -913,6 +924,21 @@ impl Store {
             }
         }
         Ok(Value::Array(out))
+    }
+}
+
+/// `expr` without the top-level leaf `answered` (by identity).
+fn without_leaf<'a>(expr: &Expr<'a>, answered: &Condition) -> Expr<'a> {
+    match expr {
+        Expr::Leaf(c) if std::ptr::eq(*c, answered) => Expr::True,
+        Expr::And(items) => Expr::And(
+            items
+                .iter()
+                .filter(|e| !matches!(e, Expr::Leaf(c) if std::ptr::eq(*c, answered)))
+                .cloned()
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
