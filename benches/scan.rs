@@ -1,16 +1,16 @@
 //! Scan cost as the catalogue grows, on the in-process simulator over HTTP.
 //!
 //! For 1,000 / 10,000 / 50,000 products × 3 warehouses: a field-threshold scan
-//! over every product (paged reads) and the demand history of done moves through
-//! [`HistoryCache`]: cold (built from scratch) and warm after a few new done
-//! moves (the delta). Wall time, Odoo calls and operator heap (peak live bytes
+//! over every product (paged reads); the demand history of done moves through
+//! [`HistoryCache`], cold (built from scratch) and warm after a few new done
+//! moves (the delta); and a whole projectedStockout scan (history, stock,
+//! receipts, deliveries, orderpoints, supplier lead times) with that cache,
+//! cold and again after a few new moves. Wall time, Odoo calls and operator heap (peak live bytes
 //! above the start of the step, counted by a global allocator; the simulator
 //! runs in the same process, so its allocations for serving the step count
 //! too), as medians over a few runs.
 //!
 //! `cargo bench --bench scan` (`PLANOPS_BENCH_SIZES=1000,10000` to pick sizes).
-//! projectedStockout/demandSpike are not benched: they need the simulator's
-//! `read_group` and per-warehouse quantities, which it does not serve yet.
 
 mod support;
 
@@ -24,7 +24,7 @@ use jiff::civil::Date;
 use planops::api::rule::ExceptionRuleSpec;
 use planops::engine::RuleRef;
 use planops::odoo::{OdooClient, OdooConfig, RateLimitConfig, RetryConfig, SearchOptions, Secret};
-use planops::scan::{self, HistoryCache, HistoryKey, ScanMemory};
+use planops::scan::{self, HistoryCache, HistoryKey, ScanMemory, ScanOptions};
 use planops::sim::{
     Database, DatasetParams, Edition, OdooVersion, SimConfig, SimOptions, SimServer,
 };
@@ -115,6 +115,20 @@ fn median(mut samples: Vec<Sample>) -> Sample {
     }
 }
 
+/// Every product, every warehouse, 30 days ahead on 90 days of history.
+fn stockout_rule() -> ExceptionRuleSpec {
+    serde_yaml_ng::from_str(
+        r#"
+connectionRef: {name: odoo}
+detector:
+  projectedStockout: {horizonDays: 30, historyDays: 90}
+triggers: {schedule: {cron: "0 6 * * *"}}
+mode: DryRun
+"#,
+    )
+    .expect("bench rule")
+}
+
 fn rule() -> ExceptionRuleSpec {
     serde_yaml_ng::from_str(
         r#"
@@ -177,7 +191,7 @@ async fn add_done_moves(client: &OdooClient, today: Date, n: usize) {
     client.create("stock.move", vals).await.expect("new moves");
 }
 
-async fn bench_size(products: usize, runs: usize) -> [Sample; 3] {
+async fn bench_size(products: usize, runs: usize) -> [Sample; 5] {
     let config = SimConfig {
         database: "bench".into(),
         version: OdooVersion::V17,
@@ -254,7 +268,13 @@ async fn bench_size(products: usize, runs: usize) -> [Sample; 3] {
         }
     }
 
+    let stockout = stockout_rule();
+    let stockout_ref = RuleRef {
+        namespace: "bench",
+        rule: "stockout",
+    };
     let (mut scans, mut colds, mut warms) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut stockout_colds, mut stockout_warms) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         scans.push(
             measure(&client, || async {
@@ -299,9 +319,37 @@ async fn bench_size(products: usize, runs: usize) -> [Sample; 3] {
             })
             .await,
         );
+
+        // The whole stockout scan, as the operator runs it: its own cache.
+        let cache = HistoryCache::new();
+        let stockout_scan = || async {
+            let options = ScanOptions {
+                history: Some((&cache, &key)),
+                ..ScanOptions::default()
+            };
+            scan::run_scan_with(
+                &client,
+                &stockout_ref,
+                &stockout,
+                today,
+                &ScanMemory::default(),
+                options,
+            )
+            .await
+            .expect("stockout scan");
+        };
+        stockout_colds.push(measure(&client, stockout_scan).await);
+        add_done_moves(&client, today, 3).await;
+        stockout_warms.push(measure(&client, stockout_scan).await);
     }
     server.shutdown().await;
-    [median(scans), median(colds), median(warms)]
+    [
+        median(scans),
+        median(colds),
+        median(warms),
+        median(stockout_colds),
+        median(stockout_warms),
+    ]
 }
 
 #[tokio::main]
@@ -319,29 +367,31 @@ async fn main() {
     println!(
         "\nScan cost, 3 warehouses, {HISTORY_DAYS} days of history, medians (runs in brackets)"
     );
-    println!(
-        "{:>8} {:>4} | {:>24} | {:>24} | {:>24}",
-        "products", "runs", "field-threshold scan", "history cold", "history warm (+3 moves)"
-    );
-    println!(
-        "{:>8} {:>4} | {:>8} {:>6} {:>8} | {:>8} {:>6} {:>8} | {:>8} {:>6} {:>8}",
-        "", "", "ms", "calls", "heap MiB", "ms", "calls", "heap MiB", "ms", "calls", "heap MiB"
-    );
+    let steps = [
+        "field-threshold scan",
+        "history cold",
+        "history warm (+3 moves)",
+        "stockout scan cold",
+        "stockout warm (+3 moves)",
+    ];
+    let mut header = format!("{:>8} {:>4}", "products", "runs");
+    let mut units = format!("{:>8} {:>4}", "", "");
+    for step in steps {
+        header.push_str(&format!(" | {step:>24}"));
+        units.push_str(&format!(" | {:>8} {:>6} {:>8}", "ms", "calls", "heap MiB"));
+    }
+    println!("{header}");
+    println!("{units}");
     // Each row as soon as it is measured: the largest sizes take minutes.
     for products in sizes {
         let runs = if products >= 50_000 { 1 } else { 3 };
-        let [s, c, w] = bench_size(products, runs).await;
-        println!(
-            "{products:>8} {runs:>4} | {:>8.0} {:>6} {:>8.1} | {:>8.0} {:>6} {:>8.1} | {:>8.0} {:>6} {:>8.1}",
-            s.millis,
-            s.calls,
-            s.heap_mib,
-            c.millis,
-            c.calls,
-            c.heap_mib,
-            w.millis,
-            w.calls,
-            w.heap_mib
-        );
+        let mut row = format!("{products:>8} {runs:>4}");
+        for sample in bench_size(products, runs).await {
+            row.push_str(&format!(
+                " | {:>8.0} {:>6} {:>8.1}",
+                sample.millis, sample.calls, sample.heap_mib
+            ));
+        }
+        println!("{row}");
     }
 }
