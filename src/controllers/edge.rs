@@ -16,97 +16,67 @@
 //! nothing to the API server.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use super::kinds::PlanopsKind;
-use super::metrics::Metrics;
-use super::{ConnectionIndex, Context, routes, scoped_api, scoped_api_secret};
+use super::{
+    ConnectionIndex, Context, Process, ProcessArgs, routes, scoped_api, scoped_api_secret,
+};
 use crate::api::common::is_paused;
 use crate::api::{ApprovalPolicy, ExceptionRule, SupplierConnector};
 use crate::automation;
 use crate::gateway::forward::{ForwardOptions, Forwarder};
-use crate::gateway::{EventHandler, Gateway, GatewayOptions, RouteConfig, RoutePath};
+use crate::gateway::{EventHandler, RouteConfig, RoutePath};
 
 /// How often routes whose set-up failed (API error, missing Secret key) are tried again.
 const RETRY_FAILED: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EdgeArgs {
-    /// Namespaces whose routes to serve (comma-separated); empty: all.
-    #[arg(
-        long,
-        env = "PLANOPS_WATCH_NAMESPACES",
-        value_delimiter = ',',
-        num_args = 0..
-    )]
-    pub watch_namespaces: Vec<String>,
-    /// Address of /hooks/..., /healthz, /readyz and /metrics.
-    #[arg(long, env = "PLANOPS_LISTEN", default_value = "0.0.0.0:8080")]
-    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub process: ProcessArgs,
     /// The leader's gateway, e.g. the chart's `http://<release>-leader:8080`.
     #[arg(long, env = "PLANOPS_FORWARD_TO")]
     pub forward_to: reqwest::Url,
     /// How long an Odoo hint is retried while no leader answers.
     #[arg(long, env = "PLANOPS_HINT_RETRY_SECONDS", default_value_t = 120)]
     pub hint_retry_seconds: u64,
-    #[arg(long, env = "POD_NAME")]
-    pub identity: Option<String>,
-    #[arg(long, env = "PLANOPS_API_QPS", default_value_t = 20)]
-    pub api_qps: u32,
-    #[arg(long, env = "PLANOPS_API_BURST", default_value_t = 40)]
-    pub api_burst: u32,
 }
 
 pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let client = Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API (kubeconfig or in-cluster config)")?;
-    let namespace = args.watch_namespaces.first();
-    super::probe_kind::<ExceptionRule>(&client, namespace).await?;
-    super::probe_kind::<SupplierConnector>(&client, namespace).await?;
-    super::probe_kind::<ApprovalPolicy>(&client, namespace).await?;
     let mut forward = ForwardOptions::new(args.forward_to.clone());
     forward.hint_retry_budget = Duration::from_secs(args.hint_retry_seconds);
     let forwarder: Arc<dyn EventHandler> =
         Arc::new(Forwarder::new(forward).context("building the HTTP client of the hop")?);
+    let Process {
+        client,
+        gateway,
+        metrics,
+        ready,
+        shutdown,
+        server,
+    } = Process::start(&args.process, false).await?;
+    let namespace = args.process.watch_namespaces.first();
+    super::probe_kind::<ExceptionRule>(&client, namespace).await?;
+    super::probe_kind::<SupplierConnector>(&client, namespace).await?;
+    super::probe_kind::<ApprovalPolicy>(&client, namespace).await?;
 
-    let gateway = Gateway::new(GatewayOptions::default());
-    let mut metrics = Metrics::new();
-    metrics.register_gateway(&gateway);
-    let metrics = Arc::new(metrics);
-    let ready = Arc::new(AtomicBool::new(false));
-    let shutdown = CancellationToken::new();
-    super::spawn_signal_handler(shutdown.clone());
-    let server = super::http::serve(
-        args.listen,
-        metrics.clone(),
-        ready.clone(),
-        gateway.router(),
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("binding the HTTP endpoints on {}", args.listen))?;
-
-    let identity = args
-        .identity
-        .clone()
-        .unwrap_or_else(|| format!("planops-gateway-{}", uuid::Uuid::new_v4().simple()));
+    let identity = args.process.identity_or("planops-gateway");
     let ctx = Arc::new(Context::new(
         client,
         &identity,
         metrics,
-        (args.api_qps, args.api_burst),
+        (args.process.api_qps, args.process.api_burst),
         ConnectionIndex::default(),
         gateway,
         // An edge runs no scans and materialises nothing.
@@ -114,11 +84,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     ));
     tracing::info!(upstream = %args.forward_to, "edge gateway: serving routes and forwarding to the leader");
 
-    let scopes: Vec<Option<String>> = if args.watch_namespaces.is_empty() {
-        vec![None]
-    } else {
-        args.watch_namespaces.iter().cloned().map(Some).collect()
-    };
+    let scopes = args.process.scopes();
     let synced: Vec<Arc<AtomicBool>> = scopes
         .iter()
         .map(|_| Arc::new(AtomicBool::new(false)))

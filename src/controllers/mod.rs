@@ -93,9 +93,10 @@ impl Error {
     }
 }
 
-/// Command-line arguments of `planops operator`.
+/// Flags of every long-running PlanOps process (`planops operator`,
+/// `planops gateway`), declared once so they cannot drift apart.
 #[derive(Debug, Clone, clap::Args)]
-pub struct OperatorArgs {
+pub struct ProcessArgs {
     /// Namespaces to watch (comma-separated). Empty: all namespaces.
     #[arg(
         long,
@@ -104,9 +105,43 @@ pub struct OperatorArgs {
         num_args = 0..
     )]
     pub watch_namespaces: Vec<String>,
-    /// Address of the health, readiness and metrics endpoints.
+    /// Address of the health, readiness and metrics endpoints and the webhook gateway.
     #[arg(long, env = "PLANOPS_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// Identity of this replica (in the Lease, in Events). Default: the pod name, else a random id.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Requests per second PlanOps sends to the API server beyond its watches.
+    #[arg(long, env = "PLANOPS_API_QPS", default_value_t = 20)]
+    pub api_qps: u32,
+    /// Burst of requests above the rate.
+    #[arg(long, env = "PLANOPS_API_BURST", default_value_t = 40)]
+    pub api_burst: u32,
+}
+
+impl ProcessArgs {
+    /// One watch scope per watched namespace, or one for all (`None`).
+    fn scopes(&self) -> Vec<Option<String>> {
+        if self.watch_namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.watch_namespaces.iter().cloned().map(Some).collect()
+        }
+    }
+
+    /// `--identity`, else `<prefix>-<random>`.
+    fn identity_or(&self, prefix: &str) -> String {
+        self.identity
+            .clone()
+            .unwrap_or_else(|| format!("{prefix}-{}", uuid::Uuid::new_v4().simple()))
+    }
+}
+
+/// Command-line arguments of `planops operator`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OperatorArgs {
+    #[command(flatten)]
+    pub process: ProcessArgs,
     /// Run leader election so that several replicas run one scheduler and status writer.
     #[arg(long, env = "PLANOPS_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,
@@ -119,9 +154,6 @@ pub struct OperatorArgs {
     /// Seconds a leader's claim stays valid without renewal; a standby takes over after it.
     #[arg(long, env = "PLANOPS_LEASE_DURATION_SECONDS", default_value_t = 15)]
     pub lease_duration_seconds: u64,
-    /// Identity of this replica in the Lease. Default: the pod name, else a random id.
-    #[arg(long, env = "POD_NAME")]
-    pub identity: Option<String>,
     /// Reconciliations run at once per kind.
     #[arg(long, env = "PLANOPS_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
@@ -130,12 +162,6 @@ pub struct OperatorArgs {
     /// that label sends webhooks only to the replica that serves them.
     #[arg(long, env = "PLANOPS_LABEL_LEADER_POD", default_value_t = false, action = clap::ArgAction::Set)]
     pub label_leader_pod: bool,
-    /// Requests per second PlanOps sends to the API server beyond its watches.
-    #[arg(long, env = "PLANOPS_API_QPS", default_value_t = 20)]
-    pub api_qps: u32,
-    /// Burst of requests above the rate.
-    #[arg(long, env = "PLANOPS_API_BURST", default_value_t = 40)]
-    pub api_burst: u32,
     /// Image of the CronJobs of rules with `execution: CronJob` (they run
     /// `planops scan`): the operator's own image, which the chart passes.
     /// Unset: such rules report `Scheduled=False NoScanImage`.
@@ -235,38 +261,65 @@ impl Context {
     }
 }
 
-pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let client = Client::try_default()
+/// What every long-running PlanOps process starts with: an API client, the
+/// gateway and metrics on the HTTP listener, and the shutdown switch.
+struct Process {
+    client: Client,
+    gateway: Gateway,
+    metrics: Arc<Metrics>,
+    /// Set once the process's watches have synced (`/readyz`).
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Process {
+    /// `standby`: the gateway answers 503 until told otherwise.
+    async fn start(args: &ProcessArgs, standby: bool) -> anyhow::Result<Process> {
+        use anyhow::Context as _;
+        let client = Client::try_default()
+            .await
+            .context("connecting to the Kubernetes API (kubeconfig or in-cluster config)")?;
+        let gateway = Gateway::new(GatewayOptions::default());
+        gateway.set_standby(standby);
+        let mut metrics = Metrics::new();
+        metrics.register_gateway(&gateway);
+        let metrics = Arc::new(metrics);
+        let ready = Arc::new(AtomicBool::new(false));
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone());
+        let server = http::serve(
+            args.listen,
+            metrics.clone(),
+            ready.clone(),
+            gateway.router(),
+            shutdown.clone(),
+        )
         .await
-        .context("connecting to the Kubernetes API (kubeconfig or in-cluster config)")?;
-    check_crds_installed(&client, &args.watch_namespaces).await?;
+        .with_context(|| format!("binding the HTTP endpoints on {}", args.listen))?;
+        Ok(Process {
+            client,
+            gateway,
+            metrics,
+            ready,
+            shutdown,
+            server,
+        })
+    }
+}
 
-    let gateway = Gateway::new(GatewayOptions::default());
+pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     // With leader election the gateway waits for the lease like the controllers.
-    gateway.set_standby(args.leader_election);
-    let mut metrics = Metrics::new();
-    metrics.register_gateway(&gateway);
-    let metrics = Arc::new(metrics);
-    let ready = Arc::new(AtomicBool::new(false));
-    let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone());
-
-    let server = http::serve(
-        args.listen,
-        metrics.clone(),
-        ready.clone(),
-        gateway.router(),
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("binding the HTTP endpoints on {}", args.listen))?;
-
-    let scopes: Vec<Option<String>> = if args.watch_namespaces.is_empty() {
-        vec![None]
-    } else {
-        args.watch_namespaces.iter().cloned().map(Some).collect()
-    };
+    let Process {
+        client,
+        gateway,
+        metrics,
+        ready,
+        shutdown,
+        server,
+    } = Process::start(&args.process, args.leader_election).await?;
+    check_crds_installed(&client, &args.process.watch_namespaces).await?;
+    let scopes = args.process.scopes();
     let connections = start_connection_reflectors(&client, &scopes, shutdown.clone());
     {
         let ready = ready.clone();
@@ -282,15 +335,12 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         });
     }
 
-    let identity = args
-        .identity
-        .clone()
-        .unwrap_or_else(|| format!("planops-{}", uuid::Uuid::new_v4().simple()));
+    let identity = args.process.identity_or("planops");
     let ctx = Arc::new(Context::new(
         client.clone(),
         &identity,
         metrics.clone(),
-        (args.api_qps, args.api_burst),
+        (args.process.api_qps, args.process.api_burst),
         connections,
         gateway,
         cronjob::CronJobSettings {
@@ -338,7 +388,7 @@ impl GatewayPod {
         if !args.label_leader_pod {
             return GatewayPod { pod: None };
         }
-        let Some(name) = args.identity.clone() else {
+        let Some(name) = args.process.identity.clone() else {
             tracing::warn!(
                 "--label-leader-pod needs the Pod's name in --identity (POD_NAME); not labelling"
             );
