@@ -13,7 +13,6 @@
 mod common;
 mod support;
 
-use std::net::SocketAddr;
 use std::path::Path;
 
 use jiff::civil::Date;
@@ -42,10 +41,7 @@ async fn start_sim(edition: Edition) -> SimServer {
         },
         ..SimConfig::default()
     };
-    let addr: SocketAddr = "127.0.0.1:0".parse().expect("loopback");
-    SimServer::start(config, addr)
-        .await
-        .expect("starting the simulator")
+    odoo::start_sim(config).await
 }
 
 struct World {
@@ -315,27 +311,8 @@ impl World {
         }
     }
 
-    async fn events(&self) -> Vec<(String, String)> {
-        let api: kube::Api<k8s_openapi::api::core::v1::Event> =
-            kube::Api::namespaced(self.cluster.client(), &self.ns);
-        api.list(&Default::default())
-            .await
-            .expect("listing events")
-            .items
-            .into_iter()
-            .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
-            .collect()
-    }
-
     async fn wait_event(&self, reason: &str) -> String {
-        eventually(&format!("a {reason} event"), || async {
-            self.events()
-                .await
-                .into_iter()
-                .find(|(r, _)| r == reason)
-                .map(|(_, m)| m)
-        })
-        .await
+        wait_kube_event(self.cluster, &self.ns, reason).await
     }
 
     /// Waits for two more scans of the rule, so that what follows has been

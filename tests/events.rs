@@ -17,7 +17,6 @@
 mod common;
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use jiff::civil::Date;
@@ -49,10 +48,7 @@ async fn start_sim_version(version: OdooVersion) -> SimServer {
         },
         ..SimConfig::default()
     };
-    let addr: SocketAddr = "127.0.0.1:0".parse().expect("loopback");
-    SimServer::start(config, addr)
-        .await
-        .expect("starting the simulator")
+    odoo::start_sim(config).await
 }
 
 async fn setup(prefix: &str) -> (&'static common::TestCluster, String) {

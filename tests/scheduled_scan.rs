@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use kube::api::ListParams;
 use kube::runtime::watcher;
 use planops::odoo::{OdooClient, OdooConfig, Secret};
 use planops::sim::{DatasetParams, FaultConfig, SimConfig, SimServer};
@@ -115,18 +114,6 @@ async fn wait_scan_after(
         (newer && last["outcome"] == "Succeeded").then_some(obj)
     })
     .await
-}
-
-async fn events(cluster: &common::TestCluster, ns: &str) -> Vec<(String, String)> {
-    let api: kube::Api<k8s_openapi::api::core::v1::Event> =
-        kube::Api::namespaced(cluster.client(), ns);
-    api.list(&ListParams::default())
-        .await
-        .expect("listing events")
-        .items
-        .into_iter()
-        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
-        .collect()
 }
 
 #[tokio::test]
@@ -280,16 +267,26 @@ async fn dry_run_scans_and_writes_nothing() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn forbid_skips_a_run_while_the_previous_scan_is_slow() {
-    let (cluster, ns) = setup("sched-forbid").await;
+/// A rule scanning every 2 s under `policy` against an Odoo whose every call
+/// takes `latency_ms`, so that each tick finds the previous scan running.
+async fn overlapping_scans(
+    prefix: &str,
+    rule: &str,
+    policy: &str,
+    latency_ms: u64,
+) -> (
+    &'static common::TestCluster,
+    String,
+    SimServer,
+    OperatorProcess,
+) {
+    let (cluster, ns) = setup(prefix).await;
     let server = private_odoo().await;
-    let _operator = OperatorProcess::simple(cluster, &ns).await;
+    let operator = OperatorProcess::simple(cluster, &ns).await;
     connect_odoo(cluster, &ns, &server).await;
-    // Each call takes 2 s: a scan with its actions outlasts the 2 s period.
     server
         .set_faults(FaultConfig {
-            latency_ms: 2000,
+            latency_ms,
             ..Default::default()
         })
         .expect("latency");
@@ -297,18 +294,20 @@ async fn forbid_skips_a_run_while_the_previous_scan_is_slow() {
         cluster,
         &ns,
         &cost_rule(
-            "slow",
-            json!({"cron": "*/2 * * * * *", "concurrencyPolicy": "Forbid"}),
+            rule,
+            json!({"cron": "*/2 * * * * *", "concurrencyPolicy": policy}),
         ),
     )
     .await;
-    eventually("a ScanSkipped event", || async {
-        events(cluster, &ns)
-            .await
-            .into_iter()
-            .find(|(reason, _)| reason == "ScanSkipped")
-    })
-    .await;
+    (cluster, ns, server, operator)
+}
+
+#[tokio::test]
+async fn forbid_skips_a_run_while_the_previous_scan_is_slow() {
+    // Each call takes 2 s: a scan with its actions outlasts the 2 s period.
+    let (cluster, ns, server, _operator) =
+        overlapping_scans("sched-forbid", "slow", "Forbid", 2000).await;
+    wait_kube_event(cluster, &ns, "ScanSkipped").await;
     // The running scan still finishes and reports.
     server
         .set_faults(FaultConfig::default())
@@ -830,7 +829,7 @@ async fn cronjob_execution_materialises_an_owned_cronjob_whose_command_scans_wit
         obj["status"]
     );
     assert!(
-        events(cluster, &ns)
+        kube_events(cluster, &ns)
             .await
             .iter()
             .any(|(reason, message)| reason == "ScanFailed" && message.contains(&expected)),
@@ -921,34 +920,9 @@ fn record_scan(seen: &mut Seen, obj: &Value) {
 
 #[tokio::test]
 async fn replace_cancels_the_running_scan_for_the_new_one() {
-    let (cluster, ns) = setup("sched-replace").await;
-    let server = private_odoo().await;
-    let operator = OperatorProcess::simple(cluster, &ns).await;
-    connect_odoo(cluster, &ns, &server).await;
-    // Each call takes 2 s: a scan outlasts the 2 s period, so every tick
-    // finds the previous scan running.
-    server
-        .set_faults(FaultConfig {
-            latency_ms: 2000,
-            ..Default::default()
-        })
-        .expect("latency");
-    apply(
-        cluster,
-        &ns,
-        &cost_rule(
-            "replaced",
-            json!({"cron": "*/2 * * * * *", "concurrencyPolicy": "Replace"}),
-        ),
-    )
-    .await;
-    eventually("a ScanReplaced event", || async {
-        events(cluster, &ns)
-            .await
-            .into_iter()
-            .find(|(reason, _)| reason == "ScanReplaced")
-    })
-    .await;
+    let (cluster, ns, server, operator) =
+        overlapping_scans("sched-replace", "replaced", "Replace", 2000).await;
+    wait_kube_event(cluster, &ns, "ScanReplaced").await;
     let metrics = operator.get("/metrics").await.expect("metrics").1;
     assert!(
         metrics.contains("planops_scans_total{outcome=\"replaced\"}"),
@@ -961,7 +935,7 @@ async fn replace_cancels_the_running_scan_for_the_new_one() {
         .expect("rule");
     assert!(obj["status"]["lastScan"].is_null(), "{}", obj["status"]);
     assert!(
-        !events(cluster, &ns)
+        !kube_events(cluster, &ns)
             .await
             .iter()
             .any(|(reason, _)| reason == "ScanSkipped")
@@ -976,25 +950,8 @@ async fn replace_cancels_the_running_scan_for_the_new_one() {
 
 #[tokio::test]
 async fn allow_starts_the_next_scan_while_the_previous_one_runs() {
-    let (cluster, ns) = setup("sched-allow").await;
-    let server = private_odoo().await;
-    let _operator = OperatorProcess::simple(cluster, &ns).await;
-    connect_odoo(cluster, &ns, &server).await;
-    server
-        .set_faults(FaultConfig {
-            latency_ms: 1500,
-            ..Default::default()
-        })
-        .expect("latency");
-    apply(
-        cluster,
-        &ns,
-        &cost_rule(
-            "allowed",
-            json!({"cron": "*/2 * * * * *", "concurrencyPolicy": "Allow"}),
-        ),
-    )
-    .await;
+    let (cluster, ns, server, _operator) =
+        overlapping_scans("sched-allow", "allowed", "Allow", 1500).await;
     // Two reported scans overlap: the later one started before the earlier
     // one ended. (Scans of one rule take turns at Odoo's writes, so the
     // later one's duration includes its wait.)
@@ -1023,7 +980,7 @@ async fn allow_starts_the_next_scan_while_the_previous_one_runs() {
     };
     assert!(overlap.0.0 < overlap.1.0);
     assert!(
-        !events(cluster, &ns)
+        !kube_events(cluster, &ns)
             .await
             .iter()
             .any(|(reason, _)| reason == "ScanSkipped" || reason == "ScanReplaced"),

@@ -186,6 +186,17 @@ fn assert_error_shape(body: &Value, code: i64, name: &str) {
     assert!(body.get("result").is_none());
 }
 
+/// A JSON-RPC Odoo error of exception `name` whose message contains `part`.
+fn assert_error_saying(body: &Value, name: &str, part: &str) {
+    assert_error_shape(body, 200, name);
+    assert!(
+        body["error"]["data"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(part)),
+        "{body}"
+    );
+}
+
 // ---------- JSON-2 helpers ----------
 
 async fn json2(
@@ -1398,12 +1409,10 @@ async fn ir_cron_fields_and_rules_follow_the_version() {
                 "{label}: {with_numbercall}"
             );
         } else {
-            assert_error_shape(&with_numbercall, 200, "builtins.ValueError");
-            assert!(
-                with_numbercall["error"]["data"]["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("Invalid field 'numbercall' on model 'ir.cron'")),
-                "{label}: {with_numbercall}"
+            assert_error_saying(
+                &with_numbercall,
+                "builtins.ValueError",
+                "Invalid field 'numbercall' on model 'ir.cron'",
             );
         }
 
@@ -1415,12 +1424,10 @@ async fn ir_cron_fields_and_rules_follow_the_version() {
             json!({}),
         )
         .await;
-        assert_error_shape(&zero, 200, "odoo.exceptions.ValidationError");
-        assert!(
-            zero["error"]["data"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("strictly positive")),
-            "{label}: {zero}"
+        assert_error_saying(
+            &zero,
+            "odoo.exceptions.ValidationError",
+            "strictly positive",
         );
 
         let by_planner = execute_kw_as(

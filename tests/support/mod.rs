@@ -498,3 +498,28 @@ pub async fn odoo() -> &'static TestOdoo {
     })
     .await
 }
+
+/// `(reason, message)` of every Kubernetes Event in `namespace`.
+pub async fn kube_events(cluster: &TestCluster, namespace: &str) -> Vec<(String, String)> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(cluster.client(), namespace);
+    api.list(&Default::default())
+        .await
+        .expect("listing events")
+        .items
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect()
+}
+
+/// The message of the first Event with `reason` in `namespace`, waiting for one.
+pub async fn wait_kube_event(cluster: &TestCluster, namespace: &str, reason: &str) -> String {
+    eventually(&format!("a {reason} event"), || async {
+        kube_events(cluster, namespace)
+            .await
+            .into_iter()
+            .find(|(r, _)| r == reason)
+            .map(|(_, m)| m)
+    })
+    .await
+}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use jiff::civil::Date;
 use planops::odoo::{OdooClient, OdooConfig, RateLimitConfig, RetryConfig, SearchOptions, Secret};
-use planops::sim::SimServer;
+use planops::sim::{SimConfig, SimServer};
 use serde_json::{Map, Value, json};
 
 /// A client for `login` on `database` of `server` with generous limits, so that tests
@@ -35,6 +35,14 @@ pub async fn connect_to(
 }
 
 /// [`connect_to`] the server's database as admin with its API key.
+/// A simulator with `config` on a free loopback port.
+pub async fn start_sim(config: SimConfig) -> SimServer {
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().expect("loopback");
+    SimServer::start(config, addr)
+        .await
+        .expect("starting the simulator")
+}
+
 pub async fn connect(server: &SimServer) -> OdooClient {
     connect_to(
         server,
