@@ -164,6 +164,12 @@ pub fn generate(store: &mut Store, cfg: &SimConfig) -> Result<DatasetSummary, Da
     result
 }
 
+/// `at` plus `n` seconds.
+fn after_seconds(at: DateTime, n: usize) -> DateTime {
+    at.checked_add(jiff::Span::new().seconds(n as i64))
+        .unwrap_or(at)
+}
+
 /// Share of products per pattern: a long tail of slow movers, as at most distributors.
 const STEADY_SHARE: f64 = 0.30;
 const SEASONAL_SHARE: f64 = 0.20;
@@ -231,7 +237,10 @@ impl Maker {
         for (slot, value) in values {
             vals[slot] = value;
         }
-        store.frozen_now = Some(at);
+        // Stamped no later than the simulator's clock starts, so that, as in a
+        // real database, nothing was written "in the future": an order placed
+        // this afternoon in the data set still reads as written before now.
+        store.frozen_now = Some(at.min(store.clock_origin));
         store.insert_raw(self.mi, vals, ADMIN_UID)
     }
 
@@ -1321,6 +1330,9 @@ impl<'a> Generator<'a> {
         let warehouses = self.warehouses.len();
         self.positions = vec![Position::default(); self.plans.len() * warehouses];
         for index in 0..self.plans.len() {
+            // A catalogue is entered over time, not in one instant: one product
+            // (with its template and vendor lines) a second.
+            let at = after_seconds(at, index);
             let plan = &self.plans[index];
             let code = format!("DP{:06}", index + 1);
             let name = plan
@@ -2028,8 +2040,10 @@ impl<'a> Generator<'a> {
     fn orderpoints(&mut self) -> Result<(), DatasetError> {
         let orderpoint = Maker::new(self.store, "stock.warehouse.orderpoint")?;
         let warehouses = self.warehouses.len();
-        let now = self.calendar.at(self.calendar.horizon, 6, 0);
+        // Set up over the last week, one rule a second.
+        let set_up = self.calendar.at(self.calendar.horizon - 7, 6, 0);
         for pair in 0..self.positions.len() {
+            let now = after_seconds(set_up, pair);
             let (index, w) = (pair / warehouses, pair % warehouses);
             let plan = &self.plans[index];
             let mut rng = stream(self.params.seed, 4, pair as u64);
@@ -2172,6 +2186,24 @@ mod tests {
         assert_eq!(summary, again);
         assert_eq!(fingerprint(&first), fingerprint(&second));
         assert_ne!(fingerprint(&first), fingerprint(&other));
+    }
+
+    #[test]
+    fn no_row_is_written_after_the_clock_starts() {
+        let cfg = config(4, OdooVersion::V17);
+        let (store, _) = build(&cfg);
+        for table in &store.tables {
+            for id in table.ids() {
+                let row = table.get(id).expect("row");
+                assert!(
+                    row.write_date <= store.clock_origin && row.create_date <= store.clock_origin,
+                    "{} {id} written at {} after {}",
+                    table.def.name,
+                    row.write_date,
+                    store.clock_origin
+                );
+            }
+        }
     }
 
     #[test]
