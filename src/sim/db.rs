@@ -1337,6 +1337,42 @@ mod tests {
     /// A page is the same slice of the full order whether the simulator sorts
     /// everything or only selects the page; limit 0 means no limit, as in Odoo.
     #[test]
+    fn long_id_lists_match_like_short_ones() {
+        // Long `in` / `not in` lists are looked up in a set; the answer must be
+        // the one a short list gives, NULL many2ones included.
+        let db = db(OdooVersion::V17);
+        let search = |domain: Value| -> Vec<i64> {
+            let found = call(&db, "stock.move", "search", json!([domain]), json!({})).unwrap();
+            serde_json::from_value(found).unwrap()
+        };
+        let all = search(json!([]));
+        assert!(all.len() > 100, "{}", all.len());
+        let long: Vec<i64> = all.iter().copied().step_by(2).collect();
+        assert!(long.len() > 32);
+        let short: Vec<i64> = long.iter().copied().take(3).collect();
+        let inside = search(json!([["id", "in", long]]));
+        assert_eq!(inside, long);
+        let outside = search(json!([["id", "not in", long]]));
+        let expected: Vec<i64> = all.iter().copied().filter(|i| !long.contains(i)).collect();
+        assert_eq!(outside, expected);
+        // A many2one that is NULL on some rows (`purchase_line_id`): in no
+        // list, outside every list, whatever its length.
+        let lines: Vec<i64> = (1..=200).collect();
+        let with_line = search(json!([["purchase_line_id", "in", lines]]));
+        let without = search(json!([["purchase_line_id", "not in", lines]]));
+        let short_lines: Vec<i64> = lines.iter().copied().take(3).collect();
+        assert_eq!(
+            with_line.len() + without.len(),
+            all.len(),
+            "in and not in split the table"
+        );
+        assert!(without.len() > with_line.len(), "NULLs fall in `not in`");
+        let short_without = search(json!([["purchase_line_id", "not in", short_lines]]));
+        assert!(short_without.len() >= without.len());
+        assert_eq!(search(json!([["id", "in", short]])), short);
+    }
+
+    #[test]
     fn pages_are_slices_of_the_full_order_and_limit_zero_means_all() {
         let db = db(OdooVersion::V17);
         let domain = json!([["id", ">", 0]]);

@@ -299,6 +299,7 @@ impl Store {
                     expr,
                 ),
             };
+        let lists = super::eval::IdLists::of(&expr);
         let mut matching = candidates
             .filter(|&id| {
                 active.is_none_or(|slot| {
@@ -307,7 +308,7 @@ impl Store {
                         .is_some_and(|r| r.vals[slot] == Val::Bool(true))
                 })
             })
-            .filter(|&id| self.eval_expr(mi, id, &expr, ctx));
+            .filter(|&id| self.eval_expr_with(mi, id, &expr, ctx, &lists));
         // Keyset pages (`id > last`, order `id`, a limit) stop at the page's
         // end instead of matching the rest of the table: a cold read of a
         // million moves costs pages × page, not pages × table.
