@@ -320,6 +320,17 @@ impl Domain {
         }
     }
 
+    /// `self OR other`; the empty domain (all records) absorbs the other side.
+    pub fn or(&self, other: &Domain) -> Domain {
+        if self.is_empty() || other.is_empty() {
+            return Domain::all();
+        }
+        let mut terms = vec![Term::Or];
+        terms.extend(self.normalized().terms);
+        terms.extend(other.normalized().terms);
+        Domain { terms }
+    }
+
     /// The domain as a tree.
     pub fn expr(&self) -> Expr<'_> {
         if self.terms.is_empty() {
@@ -1052,5 +1063,24 @@ mod tests {
             a.and(&b).to_json_value(),
             json!(["&", "&", ["a", "=", 1], ["b", "=", 2], ["c", "=", 3]])
         );
+    }
+
+    #[test]
+    fn or_combines_whole_domains() {
+        let a = Domain::parse("[['a','=',1],['b','=',2]]").unwrap();
+        let b = Domain::parse("['|',['c','=',3],['d','=',4]]").unwrap();
+        assert_eq!(
+            a.or(&b).to_json_value(),
+            json!([
+                "|",
+                "&",
+                ["a", "=", 1],
+                ["b", "=", 2],
+                "|",
+                ["c", "=", 3],
+                ["d", "=", 4]
+            ])
+        );
+        assert!(a.or(&Domain::all()).is_empty(), "all records OR anything");
     }
 }
