@@ -4,8 +4,8 @@
 //! over every product (paged reads); the demand history of done moves through
 //! [`HistoryCache`], cold (built from scratch) and warm after a few new done
 //! moves (the delta); and a whole projectedStockout scan (history, stock,
-//! receipts, deliveries, orderpoints, supplier lead times) with that cache,
-//! cold and again after a few new moves. Wall time, Odoo calls and operator heap (peak live bytes
+//! receipts, deliveries, orderpoints, supplier lead times) with that cache and
+//! its stock snapshot, cold and again after a few new moves of one product. Wall time, Odoo calls and operator heap (peak live bytes
 //! above the start of the step, counted by a global allocator; the simulator
 //! runs in the same process, so its allocations for serving the step count
 //! too), as medians over a few runs.
@@ -164,10 +164,11 @@ async fn add_done_moves(client: &OdooClient, today: Date, n: usize) {
         )
         .await
         .expect("customer location")[0];
+    // A storable product, so that the stock scan's scope sees the change.
     let product = client
         .search(
             "product.product",
-            &json!([]),
+            &json!([["type", "=", "product"]]),
             &SearchOptions {
                 limit: Some(1),
                 ..SearchOptions::default()

@@ -1,14 +1,19 @@
 //! The demand-history cache against the simulator: a warm lookup costs a
 //! handful of calls, a new done move is picked up, a corrupt file is rebuilt.
+//! The stock snapshot: a warm projectedStockout scan costs a handful of calls
+//! and, after each kind of change in Odoo, finds exactly what a scan without
+//! any cache finds.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use jiff::civil::{Date, date};
+use planops::api::rule::ExceptionRuleSpec;
 use planops::engine::inputs::DemandHistory;
+use planops::engine::{PlanningException, RuleRef};
 use planops::odoo::{OdooClient, OdooConfig, RetryConfig, SearchOptions, Secret};
-use planops::scan::{HistoryCache, HistoryKey};
+use planops::scan::{self, HistoryCache, HistoryKey, ScanMemory, ScanOptions};
 use planops::sim::{DatasetParams, Edition, OdooVersion, SimConfig, SimServer};
 use serde_json::{Map, json};
 
@@ -16,6 +21,10 @@ const TODAY: Date = date(2025, 3, 1);
 const DAYS: u32 = 30;
 
 async fn start() -> (SimServer, OdooClient) {
+    start_with(20).await
+}
+
+async fn start_with(products: usize) -> (SimServer, OdooClient) {
     let cfg = SimConfig {
         database: "acme".into(),
         version: OdooVersion::V17,
@@ -23,7 +32,7 @@ async fn start() -> (SimServer, OdooClient) {
         admin_password: "admin-pw".into(),
         dataset: DatasetParams {
             seed: 3,
-            products: 20,
+            products,
             warehouses: 2,
             history_days: 60,
             ..DatasetParams::default()
@@ -214,5 +223,217 @@ async fn persisted_cache_survives_a_restart_and_a_corrupt_file_is_rebuilt() {
         .await
         .expect("other database");
     assert!(stats.rebuilt);
+    server.shutdown().await;
+}
+
+fn stockout_rule() -> ExceptionRuleSpec {
+    serde_yaml_ng::from_str(
+        r#"
+connectionRef: {name: odoo}
+detector:
+  projectedStockout: {horizonDays: 30, historyDays: 30}
+triggers: {schedule: {cron: "0 6 * * *"}}
+mode: DryRun
+"#,
+    )
+    .expect("rule")
+}
+
+/// One stockout scan, through `cache` or reading everything; its exceptions and calls.
+async fn stockout_scan(
+    client: &OdooClient,
+    cache: Option<(&HistoryCache, &HistoryKey)>,
+) -> (Vec<PlanningException>, u64) {
+    let rule = RuleRef {
+        namespace: "default",
+        rule: "stockout",
+    };
+    let options = ScanOptions {
+        history: cache,
+        ..ScanOptions::default()
+    };
+    let outcome = scan::run_scan_with(
+        client,
+        &rule,
+        &stockout_rule(),
+        TODAY,
+        &ScanMemory::default(),
+        options,
+    )
+    .await
+    .expect("stockout scan");
+    (outcome.exceptions, outcome.calls.requests)
+}
+
+/// `warm == full`, reporting only the first exception that differs.
+fn assert_same(warm: &[PlanningException], full: &[PlanningException], what: &str) {
+    assert_eq!(
+        warm.len(),
+        full.len(),
+        "{what}: the warm scan found another number of exceptions than a full read"
+    );
+    if let Some((w, f)) = warm.iter().zip(full).find(|(w, f)| w != f) {
+        panic!("{what}: the warm scan differs from a full read\nwarm: {w:?}\nfull: {f:?}");
+    }
+}
+
+async fn template_of(client: &OdooClient, product: i64) -> i64 {
+    client
+        .read("product.product", &[product], &["product_tmpl_id"])
+        .await
+        .expect("template")[0]["product_tmpl_id"][0]
+        .as_i64()
+        .expect("template id")
+}
+
+fn vals(pairs: &[(&str, serde_json::Value)]) -> Map<String, serde_json::Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_warm_stockout_scan_reads_only_what_changed_and_finds_what_a_full_read_finds() {
+    // Enough products for several pages of each read, so that a rebuild
+    // costs visibly more calls than a delta.
+    let (server, client) = start_with(1500).await;
+    let cache = HistoryCache::new();
+    let key = key(&server);
+    let cached = Some((&cache, &key));
+
+    let (full, full_calls) = stockout_scan(&client, None).await;
+    assert!(!full.is_empty(), "the data set plants stock-outs");
+    let (cold, cold_calls) = stockout_scan(&client, cached).await;
+    assert_same(&cold, &full, "cold");
+    let (warm, warm_calls) = stockout_scan(&client, cached).await;
+    assert_same(&warm, &full, "unchanged");
+    // Warehouses 2, product ids, templates, products, vendor line ids and
+    // lines, moves, orderpoint ids and rules, history 2: nothing per product.
+    assert!(
+        warm_calls <= 12,
+        "warm scan made {warm_calls} calls (cold {cold_calls}, uncached {full_calls})"
+    );
+    eprintln!("stockout scan calls: uncached {full_calls}, cold {cold_calls}, warm {warm_calls}");
+
+    // After each change: the change shows in a full read, and the warm scan
+    // finds exactly the same, without reading everything again.
+    let mut previous = full;
+    let check = async |previous: &mut Vec<PlanningException>, what: &str| {
+        let (full, _) = stockout_scan(&client, None).await;
+        assert_ne!(
+            &full, previous,
+            "{what}: the change should show in the scan"
+        );
+        let (warm, calls) = stockout_scan(&client, cached).await;
+        assert_same(&warm, &full, what);
+        assert!(
+            calls < cold_calls,
+            "{what}: {calls} calls, a rebuild costs {cold_calls}"
+        );
+        *previous = full;
+    };
+
+    let short = &previous[0].subject.ids;
+    let (product, warehouse) = (short[0], short[1]);
+    let stock = client
+        .search(
+            "stock.location",
+            &json!([["usage", "=", "internal"], ["warehouse_id", "=", warehouse]]),
+            &SearchOptions::default(),
+        )
+        .await
+        .expect("stock location")[0];
+    let vendors = client
+        .search(
+            "stock.location",
+            &json!([["usage", "=", "supplier"]]),
+            &SearchOptions::default(),
+        )
+        .await
+        .expect("vendor location")[0];
+
+    // A receipt planned for tomorrow.
+    client
+        .create(
+            "stock.move",
+            vec![vals(&[
+                ("name", json!("PlanOps test receipt")),
+                ("product_id", json!(product)),
+                ("product_uom_qty", json!(5000.0)),
+                ("location_id", json!(vendors)),
+                ("location_dest_id", json!(stock)),
+                ("state", json!("confirmed")),
+                ("date", json!("2025-03-02 10:00:00")),
+            ])],
+        )
+        .await
+        .expect("receipt");
+    check(&mut previous, "a new receipt").await;
+
+    // The product renamed on its template.
+    let template = template_of(&client, product).await;
+    client
+        .write(
+            "product.template",
+            &[template],
+            vals(&[("name", json!("Renamed by the test"))]),
+        )
+        .await
+        .expect("rename");
+    check(&mut previous, "a renamed template").await;
+
+    // A reordering rule's minimum raised far above the stock.
+    let (target_product, target_warehouse) =
+        (previous[0].subject.ids[0], previous[0].subject.ids[1]);
+    let rules = client
+        .search(
+            "stock.warehouse.orderpoint",
+            &json!([["warehouse_id", "=", target_warehouse]]),
+            &SearchOptions::default(),
+        )
+        .await
+        .expect("orderpoints");
+    assert!(!rules.is_empty(), "the data set has reordering rules");
+    client
+        .write(
+            "stock.warehouse.orderpoint",
+            &rules,
+            vals(&[
+                ("product_min_qty", json!(100000.0)),
+                ("product_max_qty", json!(200000.0)),
+            ]),
+        )
+        .await
+        .expect("raise minimum");
+    check(&mut previous, "raised reordering minimums").await;
+
+    // The vendor lines of a flagged product deleted.
+    let template = template_of(&client, target_product).await;
+    let lines = client
+        .search(
+            "product.supplierinfo",
+            &json!([["product_tmpl_id", "=", template]]),
+            &SearchOptions::default(),
+        )
+        .await
+        .expect("vendor lines");
+    assert!(!lines.is_empty(), "flagged products have vendors");
+    client
+        .unlink("product.supplierinfo", &lines)
+        .await
+        .expect("delete vendor lines");
+    check(&mut previous, "deleted vendor lines").await;
+
+    // A flagged product archived: out of scope.
+    client
+        .write(
+            "product.product",
+            &[target_product],
+            vals(&[("active", json!(false))]),
+        )
+        .await
+        .expect("archive");
+    check(&mut previous, "an archived product").await;
     server.shutdown().await;
 }

@@ -142,7 +142,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     let cache = args
         .cache_dir
         .as_ref()
-        .map(crate::scan::HistoryCache::persistent);
+        .map(|dir| crate::scan::HistoryCache::persistent(dir).without_snapshots());
     let history_key = crate::scan::HistoryKey {
         connection: format!("{}/{}", args.namespace, rule.spec.connection_ref.name),
         url: odoo_url.clone(),
@@ -473,7 +473,7 @@ async fn scan_in_cluster(
     let cache = args
         .cache_dir
         .as_ref()
-        .map(crate::scan::HistoryCache::persistent);
+        .map(|dir| crate::scan::HistoryCache::persistent(dir).without_snapshots());
     let key = rule_scan::history_key(&namespace, &connection);
     let scanned = rule_scan::scan_rule(
         &odoo,

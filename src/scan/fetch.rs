@@ -15,6 +15,12 @@
 //!
 //! Nothing is ever read one product at a time. The pure halves (turning records and
 //! groups into engine inputs) are separate functions, unit-tested below.
+//!
+//! That is the cost of a scan without a cache (and of a focused event run). A
+//! scan handed a [`super::HistoryCache`] reads its history through it and its
+//! products, vendors, stock figures, open moves and orderpoints through the
+//! connection's [`super::snapshot`], which after the first scan asks Odoo only
+//! for what was written since: about a dozen calls whatever the catalogue size.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -36,7 +42,7 @@ use crate::odoo::{
 };
 
 /// Records per `search_read` page and ids per `read` chunk.
-const PAGE: u64 = 500;
+pub(super) const PAGE: u64 = 500;
 
 /// What to read for one rule, decided before any call.
 #[derive(Debug, Clone)]
@@ -59,6 +65,9 @@ pub struct FetchPlan {
     pub field_threshold: Option<(FieldThresholdParams, Value)>,
     /// Day 0 of the plan.
     pub today: Date,
+    /// Narrowed to an event's subjects: read directly, not through a snapshot
+    /// of the whole scope.
+    pub focused: bool,
 }
 
 impl FetchPlan {
@@ -121,12 +130,14 @@ impl FetchPlan {
             receipt_history_days: 365,
             field_threshold,
             today,
+            focused: false,
         })
     }
 
     /// Narrows the plan to the subjects of `focus`.
     pub fn narrow_to(&mut self, focus: &super::Focus) {
         self.product_domain = super::Focus::narrow(&self.product_domain, &focus.products);
+        self.focused = true;
         if let Some((_, domain)) = &mut self.field_threshold {
             *domain = super::Focus::narrow(domain, &focus.records);
         }
@@ -165,7 +176,7 @@ impl Fetched {
     }
 }
 
-fn page_options() -> PageOptions {
+pub(super) fn page_options() -> PageOptions {
     PageOptions::keyset(PAGE)
 }
 
@@ -206,13 +217,29 @@ pub async fn fetch_with(
     };
     input.warehouses = warehouses;
 
-    if needs.products {
+    let snapshot = history
+        .filter(|_| needs.stock_items && !plan.focused)
+        .and_then(|(cache, key)| Some((cache.snapshots()?, key)));
+    if let Some((snapshots, key)) = snapshot {
+        let view = snapshots
+            .stock_view(client, &key.connection, plan, &input.warehouses, &locations)
+            .await?;
+        tracing::debug!(
+            rebuilt = view.stats.rebuilt,
+            changed_products = view.stats.changed_products,
+            "stock snapshot"
+        );
+        input.products = view.products;
+        input.items = view.items;
+    } else if needs.products {
         input.products = fetch_products(client, &plan.product_domain).await?;
     }
     let product_ids: Vec<i64> = input.products.iter().map(|p| p.id).collect();
 
     if needs.stock_items {
-        input.items = fetch_stock_items(client, plan, &product_ids, &input.warehouses).await?;
+        if snapshot.is_none() {
+            input.items = fetch_stock_items(client, plan, &product_ids, &input.warehouses).await?;
+        }
         if needs.demand_history && plan.history_days > 0 {
             let history = match history {
                 Some((cache, key)) => {
@@ -237,11 +264,11 @@ pub async fn fetch_with(
             };
             attach_history(&mut input.items, history);
         }
-        if needs.dated_moves {
+        if needs.dated_moves && snapshot.is_none() {
             let moves = fetch_open_moves(client, &product_ids, &locations).await?;
-            attach_moves(&mut input.items, &moves, &locations)?;
+            attach_open_moves(&mut input.items, &moves);
         }
-        if needs.orderpoints {
+        if needs.orderpoints && snapshot.is_none() {
             let rules =
                 fetch_orderpoints(client, plan.today, &product_ids, &input.warehouses).await?;
             for item in &mut input.items {
@@ -329,36 +356,54 @@ async fn fetch_warehouses(
     Ok((warehouses, locations))
 }
 
-/// Storable products of the scope with their vendor price list lines.
-async fn fetch_products(client: &OdooClient, scope: &Value) -> Result<Vec<Product>, ScanError> {
+/// Fields of `product.product` a scan reads.
+pub(super) const PRODUCT_FIELDS: &[&str] = &[
+    "id",
+    "default_code",
+    "name",
+    "standard_price",
+    "product_tmpl_id",
+    "write_date",
+];
+
+/// Fields of `product.supplierinfo` a scan reads.
+pub(super) const SELLER_FIELDS: &[&str] = &[
+    "id",
+    "partner_id",
+    "product_tmpl_id",
+    "product_id",
+    "min_qty",
+    "delay",
+    "price",
+    "sequence",
+    "date_start",
+    "date_end",
+    "write_date",
+];
+
+/// The scope's domain restricted to storable products (the field differs by version).
+pub(super) fn storable_domain(client: &OdooClient, scope: &Value) -> Result<Value, ScanError> {
     let storable = if client.info().version.major >= 18 {
         json!([["is_storable", "=", true]])
     } else {
         json!([["type", "=", "product"]])
     };
-    let domain = and_domains(scope, &storable)?;
+    and_domains(scope, &storable)
+}
+
+/// Storable products of the scope with their vendor price list lines.
+async fn fetch_products(client: &OdooClient, scope: &Value) -> Result<Vec<Product>, ScanError> {
+    let domain = storable_domain(client, scope)?;
     let rows = client
-        .search_read_all(
-            "product.product",
-            &domain,
-            &[
-                "id",
-                "default_code",
-                "name",
-                "standard_price",
-                "product_tmpl_id",
-            ],
-            &page_options(),
-        )
+        .search_read_all("product.product", &domain, PRODUCT_FIELDS, &page_options())
         .await
         .map_err(ScanError::odoo("products"))?;
     let mut products = Vec::with_capacity(rows.len());
     let mut templates: Vec<i64> = Vec::with_capacity(rows.len());
     for row in &rows {
-        let what = ScanError::odoo("products");
-        let template = row.many2one("product_tmpl_id").map_err(what)?;
-        templates.push(template.map(|t| t.id).unwrap_or_default());
-        products.push(product_from(row).map_err(ScanError::odoo("products"))?);
+        let (product, template) = product_from(row).map_err(ScanError::odoo("products"))?;
+        templates.push(template);
+        products.push(product);
     }
     let mut unique: Vec<i64> = templates.iter().copied().filter(|&t| t > 0).collect();
     unique.sort_unstable();
@@ -370,54 +415,55 @@ async fn fetch_products(client: &OdooClient, scope: &Value) -> Result<Vec<Produc
         .search_read_all(
             "product.supplierinfo",
             &json!([["product_tmpl_id", "in", unique]]),
-            &[
-                "id",
-                "partner_id",
-                "product_tmpl_id",
-                "product_id",
-                "min_qty",
-                "delay",
-                "price",
-                "sequence",
-                "date_start",
-                "date_end",
-            ],
+            SELLER_FIELDS,
             &page_options(),
         )
         .await
         .map_err(ScanError::odoo("vendor price lists"))?;
-    attach_sellers(&mut products, &templates, &sellers)
-        .map_err(ScanError::odoo("vendor price lists"))?;
+    let mut lines = Vec::with_capacity(sellers.len());
+    for row in &sellers {
+        if let Some(line) = seller_line_from(row).map_err(ScanError::odoo("vendor price lists"))? {
+            lines.push(line);
+        }
+    }
+    attach_seller_lines(&mut products, &templates, &lines);
     Ok(products)
 }
 
-fn product_from(row: &Record) -> Result<Product, OdooError> {
-    Ok(Product {
+/// A product row and its template id (0 when Odoo sent none).
+pub(super) fn product_from(row: &Record) -> Result<(Product, i64), OdooError> {
+    let template = row.many2one("product_tmpl_id")?.map(|t| t.id);
+    let product = Product {
         id: row.id()?,
         default_code: row.str_field("default_code")?.map(str::to_string),
         name: row.str_field("name")?.unwrap_or_default().to_string(),
         standard_price: row.number("standard_price")?,
         suppliers: Vec::new(),
-    })
+    };
+    Ok((product, template.unwrap_or_default()))
 }
 
-/// Gives each product the price list lines of its template, except lines pinned to
-/// another variant.
-fn attach_sellers(
-    products: &mut [Product],
-    templates: &[i64],
-    sellers: &[Record],
-) -> Result<(), OdooError> {
-    let mut by_template: HashMap<i64, Vec<(Option<i64>, SupplierInfo)>> = HashMap::new();
-    for row in sellers {
-        let Some(template) = row.many2one("product_tmpl_id")? else {
-            continue;
-        };
-        let Some(partner) = row.many2one("partner_id")? else {
-            continue;
-        };
-        let variant = row.many2one("product_id")?.map(|p| p.id);
-        let info = SupplierInfo {
+/// One vendor price list line: its template, the variant it is pinned to, if any,
+/// and what the engine reads of it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct SellerLine {
+    pub template: i64,
+    pub variant: Option<i64>,
+    pub info: SupplierInfo,
+}
+
+/// A `product.supplierinfo` row; `None` for a line without template or vendor.
+pub(super) fn seller_line_from(row: &Record) -> Result<Option<SellerLine>, OdooError> {
+    let (Some(template), Some(partner)) = (
+        row.many2one("product_tmpl_id")?,
+        row.many2one("partner_id")?,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(SellerLine {
+        template: template.id,
+        variant: row.many2one("product_id")?.map(|p| p.id),
+        info: SupplierInfo {
             id: row.id()?,
             partner_id: partner.id,
             partner_name: partner.name,
@@ -427,26 +473,34 @@ fn attach_sellers(
             sequence: row.number("sequence")? as i32,
             date_start: row.date("date_start")?,
             date_end: row.date("date_end")?,
-        };
-        by_template
-            .entry(template.id)
-            .or_default()
-            .push((variant, info));
+        },
+    }))
+}
+
+/// Gives each product the price list lines of its template (`templates[i]` is
+/// the template of `products[i]`), except lines pinned to another variant.
+pub(super) fn attach_seller_lines<'a>(
+    products: &mut [Product],
+    templates: &[i64],
+    lines: impl IntoIterator<Item = &'a SellerLine>,
+) {
+    let mut by_template: HashMap<i64, Vec<&SellerLine>> = HashMap::new();
+    for line in lines {
+        by_template.entry(line.template).or_default().push(line);
     }
     for (product, template) in products.iter_mut().zip(templates) {
         if let Some(lines) = by_template.get(template) {
             product.suppliers = lines
                 .iter()
-                .filter(|(variant, _)| variant.is_none_or(|v| v == product.id))
-                .map(|(_, info)| info.clone())
+                .filter(|line| line.variant.is_none_or(|v| v == product.id))
+                .map(|line| line.info.clone())
                 .collect();
         }
     }
-    Ok(())
 }
 
 /// `a AND b`, both JSON domains the scan built or parsed (so both are valid).
-fn and_domains(a: &Value, b: &Value) -> Result<Value, ScanError> {
+pub(super) fn and_domains(a: &Value, b: &Value) -> Result<Value, ScanError> {
     let parse = |d: &Value| {
         Domain::from_json_value(d).map_err(|e| ScanError::Domain {
             field: "scope.productDomain",
@@ -457,7 +511,7 @@ fn and_domains(a: &Value, b: &Value) -> Result<Value, ScanError> {
 }
 
 /// One stock item per product × warehouse with Odoo's own on-hand and forecast.
-async fn fetch_stock_items(
+pub(super) async fn fetch_stock_items(
     client: &OdooClient,
     plan: &FetchPlan,
     product_ids: &[i64],
@@ -580,43 +634,104 @@ fn attach_history(items: &mut [StockItem], mut history: HashMap<(i64, i64), Dema
     }
 }
 
+/// States of a `stock.move` that is still to happen.
+pub(super) const OPEN_MOVE_STATES: [&str; 4] =
+    ["waiting", "confirmed", "partially_available", "assigned"];
+
+/// Fields of `stock.move` an open-move read needs.
+pub(super) const MOVE_FIELDS: &[&str] = &[
+    "id",
+    "product_id",
+    "product_uom_qty",
+    "date",
+    "location_id",
+    "location_dest_id",
+    "state",
+    "write_date",
+];
+
 async fn fetch_open_moves(
     client: &OdooClient,
     product_ids: &[i64],
     locations: &HashMap<i64, i64>,
-) -> Result<Vec<Record>, ScanError> {
+) -> Result<Vec<OpenMove>, ScanError> {
     if product_ids.is_empty() || locations.is_empty() {
         return Ok(Vec::new());
     }
+    let rows = client
+        .search_read_all(
+            "stock.move",
+            &open_moves_domain(product_ids, locations),
+            MOVE_FIELDS,
+            &page_options(),
+        )
+        .await
+        .map_err(ScanError::odoo("open stock moves"))?;
+    let mut moves = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let what = ScanError::odoo("open stock moves");
+        if let Some(open) = open_move_from(row, locations).map_err(what)? {
+            moves.push(open);
+        }
+    }
+    Ok(moves)
+}
+
+/// Moves still to happen of `product_ids`, into or out of the scope's locations.
+pub(super) fn open_moves_domain(product_ids: &[i64], locations: &HashMap<i64, i64>) -> Value {
     let mut location_ids: Vec<i64> = locations.keys().copied().collect();
     location_ids.sort_unstable();
-    let domain = json!([
-        [
-            "state",
-            "in",
-            ["waiting", "confirmed", "partially_available", "assigned"]
-        ],
+    json!([
+        ["state", "in", OPEN_MOVE_STATES],
         ["product_id", "in", product_ids],
         "|",
         ["location_id", "in", location_ids],
         ["location_dest_id", "in", location_ids]
-    ]);
-    client
-        .search_read_all(
-            "stock.move",
-            &domain,
-            &[
-                "id",
-                "product_id",
-                "product_uom_qty",
-                "date",
-                "location_id",
-                "location_dest_id",
-            ],
-            &page_options(),
-        )
-        .await
-        .map_err(ScanError::odoo("open stock moves"))
+    ])
+}
+
+/// A dated move between warehouses as the projection needs it: into
+/// `to_warehouse` (a receipt there), out of `from_warehouse` (a delivery there).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct OpenMove {
+    pub product: i64,
+    pub date: Date,
+    pub qty: f64,
+    pub from_warehouse: Option<i64>,
+    pub to_warehouse: Option<i64>,
+}
+
+/// A `stock.move` row seen through the scope's locations. `None` when it has no
+/// product or date, or stays inside one warehouse (or outside all of them).
+pub(super) fn open_move_from(
+    row: &Record,
+    locations: &HashMap<i64, i64>,
+) -> Result<Option<OpenMove>, OdooError> {
+    let Some(product) = row.many2one("product_id")? else {
+        return Ok(None);
+    };
+    let Some(when) = row.datetime("date")? else {
+        return Ok(None);
+    };
+    let warehouse_of = |field: &str| -> Result<Option<i64>, OdooError> {
+        Ok(row
+            .many2one(field)?
+            .and_then(|l| locations.get(&l.id).copied()))
+    };
+    let (from_warehouse, to_warehouse) = (
+        warehouse_of("location_id")?,
+        warehouse_of("location_dest_id")?,
+    );
+    if from_warehouse == to_warehouse {
+        return Ok(None);
+    }
+    Ok(Some(OpenMove {
+        product: product.id,
+        date: when.to_zoned(jiff::tz::TimeZone::UTC).date(),
+        qty: row.number("product_uom_qty")?,
+        from_warehouse,
+        to_warehouse,
+    }))
 }
 
 /// Sorts open moves into dated receipts and deliveries of each item's warehouse. A
@@ -626,44 +741,44 @@ pub fn attach_moves(
     moves: &[Record],
     locations: &HashMap<i64, i64>,
 ) -> Result<(), ScanError> {
+    let mut open = Vec::with_capacity(moves.len());
+    for row in moves {
+        if let Some(m) =
+            open_move_from(row, locations).map_err(ScanError::odoo("open stock moves"))?
+        {
+            open.push(m);
+        }
+    }
+    attach_open_moves(items, &open);
+    Ok(())
+}
+
+/// [`attach_moves`] for moves already read.
+pub(super) fn attach_open_moves<'a>(
+    items: &mut [StockItem],
+    moves: impl IntoIterator<Item = &'a OpenMove>,
+) {
     let index: HashMap<(i64, i64), usize> = items
         .iter()
         .enumerate()
         .map(|(i, item)| ((item.product_id, item.warehouse_id), i))
         .collect();
-    for row in moves {
-        let what = || ScanError::odoo("open stock moves");
-        let Some(product) = row.many2one("product_id").map_err(what())? else {
-            continue;
+    for m in moves {
+        let dated = DatedQty {
+            date: m.date,
+            qty: m.qty,
         };
-        let Some(when) = row.datetime("date").map_err(what())? else {
-            continue;
-        };
-        let date = when.to_zoned(jiff::tz::TimeZone::UTC).date();
-        let qty = row.number("product_uom_qty").map_err(what())?;
-        let from = row
-            .many2one("location_id")
-            .map_err(what())?
-            .and_then(|l| locations.get(&l.id).copied());
-        let to = row
-            .many2one("location_dest_id")
-            .map_err(what())?
-            .and_then(|l| locations.get(&l.id).copied());
-        if from == to {
-            continue;
+        if let Some(&i) = m.to_warehouse.and_then(|w| index.get(&(m.product, w))) {
+            items[i].receipts.push(dated);
         }
-        if let Some(&i) = to.and_then(|w| index.get(&(product.id, w))) {
-            items[i].receipts.push(DatedQty { date, qty });
-        }
-        if let Some(&i) = from.and_then(|w| index.get(&(product.id, w))) {
-            items[i].deliveries.push(DatedQty { date, qty });
+        if let Some(&i) = m.from_warehouse.and_then(|w| index.get(&(m.product, w))) {
+            items[i].deliveries.push(dated);
         }
     }
     for item in items {
         item.receipts.sort_by_key(|d| d.date);
         item.deliveries.sort_by_key(|d| d.date);
     }
-    Ok(())
 }
 
 async fn fetch_orderpoints(
@@ -675,6 +790,38 @@ async fn fetch_orderpoints(
     if product_ids.is_empty() || warehouses.is_empty() {
         return Ok(HashMap::new());
     }
+    let rows = client
+        .search_read_all(
+            "stock.warehouse.orderpoint",
+            &orderpoints_domain(product_ids, warehouses),
+            &orderpoint_fields(client),
+            &page_options(),
+        )
+        .await
+        .map_err(ScanError::odoo("reordering rules"))?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        if let Some((key, rule)) = orderpoint_from(client, row, today)? {
+            out.insert(key, rule);
+        }
+    }
+    Ok(out)
+}
+
+/// The reordering rules of `product_ids` in `warehouses`.
+pub(super) fn orderpoints_domain(product_ids: &[i64], warehouses: &[Warehouse]) -> Value {
+    let warehouse_ids: Vec<i64> = warehouses.iter().map(|w| w.id).collect();
+    json!([
+        ["product_id", "in", product_ids],
+        ["warehouse_id", "in", warehouse_ids]
+    ])
+}
+
+/// A stock item's product id and warehouse id.
+pub(super) type ItemKey = (i64, i64);
+
+/// Fields of `stock.warehouse.orderpoint` a scan reads, as the version names them.
+pub(super) fn orderpoint_fields(client: &OdooClient) -> Vec<&'static str> {
     let v19 = client.info().version.major >= 19;
     let mut fields = vec![
         "id",
@@ -685,61 +832,51 @@ async fn fetch_orderpoints(
         "qty_forecast",
         "qty_to_order",
         "snoozed_until",
+        "write_date",
     ];
-    fields.extend(if v19 {
-        ["lead_days"]
+    if v19 {
+        fields.push("lead_days");
     } else {
-        ["lead_days_date"]
-    });
-    if !v19 {
-        fields.push("qty_multiple");
+        fields.extend(["lead_days_date", "qty_multiple"]);
     }
-    let warehouse_ids: Vec<i64> = warehouses.iter().map(|w| w.id).collect();
-    let rows = client
-        .search_read_all(
-            "stock.warehouse.orderpoint",
-            &json!([
-                ["product_id", "in", product_ids],
-                ["warehouse_id", "in", warehouse_ids]
-            ]),
-            &fields,
-            &page_options(),
-        )
-        .await
-        .map_err(ScanError::odoo("reordering rules"))?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let what = || ScanError::odoo("reordering rules");
-        let (Some(product), Some(warehouse)) = (
-            row.many2one("product_id").map_err(what())?,
-            row.many2one("warehouse_id").map_err(what())?,
-        ) else {
-            continue;
-        };
-        let lead_days = if v19 {
-            row.get("lead_days")
-                .and_then(Value::as_f64)
-                .map(|d| d.max(0.0) as u32)
-        } else {
-            row.date("lead_days_date")
-                .map_err(what())?
-                .map(|d| days_between(today, d).max(0) as u32)
-        };
-        out.insert(
-            (product.id, warehouse.id),
-            Orderpoint {
-                id: row.id().map_err(what())?,
-                min_qty: row.number("product_min_qty").map_err(what())?,
-                max_qty: row.number("product_max_qty").map_err(what())?,
-                qty_multiple: row.number("qty_multiple").map_err(what())?,
-                qty_forecast: row.get("qty_forecast").and_then(Value::as_f64),
-                qty_to_order: row.get("qty_to_order").and_then(Value::as_f64),
-                lead_days,
-                snoozed_until: row.date("snoozed_until").map_err(what())?,
-            },
-        );
-    }
-    Ok(out)
+    fields
+}
+
+/// A reordering rule row, keyed by product × warehouse; `None` without either.
+pub(super) fn orderpoint_from(
+    client: &OdooClient,
+    row: &Record,
+    today: Date,
+) -> Result<Option<(ItemKey, Orderpoint)>, ScanError> {
+    let what = || ScanError::odoo("reordering rules");
+    let (Some(product), Some(warehouse)) = (
+        row.many2one("product_id").map_err(what())?,
+        row.many2one("warehouse_id").map_err(what())?,
+    ) else {
+        return Ok(None);
+    };
+    let lead_days = if client.info().version.major >= 19 {
+        row.get("lead_days")
+            .and_then(Value::as_f64)
+            .map(|d| d.max(0.0) as u32)
+    } else {
+        row.date("lead_days_date")
+            .map_err(what())?
+            .map(|d| days_between(today, d).max(0) as u32)
+    };
+    Ok(Some((
+        (product.id, warehouse.id),
+        Orderpoint {
+            id: row.id().map_err(what())?,
+            min_qty: row.number("product_min_qty").map_err(what())?,
+            max_qty: row.number("product_max_qty").map_err(what())?,
+            qty_multiple: row.number("qty_multiple").map_err(what())?,
+            qty_forecast: row.get("qty_forecast").and_then(Value::as_f64),
+            qty_to_order: row.get("qty_to_order").and_then(Value::as_f64),
+            lead_days,
+            snoozed_until: row.date("snoozed_until").map_err(what())?,
+        },
+    )))
 }
 
 /// Confirmed purchase lines not fully received.

@@ -15,6 +15,9 @@
 //!
 //! The cache is a value the caller owns (clone it freely: clones share state);
 //! with [`HistoryCache::persistent`] it also lives in a directory across restarts.
+//! It also holds, in memory, the connection's stock snapshots
+//! ([`super::snapshot`]): the rest of what a stock scan reads, kept current the
+//! same way.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -78,24 +81,36 @@ pub struct HistoryKey {
 }
 
 /// Done-move history per connection, shared by every scan that is handed it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HistoryCache {
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     dir: Option<PathBuf>,
+    /// `None` in a process that scans once (see [`HistoryCache::without_snapshots`]).
+    snapshots: Option<super::snapshot::Snapshots>,
+}
+
+impl Default for HistoryCache {
+    fn default() -> HistoryCache {
+        HistoryCache::new()
+    }
 }
 
 impl HistoryCache {
     /// A cache in memory only.
     pub fn new() -> HistoryCache {
-        HistoryCache::default()
+        HistoryCache {
+            entries: Arc::default(),
+            dir: None,
+            snapshots: Some(super::snapshot::Snapshots::default()),
+        }
     }
 
     /// A cache that also keeps one file per connection in `dir` (created if
     /// needed), read back on first use after a restart.
     pub fn persistent(dir: impl Into<PathBuf>) -> HistoryCache {
         HistoryCache {
-            entries: Arc::default(),
             dir: Some(dir.into()),
+            ..HistoryCache::new()
         }
     }
 
@@ -105,6 +120,19 @@ impl HistoryCache {
             Some(dir) if !dir.is_empty() => HistoryCache::persistent(PathBuf::from(dir)),
             _ => HistoryCache::new(),
         }
+    }
+
+    /// Keeps no stock snapshots: a process that scans once would spend a
+    /// snapshot's watermark reads for nothing.
+    pub fn without_snapshots(self) -> HistoryCache {
+        HistoryCache {
+            snapshots: None,
+            ..self
+        }
+    }
+
+    pub(super) fn snapshots(&self) -> Option<&super::snapshot::Snapshots> {
+        self.snapshots.as_ref()
     }
 
     fn file(&self, key: &str) -> Option<PathBuf> {

@@ -9,9 +9,11 @@
 pub mod fetch;
 pub mod focus;
 pub mod history;
+pub mod snapshot;
 
 pub use focus::{Focus, FocusError};
 pub use history::{HistoryCache, HistoryKey, HistoryStats};
+pub use snapshot::{SNAPSHOT_MAX_AGE, SnapshotStats};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
