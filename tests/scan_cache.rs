@@ -226,22 +226,32 @@ async fn persisted_cache_survives_a_restart_and_a_corrupt_file_is_rebuilt() {
     server.shutdown().await;
 }
 
-fn stockout_rule() -> ExceptionRuleSpec {
-    serde_yaml_ng::from_str(
+fn rule_with(detector: &str) -> ExceptionRuleSpec {
+    serde_yaml_ng::from_str(&format!(
         r#"
-connectionRef: {name: odoo}
-detector:
-  projectedStockout: {horizonDays: 30, historyDays: 30}
-triggers: {schedule: {cron: "0 6 * * *"}}
+connectionRef: {{name: odoo}}
+detector: {detector}
+triggers: {{schedule: {{cron: "0 6 * * *"}}}}
 mode: DryRun
-"#,
-    )
+"#
+    ))
     .expect("rule")
 }
+
+const STOCKOUT: &str = "{projectedStockout: {horizonDays: 30, historyDays: 30}}";
 
 /// One stockout scan, through `cache` or reading everything; its exceptions and calls.
 async fn stockout_scan(
     client: &OdooClient,
+    cache: Option<(&HistoryCache, &HistoryKey)>,
+) -> (Vec<PlanningException>, u64) {
+    detector_scan(client, STOCKOUT, cache).await
+}
+
+/// One scan of a rule with `detector`, through `cache` or reading everything.
+async fn detector_scan(
+    client: &OdooClient,
+    detector: &str,
     cache: Option<(&HistoryCache, &HistoryKey)>,
 ) -> (Vec<PlanningException>, u64) {
     let rule = RuleRef {
@@ -255,7 +265,7 @@ async fn stockout_scan(
     let outcome = scan::run_scan_with(
         client,
         &rule,
-        &stockout_rule(),
+        &rule_with(detector),
         TODAY,
         &ScanMemory::default(),
         options,
@@ -435,5 +445,27 @@ async fn a_warm_stockout_scan_reads_only_what_changed_and_finds_what_a_full_read
         .await
         .expect("archive");
     check(&mut previous, "an archived product").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn spike_and_order_at_risk_scans_find_through_the_snapshot_what_a_full_read_finds() {
+    // They read products, stock figures and (orders at risk) open moves
+    // through the same snapshot, with other needs: each gets its own.
+    let (server, client) = start_with(300).await;
+    let cache = HistoryCache::new();
+    let key = key(&server);
+    let cached = Some((&cache, &key));
+    for detector in [
+        "{demandSpike: {recentDays: 7, baselineDays: 21}}",
+        "{orderAtRisk: {windowDays: 14}}",
+    ] {
+        let (full, _) = detector_scan(&client, detector, None).await;
+        assert!(!full.is_empty(), "{detector}: the data set plants some");
+        let (cold, _) = detector_scan(&client, detector, cached).await;
+        assert_same(&cold, &full, detector);
+        let (warm, _) = detector_scan(&client, detector, cached).await;
+        assert_same(&warm, &full, detector);
+    }
     server.shutdown().await;
 }

@@ -581,7 +581,10 @@ impl Reader<'_> {
                 .str_field("state")
                 .map_err(what())?
                 .is_some_and(|state| OPEN_MOVE_STATES.contains(&state));
-            if open && let Some(m) = fetch::open_move_from(row, self.locations).map_err(what())? {
+            if open
+                && self.plan.needs.dated_moves
+                && let Some(m) = fetch::open_move_from(row, self.locations).map_err(what())?
+            {
                 snapshot.open_moves.insert(id, m);
             }
         }
