@@ -5,7 +5,8 @@
 //! [`HistoryCache`], cold (built from scratch) and warm after a few new done
 //! moves (the delta); and a whole projectedStockout scan (history, stock,
 //! receipts, deliveries, orderpoints, supplier lead times) with that cache and
-//! its stock snapshot, cold and again after a few new moves of one product. Wall time, Odoo calls and operator heap (peak live bytes
+//! its stock snapshot on disk, as the operator keeps them, cold and again after
+//! a few new moves of one product (the cache files' sizes go to stderr). Wall time, Odoo calls and operator heap (peak live bytes
 //! above the start of the step, counted by a global allocator; the simulator
 //! runs in the same process, so its allocations for serving the step count
 //! too), as medians over a few runs.
@@ -192,6 +193,28 @@ async fn add_done_moves(client: &OdooClient, today: Date, n: usize) {
     client.create("stock.move", vals).await.expect("new moves");
 }
 
+/// `history 12.3 MiB, snapshot 4.5 MiB`: what the scan keeps on disk.
+fn cache_file_sizes(dir: &std::path::Path) -> String {
+    let mut sizes: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    let kind = name.split('-').next()?.to_string();
+                    Some((kind, e.metadata().ok()?.len()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    sizes.sort();
+    sizes
+        .iter()
+        .map(|(kind, bytes)| format!("{kind} {:.1} MiB", *bytes as f64 / 1_048_576.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn bench_size(products: usize, runs: usize) -> [Sample; 5] {
     let config = SimConfig {
         database: "bench".into(),
@@ -276,6 +299,7 @@ async fn bench_size(products: usize, runs: usize) -> [Sample; 5] {
     };
     let (mut scans, mut colds, mut warms) = (Vec::new(), Vec::new(), Vec::new());
     let (mut stockout_colds, mut stockout_warms) = (Vec::new(), Vec::new());
+    let mut cache_files = String::new();
     for _ in 0..runs {
         scans.push(
             measure(&client, || async {
@@ -321,8 +345,10 @@ async fn bench_size(products: usize, runs: usize) -> [Sample; 5] {
             .await,
         );
 
-        // The whole stockout scan, as the operator runs it: its own cache.
-        let cache = HistoryCache::new();
+        // The whole stockout scan, as the operator runs it: its own cache, on
+        // disk (the snapshot and history files are written as part of the scan).
+        let dir = tempfile::tempdir().expect("cache directory");
+        let cache = HistoryCache::persistent(dir.path());
         let stockout_scan = || async {
             let options = ScanOptions {
                 history: Some((&cache, &key)),
@@ -342,8 +368,10 @@ async fn bench_size(products: usize, runs: usize) -> [Sample; 5] {
         stockout_colds.push(measure(&client, stockout_scan).await);
         add_done_moves(&client, today, 3).await;
         stockout_warms.push(measure(&client, stockout_scan).await);
+        cache_files = cache_file_sizes(dir.path());
     }
     server.shutdown().await;
+    eprintln!("{products} products: cache files {cache_files}");
     [
         median(scans),
         median(colds),

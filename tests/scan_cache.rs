@@ -469,3 +469,67 @@ async fn spike_and_order_at_risk_scans_find_through_the_snapshot_what_a_full_rea
     }
     server.shutdown().await;
 }
+
+fn snapshot_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("snapshot-") && n.ends_with(".json"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_persisted_snapshot_makes_the_first_scan_after_a_restart_a_delta() {
+    let (server, client) = start_with(1500).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = key(&server);
+    let (full, _) = stockout_scan(&client, None).await;
+
+    let before_restart = HistoryCache::persistent(dir.path());
+    let (cold, cold_calls) = stockout_scan(&client, Some((&before_restart, &key))).await;
+    assert_same(&cold, &full, "cold");
+    let files = snapshot_files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+
+    // A new process: a new cache on the same directory. Its first scan reads
+    // the database's identity once more, then only deltas.
+    let after_restart = HistoryCache::persistent(dir.path());
+    let (after, calls) = stockout_scan(&client, Some((&after_restart, &key))).await;
+    assert_same(&after, &full, "after a restart");
+    assert!(
+        calls <= 13,
+        "first scan after a restart made {calls} calls (cold {cold_calls})"
+    );
+
+    // A corrupt file is read in full again, with the same result.
+    std::fs::write(&files[0], b"{\"version\": 1, \"key\": tru").expect("corrupting");
+    let (again, calls) =
+        stockout_scan(&client, Some((&HistoryCache::persistent(dir.path()), &key))).await;
+    assert_same(&again, &full, "after a corrupt file");
+    assert!(
+        calls > 13,
+        "a corrupt snapshot must be rebuilt ({calls} calls)"
+    );
+
+    // Another database behind the same connection name is not served it.
+    let other = HistoryKey {
+        database: "restored-copy".into(),
+        ..key.clone()
+    };
+    let (other_scan, _) = stockout_scan(
+        &client,
+        Some((&HistoryCache::persistent(dir.path()), &other)),
+    )
+    .await;
+    assert_same(&other_scan, &full, "another database");
+    assert_eq!(
+        snapshot_files(dir.path()).len(),
+        2,
+        "another database gets a snapshot of its own"
+    );
+    server.shutdown().await;
+}

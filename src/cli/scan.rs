@@ -73,8 +73,8 @@ pub struct ScanArgs {
     /// Plan as of this day (YYYY-MM-DD) instead of today, to replay a scan.
     #[arg(long)]
     pub today: Option<jiff::civil::Date>,
-    /// Keep the demand history of done moves in this directory between runs, so
-    /// the next scan reads only what changed.
+    /// Keep the demand history of done moves and the stock snapshot in this
+    /// directory between runs, so the next scan reads only what changed.
     #[arg(long, env = "PLANOPS_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 }
@@ -142,7 +142,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     let cache = args
         .cache_dir
         .as_ref()
-        .map(|dir| crate::scan::HistoryCache::persistent(dir).without_snapshots());
+        .map(crate::scan::HistoryCache::persistent);
     let history_key = crate::scan::HistoryKey {
         connection: format!("{}/{}", args.namespace, rule.spec.connection_ref.name),
         url: odoo_url.clone(),
@@ -473,7 +473,7 @@ async fn scan_in_cluster(
     let cache = args
         .cache_dir
         .as_ref()
-        .map(|dir| crate::scan::HistoryCache::persistent(dir).without_snapshots());
+        .map(crate::scan::HistoryCache::persistent);
     let key = rule_scan::history_key(&namespace, &connection);
     let scanned = rule_scan::scan_rule(
         &odoo,

@@ -2,6 +2,8 @@
 //! I/O: the scan fills them, tests build them by hand. Quantities are in the
 //! product's unit of measure, money in company currency, dates are civil dates in
 //! the company's time zone. "Today" is an input; the engine never reads the clock.
+//! What a scan keeps between runs (products, vendor lines, reordering rules) is
+//! serialisable for the scan's on-disk snapshot.
 
 use std::collections::BTreeMap;
 
@@ -46,7 +48,7 @@ impl PlanningInput {
 }
 
 /// A product (`product.product`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Product {
     /// `id`.
     pub id: i64,
@@ -83,7 +85,7 @@ impl Product {
 }
 
 /// A vendor price list line (`product.supplierinfo`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SupplierInfo {
     /// `id`.
     pub id: i64,
@@ -136,7 +138,7 @@ pub struct DemandHistory {
 
 /// A reordering rule (`stock.warehouse.orderpoint`), with Odoo's computed figures
 /// when the scan read them.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Orderpoint {
     /// `id`.
     pub id: i64,

@@ -219,10 +219,11 @@ pub async fn fetch_with(
 
     let snapshot = history
         .filter(|_| needs.stock_items && !plan.focused)
-        .and_then(|(cache, key)| Some((cache.snapshots()?, key)));
-    if let Some((snapshots, key)) = snapshot {
+        .map(|(cache, key)| (cache.snapshots(), cache, key));
+    if let Some((snapshots, cache, key)) = snapshot {
+        let identity = cache.database_identity(client, key).await?;
         let view = snapshots
-            .stock_view(client, &key.connection, plan, &input.warehouses, &locations)
+            .stock_view(client, &identity, plan, &input.warehouses, &locations)
             .await?;
         tracing::debug!(
             rebuilt = view.stats.rebuilt,
@@ -445,7 +446,7 @@ pub(super) fn product_from(row: &Record) -> Result<(Product, i64), OdooError> {
 
 /// One vendor price list line: its template, the variant it is pinned to, if any,
 /// and what the engine reads of it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct SellerLine {
     pub template: i64,
     pub variant: Option<i64>,
@@ -692,7 +693,7 @@ pub(super) fn open_moves_domain(product_ids: &[i64], locations: &HashMap<i64, i6
 
 /// A dated move between warehouses as the projection needs it: into
 /// `to_warehouse` (a receipt there), out of `from_warehouse` (a delivery there).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct OpenMove {
     pub product: i64,
     pub date: Date,

@@ -15,9 +15,9 @@
 //!
 //! The cache is a value the caller owns (clone it freely: clones share state);
 //! with [`HistoryCache::persistent`] it also lives in a directory across restarts.
-//! It also holds, in memory, the connection's stock snapshots
-//! ([`super::snapshot`]): the rest of what a stock scan reads, kept current the
-//! same way.
+//! It also holds the connection's stock snapshots ([`super::snapshot`]): the
+//! rest of what a stock scan reads, kept current the same way and, with a
+//! directory, kept in it too.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -85,8 +85,8 @@ pub struct HistoryKey {
 pub struct HistoryCache {
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     dir: Option<PathBuf>,
-    /// `None` in a process that scans once (see [`HistoryCache::without_snapshots`]).
-    snapshots: Option<super::snapshot::Snapshots>,
+    snapshots: super::snapshot::Snapshots,
+    identities: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Default for HistoryCache {
@@ -101,15 +101,18 @@ impl HistoryCache {
         HistoryCache {
             entries: Arc::default(),
             dir: None,
-            snapshots: Some(super::snapshot::Snapshots::default()),
+            snapshots: super::snapshot::Snapshots::default(),
+            identities: Arc::default(),
         }
     }
 
     /// A cache that also keeps one file per connection in `dir` (created if
     /// needed), read back on first use after a restart.
     pub fn persistent(dir: impl Into<PathBuf>) -> HistoryCache {
+        let dir = dir.into();
         HistoryCache {
-            dir: Some(dir.into()),
+            snapshots: super::snapshot::Snapshots::persistent(dir.clone()),
+            dir: Some(dir),
             ..HistoryCache::new()
         }
     }
@@ -122,67 +125,47 @@ impl HistoryCache {
         }
     }
 
-    /// Keeps no stock snapshots: a process that scans once would spend a
-    /// snapshot's watermark reads for nothing.
-    pub fn without_snapshots(self) -> HistoryCache {
-        HistoryCache {
-            snapshots: None,
-            ..self
-        }
-    }
-
-    pub(super) fn snapshots(&self) -> Option<&super::snapshot::Snapshots> {
-        self.snapshots.as_ref()
+    pub(super) fn snapshots(&self) -> &super::snapshot::Snapshots {
+        &self.snapshots
     }
 
     fn file(&self, key: &str) -> Option<PathBuf> {
-        let safe: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
         self.dir
             .as_ref()
-            .map(|d| d.join(format!("history-{safe}.json")))
+            .map(|d| d.join(format!("history-{}.json", file_safe(key))))
     }
 
     fn load(&self, key: &str) -> Option<Entry> {
-        let path = self.file(key)?;
-        let text = std::fs::read(&path).ok()?;
-        match serde_json::from_slice::<Entry>(&text) {
-            Ok(entry) => Some(entry),
-            Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "history cache file is unreadable; rebuilding it");
-                None
-            }
-        }
+        read_json(&self.file(key)?)
     }
 
     fn store(&self, key: &str, entry: &Entry) {
-        let Some(path) = self.file(key) else {
-            return;
-        };
-        // Written beside and renamed, so a crash never leaves half a file.
-        let result = (|| -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(
-                &tmp,
-                serde_json::to_vec(entry).map_err(std::io::Error::other)?,
-            )?;
-            std::fs::rename(&tmp, &path)
-        })();
-        if let Err(error) = result {
-            // The cache is an optimisation: a failed write costs a rebuild later.
-            tracing::warn!(path = %path.display(), %error, "could not write the history cache");
+        if let Some(path) = self.file(key) {
+            write_json(&path, entry);
         }
+    }
+
+    /// `url|database|database.uuid` of the database behind `key`: read from
+    /// Odoo once per process and connection, it tells a restored or replaced
+    /// database from the one a cache was filled from.
+    pub(super) async fn database_identity(
+        &self,
+        client: &OdooClient,
+        key: &HistoryKey,
+    ) -> Result<String, ScanError> {
+        let known = {
+            let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
+            identities.get(&key.connection).cloned()
+        };
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let found = identity(client, key).await?;
+        self.identities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.connection.clone(), found.clone());
+        Ok(found)
     }
 
     /// Daily demand per product × warehouse over `[today - days, today)`, from the
@@ -242,7 +225,7 @@ impl HistoryCache {
         // is what tells a restored or replaced database from the cached one.
         let identity = match (&cached, first_use) {
             (Some(e), false) => e.identity.clone(),
-            _ => identity(client, key).await?,
+            _ => self.database_identity(client, key).await?,
         };
         let mut entry = match cached {
             Some(e) if e.version == FORMAT_VERSION && e.identity == identity => e,
@@ -307,6 +290,50 @@ fn domain(start: Date, end: Date, since: Option<&str>) -> Value {
         d.push(json!(["write_date", ">=", since]));
     }
     Value::Array(d)
+}
+
+/// `key` with everything but ASCII letters, digits and `-` made `_`, for a file name.
+pub(super) fn file_safe(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A cache file read back; `None` when missing or unreadable (then rebuilt).
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Option<T> {
+    let text = std::fs::read(path).ok()?;
+    match serde_json::from_slice::<T>(&text) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "cache file is unreadable; rebuilding it");
+            None
+        }
+    }
+}
+
+/// Writes a cache file beside and renames it, so a crash never leaves half a
+/// file. A cache is an optimisation: a failed write costs a rebuild later.
+pub(super) fn write_json<T: Serialize>(path: &std::path::Path, value: &T) {
+    let result = (|| -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(value).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(error) = result {
+        tracing::warn!(path = %path.display(), %error, "could not write a cache file");
+    }
 }
 
 async fn identity(client: &OdooClient, key: &HistoryKey) -> Result<String, ScanError> {

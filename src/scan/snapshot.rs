@@ -34,27 +34,38 @@
 //! day (Odoo's forecast and lead-days dates move with it), after
 //! [`SNAPSHOT_MAX_AGE`] (a change committed by a transaction that started before
 //! the last look carries an older `write_date` than the mark, and an edit by
-//! SQL carries none), when the rule's scope, horizon or warehouses change, or
-//! when a refresh failed half-way. It lives in memory only: the first scan
-//! after a restart is a full read.
+//! SQL carries none), or when the rule's scope, horizon or warehouses change.
+//! A refresh that fails half-way drops the snapshot it was changing (the file,
+//! if any, is consistent with its own marks and is brought up to date next
+//! time). Given a directory (the history cache's),
+//! each snapshot is also written to a file there whenever it moved, and read
+//! back after a restart, so a restarted operator's first scan is a delta too;
+//! its key carries the database's identity (URL, name and, where the login may
+//! read it, `database.uuid`), so a restored or replaced database is not served
+//! another's snapshot.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::ScanError;
 use super::fetch::{
     self, FetchPlan, ItemKey, MOVE_FIELDS, OPEN_MOVE_STATES, OpenMove, PRODUCT_FIELDS,
     SELLER_FIELDS, SellerLine,
 };
+use super::{ScanError, history};
 use crate::engine::inputs::{Orderpoint, Product, StockItem, Warehouse};
 use crate::odoo::domain::{Condition, Domain, Operator};
 use crate::odoo::{OdooClient, Record, RecordExt, SearchOptions};
 
-/// How long a snapshot is refreshed by deltas before it is read again in full.
-pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(3600);
+/// How long a snapshot is refreshed by deltas before it is read again in full:
+/// long enough that hourly scans are deltas, short enough that a change a delta
+/// cannot see (see the module docs) is picked up within a working morning.
+pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(4 * 3600);
 
 /// A `write_date` earlier than any record's: the watermark of an empty table.
 const EPOCH: &str = "1970-01-01 00:00:00";
@@ -73,7 +84,7 @@ pub struct SnapshotStats {
 /// it by the second, so records of that second are told apart by id: one
 /// written in the same second but committed after the last look is still read,
 /// one already seen is not read again.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Mark {
     at: String,
     seen: BTreeSet<i64>,
@@ -144,7 +155,7 @@ fn any_of(domains: &[Domain]) -> Domain {
 }
 
 /// Where each model's deltas start.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Watermarks {
     products: Mark,
     templates: Mark,
@@ -154,19 +165,21 @@ struct Watermarks {
 }
 
 /// Odoo's figures for one product in one warehouse.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Figures {
     on_hand: f64,
     virtual_available: Option<f64>,
 }
 
 /// The scope's stock inputs as last read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Snapshot {
-    taken: Instant,
+    /// When it was last read in full (wall clock: it outlives the process).
+    taken: Timestamp,
     /// By product id: the product (without vendor lines) and its template.
     products: BTreeMap<i64, (Product, i64)>,
     sellers: BTreeMap<i64, SellerLine>,
+    #[serde(with = "entries")]
     figures: HashMap<ItemKey, Figures>,
     open_moves: BTreeMap<i64, OpenMove>,
     orderpoints: BTreeMap<i64, (ItemKey, Orderpoint)>,
@@ -175,10 +188,23 @@ struct Snapshot {
 
 type Slot = Arc<tokio::sync::Mutex<Option<Snapshot>>>;
 
-/// Snapshots by connection and scope. Clones share state.
+/// Bumped whenever the file layout or the meaning of its fields changes.
+const FORMAT_VERSION: u32 = 1;
+
+/// A snapshot as written to disk, with what it was taken for.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    version: u32,
+    key: String,
+    snapshot: Snapshot,
+}
+
+/// Snapshots by connection and scope, in memory and, given a directory, on
+/// disk (one file per scope, read back after a restart). Clones share state.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Snapshots {
     slots: Arc<Mutex<HashMap<String, (Instant, Slot)>>>,
+    dir: Option<PathBuf>,
 }
 
 /// The products and stock items (without history) of one scan.
@@ -189,17 +215,26 @@ pub(super) struct StockView {
 }
 
 impl Snapshots {
-    /// The stock inputs `plan` asks for, from the snapshot of `connection`
-    /// brought up to date (or read in full).
+    pub fn persistent(dir: PathBuf) -> Snapshots {
+        Snapshots {
+            dir: Some(dir),
+            ..Snapshots::default()
+        }
+    }
+
+    /// The stock inputs `plan` asks for, from the snapshot of the database
+    /// `identity` (see [`super::HistoryCache::database_identity`]) brought up
+    /// to date, or read in full.
     pub async fn stock_view(
         &self,
         client: &OdooClient,
-        connection: &str,
+        identity: &str,
         plan: &FetchPlan,
         warehouses: &[Warehouse],
         locations: &HashMap<i64, i64>,
     ) -> Result<StockView, ScanError> {
-        let slot = self.slot(&slot_key(client, connection, plan, warehouses));
+        let key = slot_key(client, identity, plan, warehouses);
+        let slot = self.slot(&key);
         // One scan at a time per snapshot: a second rule with the same scope
         // waits and then pays a delta instead of a second full read.
         let mut guard = slot.lock().await;
@@ -212,14 +247,21 @@ impl Snapshots {
         let mut stats = SnapshotStats::default();
         // Taken out while refreshed: a refresh that fails half-way leaves no
         // snapshot behind, and the next scan reads in full.
-        let snapshot = match guard.take() {
-            Some(mut snapshot) if snapshot.taken.elapsed() < SNAPSHOT_MAX_AGE => {
+        let kept = guard.take().or_else(|| self.load(&key));
+        let snapshot = match kept {
+            Some(mut snapshot) if fresh(&snapshot) => {
+                let before = snapshot.marks.clone();
                 stats.changed_products = reader.refresh(&mut snapshot).await?;
+                if stats.changed_products > 0 || snapshot.marks != before {
+                    self.store(&key, &snapshot);
+                }
                 snapshot
             }
             _ => {
                 stats.rebuilt = true;
-                reader.build().await?
+                let snapshot = reader.build().await?;
+                self.store(&key, &snapshot);
+                snapshot
             }
         };
         let (products, items) = reader.assemble(&snapshot);
@@ -229,6 +271,34 @@ impl Snapshots {
             items,
             stats,
         })
+    }
+
+    fn file(&self, key: &str) -> Option<PathBuf> {
+        use sha2::Digest;
+        let digest = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("snapshot-{}.json", &digest[..16])))
+    }
+
+    fn load(&self, key: &str) -> Option<Snapshot> {
+        let stored: StoredSnapshot = history::read_json(&self.file(key)?)?;
+        (stored.version == FORMAT_VERSION && stored.key == key).then_some(stored.snapshot)
+    }
+
+    fn store(&self, key: &str, snapshot: &Snapshot) {
+        let Some(path) = self.file(key) else {
+            return;
+        };
+        let stored = StoredSnapshot {
+            version: FORMAT_VERSION,
+            key: key.to_string(),
+            snapshot: snapshot.clone(),
+        };
+        history::write_json(&path, &stored);
+        if let Some(dir) = &self.dir {
+            prune_stale(dir);
+        }
     }
 
     fn slot(&self, key: &str) -> Slot {
@@ -244,16 +314,76 @@ impl Snapshots {
     }
 }
 
-/// Everything a snapshot's content depends on besides the connection's data.
+/// Deletes snapshot files nothing wrote for [`SNAPSHOT_MAX_AGE`]: their
+/// snapshot is too old to use (a day ago's scope, a deleted rule's), and the
+/// directory would otherwise grow by a file per scope and day.
+fn prune_stale(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_snapshot = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("snapshot-") && n.ends_with(".json"));
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|written| written.elapsed().ok())
+            .is_some_and(|age| age > SNAPSHOT_MAX_AGE);
+        if is_snapshot
+            && stale
+            && let Err(error) = std::fs::remove_file(&path)
+        {
+            tracing::warn!(path = %path.display(), %error, "could not delete a stale snapshot file");
+        }
+    }
+}
+
+/// Read in full recently enough to be brought up to date by deltas.
+fn fresh(snapshot: &Snapshot) -> bool {
+    let age = Timestamp::now().duration_since(snapshot.taken);
+    age >= jiff::SignedDuration::ZERO && age.unsigned_abs() < SNAPSHOT_MAX_AGE
+}
+
+/// (De)serialises a map with tuple keys as a list of pairs (JSON keys are strings).
+mod entries {
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &HashMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<HashMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Eq + Hash,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
+}
+
+/// Everything a snapshot's content depends on besides the database's data.
 fn slot_key(
     client: &OdooClient,
-    connection: &str,
+    identity: &str,
     plan: &FetchPlan,
     warehouses: &[Warehouse],
 ) -> String {
     let warehouse_ids: Vec<i64> = warehouses.iter().map(|w| w.id).collect();
     json!([
-        connection,
+        identity,
         client.info().version.major,
         plan.product_domain,
         warehouse_ids,
@@ -285,7 +415,7 @@ impl Reader<'_> {
         let templates = newest_write(client, "product.template").await?;
         let moves_mark = newest_write(client, "stock.move").await?;
         let mut snapshot = Snapshot {
-            taken: Instant::now(),
+            taken: Timestamp::now(),
             products: BTreeMap::new(),
             sellers: BTreeMap::new(),
             figures: HashMap::new(),
