@@ -191,12 +191,20 @@ type Slot = Arc<tokio::sync::Mutex<Option<Snapshot>>>;
 /// Bumped whenever the file layout or the meaning of its fields changes.
 const FORMAT_VERSION: u32 = 1;
 
-/// A snapshot as written to disk, with what it was taken for.
-#[derive(Serialize, Deserialize)]
+/// A snapshot as read from disk, with what it was taken for.
+#[derive(Deserialize)]
 struct StoredSnapshot {
     version: u32,
     key: String,
     snapshot: Snapshot,
+}
+
+/// [`StoredSnapshot`] as written, without copying the snapshot.
+#[derive(Serialize)]
+struct StoringSnapshot<'a> {
+    version: u32,
+    key: &'a str,
+    snapshot: &'a Snapshot,
 }
 
 /// Snapshots by connection and scope, in memory and, given a directory, on
@@ -246,7 +254,8 @@ impl Snapshots {
         };
         let mut stats = SnapshotStats::default();
         // Taken out while refreshed: a refresh that fails half-way leaves no
-        // snapshot behind, and the next scan reads in full.
+        // half-changed snapshot behind; the next scan starts from the file
+        // (consistent with its own marks) or reads in full.
         let kept = guard.take().or_else(|| self.load(&key));
         let snapshot = match kept {
             Some(mut snapshot) if fresh(&snapshot) => {
@@ -290,10 +299,10 @@ impl Snapshots {
         let Some(path) = self.file(key) else {
             return;
         };
-        let stored = StoredSnapshot {
+        let stored = StoringSnapshot {
             version: FORMAT_VERSION,
-            key: key.to_string(),
-            snapshot: snapshot.clone(),
+            key,
+            snapshot,
         };
         history::write_json(&path, &stored);
         if let Some(dir) = &self.dir {
