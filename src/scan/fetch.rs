@@ -16,11 +16,12 @@
 //! Nothing is ever read one product at a time. The pure halves (turning records and
 //! groups into engine inputs) are separate functions, unit-tested below.
 //!
-//! That is the cost of a scan without a cache (and of a focused event run). A
-//! scan handed a [`super::HistoryCache`] reads its history through it and its
-//! products, vendors, stock figures, open moves and orderpoints through the
-//! connection's [`super::snapshot`], which after the first scan asks Odoo only
-//! for what was written since: about a dozen calls whatever the catalogue size.
+//! Products, vendors, stock figures, open moves and orderpoints are always read
+//! by [`super::snapshot`]: once in full for a scan without a cache (and a
+//! focused event run), or, for a scan handed a [`super::HistoryCache`], kept
+//! and after the first scan brought up to date with what was written since:
+//! about a dozen calls whatever the catalogue size. This module holds the
+//! rest of the reads and the row parsers both use.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -217,65 +218,50 @@ pub async fn fetch_with(
     };
     input.warehouses = warehouses;
 
-    let snapshot = history
-        .filter(|_| needs.stock_items && !plan.focused)
-        .map(|(cache, key)| (cache.snapshots(), cache, key));
-    if let Some((snapshots, cache, key)) = snapshot {
-        let identity = cache.database_identity(client, key).await?;
-        let view = snapshots
-            .stock_view(client, &identity, plan, &input.warehouses, &locations)
-            .await?;
+    if needs.products {
+        let kept = history.filter(|_| needs.stock_items && !plan.focused);
+        let view = match kept {
+            Some((cache, key)) => {
+                let identity = cache.database_identity(client, key).await?;
+                cache
+                    .snapshots()
+                    .stock_view(client, &identity, plan, &input.warehouses, &locations)
+                    .await?
+            }
+            None => super::snapshot::read_once(client, plan, &input.warehouses, &locations).await?,
+        };
         tracing::debug!(
             rebuilt = view.stats.rebuilt,
             changed_products = view.stats.changed_products,
-            "stock snapshot"
+            "stock inputs"
         );
         input.products = view.products;
         input.items = view.items;
-    } else if needs.products {
-        input.products = fetch_products(client, &plan.product_domain).await?;
     }
     let product_ids: Vec<i64> = input.products.iter().map(|p| p.id).collect();
 
-    if needs.stock_items {
-        if snapshot.is_none() {
-            input.items = fetch_stock_items(client, plan, &product_ids, &input.warehouses).await?;
-        }
-        if needs.demand_history && plan.history_days > 0 {
-            let history = match history {
-                Some((cache, key)) => {
-                    let products: HashSet<i64> = product_ids.iter().copied().collect();
-                    cache
-                        .demand_history(
-                            client,
-                            key,
-                            plan.today,
-                            plan.history_days,
-                            &products,
-                            &locations,
-                        )
-                        .await?
-                        .0
-                }
-                None => {
-                    let groups =
-                        fetch_demand_groups(client, plan, &product_ids, &locations).await?;
-                    demand_history(&groups, &locations, plan.today, plan.history_days)
-                }
-            };
-            attach_history(&mut input.items, history);
-        }
-        if needs.dated_moves && snapshot.is_none() {
-            let moves = fetch_open_moves(client, &product_ids, &locations).await?;
-            attach_open_moves(&mut input.items, &moves);
-        }
-        if needs.orderpoints && snapshot.is_none() {
-            let rules =
-                fetch_orderpoints(client, plan.today, &product_ids, &input.warehouses).await?;
-            for item in &mut input.items {
-                item.orderpoint = rules.get(&(item.product_id, item.warehouse_id)).cloned();
+    if needs.stock_items && needs.demand_history && plan.history_days > 0 {
+        let history = match history {
+            Some((cache, key)) => {
+                let products: HashSet<i64> = product_ids.iter().copied().collect();
+                cache
+                    .demand_history(
+                        client,
+                        key,
+                        plan.today,
+                        plan.history_days,
+                        &products,
+                        &locations,
+                    )
+                    .await?
+                    .0
             }
-        }
+            None => {
+                let groups = fetch_demand_groups(client, plan, &product_ids, &locations).await?;
+                demand_history(&groups, &locations, plan.today, plan.history_days)
+            }
+        };
+        attach_history(&mut input.items, history);
     }
     if needs.purchase_lines {
         input.purchase_lines = fetch_purchase_lines(client, &product_ids, memory).await?;
@@ -390,45 +376,6 @@ pub(super) fn storable_domain(client: &OdooClient, scope: &Value) -> Result<Valu
         json!([["type", "=", "product"]])
     };
     and_domains(scope, &storable)
-}
-
-/// Storable products of the scope with their vendor price list lines.
-async fn fetch_products(client: &OdooClient, scope: &Value) -> Result<Vec<Product>, ScanError> {
-    let domain = storable_domain(client, scope)?;
-    let rows = client
-        .search_read_all("product.product", &domain, PRODUCT_FIELDS, &page_options())
-        .await
-        .map_err(ScanError::odoo("products"))?;
-    let mut products = Vec::with_capacity(rows.len());
-    let mut templates: Vec<i64> = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let (product, template) = product_from(row).map_err(ScanError::odoo("products"))?;
-        templates.push(template);
-        products.push(product);
-    }
-    let mut unique: Vec<i64> = templates.iter().copied().filter(|&t| t > 0).collect();
-    unique.sort_unstable();
-    unique.dedup();
-    if unique.is_empty() {
-        return Ok(products);
-    }
-    let sellers = client
-        .search_read_all(
-            "product.supplierinfo",
-            &json!([["product_tmpl_id", "in", unique]]),
-            SELLER_FIELDS,
-            &page_options(),
-        )
-        .await
-        .map_err(ScanError::odoo("vendor price lists"))?;
-    let mut lines = Vec::with_capacity(sellers.len());
-    for row in &sellers {
-        if let Some(line) = seller_line_from(row).map_err(ScanError::odoo("vendor price lists"))? {
-            lines.push(line);
-        }
-    }
-    attach_seller_lines(&mut products, &templates, &lines);
-    Ok(products)
 }
 
 /// A product row and its template id (0 when Odoo sent none).
@@ -651,33 +598,6 @@ pub(super) const MOVE_FIELDS: &[&str] = &[
     "write_date",
 ];
 
-async fn fetch_open_moves(
-    client: &OdooClient,
-    product_ids: &[i64],
-    locations: &HashMap<i64, i64>,
-) -> Result<Vec<OpenMove>, ScanError> {
-    if product_ids.is_empty() || locations.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = client
-        .search_read_all(
-            "stock.move",
-            &open_moves_domain(product_ids, locations),
-            MOVE_FIELDS,
-            &page_options(),
-        )
-        .await
-        .map_err(ScanError::odoo("open stock moves"))?;
-    let mut moves = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let what = ScanError::odoo("open stock moves");
-        if let Some(open) = open_move_from(row, locations).map_err(what)? {
-            moves.push(open);
-        }
-    }
-    Ok(moves)
-}
-
 /// Moves still to happen of `product_ids`, into or out of the scope's locations.
 pub(super) fn open_moves_domain(product_ids: &[i64], locations: &HashMap<i64, i64>) -> Value {
     let mut location_ids: Vec<i64> = locations.keys().copied().collect();
@@ -737,25 +657,7 @@ pub(super) fn open_move_from(
 
 /// Sorts open moves into dated receipts and deliveries of each item's warehouse. A
 /// move inside one warehouse is neither; a transfer between two is both.
-pub fn attach_moves(
-    items: &mut [StockItem],
-    moves: &[Record],
-    locations: &HashMap<i64, i64>,
-) -> Result<(), ScanError> {
-    let mut open = Vec::with_capacity(moves.len());
-    for row in moves {
-        if let Some(m) =
-            open_move_from(row, locations).map_err(ScanError::odoo("open stock moves"))?
-        {
-            open.push(m);
-        }
-    }
-    attach_open_moves(items, &open);
-    Ok(())
-}
-
-/// [`attach_moves`] for moves already read.
-pub(super) fn attach_open_moves<'a>(
+pub(super) fn attach_moves<'a>(
     items: &mut [StockItem],
     moves: impl IntoIterator<Item = &'a OpenMove>,
 ) {
@@ -780,33 +682,6 @@ pub(super) fn attach_open_moves<'a>(
         item.receipts.sort_by_key(|d| d.date);
         item.deliveries.sort_by_key(|d| d.date);
     }
-}
-
-async fn fetch_orderpoints(
-    client: &OdooClient,
-    today: Date,
-    product_ids: &[i64],
-    warehouses: &[Warehouse],
-) -> Result<HashMap<(i64, i64), Orderpoint>, ScanError> {
-    if product_ids.is_empty() || warehouses.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = client
-        .search_read_all(
-            "stock.warehouse.orderpoint",
-            &orderpoints_domain(product_ids, warehouses),
-            &orderpoint_fields(client),
-            &page_options(),
-        )
-        .await
-        .map_err(ScanError::odoo("reordering rules"))?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        if let Some((key, rule)) = orderpoint_from(client, row, today)? {
-            out.insert(key, rule);
-        }
-    }
-    Ok(out)
 }
 
 /// The reordering rules of `product_ids` in `warehouses`.
@@ -1307,7 +1182,7 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let moves = vec![
+        let rows = [
             // Vendor (5) → WH1: receipt of WH1.
             rec(
                 json!({"id": 1, "product_id": [7, "P"], "product_uom_qty": 10.0, "date": "2025-03-05 10:00:00", "location_id": [5, "Vendors"], "location_dest_id": [10, "WH1/Stock"]}),
@@ -1321,7 +1196,11 @@ mod tests {
                 json!({"id": 3, "product_id": [7, "P"], "product_uom_qty": 2.0, "date": "2025-03-02 10:00:00", "location_id": [10, "WH1/Stock"], "location_dest_id": [20, "WH2/Stock"]}),
             ),
         ];
-        attach_moves(&mut items, &moves, &locations).unwrap();
+        let moves: Vec<OpenMove> = rows
+            .iter()
+            .filter_map(|row| open_move_from(row, &locations).unwrap())
+            .collect();
+        attach_moves(&mut items, &moves);
         assert_eq!(
             items[0].receipts,
             vec![DatedQty {

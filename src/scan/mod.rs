@@ -13,7 +13,7 @@ pub mod snapshot;
 
 pub use focus::{Focus, FocusError};
 pub use history::{HistoryCache, HistoryKey, HistoryStats};
-pub use snapshot::{SNAPSHOT_MAX_AGE, SnapshotStats};
+pub use snapshot::SNAPSHOT_MAX_AGE;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

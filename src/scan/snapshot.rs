@@ -268,7 +268,7 @@ impl Snapshots {
             }
             _ => {
                 stats.rebuilt = true;
-                let snapshot = reader.build().await?;
+                let snapshot = reader.build(true).await?;
                 self.store(&key, &snapshot);
                 snapshot
             }
@@ -351,6 +351,33 @@ fn prune_stale(dir: &std::path::Path) {
     }
 }
 
+/// The products (and, for a stock rule, stock items) `plan` asks for, read
+/// once in full and not kept: a scan without a cache, a focused event run, or
+/// a rule that reads products only.
+pub(super) async fn read_once(
+    client: &OdooClient,
+    plan: &FetchPlan,
+    warehouses: &[Warehouse],
+    locations: &HashMap<i64, i64>,
+) -> Result<StockView, ScanError> {
+    let reader = Reader {
+        client,
+        plan,
+        warehouses,
+        locations,
+    };
+    let snapshot = reader.build(false).await?;
+    let (products, items) = reader.assemble(&snapshot);
+    Ok(StockView {
+        products,
+        items,
+        stats: SnapshotStats {
+            rebuilt: true,
+            changed_products: 0,
+        },
+    })
+}
+
 /// Read in full recently enough to be brought up to date by deltas.
 fn fresh(snapshot: &Snapshot) -> bool {
     let age = Timestamp::now().duration_since(snapshot.taken);
@@ -417,12 +444,20 @@ impl Reader<'_> {
         self.warehouses.iter().map(|w| w.id).collect()
     }
 
-    async fn build(&self) -> Result<Snapshot, ScanError> {
+    /// Reads everything in full. Only a snapshot that is `kept` needs the
+    /// marks of the tables it reads in part (2 calls more).
+    async fn build(&self, kept: bool) -> Result<Snapshot, ScanError> {
         let client = self.client;
         // Watermarks of the tables read only in part are taken first, so a
         // write landing during the reads is newer than them.
-        let templates = newest_write(client, "product.template").await?;
-        let moves_mark = newest_write(client, "stock.move").await?;
+        let (templates, moves_mark) = if kept {
+            (
+                newest_write(client, "product.template").await?,
+                newest_write(client, "stock.move").await?,
+            )
+        } else {
+            (Mark::epoch(), Mark::epoch())
+        };
         let mut snapshot = Snapshot {
             taken: Timestamp::now(),
             products: BTreeMap::new(),
@@ -456,7 +491,9 @@ impl Reader<'_> {
             merge_sellers(&mut snapshot, &rows)?;
         }
         let ids: Vec<i64> = snapshot.products.keys().copied().collect();
-        self.read_figures(&mut snapshot, &ids).await?;
+        if self.plan.needs.stock_items {
+            self.read_figures(&mut snapshot, &ids).await?;
+        }
         self.read_open_moves(&mut snapshot, &ids).await?;
         if self.plan.needs.orderpoints && !ids.is_empty() {
             let rows = self
@@ -793,7 +830,7 @@ impl Reader<'_> {
             }
         }
         if self.plan.needs.dated_moves {
-            fetch::attach_open_moves(&mut items, snapshot.open_moves.values());
+            fetch::attach_moves(&mut items, snapshot.open_moves.values());
         }
         if self.plan.needs.orderpoints {
             // By id, so that of two rules on one product × warehouse the newer
