@@ -153,9 +153,10 @@ impl HistoryCache {
         client: &OdooClient,
         key: &HistoryKey,
     ) -> Result<String, ScanError> {
+        let memo = format!("{}|{}|{}", key.connection, key.url, key.database);
         let known = {
             let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
-            identities.get(&key.connection).cloned()
+            identities.get(&memo).cloned()
         };
         if let Some(known) = known {
             return Ok(known);
@@ -164,7 +165,7 @@ impl HistoryCache {
         self.identities
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key.connection.clone(), found.clone());
+            .insert(memo, found.clone());
         Ok(found)
     }
 
@@ -218,15 +219,9 @@ impl HistoryCache {
             let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             entries.get(connection).cloned()
         };
-        let first_use = cached.is_none();
         let cached = cached.or_else(|| self.load(connection));
         let mut stats = HistoryStats::default();
-        // The database's identity is read once per process and connection: it
-        // is what tells a restored or replaced database from the cached one.
-        let identity = match (&cached, first_use) {
-            (Some(e), false) => e.identity.clone(),
-            _ => self.database_identity(client, key).await?,
-        };
+        let identity = self.database_identity(client, key).await?;
         let mut entry = match cached {
             Some(e) if e.version == FORMAT_VERSION && e.identity == identity => e,
             _ => {
@@ -293,7 +288,7 @@ fn domain(start: Date, end: Date, since: Option<&str>) -> Value {
 }
 
 /// `key` with everything but ASCII letters, digits and `-` made `_`, for a file name.
-pub(super) fn file_safe(key: &str) -> String {
+fn file_safe(key: &str) -> String {
     key.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {

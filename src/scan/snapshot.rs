@@ -605,9 +605,7 @@ impl Reader<'_> {
                     SELLER_FIELDS,
                 )
                 .await?;
-            for line in merge_sellers(snapshot, &rows)? {
-                touched_templates.insert(line);
-            }
+            touched_templates.extend(merge_sellers(snapshot, &rows)?);
         }
         changed.extend(
             snapshot
