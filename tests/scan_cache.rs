@@ -467,6 +467,56 @@ async fn spike_and_order_at_risk_scans_find_through_the_snapshot_what_a_full_rea
         let (warm, _) = detector_scan(&client, detector, cached).await;
         assert_same(&warm, &full, detector);
     }
+
+    // Goods for the first order at risk arrive tomorrow in every warehouse:
+    // the order is covered in a full read, and in the warm scan.
+    let at_risk = "{orderAtRisk: {windowDays: 14}}";
+    let (before, _) = detector_scan(&client, at_risk, None).await;
+    let line = before[0].subject.ids[0];
+    let product = client
+        .read("sale.order.line", &[line], &["product_id"])
+        .await
+        .expect("sale line")[0]["product_id"][0]
+        .as_i64()
+        .expect("product id");
+    let vendors = client
+        .search(
+            "stock.location",
+            &json!([["usage", "=", "supplier"]]),
+            &SearchOptions::default(),
+        )
+        .await
+        .expect("vendor location")[0];
+    let stocks = client
+        .search(
+            "stock.location",
+            &json!([["usage", "=", "internal"], ["warehouse_id", "!=", false]]),
+            &SearchOptions::default(),
+        )
+        .await
+        .expect("stock locations");
+    let receipts = stocks
+        .iter()
+        .map(|&stock| {
+            vals(&[
+                ("name", json!("PlanOps test receipt")),
+                ("product_id", json!(product)),
+                ("product_uom_qty", json!(100000.0)),
+                ("location_id", json!(vendors)),
+                ("location_dest_id", json!(stock)),
+                ("state", json!("confirmed")),
+                ("date", json!("2025-03-02 10:00:00")),
+            ])
+        })
+        .collect();
+    client
+        .create("stock.move", receipts)
+        .await
+        .expect("receipts");
+    let (full, _) = detector_scan(&client, at_risk, None).await;
+    assert_ne!(full, before, "the receipts should cover the order");
+    let (warm, _) = detector_scan(&client, at_risk, cached).await;
+    assert_same(&warm, &full, "orders at risk after new receipts");
     server.shutdown().await;
 }
 
