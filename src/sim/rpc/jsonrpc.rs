@@ -28,7 +28,13 @@ pub struct Envelope {
 struct ResultEnvelope<'a> {
     jsonrpc: &'static str,
     id: &'a Value,
+    /// Odoo leaves `result` out when the method returned None.
+    #[serde(skip_serializing_if = "returned_none")]
     result: &'a Value,
+}
+
+fn returned_none(result: &&Value) -> bool {
+    result.is_null()
 }
 
 #[derive(Serialize)]
