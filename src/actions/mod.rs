@@ -411,7 +411,7 @@ pub async fn execute(
             open_activities.get_or_insert_with(Vec::new).extend(open);
             results
         } else if action.propose_purchase.is_some() {
-            purchases(client, ctx, &writes).await?
+            purchases(client, &writes).await?
         } else if action.chatter_note.is_some() {
             chatter_notes(client, ctx, &writes, &targets).await?
         } else if let Some(n) = &action.notify {
@@ -760,15 +760,12 @@ async fn activities(
             }
         },
     )
-    .await?;
+    .await;
     for (i, fp, _) in &to_create {
-        outcomes[*i] = Some(match created.get(fp) {
-            Some(&id) => WriteOutcome::Created(id),
-            None => WriteOutcome::Failed("not created".into()),
-        });
+        outcomes[*i] = Some(created.outcome(fp));
     }
     let mut open = open;
-    open.extend(created.iter().map(|(fp, &id)| (id, fp.clone())));
+    open.extend(created.ids.iter().map(|(fp, &id)| (id, fp.clone())));
     Ok((
         outcomes
             .into_iter()
@@ -793,58 +790,152 @@ fn found_by_fingerprint(rows: &[Record], field: &str, wanted: &[String]) -> Hash
     out
 }
 
-/// Creates the records of `items` (fingerprint, values) in one batched `create`.
-/// When the reply is lost or ambiguous, `lookup` finds which fingerprints exist
-/// and only the rest are created again; a definite refusal is returned as is.
+/// What [`create_once`] did with each key.
+#[derive(Debug, Default)]
+struct Creations {
+    /// Keys whose record exists now (created by this call or found after a lost reply).
+    ids: HashMap<String, i64>,
+    /// Keys Odoo refused or that could not be confirmed, with the reason; the next
+    /// scan tries them again.
+    failed: HashMap<String, String>,
+}
+
+impl Creations {
+    /// The outcome of `key`: created, or failed with its reason.
+    fn outcome(&self, key: &str) -> WriteOutcome {
+        match (self.ids.get(key), self.failed.get(key)) {
+            (Some(&id), _) => WriteOutcome::Created(id),
+            (None, Some(reason)) => WriteOutcome::Failed(reason.clone()),
+            (None, None) => WriteOutcome::Failed("not created; the next scan retries".into()),
+        }
+    }
+}
+
+/// Creates the records of `items` (key, values) in one batched `create`.
+///
+/// When the reply is lost or ambiguous, `lookup` finds which keys exist and only
+/// the rest are created again. When Odoo refuses the batch, each record is tried
+/// on its own: a refusal can come from one record, or from the records together
+/// (Odoo 17 and 18 refuse two activities on one record for a user who does not
+/// follow it yet, since both try to subscribe the same follower). Nothing here
+/// aborts the scan: what stays uncreated is reported per key.
 async fn create_once<F, Fut>(
     client: &OdooClient,
     model: &'static str,
     items: Vec<(String, Map<String, Value>)>,
     lookup: F,
-) -> Result<HashMap<String, i64>, ActionError>
+) -> Creations
 where
     F: Fn(&OdooClient, Vec<String>) -> Fut,
     Fut: std::future::Future<Output = Result<HashMap<String, i64>, OdooError>>,
 {
-    let mut done: HashMap<String, i64> = HashMap::new();
+    let mut out = Creations::default();
+    let refused = create_batch(client, model, items, &lookup, &mut out).await;
+    if refused.len() == 1 {
+        if let Some((key, _, reason)) = refused.into_iter().next() {
+            out.failed.insert(key, reason);
+        }
+        return out;
+    }
+    for (key, vals, _) in refused {
+        let again = create_batch(client, model, vec![(key, vals)], &lookup, &mut out).await;
+        for (key, _, reason) in again {
+            out.failed.insert(key, reason);
+        }
+    }
+    out
+}
+
+/// One batched create with the lost-reply repair of [`create_once`]. Returns the
+/// items Odoo refused outright, with the reason; transient failures that outlast
+/// the attempts are recorded in `out.failed`.
+async fn create_batch<F, Fut>(
+    client: &OdooClient,
+    model: &'static str,
+    items: Vec<(String, Map<String, Value>)>,
+    lookup: &F,
+    out: &mut Creations,
+) -> Vec<(String, Map<String, Value>, String)>
+where
+    F: Fn(&OdooClient, Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<HashMap<String, i64>, OdooError>>,
+{
     let mut pending = items;
+    let mut last_error = String::new();
     for attempt in 0..4 {
         if pending.is_empty() {
-            break;
+            return Vec::new();
         }
         if attempt > 0 {
-            let fps: Vec<String> = pending.iter().map(|(fp, _)| fp.clone()).collect();
-            let found = lookup(client, fps)
-                .await
-                .map_err(odoo_err("looking up records after a lost reply"))?;
-            pending.retain(|(fp, _)| match found.get(fp) {
-                Some(&id) => {
-                    done.insert(fp.clone(), id);
-                    false
+            let keys: Vec<String> = pending.iter().map(|(key, _)| key.clone()).collect();
+            match lookup(client, keys).await {
+                Ok(found) => pending.retain(|(key, _)| match found.get(key) {
+                    Some(&id) => {
+                        out.ids.insert(key.clone(), id);
+                        false
+                    }
+                    None => true,
+                }),
+                Err(e) => {
+                    // Creating again without knowing could duplicate: leave these
+                    // to the next scan, which looks before it writes.
+                    let reason = format!(
+                        "{model}: could not confirm a create after a lost reply: {e}; the next scan retries"
+                    );
+                    tracing::warn!(model, error = %e, "look-up after a lost reply failed");
+                    for (key, _) in pending.drain(..) {
+                        out.failed.insert(key, reason.clone());
+                    }
+                    return Vec::new();
                 }
-                None => true,
-            });
+            }
             if pending.is_empty() {
-                break;
+                return Vec::new();
             }
         }
         let vals: Vec<Map<String, Value>> = pending.iter().map(|(_, v)| v.clone()).collect();
         match client.create(model, vals).await {
             Ok(ids) => {
-                for ((fp, _), id) in pending.drain(..).zip(ids) {
-                    done.insert(fp, id);
+                for ((key, _), id) in pending.drain(..).zip(ids) {
+                    out.ids.insert(key, id);
                 }
+                return Vec::new();
             }
             Err(e) if e.transient_kind().is_some_and(|k| k.may_have_committed()) => {
                 tracing::warn!(model, error = %e, "create reply lost; looking the records up before retrying");
+                last_error = e.to_string();
             }
             Err(e) if e.is_transient() => {
                 tracing::warn!(model, error = %e, "create failed before Odoo ran it; retrying");
+                last_error = e.to_string();
             }
-            Err(e) => return Err(odoo_err("creating records")(e)),
+            Err(e) => {
+                tracing::warn!(model, records = pending.len(), error = %e, "Odoo refused a create");
+                let reason = format!("Odoo refused to create {model}: {e}");
+                return pending
+                    .into_iter()
+                    .map(|(key, vals)| (key, vals, reason.clone()))
+                    .collect();
+            }
         }
     }
-    Ok(done)
+    // Attempts ran out on transient errors: a last look tells what landed.
+    if !pending.is_empty() {
+        let keys: Vec<String> = pending.iter().map(|(key, _)| key.clone()).collect();
+        let found = lookup(client, keys).await.unwrap_or_default();
+        for (key, _) in pending {
+            match found.get(&key) {
+                Some(&id) => {
+                    out.ids.insert(key, id);
+                }
+                None => {
+                    out.failed
+                        .insert(key, format!("{model}: {last_error}; the next scan retries"));
+                }
+            }
+        }
+    }
+    Vec::new()
 }
 
 async fn find_activity_type(client: &OdooClient, name: &str) -> Result<Option<i64>, ActionError> {
@@ -893,122 +984,225 @@ fn pick_member(members: &[i64], fingerprint: &str) -> Option<i64> {
     members.get((n % members.len() as u64) as usize).copied()
 }
 
+/// What an RFQ line needs to know of its product and of the warehouse that is short.
+#[derive(Debug, Default)]
+struct PurchaseFacts {
+    /// Product id -> (unit of measure id, its rounding).
+    units: HashMap<i64, (i64, f64)>,
+    /// Warehouse id -> its receipts operation type.
+    receipt_types: HashMap<i64, i64>,
+}
+
+/// Reads the products' units and the warehouses' receipt types in two calls.
+async fn purchase_facts(
+    client: &OdooClient,
+    products: Vec<i64>,
+    warehouses: Vec<i64>,
+) -> Result<PurchaseFacts, OdooError> {
+    let mut facts = PurchaseFacts::default();
+    let rows = client
+        .read("product.product", &products, &["id", "uom_id"])
+        .await?;
+    let mut unit_of: Vec<(i64, i64)> = Vec::new();
+    for row in &rows {
+        if let (Ok(id), Ok(Some(uom))) = (row.id(), row.many2one("uom_id")) {
+            unit_of.push((id, uom.id));
+        }
+    }
+    let mut uom_ids: Vec<i64> = unit_of.iter().map(|(_, u)| *u).collect();
+    uom_ids.sort_unstable();
+    uom_ids.dedup();
+    let rounding: HashMap<i64, f64> = client
+        .read("uom.uom", &uom_ids, &["id", "rounding"])
+        .await?
+        .iter()
+        .filter_map(|r| Some((r.id().ok()?, r.number("rounding").ok()?)))
+        .collect();
+    for (product, uom) in unit_of {
+        let r = rounding.get(&uom).copied().unwrap_or(0.0);
+        facts.units.insert(product, (uom, r));
+    }
+    if !warehouses.is_empty() {
+        for row in client
+            .read("stock.warehouse", &warehouses, &["id", "in_type_id"])
+            .await?
+        {
+            if let (Ok(id), Ok(Some(t))) = (row.id(), row.many2one("in_type_id")) {
+                facts.receipt_types.insert(id, t.id);
+            }
+        }
+    }
+    Ok(facts)
+}
+
+/// Draft RFQs a buyer can confirm as they are: the vendor, the short warehouse's
+/// receipt type, one line in the product's own unit (the unit the scan counts in),
+/// the quantity rounded up to that unit, and the price and expected date left to
+/// Odoo, which fills them from the vendor's price list and lead time.
 async fn purchases(
     client: &OdooClient,
-    ctx: &ActionContext<'_>,
     writes: &[(&PlannedWrite, &PlanningException)],
 ) -> Result<Vec<WriteOutcome>, ActionError> {
     let fps: Vec<String> = writes.iter().map(|(w, _)| w.fingerprint.clone()).collect();
     let existing = orders_by_origin(client, fps.clone())
         .await
         .map_err(odoo_err("reading earlier RFQs"))?;
-    let mut outcomes: Vec<WriteOutcome> = Vec::with_capacity(writes.len());
+    let wanted: Vec<(&PlannedWrite, &PlanningException, f64, i64)> = writes
+        .iter()
+        .filter_map(|(w, e)| purchase_suggestion(e).map(|(qty, vendor)| (*w, *e, qty, vendor)))
+        .collect();
+    let products: Vec<i64> = wanted
+        .iter()
+        .filter_map(|(_, e, _, _)| e.subject.ids.first().copied())
+        .collect();
+    let warehouses: Vec<i64> = wanted
+        .iter()
+        .filter(|(_, e, _, _)| e.subject.kind == SubjectKind::ProductWarehouse)
+        .filter_map(|(_, e, _, _)| e.subject.ids.get(1).copied())
+        .collect();
+    let facts = if wanted.is_empty() {
+        PurchaseFacts::default()
+    } else {
+        purchase_facts(client, products, warehouses)
+            .await
+            .map_err(odoo_err("reading the units and receipt types of RFQ lines"))?
+    };
+    let version = client.info().version.major;
     let mut to_create = Vec::new();
-    let mut lines_wanted: HashMap<String, (i64, f64, String)> = HashMap::new();
-    for (w, e) in writes {
-        let Some((qty, vendor)) = purchase_suggestion(e) else {
-            outcomes.push(WriteOutcome::Skipped("no suggestion".into()));
-            continue;
-        };
+    let mut lines_wanted: HashMap<String, Map<String, Value>> = HashMap::new();
+    for (w, e, qty, vendor) in &wanted {
         let product = e.subject.ids.first().copied().unwrap_or_default();
-        lines_wanted.insert(
-            w.fingerprint.clone(),
-            (product, qty, e.subject.label.clone()),
-        );
-        if let Some(&id) = existing.get(&w.fingerprint) {
-            outcomes.push(WriteOutcome::Existing(id));
+        let mut line = Map::new();
+        line.insert("product_id".into(), json!(product));
+        line.insert("name".into(), json!(e.subject.label));
+        let unit_field = if version >= 19 {
+            "product_uom_id"
+        } else {
+            "product_uom"
+        };
+        let qty = match facts.units.get(&product) {
+            Some(&(uom, rounding)) => {
+                line.insert(unit_field.into(), json!(uom));
+                crate::engine::stockout::round_up_to_uom(*qty, rounding)
+            }
+            None => *qty,
+        };
+        line.insert("product_qty".into(), json!(qty));
+        lines_wanted.insert(w.fingerprint.clone(), line);
+        if existing.contains_key(&w.fingerprint) {
             continue;
         }
         let mut vals = Map::new();
         vals.insert("partner_id".into(), json!(vendor));
         vals.insert("origin".into(), json!(w.fingerprint));
+        let notes_field = if version >= 19 { "note" } else { "notes" };
         vals.insert(
-            "notes".into(),
+            notes_field.into(),
             json!(format!("<p>{}</p>", html_escape(&e.summary))),
         );
-        if client.info().version.major >= 19 {
-            vals.insert("note".into(), vals["notes"].clone());
-            vals.remove("notes");
+        if e.subject.kind == SubjectKind::ProductWarehouse
+            && let Some(receipts) = e
+                .subject
+                .ids
+                .get(1)
+                .and_then(|wh| facts.receipt_types.get(wh))
+        {
+            vals.insert("picking_type_id".into(), json!(receipts));
         }
         to_create.push((w.fingerprint.clone(), vals));
-        outcomes.push(WriteOutcome::Skipped("pending".into()));
     }
     let created = create_once(client, "purchase.order", to_create, |client, fps| {
         let client = client.clone();
         async move { orders_by_origin(&client, fps).await }
     })
-    .await?;
+    .await;
     // Lines go in a second step keyed by their order, so a lost reply on either
     // step is repaired by the next scan without a duplicate.
     let mut all_orders: HashMap<String, i64> = existing.clone();
-    all_orders.extend(created.iter().map(|(k, v)| (k.clone(), *v)));
+    all_orders.extend(created.ids.iter().map(|(k, v)| (k.clone(), *v)));
     let order_ids: Vec<i64> = all_orders.values().copied().collect();
-    let with_lines: HashSet<i64> = client
-        .search_read_all(
-            "purchase.order.line",
-            &json!([["order_id", "in", order_ids]]),
-            &["id", "order_id"],
-            &Default::default(),
-        )
-        .await
-        .map_err(odoo_err("reading RFQ lines"))?
-        .iter()
-        .filter_map(|r| r.many2one("order_id").ok().flatten().map(|o| o.id))
-        .collect();
-    let planned_date = format!("{} 12:00:00", ctx.today);
-    let mut line_vals = Vec::new();
+    let with_lines: HashSet<i64> = if order_ids.is_empty() {
+        HashSet::new()
+    } else {
+        client
+            .search_read_all(
+                "purchase.order.line",
+                &json!([["order_id", "in", order_ids]]),
+                &["id", "order_id"],
+                &Default::default(),
+            )
+            .await
+            .map_err(odoo_err("reading RFQ lines"))?
+            .iter()
+            .filter_map(|r| r.many2one("order_id").ok().flatten().map(|o| o.id))
+            .collect()
+    };
+    let mut line_items = Vec::new();
+    let mut line_orders = Vec::new();
     for (fp, &order) in &all_orders {
         if with_lines.contains(&order) {
             continue;
         }
-        if let Some((product, qty, label)) = lines_wanted.get(fp) {
-            let mut vals = Map::new();
+        if let Some(line) = lines_wanted.get(fp) {
+            let mut vals = line.clone();
             vals.insert("order_id".into(), json!(order));
-            vals.insert("product_id".into(), json!(product));
-            vals.insert("product_qty".into(), json!(qty));
-            vals.insert("name".into(), json!(label));
-            vals.insert("price_unit".into(), json!(0.0));
-            vals.insert("date_planned".into(), json!(planned_date));
-            line_vals.push((order, vals));
+            line_orders.push(order);
+            line_items.push((format!("order:{order}"), vals));
         }
     }
-    if !line_vals.is_empty() {
-        let orders: Vec<i64> = line_vals.iter().map(|(o, _)| *o).collect();
-        let items = line_vals
-            .into_iter()
-            .map(|(o, v)| (format!("order:{o}"), v))
-            .collect();
-        create_once(client, "purchase.order.line", items, |client, _| {
-            let client = client.clone();
-            let orders = orders.clone();
-            async move {
-                let rows = client
-                    .search_read_all(
-                        "purchase.order.line",
-                        &json!([["order_id", "in", orders]]),
-                        &["id", "order_id"],
-                        &Default::default(),
-                    )
-                    .await?;
-                Ok(rows
-                    .iter()
-                    .filter_map(|r| {
-                        let o = r.many2one("order_id").ok().flatten()?;
-                        Some((format!("order:{}", o.id), r.id().ok()?))
-                    })
-                    .collect())
+    let lines = create_once(client, "purchase.order.line", line_items, |client, _| {
+        let client = client.clone();
+        let orders = line_orders.clone();
+        async move {
+            let rows = client
+                .search_read_all(
+                    "purchase.order.line",
+                    &json!([["order_id", "in", orders]]),
+                    &["id", "order_id"],
+                    &Default::default(),
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| {
+                    let o = r.many2one("order_id").ok().flatten()?;
+                    Some((format!("order:{}", o.id), r.id().ok()?))
+                })
+                .collect())
+        }
+    })
+    .await;
+    Ok(writes
+        .iter()
+        .map(|(w, _)| {
+            if !lines_wanted.contains_key(&w.fingerprint) {
+                return WriteOutcome::Skipped("no suggestion".into());
+            }
+            let order = match (
+                existing.get(&w.fingerprint),
+                created.outcome(&w.fingerprint),
+            ) {
+                (Some(&id), _) => Ok(WriteOutcome::Existing(id)),
+                (None, created @ WriteOutcome::Created(_)) => Ok(created),
+                (None, failed) => Err(failed),
+            };
+            match order {
+                Ok(outcome) => {
+                    let order_id = match outcome {
+                        WriteOutcome::Existing(id) | WriteOutcome::Created(id) => id,
+                        _ => 0,
+                    };
+                    match lines.failed.get(&format!("order:{order_id}")) {
+                        Some(reason) => WriteOutcome::Failed(format!(
+                            "RFQ {order_id} has no line yet: {reason}"
+                        )),
+                        None => outcome,
+                    }
+                }
+                Err(failed) => failed,
             }
         })
-        .await?;
-    }
-    for ((w, _), outcome) in writes.iter().zip(outcomes.iter_mut()) {
-        if let Some(&id) = created.get(&w.fingerprint) {
-            *outcome = WriteOutcome::Created(id);
-        } else if matches!(outcome, WriteOutcome::Skipped(r) if r == "pending") {
-            *outcome = WriteOutcome::Failed("not created".into());
-        }
-    }
-    Ok(outcomes)
+        .collect())
 }
 
 async fn orders_by_origin(
@@ -1073,13 +1267,22 @@ async fn chatter_notes(
             outcomes.push(WriteOutcome::Skipped("no Odoo record to post on".into()));
             continue;
         };
-        let call = Call::new(model.clone(), "message_post")
+        let mut call = Call::new(model.clone(), "message_post")
             .ids(vec![*res_id])
             .kwarg("body", marked_html(ctx, e))
             .kwarg("message_type", "comment")
             .kwarg("subtype_xmlid", "mail.mt_note");
+        // 17+ escapes a plain-string body that comes over RPC; 16 has no such flag.
+        if client.info().version.major >= 17 {
+            call = call.kwarg("body_is_html", true);
+        }
         match client.call(call).await {
-            Ok(value) => outcomes.push(WriteOutcome::Created(value.as_i64().unwrap_or_default())),
+            Ok(value) => outcomes.push(match crate::odoo::values::returned_id(&value) {
+                Some(id) => WriteOutcome::Created(id),
+                None => WriteOutcome::Failed(format!(
+                    "message_post answered {value} instead of a message id"
+                )),
+            }),
             Err(err) if err.transient_kind().is_some_and(|k| k.may_have_committed()) => {
                 // The post may have landed: look before reporting.
                 let again = find(vec![w.fingerprint.clone()])

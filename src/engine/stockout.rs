@@ -270,6 +270,20 @@ pub fn round_order_qty(need: f64, multiple: f64, min_qty: f64) -> f64 {
     rounded.max(min_qty)
 }
 
+/// Rounds a quantity up to a unit of measure's rounding (Odoo's `uom.uom.rounding`,
+/// 1 for Units in whole pieces, 0.01 by default), without float noise: an order
+/// line of 3.1764633689667967 is not something a buyer can confirm as it is.
+pub fn round_up_to_uom(qty: f64, rounding: f64) -> f64 {
+    if rounding.is_nan() || rounding <= 0.0 || !qty.is_finite() {
+        return qty;
+    }
+    let steps = ((qty / rounding) - 1e-9).ceil();
+    // Keep only the digits the rounding has, so 0.1 * 3 reads 0.3.
+    let digits = (-rounding.log10()).ceil().clamp(0.0, 12.0) as i32;
+    let scale = 10f64.powi(digits);
+    (steps * rounding * scale).round() / scale
+}
+
 /// Sums `moves` into day buckets 0..len (earlier dates into day 0, later than the
 /// horizon dropped), reusing `buckets`.
 fn bucket(buckets: &mut Vec<f64>, len: usize, today: jiff::civil::Date, moves: &[DatedQty]) {
@@ -893,6 +907,15 @@ mod tests {
         assert_eq!(found[0].severity, Severity::Low);
         // Nothing to order within the review period: PAB(2) = 97 > S = 0 + 1·7.
         assert_eq!(n.suggested_order_qty, 0.0);
+    }
+
+    #[test]
+    fn uom_rounding_is_upwards_and_clean() {
+        assert_eq!(round_up_to_uom(3.1764633689667967, 0.01), 3.18);
+        assert_eq!(round_up_to_uom(3.1764633689667967, 1.0), 4.0);
+        assert_eq!(round_up_to_uom(3.0000000001, 1.0), 3.0);
+        assert_eq!(round_up_to_uom(0.25, 0.1), 0.3);
+        assert_eq!(round_up_to_uom(12.0, 0.0), 12.0);
     }
 
     #[test]

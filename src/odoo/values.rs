@@ -159,6 +159,17 @@ pub fn html_escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The record id a create-like call answered: an id over XML-RPC and JSON-RPC,
+/// a one-element list over JSON-2 (Odoo 19 returns recordsets as id lists).
+/// `None` for anything else (`null`, `true`, several ids).
+pub fn returned_id(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::Array(items) if items.len() == 1 => items[0].as_i64(),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
