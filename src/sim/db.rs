@@ -10,12 +10,16 @@ use serde_json::{Map, Value, json};
 
 #[path = "approvals.rs"]
 mod approvals;
+#[path = "create_effects.rs"]
+pub mod create_effects;
 #[path = "dataset.rs"]
 pub mod dataset;
 #[path = "eval.rs"]
 pub mod eval;
 #[path = "group.rs"]
 pub mod group;
+#[path = "inventory.rs"]
+pub mod inventory;
 #[path = "mail.rs"]
 pub mod mail;
 #[path = "model.rs"]
@@ -719,7 +723,7 @@ fn dispatch(
             check_access(store, uid, model, "create")?;
             match args.get(0, "vals_list").or_else(|| args.named.get("vals")) {
                 Some(Value::Object(vals)) => {
-                    let id = store.create(model, vals, &ctx)?;
+                    let id = store.create_as_odoo(model, vals, &ctx)?;
                     store.approvers_changed(model, &[id], &ctx)?;
                     run_automations(store, model, &[id], AutomationEvent::Create, &ctx)?;
                     Ok(json!(id))
@@ -730,7 +734,7 @@ fn dispatch(
                         let vals = item.as_object().ok_or_else(|| {
                             OrmError::Value("create expects dicts of values".into())
                         })?;
-                        ids.push(store.create(model, vals, &ctx)?);
+                        ids.push(store.create_as_odoo(model, vals, &ctx)?);
                     }
                     store.approvers_changed(model, &ids, &ctx)?;
                     run_automations(store, model, &ids, AutomationEvent::Create, &ctx)?;
@@ -908,6 +912,11 @@ fn dispatch(
                 )?;
             }
             Ok(done)
+        }
+        "action_apply_inventory" if model == "stock.quant" => {
+            check_access(store, uid, model, "write")?;
+            let ids = args.ids(model, method)?;
+            store.apply_inventory(&ids, &ctx)
         }
         "button_confirm" | "button_cancel" if model == "purchase.order" => {
             check_access(store, uid, model, "write")?;
