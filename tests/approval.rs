@@ -30,8 +30,12 @@ use serde_json::{Map, Value, json};
 const TODAY: Date = date(2025, 3, 1);
 
 async fn start(edition: Edition) -> SimServer {
+    start_on(edition, OdooVersion::V17).await
+}
+
+async fn start_on(edition: Edition, version: OdooVersion) -> SimServer {
     let cfg = SimConfig {
-        version: OdooVersion::V17,
+        version,
         edition,
         dataset: DatasetParams {
             seed: 7,
@@ -318,7 +322,11 @@ impl World {
 }
 
 async fn world(edition: Edition) -> World {
-    let server = start(edition).await;
+    world_on(edition, OdooVersion::V17).await
+}
+
+async fn world_on(edition: Edition, version: OdooVersion) -> World {
+    let server = start_on(edition, version).await;
     let admin = admin(&server).await;
     let spec = policy(ApprovalBackend::Auto);
     let backend = resolve_backend(spec.backend, admin.info()).unwrap();
@@ -833,4 +841,38 @@ async fn an_rfq_reset_to_draft_after_the_outcome_is_not_confirmed_again() {
         }
     );
     assert_eq!(w.rfq_state().await, "draft");
+}
+
+/// The decision is read from the "done" message Odoo renders from its
+/// template on each version (16/17: unlabelled feedback before the note;
+/// 18/19: a "Feedback:" block after it), approval and refusal with reason.
+#[tokio::test]
+async fn activity_decisions_are_read_from_odoos_done_message_on_every_version() {
+    for version in [
+        OdooVersion::V16,
+        OdooVersion::V17,
+        OdooVersion::V18,
+        OdooVersion::V19,
+    ] {
+        let w = world_on(Edition::Community, version).await;
+        let pending = w.open().await;
+        w.decide(&pending, "buyer.bob", false, "price & lead time")
+            .await;
+        let (step, refused) = w.step(&pending, 1).await;
+        assert!(refused.is_empty(), "{version:?}: {refused:?}");
+        let Step::Rejected { by, reason } = step else {
+            panic!("{version:?}: expected a rejection, got {step:?}")
+        };
+        assert_eq!(by, "buyer.bob");
+        assert_eq!(reason, "price & lead time", "{version:?}");
+
+        let w = world_on(Edition::Community, version).await;
+        let pending = w.open().await;
+        w.decide(&pending, "buyer.bob", true, "").await;
+        let (step, _) = w.step(&pending, 1).await;
+        assert!(
+            matches!(step, Step::Approved { level: 0, .. }),
+            "{version:?}: {step:?}"
+        );
+    }
 }

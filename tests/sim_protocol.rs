@@ -1462,3 +1462,344 @@ async fn ir_cron_fields_and_rules_follow_the_version() {
         server.shutdown().await;
     }
 }
+
+// ---------- mail and purchase behaviour real Odoo showed ----------
+
+/// A `res.users` id by login, through JSON-RPC as admin.
+async fn uid_of(server: &SimServer, login: &str) -> i64 {
+    execute_kw(
+        server,
+        "res.users",
+        "search",
+        json!([[["login", "=", login]]]),
+        json!({}),
+    )
+    .await["result"][0]
+        .as_i64()
+        .unwrap()
+}
+
+/// 17 and 18 subscribe an activity batch's assignees per user with the
+/// records in a list: two activities on one record for a user who does not
+/// follow it yet insert the same follower twice, and the unique key fails the
+/// whole `create`. 16 (one activity at a time) and 19 (a set) accept it.
+#[tokio::test]
+async fn activity_batch_on_one_record_for_a_new_follower() {
+    for version in ALL_VERSIONS {
+        let server = start(version).await;
+        let label = format!("{version:?}");
+        let bob = uid_of(&server, "buyer.bob").await;
+        let model_id = execute_kw(
+            &server,
+            "ir.model",
+            "search",
+            json!([[["model", "=", "product.template"]]]),
+            json!({}),
+        )
+        .await["result"][0]
+            .as_i64()
+            .unwrap();
+        let templates = execute_kw(
+            &server,
+            "product.template",
+            "search",
+            json!([[]]),
+            json!({"limit": 2}),
+        )
+        .await["result"]
+            .clone();
+        let (first, second) = (
+            templates[0].as_i64().unwrap(),
+            templates[1].as_i64().unwrap(),
+        );
+        let activity = |res_id: i64, summary: &str| json!({"res_model_id": model_id, "res_id": res_id, "user_id": bob, "summary": summary});
+        let created = execute_kw(
+            &server,
+            "mail.activity",
+            "create",
+            json!([[
+                activity(first, "short in WH1"),
+                activity(first, "short in WH2")
+            ]]),
+            json!({}),
+        )
+        .await;
+        let count = |summary: &'static str| {
+            let server = &server;
+            async move {
+                execute_kw(
+                    server,
+                    "mail.activity",
+                    "search_count",
+                    json!([[["summary", "like", summary]]]),
+                    json!({}),
+                )
+                .await["result"]
+                    .as_i64()
+                    .unwrap()
+            }
+        };
+        let followers = |res_id: i64| {
+            let server = &server;
+            async move {
+                execute_kw(
+                    server,
+                    "mail.followers",
+                    "search_count",
+                    json!([[
+                        ["res_model", "=", "product.template"],
+                        ["res_id", "=", res_id]
+                    ]]),
+                    json!({}),
+                )
+                .await["result"]
+                    .as_i64()
+                    .unwrap()
+            }
+        };
+        if matches!(version, OdooVersion::V17 | OdooVersion::V18) {
+            assert_error_shape(&created, 200, "odoo.exceptions.ValidationError");
+            assert_eq!(
+                created["error"]["data"]["message"],
+                "The operation cannot be completed: Error, a partner cannot follow twice the same object.",
+                "{label}"
+            );
+            assert_eq!(count("short in WH").await, 0, "{label}: nothing created");
+            assert_eq!(followers(first).await, 0, "{label}");
+        } else {
+            assert_eq!(
+                created["result"].as_array().unwrap().len(),
+                2,
+                "{label}: {created}"
+            );
+            assert_eq!(followers(first).await, 1, "{label}: bob follows once");
+        }
+        // Once bob follows, the same batch is accepted everywhere; one
+        // activity per record never repeats a follower.
+        execute_kw(
+            &server,
+            "mail.activity",
+            "create",
+            json!([[activity(first, "alone"), activity(second, "alone")]]),
+            json!({}),
+        )
+        .await["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{label}"));
+        let again = execute_kw(
+            &server,
+            "mail.activity",
+            "create",
+            json!([[activity(first, "again 1"), activity(first, "again 2")]]),
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            again["result"].as_array().unwrap().len(),
+            2,
+            "{label}: {again}"
+        );
+        assert_eq!(followers(first).await, 1, "{label}");
+        assert_eq!(followers(second).await, 1, "{label}");
+        server.shutdown().await;
+    }
+}
+
+/// Over RPC, 17+ escapes a plain string `message_post` body unless
+/// `body_is_html=True`; 16 stores it as HTML and ignores the unknown keyword.
+/// 19 answers the message as a one-element id list (no `@api.returns`).
+#[tokio::test]
+async fn message_post_bodies_and_results_per_version() {
+    for version in ALL_VERSIONS {
+        let server = start(version).await;
+        let label = format!("{version:?}");
+        let order = execute_kw(
+            &server,
+            "purchase.order",
+            "search",
+            json!([[]]),
+            json!({"limit": 1}),
+        )
+        .await["result"][0]
+            .as_i64()
+            .unwrap();
+        let post = |extra: Value| {
+            let server = &server;
+            let mut kwargs = json!({"body": "<p>a &lt; b</p>", "message_type": "comment"});
+            for (k, v) in extra.as_object().unwrap() {
+                kwargs[k] = v.clone();
+            }
+            async move {
+                execute_kw(
+                    server,
+                    "purchase.order",
+                    "message_post",
+                    json!([[order]]),
+                    kwargs,
+                )
+                .await
+            }
+        };
+        let body_of = |result: &Value| {
+            let id = if version == OdooVersion::V19 {
+                assert_eq!(
+                    result.as_array().map(Vec::len),
+                    Some(1),
+                    "{label}: {result}"
+                );
+                result[0].as_i64().unwrap()
+            } else {
+                result
+                    .as_i64()
+                    .unwrap_or_else(|| panic!("{label}: {result}"))
+            };
+            let server = &server;
+            async move {
+                execute_kw(
+                    server,
+                    "mail.message",
+                    "read",
+                    json!([[id], ["body"]]),
+                    json!({}),
+                )
+                .await["result"][0]["body"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        let plain = post(json!({})).await;
+        let plain = body_of(&plain["result"]).await;
+        let html = post(json!({"body_is_html": true})).await;
+        let html = body_of(&html["result"]).await;
+        assert_eq!(html, "<p>a &lt; b</p>", "{label}");
+        if version == OdooVersion::V16 {
+            assert_eq!(plain, "<p>a &lt; b</p>", "{label}");
+        } else {
+            assert_eq!(plain, "<p>&lt;p&gt;a &amp;lt; b&lt;/p&gt;</p>", "{label}");
+        }
+        server.shutdown().await;
+    }
+}
+
+/// `mail.message_activity_done` per version: 16 and 17 put the unlabelled
+/// feedback (lines split by `<br>`) right after the header and before the
+/// original note; 18 and 19 put the note first and label the feedback. The
+/// assignee is named when someone else marks the activity done.
+#[tokio::test]
+async fn activity_done_message_follows_the_version_template() {
+    for version in ALL_VERSIONS {
+        let server = start(version).await;
+        let label = format!("{version:?}");
+        let bob = uid_of(&server, "buyer.bob").await;
+        let order = execute_kw(
+            &server,
+            "purchase.order",
+            "search",
+            json!([[]]),
+            json!({"limit": 1}),
+        )
+        .await["result"][0]
+            .as_i64()
+            .unwrap();
+        let model_id = execute_kw(
+            &server,
+            "ir.model",
+            "search",
+            json!([[["model", "=", "purchase.order"]]]),
+            json!({}),
+        )
+        .await["result"][0]
+            .as_i64()
+            .unwrap();
+        let todo = execute_kw(
+            &server,
+            "ir.model.data",
+            "search_read",
+            json!([
+                [
+                    ["module", "=", "mail"],
+                    ["name", "=", "mail_activity_data_todo"]
+                ],
+                ["res_id"]
+            ]),
+            json!({}),
+        )
+        .await["result"][0]["res_id"]
+            .as_i64()
+            .unwrap();
+        let activity = execute_kw(
+            &server,
+            "mail.activity",
+            "create",
+            json!([{"res_model_id": model_id, "res_id": order, "user_id": bob,
+                    "activity_type_id": todo, "summary": "To approve <P1>",
+                    "note": "<p>the note</p>"}]),
+            json!({}),
+        )
+        .await["result"]
+            .as_i64()
+            .unwrap();
+        let done = execute_kw(
+            &server,
+            "mail.activity",
+            "action_feedback",
+            json!([[activity]]),
+            json!({"feedback": "rejected: too dear\nask again"}),
+        )
+        .await;
+        let message = done["result"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{label}: {done}"));
+        let body = execute_kw(
+            &server,
+            "mail.message",
+            "read",
+            json!([[message], ["body"]]),
+            json!({}),
+        )
+        .await["result"][0]["body"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let at = |part: &str| {
+            body.find(part)
+                .unwrap_or_else(|| panic!("{label}: {part:?} in {body}"))
+        };
+        // As the real servers stored it: the template's outer div only on
+        // 19, the To-Do icon of the version.
+        let (open, close) = if version >= OdooVersion::V19 {
+            ("<div>", "\n</div>")
+        } else {
+            ("", "\n")
+        };
+        let icon = if version >= OdooVersion::V18 {
+            "fa-check"
+        } else {
+            "fa-tasks"
+        };
+        let header = format!(
+            "{open}\n    <p>\n        <span class=\"fa {icon} fa-fw\"></span><span>To-Do</span> done\n         (originally assigned to <span>Bob Buyer</span>)\n        <span>: </span><span>To approve &lt;P1&gt;</span>\n    </p>"
+        );
+        assert!(body.starts_with(&header), "{label}: {body}");
+        assert!(body.ends_with(close), "{label}: {body}");
+        let feedback = at(
+            "\n            rejected: too dear\n            <br>\n            ask again\n    </div>",
+        );
+        let note = at("<div><p>the note</p></div>");
+        if version >= OdooVersion::V18 {
+            let title = at("<div class=\"o_mail_note_title fw-bold\">Original note:</div>");
+            let label_at = at("<div class=\"fw-bold\">Feedback:</div>");
+            assert!(
+                title < note && note < label_at && label_at < feedback,
+                "{label}: {body}"
+            );
+        } else {
+            assert!(!body.contains("Feedback:"), "{label}: {body}");
+            let title =
+                at("<div class=\"o_mail_note_title\"><strong>Original note:</strong></div>");
+            assert!(feedback < title && title < note, "{label}: {body}");
+        }
+        server.shutdown().await;
+    }
+}
