@@ -876,3 +876,85 @@ async fn activity_decisions_are_read_from_odoos_done_message_on_every_version() 
         );
     }
 }
+
+/// Sets the company's purchase approval to two steps above `amount`.
+async fn two_step(w: &World, amount: f64) {
+    let company = w
+        .admin
+        .search("res.company", &json!([]), &SearchOptions::limit(1))
+        .await
+        .unwrap()[0];
+    w.admin
+        .write(
+            "res.company",
+            &[company],
+            obj(json!({"po_double_validation": "two_step", "po_double_validation_amount": amount})),
+        )
+        .await
+        .unwrap();
+}
+
+fn approved_by_bob() -> FinalDecision {
+    FinalDecision::Approved {
+        by: vec!["buyer.bob".into()],
+        level: "buyers".into(),
+    }
+}
+
+/// PlanOps' user is no purchase manager and the RFQ is above the two-step
+/// amount: `button_confirm` leaves it in "to approve", which PlanOps reports
+/// as waiting for Odoo's second approval, not as confirmed.
+#[tokio::test]
+async fn two_step_validation_is_reported_as_waiting_for_odoo() {
+    let w = world(Edition::Community).await;
+    two_step(&w, 5_000.0).await;
+    let pending = w.open().await;
+    let planops = user(&w.server, "buyer.chen").await;
+    let report = carry_out(&planops, &pending, &w.gate(), &approved_by_bob())
+        .await
+        .unwrap();
+    assert_eq!(report, OutcomeReport::AwaitingSecondApproval);
+    assert_eq!(w.rfq_state().await, "to approve");
+    let waiting = w
+        .count(
+            "mail.message",
+            json!([
+                ["model", "=", "purchase.order"],
+                ["res_id", "=", w.rfq],
+                ["body", "ilike", "waiting in Odoo for a purchase manager"],
+                ["body", "ilike", "approval-outcome"]
+            ]),
+        )
+        .await;
+    assert_eq!(waiting, 1, "the outcome note says so");
+    // Done once: the next call finds the note and writes nothing.
+    let again = carry_out(&planops, &pending, &w.gate(), &approved_by_bob())
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        OutcomeReport::AlreadyDone {
+            state: "to approve".into()
+        }
+    );
+}
+
+/// An RFQ already waiting in "to approve" (a buyer confirmed it) is approved
+/// with `button_approve` when PlanOps' user may, as the administrator may.
+#[tokio::test]
+async fn an_rfq_waiting_for_approval_is_approved_where_the_user_may() {
+    let w = world(Edition::Community).await;
+    two_step(&w, 5_000.0).await;
+    let pending = w.open().await;
+    let buyer = user(&w.server, "buyer.chen").await;
+    buyer
+        .call(Call::new("purchase.order", "button_confirm").ids(vec![w.rfq]))
+        .await
+        .unwrap();
+    assert_eq!(w.rfq_state().await, "to approve");
+    let report = carry_out(&w.admin, &pending, &w.gate(), &approved_by_bob())
+        .await
+        .unwrap();
+    assert_eq!(report, OutcomeReport::Confirmed);
+    assert_eq!(w.rfq_state().await, "purchase");
+}

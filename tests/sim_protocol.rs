@@ -1803,3 +1803,125 @@ async fn activity_done_message_follows_the_version_template() {
         server.shutdown().await;
     }
 }
+
+/// Purchase's two-step validation: above the company's amount, a user
+/// without the purchase manager group confirms into `to approve`, where
+/// `button_confirm` leaves the order; `button_approve` approves only for a
+/// user Odoo lets approve (the administrator is a purchase manager).
+#[tokio::test]
+async fn purchase_two_step_validation() {
+    let server = start(OdooVersion::V17).await;
+    let company =
+        execute_kw(&server, "res.company", "search", json!([[]]), json!({})).await["result"][0]
+            .as_i64()
+            .unwrap();
+    let set = execute_kw(
+        &server,
+        "res.company",
+        "write",
+        json!([[company], {"po_double_validation": "two_step", "po_double_validation_amount": 1000.0}]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(set["result"], true, "{set}");
+    let vendor = execute_kw(
+        &server,
+        "res.partner",
+        "search",
+        json!([[["supplier_rank", ">", 0]]]),
+        json!({"limit": 1}),
+    )
+    .await["result"][0]
+        .as_i64()
+        .unwrap();
+    let product = execute_kw(
+        &server,
+        "product.product",
+        "search",
+        json!([[]]),
+        json!({"limit": 1}),
+    )
+    .await["result"][0]
+        .as_i64()
+        .unwrap();
+    let order = |qty: f64| {
+        let server = &server;
+        async move {
+            let order = execute_kw(
+                server,
+                "purchase.order",
+                "create",
+                json!([{"partner_id": vendor}]),
+                json!({}),
+            )
+            .await["result"]
+                .as_i64()
+                .unwrap();
+            execute_kw(
+                server,
+                "purchase.order.line",
+                "create",
+                json!([{"order_id": order, "product_id": product, "product_qty": qty,
+                        "price_unit": 100.0, "name": "x", "date_planned": "2025-03-05 12:00:00"}]),
+                json!({}),
+            )
+            .await;
+            order
+        }
+    };
+    let state = |order: i64| {
+        let server = &server;
+        async move {
+            execute_kw(
+                server,
+                "purchase.order",
+                "read",
+                json!([[order], ["state", "amount_total"]]),
+                json!({}),
+            )
+            .await["result"][0]
+                .clone()
+        }
+    };
+    // buyer.chen is a purchase user, not a manager; his API key authenticates him.
+    let chen = uid_of(&server, "buyer.chen").await;
+    let chen_key = server.db.generate_api_key("buyer.chen").unwrap();
+    let as_chen = |method: &'static str, order: i64| {
+        let (server, key) = (&server, chen_key.clone());
+        async move {
+            execute_kw_as(
+                server,
+                (chen, &key),
+                "purchase.order",
+                method,
+                json!([[order]]),
+                json!({}),
+            )
+            .await
+        }
+    };
+    let big = order(20.0).await;
+    assert_eq!(state(big).await["amount_total"], 2000.0);
+    assert_eq!(as_chen("button_confirm", big).await["result"], true);
+    assert_eq!(state(big).await["state"], "to approve");
+    // Confirming again changes nothing; chen may not approve.
+    as_chen("button_confirm", big).await;
+    assert_eq!(as_chen("button_approve", big).await["result"], json!({}));
+    assert_eq!(state(big).await["state"], "to approve");
+    // Below the amount chen confirms in one step.
+    let small = order(5.0).await;
+    as_chen("button_confirm", small).await;
+    assert_eq!(state(small).await["state"], "purchase");
+    // The administrator approves the waiting order.
+    let approved = execute_kw(
+        &server,
+        "purchase.order",
+        "button_approve",
+        json!([[big]]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(approved["result"], json!({}), "{approved}");
+    assert_eq!(state(big).await["state"], "purchase");
+    server.shutdown().await;
+}

@@ -1115,10 +1115,43 @@ pub enum FinalDecision {
     Rejected { by: String, reason: String },
 }
 
+/// Purchase's two-step validation: `button_confirm` leaves an order above the
+/// company's amount in `to approve` when the user is not a purchase manager.
+/// The state is read back; an order waiting there gets `button_approve`, which
+/// Odoo applies only where its own rule lets this user approve (so the rule is
+/// not repeated here), and an order still waiting afterwards is reported as
+/// such rather than as confirmed.
+async fn second_approval(
+    client: &OdooClient,
+    rfq_id: i64,
+    called: Option<&str>,
+    button: &impl Fn(&'static str) -> Call,
+) -> Result<OutcomeReport, ApprovalError> {
+    let (_, state) = read_rfq(client, rfq_id).await?;
+    if state != "to approve" {
+        return Ok(OutcomeReport::Confirmed);
+    }
+    if called != Some("button_approve") {
+        client
+            .call(button("button_approve"))
+            .await
+            .map_err(odoo_err("approving the RFQ (second step)"))?;
+        let (_, state) = read_rfq(client, rfq_id).await?;
+        if state != "to approve" {
+            return Ok(OutcomeReport::Confirmed);
+        }
+    }
+    Ok(OutcomeReport::AwaitingSecondApproval)
+}
+
 /// What [`carry_out`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutcomeReport {
     Confirmed,
+    /// Confirmed, but the company's two-step validation holds the order in
+    /// `to approve` until a purchase manager approves it in Odoo (PlanOps'
+    /// user may not).
+    AwaitingSecondApproval,
     Cancelled {
         reason: String,
     },
@@ -1128,6 +1161,22 @@ pub enum OutcomeReport {
     AlreadyDone {
         state: String,
     },
+}
+
+impl OutcomeReport {
+    /// How the outcome reads in notes, Events and activity feedback.
+    pub fn summary(&self) -> String {
+        match self {
+            OutcomeReport::Confirmed => "RFQ confirmed".into(),
+            OutcomeReport::AwaitingSecondApproval => {
+                "RFQ confirmed, waiting in Odoo for a purchase manager's approval (two-step validation)"
+                    .into()
+            }
+            OutcomeReport::Cancelled { .. } => "RFQ cancelled".into(),
+            OutcomeReport::Recorded => "decision recorded, RFQ left as is".into(),
+            OutcomeReport::AlreadyDone { state } => format!("already carried out (RFQ {state})"),
+        }
+    }
 }
 
 /// The policy's outcome action, with the documented defaults.
@@ -1208,21 +1257,28 @@ pub async fn carry_out(
         }
         ApprovalOutcomeAction::None => (None, OutcomeReport::Recorded),
     };
+    let button = |method: &'static str| {
+        Call::new("purchase.order", method)
+            .ids(vec![pending.rfq_id])
+            .idempotent(true)
+    };
+    // An order already waiting for the second approval is skipped by
+    // `button_confirm`: it can only be approved.
+    let method = match method {
+        Some("button_confirm") if state == "to approve" => Some("button_approve"),
+        other => other,
+    };
     if let Some(method) = method {
         client
-            .call(
-                Call::new("purchase.order", method)
-                    .ids(vec![pending.rfq_id])
-                    .idempotent(true),
-            )
+            .call(button(method))
             .await
             .map_err(odoo_err("carrying out the approval outcome"))?;
     }
-    let what = match (&report, decision) {
-        (OutcomeReport::Confirmed, _) => "RFQ confirmed".to_string(),
-        (OutcomeReport::Cancelled { .. }, _) => "RFQ cancelled".to_string(),
-        _ => "decision recorded, RFQ left as is".to_string(),
-    };
+    let mut report = report;
+    if report == OutcomeReport::Confirmed && method.is_some() {
+        report = second_approval(client, pending.rfq_id, method, &button).await?;
+    }
+    let what = report.summary();
     let body = match decision {
         FinalDecision::Approved { by, level } => format!(
             "Approved by {} (level {}) under policy {}: {}. {}.",

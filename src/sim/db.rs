@@ -944,13 +944,13 @@ fn dispatch(
             }
             Ok(done)
         }
-        "button_confirm" | "button_cancel" if model == "purchase.order" => {
+        "button_confirm" | "button_approve" | "button_cancel" if model == "purchase.order" => {
             check_access(store, uid, model, "write")?;
             let ids = args.ids(model, method)?;
-            if method == "button_confirm" {
-                store.po_button_confirm(&ids, &ctx)
-            } else {
-                store.po_button_cancel(&ids, &ctx)
+            match method {
+                "button_confirm" => store.po_button_confirm(&ids, &ctx),
+                "button_approve" => store.po_button_approve(&ids, &ctx),
+                _ => store.po_button_cancel(&ids, &ctx),
             }
         }
         // "Run Manually": the simulator runs no Python, so only the bookkeeping

@@ -529,6 +529,22 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
         m.int("horizon_days", "Replenishment Horizon")
             .default_val(Val::Int(365));
     }
+    // Purchase's approval settings: above the amount, a two-step company
+    // sends an RFQ confirmed by a non-manager to "to approve".
+    m.selection(
+        "po_double_validation",
+        "Levels of Approvals",
+        &[
+            ("one_step", "Confirm purchase orders in one step"),
+            (
+                "two_step",
+                "Get 2 levels of approvals to confirm a purchase order",
+            ),
+        ],
+    )
+    .default_val(Val::str("one_step"));
+    m.monetary("po_double_validation_amount", "Double validation amount")
+        .default_val(Val::Float(5000.0));
     models.push(m.build());
 
     let mut m = ModelBuilder::new("res.partner", "Contact");
