@@ -668,6 +668,38 @@ async fn escalation(edition: Edition) {
         .await
         .unwrap();
     assert_eq!(w.notes("approval-escalated-2").await, 1);
+    if let Some(request) = pending.request_id {
+        // The escalated approver is submitted through `action_confirm`,
+        // which is what gives him his to-do in the Approvals app.
+        let chen = w.levels[1].approvers[0].uid;
+        let todos = w
+            .count(
+                "mail.activity",
+                json!([
+                    ["res_model", "=", "approval.request"],
+                    ["res_id", "=", request],
+                    ["user_id", "=", chen]
+                ]),
+            )
+            .await;
+        assert_eq!(todos, 1);
+        let lines = w
+            .count(
+                "approval.approver",
+                json!([["request_id", "=", request], ["status", "=", "pending"]]),
+            )
+            .await;
+        assert_eq!(lines, 2, "bob and chen wait for a decision");
+        let status = w
+            .admin
+            .read("approval.request", &[request], &["request_status"])
+            .await
+            .unwrap();
+        assert_eq!(
+            status[0].str_field("request_status").unwrap(),
+            Some("pending")
+        );
+    }
     let observed = poll(&w.admin, &pending, &w.directory).await.unwrap();
     assert_eq!(observed.level(&w.levels, Some(w.requester.uid)), 1);
     assert!(matches!(

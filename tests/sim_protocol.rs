@@ -1925,3 +1925,102 @@ async fn purchase_two_step_validation() {
     assert_eq!(state(big).await["state"], "purchase");
     server.shutdown().await;
 }
+
+/// Approvals app: approver lines written as `pending` get no activity;
+/// `action_confirm` schedules one per approver it moves from `new`, also on
+/// a request submitted before (approvers added later).
+#[tokio::test]
+async fn approval_activities_come_from_action_confirm() {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = SimServer::start(
+        SimConfig {
+            edition: Edition::Enterprise,
+            ..config(OdooVersion::V17)
+        },
+        addr,
+    )
+    .await
+    .unwrap();
+    let (bob, chen, alice) = (
+        uid_of(&server, "buyer.bob").await,
+        uid_of(&server, "buyer.chen").await,
+        uid_of(&server, "buyer.alice").await,
+    );
+    let category = execute_kw(
+        &server,
+        "approval.category",
+        "create",
+        json!([{"name": "Buys"}]),
+        json!({}),
+    )
+    .await["result"]
+        .as_i64()
+        .unwrap();
+    let request = execute_kw(
+        &server,
+        "approval.request",
+        "create",
+        json!([{"name": "R", "category_id": category}]),
+        json!({}),
+    )
+    .await["result"]
+        .as_i64()
+        .unwrap();
+    let approver = |user: i64, status: Option<&str>| {
+        let server = &server;
+        let mut vals = json!({"request_id": request, "user_id": user});
+        if let Some(status) = status {
+            vals["status"] = json!(status);
+        }
+        async move {
+            execute_kw(
+                server,
+                "approval.approver",
+                "create",
+                json!([vals]),
+                json!({}),
+            )
+            .await["result"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    let todos = |user: i64| {
+        let server = &server;
+        async move {
+            execute_kw(
+                server,
+                "mail.activity",
+                "search_count",
+                json!([[
+                    ["res_model", "=", "approval.request"],
+                    ["res_id", "=", request],
+                    ["user_id", "=", user]
+                ]]),
+                json!({}),
+            )
+            .await["result"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    let confirm = || {
+        execute_kw(
+            &server,
+            "approval.request",
+            "action_confirm",
+            json!([[request]]),
+            json!({}),
+        )
+    };
+    approver(bob, None).await;
+    approver(alice, Some("pending")).await;
+    confirm().await;
+    assert_eq!(todos(bob).await, 1);
+    assert_eq!(todos(alice).await, 0, "written as pending: no to-do");
+    approver(chen, None).await;
+    confirm().await;
+    assert_eq!(todos(chen).await, 1);
+    assert_eq!(todos(bob).await, 1, "bob was pending already");
+    server.shutdown().await;
+}

@@ -548,30 +548,41 @@ async fn open_request(
     )
     .await?;
     let rows = client
-        .read(
-            "approval.request",
-            &[request],
-            &["request_status", "create_date"],
-        )
+        .read("approval.request", &[request], &["create_date"])
         .await
         .map_err(odoo_err("reading the approval request"))?;
-    let status = rows
-        .first()
-        .and_then(|r| r.str_field("request_status").ok().flatten())
-        .unwrap_or_default()
-        .to_string();
-    if status == "new" {
-        // Submitting twice only moves `new` approvers to `pending` again: safe to retry.
-        client
-            .call(
-                Call::new("approval.request", "action_confirm")
-                    .ids(vec![request])
-                    .idempotent(true),
-            )
-            .await
-            .map_err(odoo_err("submitting the approval request"))?;
-    }
+    submit_new_approvers(client, request).await?;
     Ok((Some(request), outcome.created, opened_at(&rows)))
+}
+
+/// Approvers are added as `new` and submitted with `action_confirm`, because
+/// that is what gives each of them their to-do in Odoo (a line written as
+/// `pending` gets none). On a request submitted earlier (escalation, or a
+/// retry after a lost reply) the call only moves the lines still `new` and
+/// leaves the others; the request shows "To Submit" between the two calls,
+/// and a retry finds the `new` lines and submits them. Nothing to submit,
+/// nothing sent.
+async fn submit_new_approvers(client: &OdooClient, request: i64) -> Result<(), ApprovalError> {
+    let new = client
+        .search(
+            "approval.approver",
+            &json!([["request_id", "=", request], ["status", "=", "new"]]),
+            &SearchOptions::limit(1),
+        )
+        .await
+        .map_err(odoo_err("reading the approvers to submit"))?;
+    if new.is_empty() {
+        return Ok(());
+    }
+    client
+        .call(
+            Call::new("approval.request", "action_confirm")
+                .ids(vec![request])
+                .idempotent(true),
+        )
+        .await
+        .map_err(odoo_err("submitting the approval request"))?;
+    Ok(())
 }
 
 async fn open_activities(
@@ -684,9 +695,6 @@ pub async fn escalate(
                     let mut v = Map::new();
                     v.insert("request_id".into(), json!(request));
                     v.insert("user_id".into(), json!(a.uid));
-                    // The request is already submitted: a `new` approver would
-                    // send it back to "To Submit".
-                    v.insert("status".into(), json!("pending"));
                     (a.uid, v)
                 })
                 .collect();
@@ -697,6 +705,7 @@ pub async fn escalate(
                 wanted,
             )
             .await?;
+            submit_new_approvers(client, request).await?;
         }
         (Backend::ApprovalsApp, None) => {
             return Err(ApprovalError::Data(

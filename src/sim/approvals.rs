@@ -175,7 +175,9 @@ impl Store {
     }
 
     /// `approval.request.action_confirm` (submit): needs at least the
-    /// category's minimum of approvers, then every `new` approver is `pending`.
+    /// category's minimum of approvers, then every `new` approver gets a
+    /// to-do and is `pending`. Called again on a submitted request, it does
+    /// the same for approvers added since (as `new`) and leaves the others.
     pub fn approval_confirm(&mut self, ids: &[i64], ctx: &Ctx) -> Result<Value, OrmError> {
         let requests = self.read_rows("approval.request", ids, &["id", "category_id"], ctx)?;
         for request in requests {
@@ -196,10 +198,39 @@ impl Store {
                     "You have to add at least {minimum} approvers to confirm your request."
                 )));
             }
-            let rows = self.read_rows("approval.approver", &approvers, &["id", "status"], ctx)?;
-            let new: Vec<i64> = rows
+            let rows = self.read_rows(
+                "approval.approver",
+                &approvers,
+                &["id", "status", "user_id"],
+                ctx,
+            )?;
+            let new: Vec<&Value> = rows
                 .iter()
                 .filter(|r| text_of(r, "status") == "new")
+                .collect();
+            // Submitting is what gives approvers their to-do: one activity per
+            // approver this call moves to pending (lines written as pending
+            // directly get none).
+            let model_id = self.ir_model_id("approval.request");
+            let activity_type = self.xmlid_res_id("approvals.mail_activity_data_approval");
+            let todos: Vec<Map<String, Value>> = new
+                .iter()
+                .filter_map(|r| {
+                    let user = r.get("user_id")?.as_array()?.first()?.as_i64()?;
+                    let mut vals = Map::new();
+                    vals.insert("res_model_id".into(), json!(model_id?));
+                    vals.insert("res_id".into(), json!(id));
+                    vals.insert("user_id".into(), json!(user));
+                    if let Some(t) = activity_type {
+                        vals.insert("activity_type_id".into(), json!(t));
+                    }
+                    Some(vals)
+                })
+                .collect();
+            let todos: Vec<&Map<String, Value>> = todos.iter().collect();
+            self.create_activities(&todos, ctx)?;
+            let new: Vec<i64> = new
+                .iter()
                 .filter_map(|r| r.get("id").and_then(Value::as_i64))
                 .collect();
             let mut vals = Map::new();

@@ -349,6 +349,14 @@ impl Store {
 }
 
 impl Store {
+    /// The `ir.model` id of a model name.
+    pub(super) fn ir_model_id(&self, model: &str) -> Option<i64> {
+        let mi = self.model_index("ir.model").ok()?;
+        self.tables[mi]
+            .ids()
+            .find(|&id| self.slot_value(mi, id, "model").as_str() == Some(model))
+    }
+
     /// Whether `partner` follows `model`(`res_id`).
     fn follows(&self, model: &str, res_id: i64, partner: i64) -> bool {
         let Ok(fi) = self.model_index("mail.followers") else {
