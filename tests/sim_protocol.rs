@@ -2024,3 +2024,114 @@ async fn approval_activities_come_from_action_confirm() {
     assert_eq!(todos(bob).await, 1, "bob was pending already");
     server.shutdown().await;
 }
+
+/// On 19 over JSON-2: `message_post` answers `[id]`, `button_cancel` (which
+/// returns nothing) `null`, `action_feedback` the message id.
+#[tokio::test]
+async fn json2_result_shapes_of_workflow_methods_on_19() {
+    let server = start(OdooVersion::V19).await;
+    let key = server.db.admin_api_key();
+    let call = |path: &'static str, body: Value| {
+        let (server, key) = (&server, key.clone());
+        async move {
+            let response = json2(server, path, Some(&key), body).await;
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let vendor = call(
+        "res.partner/search",
+        json!({"domain": [["supplier_rank", ">", 0]], "limit": 1}),
+    )
+    .await[0]
+        .as_i64()
+        .unwrap();
+    let order = call(
+        "purchase.order/create",
+        json!({"vals_list": [{"partner_id": vendor}]}),
+    )
+    .await[0]
+        .as_i64()
+        .unwrap();
+    let posted = call(
+        "purchase.order/message_post",
+        json!({"ids": [order], "body": "hello", "body_is_html": true}),
+    )
+    .await;
+    assert!(
+        posted
+            .as_array()
+            .is_some_and(|ids| ids.len() == 1 && ids[0].is_i64()),
+        "{posted}"
+    );
+    let model_id = call(
+        "ir.model/search",
+        json!({"domain": [["model", "=", "purchase.order"]]}),
+    )
+    .await[0]
+        .as_i64()
+        .unwrap();
+    let activity = call(
+        "mail.activity/create",
+        json!({"vals_list": [{"res_model_id": model_id, "res_id": order, "summary": "check"}]}),
+    )
+    .await[0]
+        .as_i64()
+        .unwrap();
+    let done = call(
+        "mail.activity/action_feedback",
+        json!({"ids": [activity], "feedback": "ok"}),
+    )
+    .await;
+    assert!(done.is_i64(), "{done}");
+    let cancelled = call("purchase.order/button_cancel", json!({"ids": [order]})).await;
+    assert_eq!(cancelled, Value::Null);
+    server.shutdown().await;
+}
+
+/// A method returning `None` (`button_cancel`): Odoo's JSON-RPC envelope then
+/// has neither `result` nor `error`, and the call did its work.
+#[tokio::test]
+async fn a_method_returning_none_has_no_result_over_jsonrpc() {
+    let server = start(OdooVersion::V17).await;
+    let vendor = execute_kw(
+        &server,
+        "res.partner",
+        "search",
+        json!([[["supplier_rank", ">", 0]]]),
+        json!({"limit": 1}),
+    )
+    .await["result"][0]
+        .as_i64()
+        .unwrap();
+    let order = execute_kw(
+        &server,
+        "purchase.order",
+        "create",
+        json!([{"partner_id": vendor}]),
+        json!({}),
+    )
+    .await["result"]
+        .as_i64()
+        .unwrap();
+    let cancelled = execute_kw(
+        &server,
+        "purchase.order",
+        "button_cancel",
+        json!([[order]]),
+        json!({}),
+    )
+    .await;
+    assert!(cancelled.get("result").is_none(), "{cancelled}");
+    assert!(cancelled.get("error").is_none(), "{cancelled}");
+    let state = execute_kw(
+        &server,
+        "purchase.order",
+        "read",
+        json!([[order], ["state"]]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(state["result"][0]["state"], "cancel");
+    server.shutdown().await;
+}

@@ -251,9 +251,9 @@ impl Wire {
         if let Some(error) = reply.get("error") {
             return Err(from_jsonrpc_error(error, target));
         }
-        reply.remove("result").ok_or_else(|| {
-            OdooError::protocol(format!("{path} answer has neither result nor error"))
-        })
+        // Odoo leaves `result` out of the envelope when the method returned
+        // `None` (`button_cancel`): that is a `null` result, not a bad answer.
+        Ok(reply.remove("result").unwrap_or(Value::Null))
     }
 
     /// Reads the server version without authenticating: `common.version` on

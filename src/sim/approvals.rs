@@ -159,7 +159,8 @@ impl Store {
     }
 
     /// `purchase.order.button_cancel`: refused for locked orders, as Odoo
-    /// refuses orders with receipts or posted bills; otherwise `cancel`.
+    /// refuses orders with receipts or posted bills; otherwise `cancel`. The
+    /// method returns nothing: `null` over JSON, a marshalling fault over XML-RPC.
     pub fn po_button_cancel(&mut self, ids: &[i64], ctx: &Ctx) -> Result<Value, OrmError> {
         let rows = self.read_rows("purchase.order", ids, &["id", "state", "name"], ctx)?;
         if let Some(locked) = rows.iter().find(|r| text_of(r, "state") == "done") {
@@ -171,7 +172,7 @@ impl Store {
         let mut vals = Map::new();
         vals.insert("state".into(), json!("cancel"));
         self.write("purchase.order", ids, &vals, ctx)?;
-        Ok(Value::Bool(true))
+        Ok(Value::Null)
     }
 
     /// `approval.request.action_confirm` (submit): needs at least the

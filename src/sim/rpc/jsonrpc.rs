@@ -28,6 +28,9 @@ pub struct Envelope {
 struct ResultEnvelope<'a> {
     jsonrpc: &'static str,
     id: &'a Value,
+    /// Odoo leaves `result` out when the method returned `None`
+    /// (`button_cancel`): the envelope then has neither result nor error.
+    #[serde(skip_serializing_if = "Value::is_null")]
     result: &'a Value,
 }
 
