@@ -30,8 +30,12 @@ use serde_json::{Map, Value, json};
 const TODAY: Date = date(2025, 3, 1);
 
 async fn start(edition: Edition) -> SimServer {
+    start_on(edition, OdooVersion::V17).await
+}
+
+async fn start_on(edition: Edition, version: OdooVersion) -> SimServer {
     let cfg = SimConfig {
-        version: OdooVersion::V17,
+        version,
         edition,
         dataset: DatasetParams {
             seed: 7,
@@ -318,7 +322,11 @@ impl World {
 }
 
 async fn world(edition: Edition) -> World {
-    let server = start(edition).await;
+    world_on(edition, OdooVersion::V17).await
+}
+
+async fn world_on(edition: Edition, version: OdooVersion) -> World {
+    let server = start_on(edition, version).await;
     let admin = admin(&server).await;
     let spec = policy(ApprovalBackend::Auto);
     let backend = resolve_backend(spec.backend, admin.info()).unwrap();
@@ -660,6 +668,38 @@ async fn escalation(edition: Edition) {
         .await
         .unwrap();
     assert_eq!(w.notes("approval-escalated-2").await, 1);
+    if let Some(request) = pending.request_id {
+        // The escalated approver is submitted through `action_confirm`,
+        // which is what gives him his to-do in the Approvals app.
+        let chen = w.levels[1].approvers[0].uid;
+        let todos = w
+            .count(
+                "mail.activity",
+                json!([
+                    ["res_model", "=", "approval.request"],
+                    ["res_id", "=", request],
+                    ["user_id", "=", chen]
+                ]),
+            )
+            .await;
+        assert_eq!(todos, 1);
+        let lines = w
+            .count(
+                "approval.approver",
+                json!([["request_id", "=", request], ["status", "=", "pending"]]),
+            )
+            .await;
+        assert_eq!(lines, 2, "bob and chen wait for a decision");
+        let status = w
+            .admin
+            .read("approval.request", &[request], &["request_status"])
+            .await
+            .unwrap();
+        assert_eq!(
+            status[0].str_field("request_status").unwrap(),
+            Some("pending")
+        );
+    }
     let observed = poll(&w.admin, &pending, &w.directory).await.unwrap();
     assert_eq!(observed.level(&w.levels, Some(w.requester.uid)), 1);
     assert!(matches!(
@@ -833,4 +873,120 @@ async fn an_rfq_reset_to_draft_after_the_outcome_is_not_confirmed_again() {
         }
     );
     assert_eq!(w.rfq_state().await, "draft");
+}
+
+/// The decision is read from the "done" message Odoo renders from its
+/// template on each version (16/17: unlabelled feedback before the note;
+/// 18/19: a "Feedback:" block after it), approval and refusal with reason.
+#[tokio::test]
+async fn activity_decisions_are_read_from_odoos_done_message_on_every_version() {
+    for version in [
+        OdooVersion::V16,
+        OdooVersion::V17,
+        OdooVersion::V18,
+        OdooVersion::V19,
+    ] {
+        let w = world_on(Edition::Community, version).await;
+        let pending = w.open().await;
+        w.decide(&pending, "buyer.bob", false, "price & lead time")
+            .await;
+        let (step, refused) = w.step(&pending, 1).await;
+        assert!(refused.is_empty(), "{version:?}: {refused:?}");
+        let Step::Rejected { by, reason } = step else {
+            panic!("{version:?}: expected a rejection, got {step:?}")
+        };
+        assert_eq!(by, "buyer.bob");
+        assert_eq!(reason, "price & lead time", "{version:?}");
+
+        let w = world_on(Edition::Community, version).await;
+        let pending = w.open().await;
+        w.decide(&pending, "buyer.bob", true, "").await;
+        let (step, _) = w.step(&pending, 1).await;
+        assert!(
+            matches!(step, Step::Approved { level: 0, .. }),
+            "{version:?}: {step:?}"
+        );
+    }
+}
+
+/// Sets the company's purchase approval to two steps above `amount`.
+async fn two_step(w: &World, amount: f64) {
+    let company = w
+        .admin
+        .search("res.company", &json!([]), &SearchOptions::limit(1))
+        .await
+        .unwrap()[0];
+    w.admin
+        .write(
+            "res.company",
+            &[company],
+            obj(json!({"po_double_validation": "two_step", "po_double_validation_amount": amount})),
+        )
+        .await
+        .unwrap();
+}
+
+fn approved_by_bob() -> FinalDecision {
+    FinalDecision::Approved {
+        by: vec!["buyer.bob".into()],
+        level: "buyers".into(),
+    }
+}
+
+/// PlanOps' user is no purchase manager and the RFQ is above the two-step
+/// amount: `button_confirm` leaves it in "to approve", which PlanOps reports
+/// as waiting for Odoo's second approval, not as confirmed.
+#[tokio::test]
+async fn two_step_validation_is_reported_as_waiting_for_odoo() {
+    let w = world(Edition::Community).await;
+    two_step(&w, 5_000.0).await;
+    let pending = w.open().await;
+    let planops = user(&w.server, "buyer.chen").await;
+    let report = carry_out(&planops, &pending, &w.gate(), &approved_by_bob())
+        .await
+        .unwrap();
+    assert_eq!(report, OutcomeReport::AwaitingSecondApproval);
+    assert_eq!(w.rfq_state().await, "to approve");
+    let waiting = w
+        .count(
+            "mail.message",
+            json!([
+                ["model", "=", "purchase.order"],
+                ["res_id", "=", w.rfq],
+                ["body", "ilike", "waiting in Odoo for a purchase manager"],
+                ["body", "ilike", "approval-outcome"]
+            ]),
+        )
+        .await;
+    assert_eq!(waiting, 1, "the outcome note says so");
+    // Done once: the next call finds the note and writes nothing.
+    let again = carry_out(&planops, &pending, &w.gate(), &approved_by_bob())
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        OutcomeReport::AlreadyDone {
+            state: "to approve".into()
+        }
+    );
+}
+
+/// An RFQ already waiting in "to approve" (a buyer confirmed it) is approved
+/// with `button_approve` when PlanOps' user may, as the administrator may.
+#[tokio::test]
+async fn an_rfq_waiting_for_approval_is_approved_where_the_user_may() {
+    let w = world(Edition::Community).await;
+    two_step(&w, 5_000.0).await;
+    let pending = w.open().await;
+    let buyer = user(&w.server, "buyer.chen").await;
+    buyer
+        .call(Call::new("purchase.order", "button_confirm").ids(vec![w.rfq]))
+        .await
+        .unwrap();
+    assert_eq!(w.rfq_state().await, "to approve");
+    let report = carry_out(&w.admin, &pending, &w.gate(), &approved_by_bob())
+        .await
+        .unwrap();
+    assert_eq!(report, OutcomeReport::Confirmed);
+    assert_eq!(w.rfq_state().await, "purchase");
 }

@@ -1462,3 +1462,676 @@ async fn ir_cron_fields_and_rules_follow_the_version() {
         server.shutdown().await;
     }
 }
+
+// ---------- mail and purchase behaviour real Odoo showed ----------
+
+/// A `res.users` id by login, through JSON-RPC as admin.
+async fn uid_of(server: &SimServer, login: &str) -> i64 {
+    execute_kw(
+        server,
+        "res.users",
+        "search",
+        json!([[["login", "=", login]]]),
+        json!({}),
+    )
+    .await["result"][0]
+        .as_i64()
+        .unwrap()
+}
+
+/// 17 and 18 subscribe an activity batch's assignees per user with the
+/// records in a list: two activities on one record for a user who does not
+/// follow it yet insert the same follower twice, and the unique key fails the
+/// whole `create`. 16 (one activity at a time) and 19 (a set) accept it.
+#[tokio::test]
+async fn activity_batch_on_one_record_for_a_new_follower() {
+    for version in ALL_VERSIONS {
+        let server = start(version).await;
+        let label = format!("{version:?}");
+        let bob = uid_of(&server, "buyer.bob").await;
+        let model_id = execute_kw(
+            &server,
+            "ir.model",
+            "search",
+            json!([[["model", "=", "product.template"]]]),
+            json!({}),
+        )
+        .await["result"][0]
+            .as_i64()
+            .unwrap();
+        let templates = execute_kw(
+            &server,
+            "product.template",
+            "search",
+            json!([[]]),
+            json!({"limit": 2}),
+        )
+        .await["result"]
+            .clone();
+        let (first, second) = (
+            templates[0].as_i64().unwrap(),
+            templates[1].as_i64().unwrap(),
+        );
+        let activity = |res_id: i64, summary: &str| json!({"res_model_id": model_id, "res_id": res_id, "user_id": bob, "summary": summary});
+        let created = execute_kw(
+            &server,
+            "mail.activity",
+            "create",
+            json!([[
+                activity(first, "short in WH1"),
+                activity(first, "short in WH2")
+            ]]),
+            json!({}),
+        )
+        .await;
+        let count = |summary: &'static str| {
+            let server = &server;
+            async move {
+                execute_kw(
+                    server,
+                    "mail.activity",
+                    "search_count",
+                    json!([[["summary", "like", summary]]]),
+                    json!({}),
+                )
+                .await["result"]
+                    .as_i64()
+                    .unwrap()
+            }
+        };
+        let followers = |res_id: i64| {
+            let server = &server;
+            async move {
+                execute_kw(
+                    server,
+                    "mail.followers",
+                    "search_count",
+                    json!([[
+                        ["res_model", "=", "product.template"],
+                        ["res_id", "=", res_id]
+                    ]]),
+                    json!({}),
+                )
+                .await["result"]
+                    .as_i64()
+                    .unwrap()
+            }
+        };
+        if matches!(version, OdooVersion::V17 | OdooVersion::V18) {
+            assert_error_shape(&created, 200, "odoo.exceptions.ValidationError");
+            assert_eq!(
+                created["error"]["data"]["message"],
+                "The operation cannot be completed: Error, a partner cannot follow twice the same object.",
+                "{label}"
+            );
+            assert_eq!(count("short in WH").await, 0, "{label}: nothing created");
+            assert_eq!(followers(first).await, 0, "{label}");
+        } else {
+            assert_eq!(
+                created["result"].as_array().unwrap().len(),
+                2,
+                "{label}: {created}"
+            );
+            assert_eq!(followers(first).await, 1, "{label}: bob follows once");
+        }
+        // Once bob follows, the same batch is accepted everywhere; one
+        // activity per record never repeats a follower.
+        execute_kw(
+            &server,
+            "mail.activity",
+            "create",
+            json!([[activity(first, "alone"), activity(second, "alone")]]),
+            json!({}),
+        )
+        .await["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{label}"));
+        let again = execute_kw(
+            &server,
+            "mail.activity",
+            "create",
+            json!([[activity(first, "again 1"), activity(first, "again 2")]]),
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            again["result"].as_array().unwrap().len(),
+            2,
+            "{label}: {again}"
+        );
+        assert_eq!(followers(first).await, 1, "{label}");
+        assert_eq!(followers(second).await, 1, "{label}");
+        server.shutdown().await;
+    }
+}
+
+/// Over RPC, 17+ escapes a plain string `message_post` body unless
+/// `body_is_html=True`; 16 stores it as HTML and ignores the unknown keyword.
+/// 19 answers the message as a one-element id list (no `@api.returns`).
+#[tokio::test]
+async fn message_post_bodies_and_results_per_version() {
+    for version in ALL_VERSIONS {
+        let server = start(version).await;
+        let label = format!("{version:?}");
+        let order = execute_kw(
+            &server,
+            "purchase.order",
+            "search",
+            json!([[]]),
+            json!({"limit": 1}),
+        )
+        .await["result"][0]
+            .as_i64()
+            .unwrap();
+        let post = |extra: Value| {
+            let server = &server;
+            let mut kwargs = json!({"body": "<p>a &lt; b</p>", "message_type": "comment"});
+            for (k, v) in extra.as_object().unwrap() {
+                kwargs[k] = v.clone();
+            }
+            async move {
+                execute_kw(
+                    server,
+                    "purchase.order",
+                    "message_post",
+                    json!([[order]]),
+                    kwargs,
+                )
+                .await
+            }
+        };
+        let body_of = |result: &Value| {
+            let id = if version == OdooVersion::V19 {
+                assert_eq!(
+                    result.as_array().map(Vec::len),
+                    Some(1),
+                    "{label}: {result}"
+                );
+                result[0].as_i64().unwrap()
+            } else {
+                result
+                    .as_i64()
+                    .unwrap_or_else(|| panic!("{label}: {result}"))
+            };
+            let server = &server;
+            async move {
+                execute_kw(
+                    server,
+                    "mail.message",
+                    "read",
+                    json!([[id], ["body"]]),
+                    json!({}),
+                )
+                .await["result"][0]["body"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        let plain = post(json!({})).await;
+        let plain = body_of(&plain["result"]).await;
+        let html = post(json!({"body_is_html": true})).await;
+        let html = body_of(&html["result"]).await;
+        assert_eq!(html, "<p>a &lt; b</p>", "{label}");
+        if version == OdooVersion::V16 {
+            assert_eq!(plain, "<p>a &lt; b</p>", "{label}");
+        } else {
+            assert_eq!(plain, "<p>&lt;p&gt;a &amp;lt; b&lt;/p&gt;</p>", "{label}");
+        }
+        server.shutdown().await;
+    }
+}
+
+/// `mail.message_activity_done` per version: 16 and 17 put the unlabelled
+/// feedback (lines split by `<br>`) right after the header and before the
+/// original note; 18 and 19 put the note first and label the feedback. The
+/// assignee is named when someone else marks the activity done.
+#[tokio::test]
+async fn activity_done_message_follows_the_version_template() {
+    for version in ALL_VERSIONS {
+        let server = start(version).await;
+        let label = format!("{version:?}");
+        let bob = uid_of(&server, "buyer.bob").await;
+        let order = execute_kw(
+            &server,
+            "purchase.order",
+            "search",
+            json!([[]]),
+            json!({"limit": 1}),
+        )
+        .await["result"][0]
+            .as_i64()
+            .unwrap();
+        let model_id = execute_kw(
+            &server,
+            "ir.model",
+            "search",
+            json!([[["model", "=", "purchase.order"]]]),
+            json!({}),
+        )
+        .await["result"][0]
+            .as_i64()
+            .unwrap();
+        let todo = execute_kw(
+            &server,
+            "ir.model.data",
+            "search_read",
+            json!([
+                [
+                    ["module", "=", "mail"],
+                    ["name", "=", "mail_activity_data_todo"]
+                ],
+                ["res_id"]
+            ]),
+            json!({}),
+        )
+        .await["result"][0]["res_id"]
+            .as_i64()
+            .unwrap();
+        let activity = execute_kw(
+            &server,
+            "mail.activity",
+            "create",
+            json!([{"res_model_id": model_id, "res_id": order, "user_id": bob,
+                    "activity_type_id": todo, "summary": "To approve <P1>",
+                    "note": "<p>the note</p>"}]),
+            json!({}),
+        )
+        .await["result"]
+            .as_i64()
+            .unwrap();
+        let done = execute_kw(
+            &server,
+            "mail.activity",
+            "action_feedback",
+            json!([[activity]]),
+            json!({"feedback": "rejected: too dear\nask again"}),
+        )
+        .await;
+        let message = done["result"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{label}: {done}"));
+        let body = execute_kw(
+            &server,
+            "mail.message",
+            "read",
+            json!([[message], ["body"]]),
+            json!({}),
+        )
+        .await["result"][0]["body"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let at = |part: &str| {
+            body.find(part)
+                .unwrap_or_else(|| panic!("{label}: {part:?} in {body}"))
+        };
+        // As the real servers stored it: the template's outer div only on
+        // 19, the To-Do icon of the version.
+        let (open, close) = if version >= OdooVersion::V19 {
+            ("<div>", "\n</div>")
+        } else {
+            ("", "\n")
+        };
+        let icon = if version >= OdooVersion::V18 {
+            "fa-check"
+        } else {
+            "fa-tasks"
+        };
+        let header = format!(
+            "{open}\n    <p>\n        <span class=\"fa {icon} fa-fw\"></span><span>To-Do</span> done\n         (originally assigned to <span>Bob Buyer</span>)\n        <span>: </span><span>To approve &lt;P1&gt;</span>\n    </p>"
+        );
+        assert!(body.starts_with(&header), "{label}: {body}");
+        assert!(body.ends_with(close), "{label}: {body}");
+        let feedback = at(
+            "\n            rejected: too dear\n            <br>\n            ask again\n    </div>",
+        );
+        let note = at("<div><p>the note</p></div>");
+        if version >= OdooVersion::V18 {
+            let title = at("<div class=\"o_mail_note_title fw-bold\">Original note:</div>");
+            let label_at = at("<div class=\"fw-bold\">Feedback:</div>");
+            assert!(
+                title < note && note < label_at && label_at < feedback,
+                "{label}: {body}"
+            );
+        } else {
+            assert!(!body.contains("Feedback:"), "{label}: {body}");
+            let title =
+                at("<div class=\"o_mail_note_title\"><strong>Original note:</strong></div>");
+            assert!(feedback < title && title < note, "{label}: {body}");
+        }
+        server.shutdown().await;
+    }
+}
+
+/// Purchase's two-step validation: above the company's amount, a user
+/// without the purchase manager group confirms into `to approve`, where
+/// `button_confirm` leaves the order; `button_approve` approves only for a
+/// user Odoo lets approve (the administrator is a purchase manager).
+#[tokio::test]
+async fn purchase_two_step_validation() {
+    let server = start(OdooVersion::V17).await;
+    let company =
+        execute_kw(&server, "res.company", "search", json!([[]]), json!({})).await["result"][0]
+            .as_i64()
+            .unwrap();
+    let set = execute_kw(
+        &server,
+        "res.company",
+        "write",
+        json!([[company], {"po_double_validation": "two_step", "po_double_validation_amount": 1000.0}]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(set["result"], true, "{set}");
+    let vendor = execute_kw(
+        &server,
+        "res.partner",
+        "search",
+        json!([[["supplier_rank", ">", 0]]]),
+        json!({"limit": 1}),
+    )
+    .await["result"][0]
+        .as_i64()
+        .unwrap();
+    let product = execute_kw(
+        &server,
+        "product.product",
+        "search",
+        json!([[]]),
+        json!({"limit": 1}),
+    )
+    .await["result"][0]
+        .as_i64()
+        .unwrap();
+    let order = |qty: f64| {
+        let server = &server;
+        async move {
+            let order = execute_kw(
+                server,
+                "purchase.order",
+                "create",
+                json!([{"partner_id": vendor}]),
+                json!({}),
+            )
+            .await["result"]
+                .as_i64()
+                .unwrap();
+            execute_kw(
+                server,
+                "purchase.order.line",
+                "create",
+                json!([{"order_id": order, "product_id": product, "product_qty": qty,
+                        "price_unit": 100.0, "name": "x", "date_planned": "2025-03-05 12:00:00"}]),
+                json!({}),
+            )
+            .await;
+            order
+        }
+    };
+    let state = |order: i64| {
+        let server = &server;
+        async move {
+            execute_kw(
+                server,
+                "purchase.order",
+                "read",
+                json!([[order], ["state", "amount_total"]]),
+                json!({}),
+            )
+            .await["result"][0]
+                .clone()
+        }
+    };
+    // buyer.chen is a purchase user, not a manager; his API key authenticates him.
+    let chen = uid_of(&server, "buyer.chen").await;
+    let chen_key = server.db.generate_api_key("buyer.chen").unwrap();
+    let as_chen = |method: &'static str, order: i64| {
+        let (server, key) = (&server, chen_key.clone());
+        async move {
+            execute_kw_as(
+                server,
+                (chen, &key),
+                "purchase.order",
+                method,
+                json!([[order]]),
+                json!({}),
+            )
+            .await
+        }
+    };
+    let big = order(20.0).await;
+    assert_eq!(state(big).await["amount_total"], 2000.0);
+    assert_eq!(as_chen("button_confirm", big).await["result"], true);
+    assert_eq!(state(big).await["state"], "to approve");
+    // Confirming again changes nothing; chen may not approve.
+    as_chen("button_confirm", big).await;
+    assert_eq!(as_chen("button_approve", big).await["result"], json!({}));
+    assert_eq!(state(big).await["state"], "to approve");
+    // Below the amount chen confirms in one step.
+    let small = order(5.0).await;
+    as_chen("button_confirm", small).await;
+    assert_eq!(state(small).await["state"], "purchase");
+    // The administrator approves the waiting order.
+    let approved = execute_kw(
+        &server,
+        "purchase.order",
+        "button_approve",
+        json!([[big]]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(approved["result"], json!({}), "{approved}");
+    assert_eq!(state(big).await["state"], "purchase");
+    server.shutdown().await;
+}
+
+/// Approvals app: approver lines written as `pending` get no activity;
+/// `action_confirm` schedules one per approver it moves from `new`, also on
+/// a request submitted before (approvers added later).
+#[tokio::test]
+async fn approval_activities_come_from_action_confirm() {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = SimServer::start(
+        SimConfig {
+            edition: Edition::Enterprise,
+            ..config(OdooVersion::V17)
+        },
+        addr,
+    )
+    .await
+    .unwrap();
+    let (bob, chen, alice) = (
+        uid_of(&server, "buyer.bob").await,
+        uid_of(&server, "buyer.chen").await,
+        uid_of(&server, "buyer.alice").await,
+    );
+    let category = execute_kw(
+        &server,
+        "approval.category",
+        "create",
+        json!([{"name": "Buys"}]),
+        json!({}),
+    )
+    .await["result"]
+        .as_i64()
+        .unwrap();
+    let request = execute_kw(
+        &server,
+        "approval.request",
+        "create",
+        json!([{"name": "R", "category_id": category}]),
+        json!({}),
+    )
+    .await["result"]
+        .as_i64()
+        .unwrap();
+    let approver = |user: i64, status: Option<&str>| {
+        let server = &server;
+        let mut vals = json!({"request_id": request, "user_id": user});
+        if let Some(status) = status {
+            vals["status"] = json!(status);
+        }
+        async move {
+            execute_kw(
+                server,
+                "approval.approver",
+                "create",
+                json!([vals]),
+                json!({}),
+            )
+            .await["result"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    let todos = |user: i64| {
+        let server = &server;
+        async move {
+            execute_kw(
+                server,
+                "mail.activity",
+                "search_count",
+                json!([[
+                    ["res_model", "=", "approval.request"],
+                    ["res_id", "=", request],
+                    ["user_id", "=", user]
+                ]]),
+                json!({}),
+            )
+            .await["result"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    let confirm = || {
+        execute_kw(
+            &server,
+            "approval.request",
+            "action_confirm",
+            json!([[request]]),
+            json!({}),
+        )
+    };
+    approver(bob, None).await;
+    approver(alice, Some("pending")).await;
+    confirm().await;
+    assert_eq!(todos(bob).await, 1);
+    assert_eq!(todos(alice).await, 0, "written as pending: no to-do");
+    approver(chen, None).await;
+    confirm().await;
+    assert_eq!(todos(chen).await, 1);
+    assert_eq!(todos(bob).await, 1, "bob was pending already");
+    server.shutdown().await;
+}
+
+/// On 19 over JSON-2: `message_post` answers `[id]`, `button_cancel` (which
+/// returns nothing) `null`, `action_feedback` the message id.
+#[tokio::test]
+async fn json2_result_shapes_of_workflow_methods_on_19() {
+    let server = start(OdooVersion::V19).await;
+    let key = server.db.admin_api_key();
+    let call = |path: &'static str, body: Value| {
+        let (server, key) = (&server, key.clone());
+        async move {
+            let response = json2(server, path, Some(&key), body).await;
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let vendor = call(
+        "res.partner/search",
+        json!({"domain": [["supplier_rank", ">", 0]], "limit": 1}),
+    )
+    .await[0]
+        .as_i64()
+        .unwrap();
+    let order = call(
+        "purchase.order/create",
+        json!({"vals_list": [{"partner_id": vendor}]}),
+    )
+    .await[0]
+        .as_i64()
+        .unwrap();
+    let posted = call(
+        "purchase.order/message_post",
+        json!({"ids": [order], "body": "hello", "body_is_html": true}),
+    )
+    .await;
+    assert!(
+        posted
+            .as_array()
+            .is_some_and(|ids| ids.len() == 1 && ids[0].is_i64()),
+        "{posted}"
+    );
+    let model_id = call(
+        "ir.model/search",
+        json!({"domain": [["model", "=", "purchase.order"]]}),
+    )
+    .await[0]
+        .as_i64()
+        .unwrap();
+    let activity = call(
+        "mail.activity/create",
+        json!({"vals_list": [{"res_model_id": model_id, "res_id": order, "summary": "check"}]}),
+    )
+    .await[0]
+        .as_i64()
+        .unwrap();
+    let done = call(
+        "mail.activity/action_feedback",
+        json!({"ids": [activity], "feedback": "ok"}),
+    )
+    .await;
+    assert!(done.is_i64(), "{done}");
+    let cancelled = call("purchase.order/button_cancel", json!({"ids": [order]})).await;
+    assert_eq!(cancelled, Value::Null);
+    server.shutdown().await;
+}
+
+/// A method returning `None` (`button_cancel`): Odoo's JSON-RPC envelope then
+/// has neither `result` nor `error`, and the call did its work.
+#[tokio::test]
+async fn a_method_returning_none_has_no_result_over_jsonrpc() {
+    let server = start(OdooVersion::V17).await;
+    let vendor = execute_kw(
+        &server,
+        "res.partner",
+        "search",
+        json!([[["supplier_rank", ">", 0]]]),
+        json!({"limit": 1}),
+    )
+    .await["result"][0]
+        .as_i64()
+        .unwrap();
+    let order = execute_kw(
+        &server,
+        "purchase.order",
+        "create",
+        json!([{"partner_id": vendor}]),
+        json!({}),
+    )
+    .await["result"]
+        .as_i64()
+        .unwrap();
+    let cancelled = execute_kw(
+        &server,
+        "purchase.order",
+        "button_cancel",
+        json!([[order]]),
+        json!({}),
+    )
+    .await;
+    assert!(cancelled.get("result").is_none(), "{cancelled}");
+    assert!(cancelled.get("error").is_none(), "{cancelled}");
+    let state = execute_kw(
+        &server,
+        "purchase.order",
+        "read",
+        json!([[order], ["state"]]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(state["result"][0]["state"], "cancel");
+    server.shutdown().await;
+}

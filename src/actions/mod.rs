@@ -1267,15 +1267,14 @@ async fn chatter_notes(
             outcomes.push(WriteOutcome::Skipped("no Odoo record to post on".into()));
             continue;
         };
-        let mut call = Call::new(model.clone(), "message_post")
-            .ids(vec![*res_id])
-            .kwarg("body", marked_html(ctx, e))
-            .kwarg("message_type", "comment")
-            .kwarg("subtype_xmlid", "mail.mt_note");
-        // 17+ escapes a plain-string body that comes over RPC; 16 has no such flag.
-        if client.info().version.major >= 17 {
-            call = call.kwarg("body_is_html", true);
-        }
+        let call = crate::odoo::values::post_as_html(
+            Call::new(model.clone(), "message_post")
+                .ids(vec![*res_id])
+                .kwarg("body", marked_html(ctx, e))
+                .kwarg("message_type", "comment")
+                .kwarg("subtype_xmlid", "mail.mt_note"),
+            client.info().version.major,
+        );
         match client.call(call).await {
             Ok(value) => outcomes.push(match crate::odoo::values::returned_id(&value) {
                 Some(id) => WriteOutcome::Created(id),

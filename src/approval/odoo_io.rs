@@ -5,7 +5,7 @@
 //! only what is missing, and after an ambiguous failure ("Odoo committed but
 //! the reply was lost") read again before creating, so nothing exists twice.
 
-use crate::odoo::values::html_escape;
+use crate::odoo::values::{html_escape, post_as_html, returned_id};
 use std::collections::{HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
@@ -349,8 +349,14 @@ async fn note_once(
             .kwarg("body", html.clone())
             .kwarg("message_type", "comment")
             .kwarg("subtype_xmlid", "mail.mt_note");
-        match client.call(call).await {
-            Ok(_) => return Ok(true),
+        match client
+            .call(post_as_html(call, client.info().version.major))
+            .await
+        {
+            Ok(value) => {
+                tracing::debug!(model, res_id, message = ?returned_id(&value), "chatter note posted");
+                return Ok(true);
+            }
             Err(e) if e.is_transient() => {
                 if find().await? {
                     return Ok(true);
@@ -542,30 +548,41 @@ async fn open_request(
     )
     .await?;
     let rows = client
-        .read(
-            "approval.request",
-            &[request],
-            &["request_status", "create_date"],
-        )
+        .read("approval.request", &[request], &["create_date"])
         .await
         .map_err(odoo_err("reading the approval request"))?;
-    let status = rows
-        .first()
-        .and_then(|r| r.str_field("request_status").ok().flatten())
-        .unwrap_or_default()
-        .to_string();
-    if status == "new" {
-        // Submitting twice only moves `new` approvers to `pending` again: safe to retry.
-        client
-            .call(
-                Call::new("approval.request", "action_confirm")
-                    .ids(vec![request])
-                    .idempotent(true),
-            )
-            .await
-            .map_err(odoo_err("submitting the approval request"))?;
-    }
+    submit_new_approvers(client, request).await?;
     Ok((Some(request), outcome.created, opened_at(&rows)))
+}
+
+/// Approvers are added as `new` and submitted with `action_confirm`, because
+/// that is what gives each of them their to-do in Odoo (a line written as
+/// `pending` gets none). On a request submitted earlier (escalation, or a
+/// retry after a lost reply) the call only moves the lines still `new` and
+/// leaves the others; the request shows "To Submit" between the two calls,
+/// and a retry finds the `new` lines and submits them. Nothing to submit,
+/// nothing sent.
+async fn submit_new_approvers(client: &OdooClient, request: i64) -> Result<(), ApprovalError> {
+    let new = client
+        .search(
+            "approval.approver",
+            &json!([["request_id", "=", request], ["status", "=", "new"]]),
+            &SearchOptions::limit(1),
+        )
+        .await
+        .map_err(odoo_err("reading the approvers to submit"))?;
+    if new.is_empty() {
+        return Ok(());
+    }
+    client
+        .call(
+            Call::new("approval.request", "action_confirm")
+                .ids(vec![request])
+                .idempotent(true),
+        )
+        .await
+        .map_err(odoo_err("submitting the approval request"))?;
+    Ok(())
 }
 
 async fn open_activities(
@@ -678,9 +695,6 @@ pub async fn escalate(
                     let mut v = Map::new();
                     v.insert("request_id".into(), json!(request));
                     v.insert("user_id".into(), json!(a.uid));
-                    // The request is already submitted: a `new` approver would
-                    // send it back to "To Submit".
-                    v.insert("status".into(), json!("pending"));
                     (a.uid, v)
                 })
                 .collect();
@@ -691,6 +705,7 @@ pub async fn escalate(
                 wanted,
             )
             .await?;
+            submit_new_approvers(client, request).await?;
         }
         (Backend::ApprovalsApp, None) => {
             return Err(ApprovalError::Data(
@@ -973,13 +988,9 @@ fn html_unescape(text: &str) -> String {
 /// approved/approve/ok/yes, or rejected/reject/refused/refuse/no followed by
 /// the reason. Anything else (including PlanOps' own notes) is no decision.
 pub fn parse_feedback(body: &str) -> Option<(Verdict, Option<String>)> {
-    if !body.contains(" done: ") {
-        return None;
-    }
-    let at = body.find("Feedback: ")?;
-    let rest = &body[at + "Feedback: ".len()..];
-    let text = html_unescape(rest.split('<').next().unwrap_or_default());
-    let text = text.trim();
+    let text = done_feedback(body)?;
+    // Tolerate feedback that repeats the label 18+ shows.
+    let text = text.strip_prefix("Feedback:").unwrap_or(&text).trim();
     let word_end = text
         .find(|c: char| !c.is_alphabetic())
         .unwrap_or(text.len());
@@ -993,6 +1004,54 @@ pub fn parse_feedback(body: &str) -> Option<(Verdict, Option<String>)> {
         .trim_start_matches([':', '-', '–', ' ', ',', '.'])
         .trim();
     Some((verdict, (!tail.is_empty()).then(|| tail.to_string())))
+}
+
+/// The text of an HTML fragment as one line: tags dropped (`<br>` and block
+/// ends read as spaces), entities decoded, runs of whitespace collapsed.
+fn flat_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                out.push(' ');
+            }
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    html_unescape(&out.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// The feedback of Odoo's "activity done" message (`mail.message_activity_done`),
+/// `None` when the body is not such a message or has no feedback. The message
+/// opens with a header paragraph, "<type> done", the assignee when someone
+/// else marked it done, then ": <summary>". On 16 and 17 the feedback is the
+/// unlabelled block right after the header, before the "Original note:"
+/// title; from 18 on it is the last block, after the note, behind a
+/// "Feedback:" label. The feedback itself is escaped text and `<br>`s, so
+/// neither marker can come from what an approver typed.
+fn done_feedback(body: &str) -> Option<String> {
+    let start = body.find("<p")?;
+    let end = start + body[start..].find("</p>")?;
+    let header = flat_text(&body[start..end]);
+    let done = header.split(' ').any(|w| w == "done" || w == "done:");
+    if !done {
+        return None;
+    }
+    let rest = &body[end + "</p>".len()..];
+    if let Some(at) = rest.rfind(">Feedback:<") {
+        return Some(flat_text(&rest[at + ">Feedback:".len()..])).filter(|t| !t.is_empty());
+    }
+    let block = rest.trim_start().strip_prefix("<div")?;
+    let (open_tag, inner) = block.split_once('>')?;
+    if open_tag.contains("o_mail_note_title") {
+        return None;
+    }
+    let inner = &inner[..inner.find("</div>")?];
+    Some(flat_text(inner)).filter(|t| !t.is_empty())
 }
 
 /// Records, once each, the decisions that do not count (segregation of
@@ -1065,10 +1124,43 @@ pub enum FinalDecision {
     Rejected { by: String, reason: String },
 }
 
+/// Purchase's two-step validation: `button_confirm` leaves an order above the
+/// company's amount in `to approve` when the user is not a purchase manager.
+/// The state is read back; an order waiting there gets `button_approve`, which
+/// Odoo applies only where its own rule lets this user approve (so the rule is
+/// not repeated here), and an order still waiting afterwards is reported as
+/// such rather than as confirmed.
+async fn second_approval(
+    client: &OdooClient,
+    rfq_id: i64,
+    called: Option<&str>,
+    button: &impl Fn(&'static str) -> Call,
+) -> Result<OutcomeReport, ApprovalError> {
+    let (_, state) = read_rfq(client, rfq_id).await?;
+    if state != "to approve" {
+        return Ok(OutcomeReport::Confirmed);
+    }
+    if called != Some("button_approve") {
+        client
+            .call(button("button_approve"))
+            .await
+            .map_err(odoo_err("approving the RFQ (second step)"))?;
+        let (_, state) = read_rfq(client, rfq_id).await?;
+        if state != "to approve" {
+            return Ok(OutcomeReport::Confirmed);
+        }
+    }
+    Ok(OutcomeReport::AwaitingSecondApproval)
+}
+
 /// What [`carry_out`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutcomeReport {
     Confirmed,
+    /// Confirmed, but the company's two-step validation holds the order in
+    /// `to approve` until a purchase manager approves it in Odoo (PlanOps'
+    /// user may not).
+    AwaitingSecondApproval,
     Cancelled {
         reason: String,
     },
@@ -1078,6 +1170,22 @@ pub enum OutcomeReport {
     AlreadyDone {
         state: String,
     },
+}
+
+impl OutcomeReport {
+    /// How the outcome reads in notes, Events and activity feedback.
+    pub fn summary(&self) -> String {
+        match self {
+            OutcomeReport::Confirmed => "RFQ confirmed".into(),
+            OutcomeReport::AwaitingSecondApproval => {
+                "RFQ confirmed, waiting in Odoo for a purchase manager's approval (two-step validation)"
+                    .into()
+            }
+            OutcomeReport::Cancelled { .. } => "RFQ cancelled".into(),
+            OutcomeReport::Recorded => "decision recorded, RFQ left as is".into(),
+            OutcomeReport::AlreadyDone { state } => format!("already carried out (RFQ {state})"),
+        }
+    }
 }
 
 /// The policy's outcome action, with the documented defaults.
@@ -1158,21 +1266,28 @@ pub async fn carry_out(
         }
         ApprovalOutcomeAction::None => (None, OutcomeReport::Recorded),
     };
+    let button = |method: &'static str| {
+        Call::new("purchase.order", method)
+            .ids(vec![pending.rfq_id])
+            .idempotent(true)
+    };
+    // An order already waiting for the second approval is skipped by
+    // `button_confirm`: it can only be approved.
+    let method = match method {
+        Some("button_confirm") if state == "to approve" => Some("button_approve"),
+        other => other,
+    };
     if let Some(method) = method {
         client
-            .call(
-                Call::new("purchase.order", method)
-                    .ids(vec![pending.rfq_id])
-                    .idempotent(true),
-            )
+            .call(button(method))
             .await
             .map_err(odoo_err("carrying out the approval outcome"))?;
     }
-    let what = match (&report, decision) {
-        (OutcomeReport::Confirmed, _) => "RFQ confirmed".to_string(),
-        (OutcomeReport::Cancelled { .. }, _) => "RFQ cancelled".to_string(),
-        _ => "decision recorded, RFQ left as is".to_string(),
-    };
+    let mut report = report;
+    if report == OutcomeReport::Confirmed && method.is_some() {
+        report = second_approval(client, pending.rfq_id, method, &button).await?;
+    }
+    let what = report.summary();
     let body = match decision {
         FinalDecision::Approved { by, level } => format!(
             "Approved by {} (level {}) under policy {}: {}. {}.",
@@ -1564,31 +1679,90 @@ pub async fn close_exception(
 mod tests {
     use super::*;
 
+    /// "Done" messages as Odoo stores them: on 16/17 the feedback right after
+    /// the header, unlabelled; on 18/19 after the note, labelled.
+    fn done(version: u32, feedback: &str) -> String {
+        let header = "\n    <p>\n        <span class=\"fa fa-tasks fa-fw\"></span><span>To-Do</span> done\n        <span>: </span><span>To approve: P00012 (big-buys, level 1 buyers) planops:x</span>\n    </p>";
+        let lines: Vec<String> = feedback
+            .split('\n')
+            .map(|l| format!("\n            {l}"))
+            .collect();
+        let lines = lines.join("\n            <br>");
+        let note =
+            "<div><p>Mark this activity done with feedback <b>approved</b> to approve.</p></div>";
+        if version >= 18 {
+            let body = format!(
+                "{header}\n    \n        <div class=\"o_mail_note_title fw-bold\">Original note:</div>\n        {note}\n    <div>\n        <div class=\"fw-bold\">Feedback:</div>{lines}\n    </div>\n"
+            );
+            // 19 keeps the template's outer div.
+            if version >= 19 {
+                format!("<div>{body}</div>")
+            } else {
+                body
+            }
+        } else {
+            format!(
+                "{header}\n    <div>{lines}\n    </div>\n    \n        <div class=\"o_mail_note_title\"><strong>Original note:</strong></div>\n        {note}\n"
+            )
+        }
+    }
+
     #[test]
     fn feedback_verdicts() {
-        let done = |fb: &str| {
-            format!(
-                "<div><p>To-Do done: To approve P1 planops:x</p><div>Feedback: {fb}</div></div>"
-            )
-        };
+        for version in [16, 17, 18, 19] {
+            let done = |fb: &str| done(version, fb);
+            assert_eq!(
+                parse_feedback(&done("approved")),
+                Some((Verdict::Approve, None)),
+                "{version}"
+            );
+            assert_eq!(
+                parse_feedback(&done("OK, go")),
+                Some((Verdict::Approve, Some("go".into())))
+            );
+            assert_eq!(
+                parse_feedback(&done("Rejected: price &amp; lead time\ntoo long")),
+                Some((Verdict::Refuse, Some("price & lead time too long".into())))
+            );
+            assert_eq!(
+                parse_feedback(&done("closed by PlanOps: RFQ confirmed")),
+                None
+            );
+        }
+        // Marked done without feedback: the note's "feedback approved" is no verdict.
+        let without = done(17, "x").replace("\n    <div>\n            x\n    </div>", "");
+        assert_eq!(parse_feedback(&without), None);
+        let without = done(18, "x");
+        let without = &without[..without
+            .rfind("\n    <div>\n        <div class=\"fw-bold\">")
+            .unwrap()];
+        assert_eq!(parse_feedback(without), None);
+        // Bodies as Odoo 17, 18 and 19 stored them for
+        // `action_feedback(feedback="rejected: too dear & late\nask again")`.
+        let stored = [
+            "\n    <p>\n        <span class=\"fa fa-tasks fa-fw\"></span><span>To-Do</span> done\n        <span>: </span><span>To approve: P &lt;x&gt; planops:0123</span>\n    </p>\n    <div>\n            rejected: too dear &amp; late\n            <br>\n            ask again\n    </div>\n    \n        <div class=\"o_mail_note_title\"><strong>Original note:</strong></div>\n        <div><p>the note <b>b</b></p></div>\n",
+            "\n    <p>\n        <span class=\"fa fa-check fa-fw\"></span><span>To-Do</span> done\n        <span>: </span><span>To approve: P &lt;x&gt; planops:0123</span>\n    </p>\n    \n        <div class=\"o_mail_note_title fw-bold\">Original note:</div>\n        <div><p>the note <b>b</b></p></div>\n    <div>\n        <div class=\"fw-bold\">Feedback:</div>\n            rejected: too dear &amp; late\n            <br>\n            ask again\n    </div>\n",
+            "<div>\n    <p>\n        <span class=\"fa fa-check fa-fw\"></span><span>To-Do</span> done\n        <span>: </span><span>To approve: P &lt;x&gt; planops:0123</span>\n    </p>\n    \n        <div class=\"o_mail_note_title fw-bold\">Original note:</div>\n        <div><p>the note <b>b</b></p></div>\n    <div>\n        <div class=\"fw-bold\">Feedback:</div>\n            rejected: too dear &amp; late\n            <br>\n            ask again\n    </div>\n</div>",
+        ];
+        for body in stored {
+            assert_eq!(
+                parse_feedback(body),
+                Some((Verdict::Refuse, Some("too dear & late ask again".into()))),
+                "{body}"
+            );
+        }
+        // Marked done by someone else, without feedback (17 as stored).
+        let other = "\n    <p>\n        <span class=\"fa fa-tasks fa-fw\"></span><span>To-Do</span> done\n         (originally assigned to <span>Marc Demo</span>)\n        <span>: </span><span>S2</span>\n    </p>\n    \n        <div class=\"o_mail_note_title\"><strong>Original note:</strong></div>\n        <div><p>n2</p></div>\n";
+        assert_eq!(parse_feedback(other), None);
+        // PlanOps' own notes are no decision, whatever they say.
         assert_eq!(
-            parse_feedback(&done("approved")),
-            Some((Verdict::Approve, None))
-        );
-        assert_eq!(
-            parse_feedback(&done("OK, go")),
-            Some((Verdict::Approve, Some("go".into())))
-        );
-        assert_eq!(
-            parse_feedback(&done("Rejected: price &amp; lead time")),
-            Some((Verdict::Refuse, Some("price & lead time".into())))
-        );
-        assert_eq!(
-            parse_feedback(&done("closed by PlanOps: RFQ confirmed")),
+            parse_feedback("<p>approval-requested Feedback: approved</p>"),
             None
         );
         assert_eq!(
-            parse_feedback("<p>approval-requested Feedback: approved</p>"),
+            parse_feedback(
+                "<p>Rejected: work not done</p><p><small>planops:x approval-outcome</small></p>"
+            ),
             None
         );
     }

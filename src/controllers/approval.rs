@@ -993,12 +993,7 @@ async fn withdrawn_event(
 }
 
 fn describe(report: &OutcomeReport) -> String {
-    match report {
-        OutcomeReport::Confirmed => "RFQ confirmed".into(),
-        OutcomeReport::Cancelled { .. } => "RFQ cancelled".into(),
-        OutcomeReport::Recorded => "decision recorded, RFQ left as is".into(),
-        OutcomeReport::AlreadyDone { state } => format!("already carried out (RFQ {state})"),
-    }
+    report.summary()
 }
 
 /// Puts the draft RFQs a rule's run created or found under the policy that

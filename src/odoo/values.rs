@@ -1,10 +1,11 @@
 //! Decoding of the values Odoo returns in `read`/`search_read` records
-//! (odoo-api.md §3.3): `false` for empty, `[id, "name"]` many2ones,
-//! UTC date and datetime strings.
+//! (`false` for empty, `[id, "name"]` many2ones, UTC date and datetime
+//! strings) and in method results, and the encoding of HTML bodies.
 
 use serde_json::{Map, Value};
 
 use super::error::OdooError;
+use super::transport::Call;
 
 /// One record as returned by `read` / `search_read`.
 pub type Record = Map<String, Value>;
@@ -159,14 +160,31 @@ pub fn html_escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The record id a create-like call answered: an id over XML-RPC and JSON-RPC,
-/// a one-element list over JSON-2 (Odoo 19 returns recordsets as id lists).
-/// `None` for anything else (`null`, `true`, several ids).
+/// The id of the one record a create-like call returned (`create` of one
+/// dict, `message_post`, `action_feedback`): a bare id where Odoo downgrades
+/// the record to its id, a one-element list where it sends the recordset as
+/// its ids (`message_post` on 19, `create` over JSON-2). `null` (a method
+/// returning nothing, such as `button_cancel`), `false` (nothing done) and
+/// several ids are no record id.
 pub fn returned_id(value: &Value) -> Option<i64> {
     match value {
         Value::Number(n) => n.as_i64(),
-        Value::Array(items) if items.len() == 1 => items[0].as_i64(),
+        Value::Array(items) => match items.as_slice() {
+            [Value::Number(n)] => n.as_i64(),
+            _ => None,
+        },
         _ => None,
+    }
+}
+
+/// `message_post` with an HTML `body`: from 17 on Odoo escapes a plain string
+/// body sent over RPC (tags would show as text) unless `body_is_html` is set;
+/// 16 has no such parameter and stores the body as HTML.
+pub fn post_as_html(call: Call, major: u32) -> Call {
+    if major >= 17 {
+        call.kwarg("body_is_html", true)
+    } else {
+        call
     }
 }
 
@@ -193,6 +211,17 @@ mod tests {
         assert_eq!(r.many2one("c").unwrap().unwrap().id, 7);
         assert!(r.many2one("d").is_err());
         assert_eq!(r.id().unwrap(), 1);
+    }
+
+    #[test]
+    fn returned_ids() {
+        assert_eq!(returned_id(&json!(42)), Some(42));
+        assert_eq!(returned_id(&json!([42])), Some(42));
+        assert_eq!(returned_id(&Value::Null), None);
+        assert_eq!(returned_id(&json!(false)), None);
+        assert_eq!(returned_id(&json!([1, 2])), None);
+        assert_eq!(returned_id(&json!([])), None);
+        assert_eq!(returned_id(&json!({})), None);
     }
 
     #[test]

@@ -33,12 +33,89 @@ impl Store {
         self.read(model, ids, &fields, true, ctx)
     }
 
+    /// Records of model `mi` whose many2one `field` points at `target`.
+    fn pointing_at(&self, mi: usize, field: &str, target: i64) -> Vec<i64> {
+        let table = &self.tables[mi];
+        let Some(slot) = table.def.slot_of(field) else {
+            return Vec::new();
+        };
+        match table.lookup(slot, target) {
+            Some(ids) => ids.to_vec(),
+            None => table
+                .ids()
+                .filter(|&id| {
+                    table
+                        .get(id)
+                        .is_some_and(|row| row.vals[slot].as_id() == Some(target))
+                })
+                .collect(),
+        }
+    }
+
+    /// The order's lines' quantity × unit price (the simulator has no taxes).
+    pub(super) fn purchase_order_total(&self, order: i64) -> f64 {
+        let Ok(li) = self.model_index("purchase.order.line") else {
+            return 0.0;
+        };
+        self.pointing_at(li, "order_id", order)
+            .into_iter()
+            .map(|line| {
+                let qty = self.slot_value(li, line, "product_qty").as_f64();
+                let price = self.slot_value(li, line, "price_unit").as_f64();
+                qty.unwrap_or(0.0) * price.unwrap_or(0.0)
+            })
+            .sum()
+    }
+
+    /// `user.has_group(xmlid)`. The administrator holds every application's
+    /// manager group, as in a fresh Odoo database.
+    pub(super) fn user_has_group(&self, uid: i64, xmlid: &str) -> bool {
+        if uid == 1 || self.users.iter().any(|u| u.uid == uid && u.is_admin) {
+            return true;
+        }
+        let (Some(group), Ok(ui)) = (self.xmlid_res_id(xmlid), self.model_index("res.users"))
+        else {
+            return false;
+        };
+        ["groups_id", "group_ids"]
+            .iter()
+            .any(|field| self.slot_value(ui, uid, field).ids().contains(&group))
+    }
+
+    /// Purchase's `_approval_allowed`: one-step companies, orders below the
+    /// two-step amount, and purchase managers may approve. The simulator has
+    /// one currency, so the amount is compared as it is.
+    fn po_approval_allowed(&self, order: i64, ctx: &Ctx) -> Result<bool, OrmError> {
+        let rows = self.read_rows("purchase.order", &[order], &["company_id"], ctx)?;
+        let company = rows
+            .first()
+            .and_then(|r| r.get("company_id"))
+            .and_then(Value::as_array)
+            .and_then(|c| c.first())
+            .and_then(Value::as_i64);
+        let (policy, threshold) = match (company, self.model_index("res.company")) {
+            (Some(company), Ok(ci)) => (
+                self.slot_value(ci, company, "po_double_validation")
+                    .as_str()
+                    .unwrap_or("one_step")
+                    .to_string(),
+                self.slot_value(ci, company, "po_double_validation_amount")
+                    .as_f64()
+                    .unwrap_or(0.0),
+            ),
+            _ => ("one_step".to_string(), 0.0),
+        };
+        Ok(policy == "one_step"
+            || (policy == "two_step" && self.purchase_order_total(order) < threshold)
+            || self.user_has_group(ctx.uid, "purchase.group_purchase_manager"))
+    }
+
     /// `purchase.order.button_confirm`: Odoo skips orders that are not
-    /// `draft`/`sent` (so confirming twice is harmless) and moves the rest to
-    /// `purchase` with their confirmation date (no two-step validation here).
+    /// `draft`/`sent` (so confirming twice is harmless, and an order waiting in
+    /// `to approve` stays there); the rest are approved when the user may
+    /// ([`Self::po_approval_allowed`]), else they go to `to approve`.
     pub fn po_button_confirm(&mut self, ids: &[i64], ctx: &Ctx) -> Result<Value, OrmError> {
         let rows = self.read_rows("purchase.order", ids, &["id", "state"], ctx)?;
-        let now = super::value::format_datetime(self.now());
         for row in rows {
             let state = text_of(&row, "state");
             let Some(id) = row.get("id").and_then(Value::as_i64) else {
@@ -47,16 +124,43 @@ impl Store {
             if state != "draft" && state != "sent" {
                 continue;
             }
-            let mut vals = Map::new();
-            vals.insert("state".into(), json!("purchase"));
-            vals.insert("date_approve".into(), json!(now));
-            self.write("purchase.order", &[id], &vals, ctx)?;
+            if self.po_approval_allowed(id, ctx)? {
+                self.po_button_approve(&[id], ctx)?;
+            } else {
+                let mut vals = Map::new();
+                vals.insert("state".into(), json!("to approve"));
+                self.write("purchase.order", &[id], &vals, ctx)?;
+            }
         }
         Ok(Value::Bool(true))
     }
 
+    /// `purchase.order.button_approve`: the orders the user may approve become
+    /// `purchase` with their confirmation date, whatever their state (Odoo
+    /// filters on the approval rule only); the others are left as they are.
+    /// Returns an empty dict, as Odoo does.
+    pub fn po_button_approve(&mut self, ids: &[i64], ctx: &Ctx) -> Result<Value, OrmError> {
+        let mut allowed = Vec::new();
+        for &id in ids {
+            if self.po_approval_allowed(id, ctx)? {
+                allowed.push(id);
+            }
+        }
+        if !allowed.is_empty() {
+            let mut vals = Map::new();
+            vals.insert("state".into(), json!("purchase"));
+            vals.insert(
+                "date_approve".into(),
+                json!(super::value::format_datetime(self.now())),
+            );
+            self.write("purchase.order", &allowed, &vals, ctx)?;
+        }
+        Ok(json!({}))
+    }
+
     /// `purchase.order.button_cancel`: refused for locked orders, as Odoo
-    /// refuses orders with receipts or posted bills; otherwise `cancel`.
+    /// refuses orders with receipts or posted bills; otherwise `cancel`. The
+    /// method returns nothing: `null` over JSON, a marshalling fault over XML-RPC.
     pub fn po_button_cancel(&mut self, ids: &[i64], ctx: &Ctx) -> Result<Value, OrmError> {
         let rows = self.read_rows("purchase.order", ids, &["id", "state", "name"], ctx)?;
         if let Some(locked) = rows.iter().find(|r| text_of(r, "state") == "done") {
@@ -68,11 +172,13 @@ impl Store {
         let mut vals = Map::new();
         vals.insert("state".into(), json!("cancel"));
         self.write("purchase.order", ids, &vals, ctx)?;
-        Ok(Value::Bool(true))
+        Ok(Value::Null)
     }
 
     /// `approval.request.action_confirm` (submit): needs at least the
-    /// category's minimum of approvers, then every `new` approver is `pending`.
+    /// category's minimum of approvers, then every `new` approver gets a
+    /// to-do and is `pending`. Called again on a submitted request, it does
+    /// the same for approvers added since (as `new`) and leaves the others.
     pub fn approval_confirm(&mut self, ids: &[i64], ctx: &Ctx) -> Result<Value, OrmError> {
         let requests = self.read_rows("approval.request", ids, &["id", "category_id"], ctx)?;
         for request in requests {
@@ -93,10 +199,39 @@ impl Store {
                     "You have to add at least {minimum} approvers to confirm your request."
                 )));
             }
-            let rows = self.read_rows("approval.approver", &approvers, &["id", "status"], ctx)?;
-            let new: Vec<i64> = rows
+            let rows = self.read_rows(
+                "approval.approver",
+                &approvers,
+                &["id", "status", "user_id"],
+                ctx,
+            )?;
+            let new: Vec<&Value> = rows
                 .iter()
                 .filter(|r| text_of(r, "status") == "new")
+                .collect();
+            // Submitting is what gives approvers their to-do: one activity per
+            // approver this call moves to pending (lines written as pending
+            // directly get none).
+            let model_id = self.ir_model_id("approval.request");
+            let activity_type = self.xmlid_res_id("approvals.mail_activity_data_approval");
+            let todos: Vec<Map<String, Value>> = new
+                .iter()
+                .filter_map(|r| {
+                    let user = r.get("user_id")?.as_array()?.first()?.as_i64()?;
+                    let mut vals = Map::new();
+                    vals.insert("res_model_id".into(), json!(model_id?));
+                    vals.insert("res_id".into(), json!(id));
+                    vals.insert("user_id".into(), json!(user));
+                    if let Some(t) = activity_type {
+                        vals.insert("activity_type_id".into(), json!(t));
+                    }
+                    Some(vals)
+                })
+                .collect();
+            let todos: Vec<&Map<String, Value>> = todos.iter().collect();
+            self.create_activities(&todos, ctx)?;
+            let new: Vec<i64> = new
+                .iter()
                 .filter_map(|r| r.get("id").and_then(Value::as_i64))
                 .collect();
             let mut vals = Map::new();

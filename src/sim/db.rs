@@ -722,8 +722,27 @@ fn dispatch(
         "create" => {
             check_access(store, uid, model, "create")?;
             match args.get(0, "vals_list").or_else(|| args.named.get("vals")) {
+                Some(Value::Object(vals)) if model == "mail.activity" => {
+                    let ids = store.create_activities(&[vals], &ctx)?;
+                    run_automations(store, model, &ids, AutomationEvent::Create, &ctx)?;
+                    Ok(json!(ids.first()))
+                }
+                Some(Value::Array(list)) if model == "mail.activity" => {
+                    let list = list
+                        .iter()
+                        .map(|item| {
+                            item.as_object().ok_or_else(|| {
+                                OrmError::Value("create expects dicts of values".into())
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let ids = store.create_activities(&list, &ctx)?;
+                    run_automations(store, model, &ids, AutomationEvent::Create, &ctx)?;
+                    Ok(json!(ids))
+                }
                 Some(Value::Object(vals)) => {
                     let id = store.create_as_odoo(model, vals, &ctx)?;
+                    store.subscribe_creator(model, &[id], &ctx)?;
                     store.approvers_changed(model, &[id], &ctx)?;
                     run_automations(store, model, &[id], AutomationEvent::Create, &ctx)?;
                     Ok(json!(id))
@@ -736,6 +755,7 @@ fn dispatch(
                         })?;
                         ids.push(store.create_as_odoo(model, vals, &ctx)?);
                     }
+                    store.subscribe_creator(model, &ids, &ctx)?;
                     store.approvers_changed(model, &ids, &ctx)?;
                     run_automations(store, model, &ids, AutomationEvent::Create, &ctx)?;
                     Ok(json!(ids))
@@ -875,6 +895,15 @@ fn dispatch(
                     .and_then(Value::as_array)
                     .map(|ids| ids.iter().filter_map(Value::as_i64).collect())
                     .unwrap_or_default(),
+                // Python truthiness; 16 takes it as an unknown keyword and ignores it.
+                body_is_html: match args.named.get("body_is_html") {
+                    Some(Value::Bool(b)) => *b,
+                    Some(Value::Number(n)) => n.as_f64().is_some_and(|n| n != 0.0),
+                    Some(Value::String(s)) => !s.is_empty(),
+                    Some(Value::Array(a)) => !a.is_empty(),
+                    Some(Value::Object(o)) => !o.is_empty(),
+                    Some(Value::Null) | None => false,
+                },
             };
             let message = store.message_post(model, &ids, &params, &ctx)?;
             // The message is created through the ORM: automation rules on
@@ -886,7 +915,13 @@ fn dispatch(
                 AutomationEvent::Create,
                 &ctx,
             )?;
-            Ok(json!(message))
+            // Up to 18 `@api.returns` downgrades the message to its id; 19
+            // dropped the decorator, so the recordset goes out as its id list.
+            if store.version >= OdooVersion::V19 {
+                Ok(json!([message]))
+            } else {
+                Ok(json!(message))
+            }
         }
         "action_feedback" | "action_done" if model == "mail.activity" => {
             check_access(store, uid, model, "write")?;
@@ -918,13 +953,13 @@ fn dispatch(
             let ids = args.ids(model, method)?;
             store.apply_inventory(&ids, &ctx)
         }
-        "button_confirm" | "button_cancel" if model == "purchase.order" => {
+        "button_confirm" | "button_approve" | "button_cancel" if model == "purchase.order" => {
             check_access(store, uid, model, "write")?;
             let ids = args.ids(model, method)?;
-            if method == "button_confirm" {
-                store.po_button_confirm(&ids, &ctx)
-            } else {
-                store.po_button_cancel(&ids, &ctx)
+            match method {
+                "button_confirm" => store.po_button_confirm(&ids, &ctx),
+                "button_approve" => store.po_button_approve(&ids, &ctx),
+                _ => store.po_button_cancel(&ids, &ctx),
             }
         }
         // "Run Manually": the simulator runs no Python, so only the bookkeeping

@@ -529,6 +529,22 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
         m.int("horizon_days", "Replenishment Horizon")
             .default_val(Val::Int(365));
     }
+    // Purchase's approval settings: above the amount, a two-step company
+    // sends an RFQ confirmed by a non-manager to "to approve".
+    m.selection(
+        "po_double_validation",
+        "Levels of Approvals",
+        &[
+            ("one_step", "Confirm purchase orders in one step"),
+            (
+                "two_step",
+                "Get 2 levels of approvals to confirm a purchase order",
+            ),
+        ],
+    )
+    .default_val(Val::str("one_step"));
+    m.monetary("po_double_validation_amount", "Double validation amount")
+        .default_val(Val::Float(5000.0));
     models.push(m.build());
 
     let mut m = ModelBuilder::new("res.partner", "Contact");
@@ -907,6 +923,8 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     )
     .default_val(Val::str("days"));
     m.char("res_model", "Model");
+    // Font Awesome class the "done" message shows before the type's name.
+    m.char("icon", "Icon");
     m.m2o("default_user_id", "Default User", "res.users");
     m.selection(
         "chaining_type",
@@ -964,6 +982,18 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     m.active()
         .order("date_deadline ASC, id ASC")
         .name_field("summary");
+    models.push(m.build());
+
+    // Who follows which record: activities subscribe their assignee, and
+    // Odoo's unique key on (model, record, partner) is what a batch naming the
+    // same record twice for a new follower trips over on 17 and 18.
+    let mut m = ModelBuilder::new("mail.followers", "Document Followers");
+    m.char("res_model", "Related Document Model Name").req();
+    m.int("res_id", "Related Document ID").index();
+    m.m2o("partner_id", "Related Partner", "res.partner")
+        .req()
+        .index();
+    m.name_field("partner_id");
     models.push(m.build());
 
     let mut m = ModelBuilder::new("mail.message.subtype", "Message subtypes");

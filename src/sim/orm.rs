@@ -187,6 +187,22 @@ impl Store {
             "product_qty" if self.tables[mi].def.name == "stock.move" => {
                 self.slot_value(mi, id, "product_uom_qty")
             }
+            // No taxes in the simulator: totals are the lines' quantity × price,
+            // which purchase's two-step validation compares with its threshold.
+            "price_subtotal" if self.tables[mi].def.name == "purchase.order.line" => {
+                let qty = self
+                    .slot_value(mi, id, "product_qty")
+                    .as_f64()
+                    .unwrap_or(0.0);
+                let price = self
+                    .slot_value(mi, id, "price_unit")
+                    .as_f64()
+                    .unwrap_or(0.0);
+                Val::Float(qty * price)
+            }
+            "amount_untaxed" | "amount_total" if self.tables[mi].def.name == "purchase.order" => {
+                Val::Float(self.purchase_order_total(id))
+            }
             "available_quantity" if self.tables[mi].def.name == "stock.quant" => {
                 let quantity = self.slot_value(mi, id, "quantity").as_f64().unwrap_or(0.0);
                 let reserved = self

@@ -24,7 +24,7 @@
 //! the first write; an event naming a product the PO does not have is rejected
 //! with nothing written.
 
-use crate::odoo::values::html_escape;
+use crate::odoo::values::{html_escape, post_as_html, returned_id};
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
@@ -96,6 +96,9 @@ pub struct Applied {
     pub product_ids: Vec<i64>,
     /// This call posted the chatter note.
     pub note_posted: bool,
+    /// The chatter note (posted now or found from an earlier attempt), when
+    /// Odoo named it.
+    pub note_id: Option<i64>,
     /// The event had been fully recorded before: nothing was written.
     pub duplicate: bool,
     pub fingerprint: String,
@@ -214,6 +217,7 @@ pub async fn apply(
             lines_updated: 0,
             product_ids,
             note_posted: false,
+            note_id: note,
             duplicate: true,
             fingerprint: fingerprint.to_string(),
         });
@@ -264,6 +268,7 @@ pub async fn apply(
 
     // 3. The note.
     let mut note_posted = false;
+    let mut note_id = note;
     if target.chatter() && note.is_none() {
         let body = note_body(
             target,
@@ -280,11 +285,18 @@ pub async fn apply(
             .kwarg("message_type", "comment")
             .kwarg("subtype_xmlid", "mail.mt_note")
             .kwarg("attachment_ids", json!([attachment]));
-        match client.call(call).await {
-            Ok(_) => note_posted = true,
+        match client
+            .call(post_as_html(call, client.info().version.major))
+            .await
+        {
+            Ok(value) => {
+                note_posted = true;
+                note_id = returned_id(&value);
+            }
             Err(err) if err.transient_kind().is_some_and(|k| k.may_have_committed()) => {
                 // The post may have landed with its reply lost: look before failing.
-                if find_note(client, order_id, fingerprint).await?.is_some() {
+                note_id = find_note(client, order_id, fingerprint).await?;
+                if note_id.is_some() {
                     note_posted = true;
                 } else {
                     return Err(ApplyError::Transient(err));
@@ -300,6 +312,7 @@ pub async fn apply(
         lines_updated: changes.len(),
         product_ids,
         note_posted,
+        note_id,
         duplicate: false,
         fingerprint: fingerprint.to_string(),
     })
