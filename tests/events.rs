@@ -22,7 +22,7 @@ use std::time::Instant;
 use jiff::civil::Date;
 use planops::actions::webhook::sign;
 use planops::odoo::{OdooClient, RecordExt, Secret};
-use planops::sim::{DatasetParams, Edition, OdooVersion, SimConfig, SimServer};
+use planops::sim::{DatasetParams, Edition, FaultConfig, OdooVersion, SimConfig, SimServer};
 use serde_json::{Value, json};
 use support::odoo::{self, count, create, deliveries, obj, product, vendor, warehouse};
 use support::*;
@@ -213,6 +213,16 @@ async fn confirmed_order_raises_the_stockout_activity(version: OdooVersion) {
 
     let order = large_order(&client, &wh, ordered).await;
     assert!(activities(&client, &ns, "stockout").await.is_empty());
+    if webhooks {
+        // Odoo 17 posts the webhook before its commit, and the rest of its
+        // transaction can take a while: the path still ends in the activity.
+        server
+            .set_faults(FaultConfig {
+                webhook_commit_delay_ms: 1500,
+                ..FaultConfig::default()
+            })
+            .expect("setting faults");
+    }
 
     let confirmed = Instant::now();
     client
@@ -246,13 +256,16 @@ async fn confirmed_order_raises_the_stockout_activity(version: OdooVersion) {
         server.shutdown().await;
         return;
     }
-    // Odoo calls again for each write that matches; nothing is written twice
-    // and the bystander, though at risk too, is not the event's business.
+    // Odoo calls again each time the watched state really changes into the
+    // filter; nothing is written twice and the bystander, though at risk
+    // too, is not the event's business.
     for _ in 0..2 {
-        client
-            .write("sale.order", &[order], obj(json!({"state": "sale"})))
-            .await
-            .expect("writing the order again");
+        for state in ["sent", "sale"] {
+            client
+                .write("sale.order", &[order], obj(json!({"state": state})))
+                .await
+                .expect("writing the order again");
+        }
     }
     // An identical hint that arrives while another waits joins it (duplicate).
     eventually("three hints handled or joined", || async {
