@@ -229,15 +229,19 @@ impl Store {
         }
     }
 
-    /// The simulated wall clock: moves forward from the configured "today".
+    /// The simulated wall clock, in whole seconds: moves forward from the
+    /// configured "today".
     pub fn now(&self) -> DateTime {
         if let Some(frozen) = self.frozen_now {
             return frozen;
         }
         let elapsed = self.started.elapsed().as_secs() as i64;
-        self.clock_origin
+        let at = self
+            .clock_origin
             .checked_add(jiff::Span::new().seconds(elapsed))
-            .unwrap_or(self.clock_origin)
+            .unwrap_or(self.clock_origin);
+        // Odoo's `fields.Datetime.now()` drops the microseconds.
+        at.with().subsec_nanosecond(0).build().unwrap_or(at)
     }
 
     /// What Odoo stamps `create_date` and `write_date` with: the clock to
