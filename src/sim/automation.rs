@@ -625,7 +625,8 @@ fn rename_automation_actions(
     vals: Option<&Map<String, Value>>,
     ctx: &Ctx,
 ) -> Result<(), OrmError> {
-    if store.version >= OdooVersion::V19 {
+    // 16 has no automation actions; 19 keeps the name.
+    if !matches!(store.version, OdooVersion::V17 | OdooVersion::V18) {
         return Ok(());
     }
     if let Some(vals) = vals

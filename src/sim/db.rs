@@ -1226,6 +1226,122 @@ mod tests {
         .unwrap()
     }
 
+    /// What writing one automation field alone did to the others on real
+    /// Odoo 17, 18 and 19 servers (a rule on `res.partner`).
+    #[test]
+    fn automation_fields_written_alone_recompute_as_each_version_does() {
+        for version in [OdooVersion::V17, OdooVersion::V18, OdooVersion::V19] {
+            let db = db(version);
+            let search = |model: &str, domain: Value| -> Value {
+                call(&db, model, "search", json!([domain]), json!({})).unwrap()
+            };
+            let model = search("ir.model", json!([["model", "=", "res.partner"]]))[0].clone();
+            let field = |name: &str| {
+                search(
+                    "ir.model.fields",
+                    json!([["model", "=", "res.partner"], ["name", "=", name]]),
+                )[0]
+                .as_i64()
+                .unwrap()
+            };
+            let (name, email) = (field("name"), field("email"));
+            let rule = call(
+                &db,
+                "base.automation",
+                "create",
+                json!([{
+                "name": "r", "model_id": model, "trigger": "on_write"}]),
+                json!({}),
+            )
+            .unwrap();
+            let write = |vals: Value| {
+                call(
+                    &db,
+                    "base.automation",
+                    "write",
+                    json!([[rule], vals]),
+                    json!({}),
+                )
+            };
+            let set = |trigger: &str, fields: &[i64], domain: &str| {
+                write(
+                    json!({"trigger": trigger, "trigger_field_ids": [[6, 0, fields]],
+                    "filter_domain": domain}),
+                )
+                .unwrap();
+            };
+            let state = || -> (Vec<i64>, Value) {
+                let row = call(
+                    &db,
+                    "base.automation",
+                    "read",
+                    json!([[rule], ["trigger_field_ids", "filter_domain"]]),
+                    json!({}),
+                )
+                .unwrap()[0]
+                    .clone();
+                let mut ids: Vec<i64> = row["trigger_field_ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_i64)
+                    .collect();
+                ids.sort_unstable();
+                (ids, row["filter_domain"].clone())
+            };
+            let label = format!("{version:?}");
+            let v17 = version == OdooVersion::V17;
+            let domain = "[('name', 'like', 'X')]";
+
+            set("on_write", &[name], domain);
+            write(json!({"trigger": "on_write"})).unwrap();
+            let kept = if v17 { vec![name] } else { vec![] };
+            assert_eq!(state(), (kept, json!(false)), "{label} trigger alone");
+
+            set("on_write", &[name], domain);
+            write(json!({"filter_domain": "[('name', 'like', 'Y')]"})).unwrap();
+            let kept = if v17 { vec![name] } else { vec![] };
+            assert_eq!(state().0, kept, "{label} filter_domain alone");
+
+            set("on_write", &[name], domain);
+            write(json!({"trigger_field_ids": [[6, 0, [name]]]})).unwrap();
+            let kept = if v17 { json!(false) } else { json!(domain) };
+            assert_eq!(
+                state(),
+                (vec![name], kept),
+                "{label} trigger_field_ids alone"
+            );
+
+            set("on_write", &[name], domain);
+            let alone = write(json!({"model_id": model}));
+            if v17 {
+                alone.unwrap();
+                assert_eq!(state(), (vec![], json!(false)), "{label} model_id alone");
+            } else {
+                assert!(matches!(alone, Err(OrmError::Validation(_))), "{label}");
+                assert_eq!(state(), (vec![name], json!(domain)), "{label} refused");
+            }
+
+            set("on_write", &[name, email], domain);
+            write(json!({"trigger": "on_create"})).unwrap();
+            let expected = if v17 {
+                (vec![name, email], json!(domain))
+            } else {
+                (vec![], json!(false))
+            };
+            assert_eq!(state(), expected, "{label} two fields, trigger alone");
+
+            set("on_create_or_write", &[], "[('email', '=', 'a@b.c')]");
+            write(json!({"filter_domain": domain})).unwrap();
+            let grown = if version == OdooVersion::V18 {
+                vec![name]
+            } else {
+                vec![]
+            };
+            assert_eq!(state().0, grown, "{label} on save, filter_domain alone");
+        }
+    }
+
     #[test]
     fn a_17_call_that_sent_webhooks_is_invisible_until_committed() {
         let db = db(OdooVersion::V17);
