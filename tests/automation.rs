@@ -16,7 +16,7 @@ use planops::automation::{
 use planops::odoo::domain::Domain;
 use planops::odoo::values::format_datetime;
 use planops::odoo::{
-    OdooClient, OdooConfig, Protocol, RateLimitConfig, RetryConfig, SearchOptions, Secret,
+    Call, OdooClient, OdooConfig, Protocol, RateLimitConfig, RetryConfig, SearchOptions, Secret,
 };
 use planops::sim::{DatasetParams, FaultConfig, OdooVersion, SimConfig, SimServer};
 use serde_json::{Map, Value, json};
@@ -329,41 +329,55 @@ async fn drift_is_repaired_and_named() {
         let (automation_id, action_id) = (first.automation_id.unwrap(), first.action_id.unwrap());
         let baseline = counts(&client).await;
 
-        let cases: Vec<(&str, &str, Value, Change)> = vec![
+        // Odoo recomputes some automation fields from a field written alone
+        // (the rule here watches two fields): they differ too, and are
+        // written back together with it.
+        let automation = |fields: &[&'static str]| -> Vec<Change> {
+            fields
+                .iter()
+                .map(|&field| Change::Field {
+                    record: Record::Automation,
+                    field,
+                })
+                .collect()
+        };
+        let recomputing = version >= OdooVersion::V18;
+        let cases: Vec<(&str, &str, Value, Vec<Change>)> = vec![
             (
                 "ir.actions.server",
                 "webhook_url",
                 json!("https://attacker.example/steal"),
-                Change::Field {
+                vec![Change::Field {
                     record: Record::Action,
                     field: "webhook_url",
-                },
+                }],
             ),
             (
                 "base.automation",
                 "filter_domain",
                 json!("[('id', '=', 1)]"),
-                Change::Field {
-                    record: Record::Automation,
-                    field: "filter_domain",
+                if recomputing {
+                    // 18+: an on-update rule's trigger fields follow its domain.
+                    automation(&["trigger_field_ids", "filter_domain"])
+                } else {
+                    automation(&["filter_domain"])
                 },
             ),
             (
                 "base.automation",
                 "active",
                 json!(false),
-                Change::Field {
-                    record: Record::Automation,
-                    field: "active",
-                },
+                automation(&["active"]),
             ),
             (
                 "base.automation",
                 "trigger",
                 json!("on_create"),
-                Change::Field {
-                    record: Record::Automation,
-                    field: "trigger",
+                if recomputing {
+                    automation(&["trigger", "trigger_field_ids", "filter_domain"])
+                } else {
+                    // 17 keeps the domain of a rule watching two fields.
+                    automation(&["trigger"])
                 },
             ),
         ];
@@ -379,15 +393,11 @@ async fn drift_is_repaired_and_named() {
             let dry = automation::sync(&client, &spec, SyncMode::DryRun)
                 .await
                 .expect("dry run");
-            assert_eq!(dry.changes, vec![expected.clone()], "{version:?} {field}");
+            assert_eq!(dry.changes, expected, "{version:?} {field}");
             let repaired = automation::sync(&client, &spec, SyncMode::Apply)
                 .await
                 .expect("repair");
-            assert_eq!(
-                repaired.changes,
-                vec![expected.clone()],
-                "{version:?} {field}"
-            );
+            assert_eq!(repaired.changes, expected, "{version:?} {field}");
             assert!(!repaired.describe().is_empty());
             let again = automation::sync(&client, &spec, SyncMode::Apply)
                 .await
@@ -974,6 +984,299 @@ mod operator {
         );
         assert_eq!(condition(&obj, "Ready").unwrap().0, "True", "{obj}");
         assert_eq!(counts(&client).await, (0, 0, 0));
+        server.shutdown().await;
+    }
+}
+
+/// What a receiver saw of the record a webhook named: the state read at once,
+/// how waiting for the hinted write ended, and the state read after that.
+#[derive(Debug, Clone)]
+struct Look {
+    payload: Value,
+    at_once: String,
+    wait: automation::Visibility,
+    after_wait: String,
+}
+
+#[derive(Clone)]
+struct Looker {
+    client: OdooClient,
+    looks: Arc<Mutex<Vec<Look>>>,
+}
+
+async fn state_of(client: &OdooClient, model: &str, id: i64) -> String {
+    client
+        .read(model, &[id], &["state"])
+        .await
+        .expect("reading the hinted record")[0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A gateway stand-in that answers at once, as PlanOps' does, and then
+/// looks at the hinted record from a task of its own.
+async fn looking_receiver(client: OdooClient) -> (String, Arc<Mutex<Vec<Look>>>) {
+    async fn hook(State(looker): State<Looker>, body: String) -> &'static str {
+        let payload: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        tokio::spawn(async move {
+            let Ok(hint) = automation::HintedRecord::from_payload(&payload, None) else {
+                return;
+            };
+            let at_once = state_of(&looker.client, &hint.model, hint.id).await;
+            let wait = automation::await_hinted_write(&looker.client, &hint)
+                .await
+                .expect("waiting for the hinted write");
+            let after_wait = state_of(&looker.client, &hint.model, hint.id).await;
+            if let Ok(mut looks) = looker.looks.lock() {
+                looks.push(Look {
+                    payload,
+                    at_once,
+                    wait,
+                    after_wait,
+                });
+            }
+        });
+        "ok"
+    }
+    let looks = Arc::new(Mutex::new(Vec::new()));
+    let app = axum::Router::new()
+        .route("/hooks/odoo/{ns}/{rule}", post(hook))
+        .with_state(Looker {
+            client,
+            looks: looks.clone(),
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding the receiver");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, looks)
+}
+
+/// A purchase order of the data set, put back to draft.
+async fn draft_order(client: &OdooClient) -> i64 {
+    let order = client
+        .search(
+            "purchase.order",
+            &json!([["state", "!=", "cancel"]]),
+            &SearchOptions::limit(1),
+        )
+        .await
+        .expect("searching orders")
+        .first()
+        .copied()
+        .expect("the data set has purchase orders");
+    let mut draft = Map::new();
+    draft.insert("state".into(), json!("draft"));
+    client
+        .write("purchase.order", &[order], draft)
+        .await
+        .expect("back to draft");
+    order
+}
+
+fn confirmed_orders_spec(url: &str) -> AutomationSpec {
+    let events = EventTriggerSpec {
+        model: "purchase.order".into(),
+        operations: vec![RecordOperation::Write],
+        watched_fields: vec!["state".into()],
+        filter_domain: Some("[('state', '=', 'purchase')]".into()),
+        poll_interval_seconds: None,
+    };
+    AutomationSpec::for_rule("shop", "confirmed", &events, Secret::new(url)).expect("a valid spec")
+}
+
+async fn wait_for_looks(looks: &Arc<Mutex<Vec<Look>>>, count: usize) -> Vec<Look> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let seen = looks.lock().unwrap().clone();
+        if seen.len() >= count {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "{} of {count} looks", seen.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Odoo 17 and 18 post the webhook from inside the transaction and commit
+/// afterwards: a re-read at once sees the order still in draft. Waiting for
+/// the payload's `write_date` (to the microsecond) sees it confirmed. 19
+/// posts after its commit: nothing to wait for.
+#[tokio::test]
+async fn a_hint_is_read_once_odoo_committed_the_write_it_reports() {
+    for version in webhook_versions() {
+        let server = start(version).await;
+        let client = connect(&server).await;
+        // The rest of Odoo's transaction after the POST.
+        server
+            .set_faults(FaultConfig {
+                webhook_commit_delay_ms: 700,
+                ..FaultConfig::default()
+            })
+            .expect("setting faults");
+        let (base, looks) = looking_receiver(connect(&server).await).await;
+        let url = automation::hook_url(&base, "shop", "confirmed", "s3cret");
+        let synced = automation::sync(&client, &confirmed_orders_spec(&url), SyncMode::Apply)
+            .await
+            .expect("sync");
+        let order = draft_order(&client).await;
+
+        // A server method's write fires the rule as a client's write does.
+        client
+            .call(Call::new("purchase.order", "button_confirm").ids([order]))
+            .await
+            .expect("confirming the order");
+        let look = wait_for_looks(&looks, 1).await.remove(0);
+        let payload = &look.payload;
+        assert_eq!(payload["_model"], "purchase.order", "{version:?}");
+        assert_eq!(payload["_id"], order);
+        assert_eq!(payload["id"], order);
+        assert_eq!(payload["state"], "purchase");
+        let action = synced.action_id.expect("action id");
+        let action_name = if version == OdooVersion::V19 {
+            "PlanOps webhook: shop/confirmed".to_string()
+        } else {
+            "Send Webhook Notification".to_string()
+        };
+        assert_eq!(payload["_action"], format!("{action_name}(#{action})"));
+        // Python's str(datetime): the microseconds are there.
+        let written = payload["write_date"].as_str().expect("write_date");
+        assert_eq!(
+            written.len(),
+            "2026-01-02 03:04:05.123456".len(),
+            "{written}"
+        );
+        let before_commit = version != OdooVersion::V19;
+        if before_commit {
+            assert_eq!(look.at_once, "draft", "{version:?}: {look:?}");
+            assert!(
+                matches!(look.wait, automation::Visibility::Visible { retries } if retries > 0),
+                "{version:?}: {look:?}"
+            );
+        } else {
+            assert_eq!(look.at_once, "purchase", "{version:?}: {look:?}");
+            assert_eq!(look.wait, automation::Visibility::NotNeeded);
+        }
+        assert_eq!(look.after_wait, "purchase", "{version:?}: {look:?}");
+        server.shutdown().await;
+    }
+}
+
+async fn wait_for_deliveries(received: &Received, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.0.lock().unwrap().len() < count {
+        assert!(Instant::now() < deadline, "fewer than {count} webhooks");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A rule with trigger fields fires only when one of their values really
+/// changes, whether a client or a server method (`button_confirm`) writes.
+#[tokio::test]
+async fn a_rule_fires_only_when_a_watched_value_really_changes() {
+    for version in webhook_versions() {
+        let server = start(version).await;
+        let client = connect(&server).await;
+        let (base, received) = receiver().await;
+        let url = automation::hook_url(&base, "shop", "confirmed", "s3cret");
+        automation::sync(&client, &confirmed_orders_spec(&url), SyncMode::Apply)
+            .await
+            .expect("sync");
+        let order = draft_order(&client).await;
+        let write = |vals: Value| {
+            let client = client.clone();
+            async move {
+                let vals = vals.as_object().cloned().expect("values");
+                client
+                    .write("purchase.order", &[order], vals)
+                    .await
+                    .expect("writing the order");
+            }
+        };
+
+        client
+            .call(Call::new("purchase.order", "button_confirm").ids([order]))
+            .await
+            .expect("confirming the order");
+        wait_for_deliveries(&received, 1).await;
+        // The same state again, alone or with another field: nothing changed
+        // that the rule watches.
+        write(json!({"state": "purchase"})).await;
+        write(json!({"state": "purchase", "partner_ref": "checked"})).await;
+        write(json!({"partner_ref": "checked again"})).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let bodies: Vec<Value> = received
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, _, body)| body.clone())
+            .collect();
+        assert_eq!(bodies.len(), 1, "{version:?}: {bodies:?}");
+        assert_eq!(bodies[0]["state"], "purchase");
+        // A real change out of the domain and back in fires again.
+        write(json!({"state": "sent"})).await;
+        write(json!({"state": "purchase"})).await;
+        wait_for_deliveries(&received, 2).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(received.0.lock().unwrap().len(), 2, "{version:?}");
+        server.shutdown().await;
+    }
+}
+
+/// What PlanOps writes settles in one sync on every version: Odoo's own
+/// recomputes (the action's generated name on 17 and 18; trigger fields and
+/// domains emptied when the trigger or model is written alone) are no drift,
+/// so the next sync finds nothing to do and writes nothing.
+#[tokio::test]
+async fn spec_changes_settle_in_one_sync_on_every_version() {
+    for version in webhook_versions() {
+        let server = start(version).await;
+        let client = connect(&server).await;
+        let url = "http://127.0.0.1:9/hooks/odoo/shop/settle?token=one";
+        let base = spec("settle", url);
+        let first = automation::sync(&client, &base, SyncMode::Apply)
+            .await
+            .expect("sync");
+        let action_id = first.action_id.expect("action id");
+        let mut specs = Vec::new();
+        // On creation and update, then create only, then back.
+        let mut both = base.clone();
+        both.trigger = Trigger::OnCreateOrWrite;
+        specs.push(("trigger", both));
+        specs.push(("trigger back", base.clone()));
+        let mut fewer = base.clone();
+        fewer.watched_fields = vec!["product_qty".into()];
+        specs.push(("watched fields", fewer));
+        let mut filter = base.clone();
+        filter.filter_domain = Some(Domain::parse("[('product_qty', '>', 5)]").unwrap());
+        specs.push(("filter", filter.clone()));
+        let mut rotated = filter;
+        rotated.webhook_url = Secret::new("http://127.0.0.1:9/hooks/odoo/shop/settle?token=two");
+        specs.push(("token", rotated));
+        for (what, spec) in specs {
+            let applied = automation::sync(&client, &spec, SyncMode::Apply)
+                .await
+                .expect("sync");
+            assert!(!applied.in_sync(), "{version:?} {what}");
+            let requests = client.requests_made();
+            let again = automation::sync(&client, &spec, SyncMode::Apply)
+                .await
+                .expect("sync again");
+            assert!(again.in_sync(), "{version:?} {what}: {:?}", again.changes);
+            assert_eq!(client.requests_made() - requests, 5, "{version:?} {what}");
+        }
+        // Odoo names the action itself on 17 and 18; 19 keeps PlanOps' name.
+        let action = read(&client, "ir.actions.server", action_id, &["name"]).await;
+        let expected = if version == OdooVersion::V19 {
+            "PlanOps webhook: shop/settle"
+        } else {
+            "Send Webhook Notification"
+        };
+        assert_eq!(action["name"], expected, "{version:?}");
         server.shutdown().await;
     }
 }

@@ -5,6 +5,8 @@
 //!   the rule's gateway route, and the stockout activity for the ordered
 //!   product appears without any scheduled scan; another product at risk is
 //!   left alone (the scan is focused), and repeated hints write nothing twice.
+//! - Odoo 17 posting the hint before its commit: the order confirmed by the
+//!   write it reports is acted on once that write can be read.
 //! - A signed supplier delay: the promised date moves once, the supplier-delay
 //!   rule the connector names raises its activity at once, a replay has no
 //!   effect, and bad signatures, stale timestamps, oversize, malformed and
@@ -22,7 +24,7 @@ use std::time::Instant;
 use jiff::civil::Date;
 use planops::actions::webhook::sign;
 use planops::odoo::{OdooClient, RecordExt, Secret};
-use planops::sim::{DatasetParams, Edition, OdooVersion, SimConfig, SimServer};
+use planops::sim::{DatasetParams, Edition, FaultConfig, OdooVersion, SimConfig, SimServer};
 use serde_json::{Value, json};
 use support::odoo::{self, count, create, deliveries, obj, product, vendor, warehouse};
 use support::*;
@@ -246,13 +248,16 @@ async fn confirmed_order_raises_the_stockout_activity(version: OdooVersion) {
         server.shutdown().await;
         return;
     }
-    // Odoo calls again for each write that matches; nothing is written twice
-    // and the bystander, though at risk too, is not the event's business.
+    // Odoo calls again each time the watched state really changes into the
+    // filter; nothing is written twice and the bystander, though at risk
+    // too, is not the event's business.
     for _ in 0..2 {
-        client
-            .write("sale.order", &[order], obj(json!({"state": "sale"})))
-            .await
-            .expect("writing the order again");
+        for state in ["sent", "sale"] {
+            client
+                .write("sale.order", &[order], obj(json!({"state": state})))
+                .await
+                .expect("writing the order again");
+        }
     }
     // An identical hint that arrives while another waits joins it (duplicate).
     eventually("three hints handled or joined", || async {
@@ -281,6 +286,84 @@ async fn confirmed_order_raises_the_stockout_activity(version: OdooVersion) {
         .await
         .expect("posting to the gateway");
     assert_eq!(refused.status().as_u16(), 401);
+    server.shutdown().await;
+}
+
+/// `at-risk`: a confirmed order the stock cannot cover, seen only through
+/// the event path. Whether the order counts depends on its state, so the hint
+/// must be read after Odoo committed the confirmation.
+fn at_risk_rule() -> Value {
+    json!({
+        "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
+        "metadata": {"name": "at-risk"},
+        "spec": {
+            "connectionRef": {"name": "odoo"},
+            "scope": {"productDomain": "[('default_code', '=like', 'E2E-%')]", "warehouses": ["TW1"]},
+            "detector": {"orderAtRisk": {"windowDays": 14}},
+            "triggers": {"events": {
+                "model": "sale.order",
+                "operations": ["Write"],
+                "watchedFields": ["state"],
+                "filterDomain": "[('state', '=', 'sale')]",
+            }},
+            "actions": [{"activity": {"assignee": {"user": "admin"}}}],
+        },
+    })
+}
+
+/// Odoo 17 posts the webhook before it commits, and here the rest of its
+/// transaction takes 1.5 s: a re-read at once would still see the order in
+/// draft and find nothing at risk. The hint waits for the write it reports.
+#[tokio::test]
+async fn a_hint_sent_before_odoos_commit_is_acted_on_once_the_write_is_visible() {
+    let (cluster, ns) = setup("ev-commit").await;
+    let server = start_sim_version(OdooVersion::V17).await;
+    let client = odoo::connect(&server).await;
+    let wh = warehouse(&client).await;
+    let item = product(&client, "E2E-R", 20.0, None).await;
+    let customer = create(&client, "res.partner", json!({"name": "Test Customer"})).await;
+    let promised = today()
+        .checked_add(jiff::Span::new().days(5))
+        .expect("a date");
+    let order = create(
+        &client,
+        "sale.order",
+        json!({"partner_id": customer, "warehouse_id": wh.id,
+               "commitment_date": format!("{promised} 09:00:00")}),
+    )
+    .await;
+    create(
+        &client,
+        "sale.order.line",
+        json!({"order_id": order, "product_id": item, "name": "E2E-R", "product_uom_qty": 10.0,
+               "qty_delivered": 0.0, "price_unit": 100.0}),
+    )
+    .await;
+
+    let operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_operator(cluster, &ns, &server, &operator).await;
+    apply(cluster, &ns, &at_risk_rule()).await;
+    eventually("the rule's automation in sync", || async {
+        let obj = get(cluster, &ns, "ExceptionRule", "at-risk").await?;
+        (condition(&obj, "Synced")? == ("True".to_string(), "InSync".to_string())).then_some(())
+    })
+    .await;
+    server
+        .set_faults(FaultConfig {
+            webhook_commit_delay_ms: 1500,
+            ..FaultConfig::default()
+        })
+        .expect("setting faults");
+    client
+        .write("sale.order", &[order], obj(json!({"state": "sale"})))
+        .await
+        .expect("confirming the order");
+    let found = eventually("the order-at-risk activity", || async {
+        let found = activities(&client, &ns, "at-risk").await;
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
+    assert_eq!(found, vec![("sale.order".to_string(), order)]);
     server.shutdown().await;
 }
 

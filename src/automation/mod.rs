@@ -12,10 +12,14 @@
 //!   records of a model changed since a `write_date`.
 //! - [`token`] keeps each rule's unguessable callback token in a Secret the
 //!   rule owns; [`hook_path`] / [`hook_url`] say where Odoo calls.
+//! - [`hint`] reads what a webhook names and, on Odoo 17 and 18 (which post
+//!   before their commit), waits until that write can be read.
 
+pub mod hint;
 mod sync;
 pub mod token;
 
+pub use hint::{HintError, HintedRecord, Visibility, await_hinted_write};
 pub use sync::{
     AutomationKey, AutomationSpec, Change, Record, SyncError, SyncMode, SyncOutcome, Trigger,
     XMLID_MODULE, poll_changes, remove, sync,

@@ -20,6 +20,21 @@ pub const XMLID_MODULE: &str = "planops";
 
 const AUTOMATION_MODEL: &str = "base.automation";
 const ACTION_MODEL: &str = "ir.actions.server";
+/// Fields of an automation that Odoo recomputes from one another on write
+/// (writing `trigger` or `model_id` alone empties `trigger_field_ids` and
+/// `filter_domain`; on 18 and later a written `filter_domain` moves
+/// `trigger_field_ids`). Odoo leaves the fields of one write alone, so when
+/// any of them differs, all of them are written together.
+const COUPLED_AUTOMATION_FIELDS: &[&str] = &[
+    "model_id",
+    "trigger",
+    "trigger_field_ids",
+    "filter_domain",
+    "filter_pre_domain",
+];
+/// Odoo 17 and 18 rename an automation's server action after its type
+/// whenever its type or URL is written; 19 keeps a name it did not generate.
+const FIRST_VERSION_KEEPING_ACTION_NAMES: u32 = 19;
 /// Readable part of an xmlid name; the hash keeps it unique when truncated.
 const MAX_READABLE: usize = 80;
 
@@ -339,6 +354,8 @@ async fn sync_inner(
             xmlid: &spec.key.automation,
             row: rows.automation.as_ref(),
             sibling_exists: rows.action.is_some(),
+            coupled: COUPLED_AUTOMATION_FIELDS,
+            set_on_create_only: &[],
         },
         &automation_wants,
         &mut changes,
@@ -371,6 +388,13 @@ async fn sync_inner(
             xmlid: &spec.key.action,
             row: rows.action.as_ref(),
             sibling_exists: rows.automation.is_some(),
+            coupled: &[],
+            // Where Odoo renames the action itself, its name is no drift.
+            set_on_create_only: if major >= FIRST_VERSION_KEEPING_ACTION_NAMES {
+                &[]
+            } else {
+                &["name"]
+            },
         },
         &action_wants,
         &mut changes,
@@ -610,6 +634,10 @@ struct Target<'a> {
     row: Option<&'a XmlRow>,
     /// The other record's external id exists: a missing one was deleted.
     sibling_exists: bool,
+    /// Fields written all together as soon as one of them differs.
+    coupled: &'static [&'static str],
+    /// Fields given when creating the record but not compared afterwards.
+    set_on_create_only: &'static [&'static str],
 }
 
 /// Brings one record in line with `wants`; returns its id (unset in a dry
@@ -638,12 +666,22 @@ async fn ensure(
         let id = current.id()?;
         let mut vals = Map::new();
         for (field, want) in wants {
+            if target.set_on_create_only.contains(field) {
+                continue;
+            }
             if !want.matches(current.get(*field)) {
                 changes.push(Change::Field {
                     record: target.record,
                     field,
                 });
                 vals.insert((*field).to_string(), want.to_value());
+            }
+        }
+        if target.coupled.iter().any(|f| vals.contains_key(*f)) {
+            for (field, want) in wants {
+                if target.coupled.contains(field) {
+                    vals.insert((*field).to_string(), want.to_value());
+                }
             }
         }
         if mode == SyncMode::Apply && !vals.is_empty() {

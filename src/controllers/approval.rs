@@ -450,6 +450,7 @@ async fn sync_callback(
         ctx: Arc::downgrade(ctx),
         namespace: namespace.clone(),
         policy: name.clone(),
+        connection: connection.clone(),
     };
     ctx.gateway
         .upsert_route(
@@ -532,21 +533,30 @@ fn callback_spec(
 }
 
 /// Odoo's callback for one policy: whatever changed, the reconcile reads it
-/// from Odoo (the payload is only a hint, and Odoo has committed by now).
+/// from Odoo (the payload is only a hint). Odoo 17 and 18 post it before
+/// their commit, so the reconcile is asked for once the write is readable.
 struct ApprovalHintHandler {
     /// Weak: the context owns the gateway, which owns the handlers.
     ctx: std::sync::Weak<Context>,
     namespace: String,
     policy: String,
+    connection: String,
 }
 
 impl EventHandler for ApprovalHintHandler {
-    fn handle(&self, _event: InboundEvent) -> BoxFuture<'_, Result<HandlerOutcome, HandlerError>> {
+    fn handle(&self, event: InboundEvent) -> BoxFuture<'_, Result<HandlerOutcome, HandlerError>> {
         Box::pin(async move {
             let ctx = self
                 .ctx
                 .upgrade()
                 .ok_or_else(|| HandlerError::transient("the operator is stopping"))?;
+            if let (Ok(hint), Some(client)) = (
+                automation::HintedRecord::from_payload(&event.payload, None),
+                ctx.odoo.get(&self.namespace, &self.connection),
+            ) && let Err(err) = automation::await_hinted_write(&client, &hint).await
+            {
+                tracing::debug!(policy = %self.policy, error = %err, "cannot look for the hinted write; reconciling anyway");
+            }
             ctx.approvals.request(&self.namespace, &self.policy);
             Ok(HandlerOutcome {
                 detail: json!({"reconcile": "requested"}),

@@ -19,6 +19,7 @@ use super::Context;
 use super::scheduler::{load_memory, read_secrets, save_memory};
 use crate::actions::{self, ActionContext, RuleRun, RunError};
 use crate::api::ExceptionRule;
+use crate::automation::{HintedRecord, Visibility, await_hinted_write};
 use crate::engine::RuleRef;
 use crate::scan::{Focus, FocusError, ScanOptions};
 
@@ -38,6 +39,9 @@ pub enum EventError {
         #[source]
         source: kube::Error,
     },
+    /// Looking for the hinted write in Odoo failed.
+    #[error("waiting for the hinted write to be committed: {0}")]
+    Hint(#[source] crate::odoo::OdooError),
     /// The scan or its actions failed.
     #[error(transparent)]
     Run(#[from] RunError),
@@ -128,6 +132,43 @@ pub async fn reevaluate(
         });
     }
     reevaluate_focus(ctx, &client, rule, focus, started).await
+}
+
+/// Re-evaluates `rule` for the record an Odoo webhook names, once Odoo
+/// holds the write it reports: 17 and 18 post before they commit, so a
+/// re-read made at once could see the old values and miss the exception.
+/// Runs after the gateway answered Odoo, never inside the request.
+pub async fn reevaluate_hint(
+    ctx: &Arc<Context>,
+    rule: &ExceptionRule,
+    hint: &HintedRecord,
+) -> Result<FocusedRun, EventError> {
+    let namespace = rule.namespace().unwrap_or_default();
+    let connection = &rule.spec.connection_ref.name;
+    let client = ctx
+        .odoo
+        .get(&namespace, connection)
+        .ok_or_else(|| EventError::NotConnected(format!("{namespace}/{connection}")))?;
+    match await_hinted_write(&client, hint)
+        .await
+        .map_err(EventError::Hint)?
+    {
+        Visibility::GaveUp => tracing::info!(
+            namespace = %namespace,
+            rule = %rule.name_any(),
+            model = %hint.model,
+            id = hint.id,
+            "the hinted write is still not readable; evaluating what Odoo holds"
+        ),
+        Visibility::Visible { retries } if retries > 0 => tracing::debug!(
+            model = %hint.model,
+            id = hint.id,
+            retries,
+            "hinted write readable after Odoo's commit"
+        ),
+        _ => {}
+    }
+    reevaluate(ctx, rule, &hint.model, &[hint.id]).await
 }
 
 /// Re-evaluates `rule` for `products` (a supplier event's).

@@ -30,7 +30,7 @@ use crate::actions::SecretSource;
 use crate::api::common::{SecretKeyRef, is_paused};
 use crate::api::supplier::WebhookInbound;
 use crate::api::{ExceptionRule, SupplierConnector};
-use crate::automation;
+use crate::automation::{self, HintedRecord};
 use crate::gateway::{
     DEFAULT_HMAC_HEADER, EventHandler, HandlerError, HandlerOutcome, InboundEvent, RouteAuth,
     RouteConfig, RouteKind, RoutePath,
@@ -109,8 +109,9 @@ impl EventHandler for OdooHintHandler {
                 .events
                 .as_ref()
                 .map(|e| e.model.as_str());
-            let (model, id) = hinted_record(&event.payload, watched)?;
-            let run = events::reevaluate(&ctx, &self.rule, &model, &[id])
+            let hint = HintedRecord::from_payload(&event.payload, watched)
+                .map_err(|e| HandlerError::rejected(e.to_string()))?;
+            let run = events::reevaluate_hint(&ctx, &self.rule, &hint)
                 .await
                 .map_err(handler_error)?;
             Ok(HandlerOutcome {
@@ -118,25 +119,6 @@ impl EventHandler for OdooHintHandler {
             })
         })
     }
-}
-
-/// The model and id of the record an Odoo webhook action sent: Odoo adds
-/// `_model` and `_id` (and `id`) to the fields the action lists.
-fn hinted_record(payload: &Value, watched: Option<&str>) -> Result<(String, i64), HandlerError> {
-    let model = payload
-        .get("_model")
-        .and_then(Value::as_str)
-        .or(watched)
-        .ok_or_else(|| HandlerError::rejected("the payload has no \"_model\""))?;
-    let id = payload
-        .get("_id")
-        .or_else(|| payload.get("id"))
-        .and_then(Value::as_i64)
-        .filter(|id| *id > 0)
-        .ok_or_else(|| {
-            HandlerError::rejected("the payload has no record id (\"_id\" or \"id\")")
-        })?;
-    Ok((model.to_string(), id))
 }
 
 fn handler_error(err: EventError) -> HandlerError {
@@ -477,46 +459,5 @@ async fn change_poll_loop(
                 tracing::warn!(namespace, rule = name, error = %err, "re-evaluating polled changes failed; the next scan covers them");
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_odoo_payload_names_its_model_and_record() {
-        let payload = json!({"_action": "Send Webhook Notification(#12)", "_id": 42, "_model": "sale.order", "id": 42, "state": "sale"});
-        assert_eq!(
-            hinted_record(&payload, Some("sale.order.line")).ok(),
-            Some(("sale.order".to_string(), 42))
-        );
-        // Without `_model` the rule's watched model is assumed.
-        assert_eq!(
-            hinted_record(&json!({"id": 7}), Some("sale.order")).ok(),
-            Some(("sale.order".to_string(), 7))
-        );
-    }
-
-    #[test]
-    fn a_payload_without_a_record_is_rejected() {
-        for payload in [
-            json!({"_model": "sale.order"}),
-            json!({"_model": "sale.order", "_id": "42"}),
-            json!({"_model": "sale.order", "_id": 0}),
-            json!([1, 2]),
-        ] {
-            assert!(
-                matches!(
-                    hinted_record(&payload, Some("sale.order")),
-                    Err(HandlerError::Rejected(_))
-                ),
-                "{payload}"
-            );
-        }
-        assert!(matches!(
-            hinted_record(&json!({"_id": 1}), None),
-            Err(HandlerError::Rejected(_))
-        ));
     }
 }

@@ -137,11 +137,11 @@ pub enum RouteKind {
     /// The sender retries (Standard Webhooks senders for days): the answer is
     /// 2xx only after the handler succeeded, so an accepted event is never lost.
     Supplier,
-    /// Odoo's webhook action calls inside its own transaction with a 1 s
-    /// timeout and never retries: answer 202 at once and handle the event from
-    /// a bounded queue (by then Odoo has committed, so the handler re-reads
-    /// current records). A full queue drops the hint; the scheduled scan is the
-    /// safety net.
+    /// Odoo's webhook action calls with a 1 s timeout and never retries
+    /// (17 and 18 from inside the transaction, before its commit): answer 202
+    /// at once and handle the event from a bounded queue, where the handler
+    /// may wait for the commit without holding Odoo up. A full queue drops
+    /// the hint; the scheduled scan is the safety net.
     OdooHint,
 }
 

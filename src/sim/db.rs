@@ -10,6 +10,8 @@ use serde_json::{Map, Value, json};
 
 #[path = "approvals.rs"]
 mod approvals;
+#[path = "automation.rs"]
+mod automation;
 #[path = "create_effects.rs"]
 pub mod create_effects;
 #[path = "dataset.rs"]
@@ -213,6 +215,38 @@ impl OrmError {
 struct Inner {
     store: Store,
     admin_api_key: String,
+    /// On 17 and 18, the state after a call whose automation rules sent
+    /// webhooks, until [`Database::commit`]: Odoo posts them inside its
+    /// transaction, so meanwhile everyone else reads `store`, the state
+    /// before the call.
+    uncommitted: Option<Store>,
+}
+
+impl Inner {
+    fn commit(&mut self) {
+        if let Some(mut next) = self.uncommitted.take() {
+            next.webhooks.append(&mut self.store.webhooks);
+            self.store = next;
+        }
+    }
+}
+
+/// ORM methods that change nothing: they read whatever is committed and
+/// never wait for an open transaction.
+pub fn is_read_only(method: &str) -> bool {
+    matches!(
+        method,
+        "search"
+            | "search_count"
+            | "search_read"
+            | "read"
+            | "fields_get"
+            | "name_search"
+            | "read_group"
+            | "formatted_read_group"
+            | "check_access_rights"
+            | "context_get"
+    )
 }
 
 /// uid of the administrator, as in a fresh Odoo database.
@@ -331,225 +365,6 @@ fn seed_model_registry(store: &mut Store, ctx: &Ctx) {
             }
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AutomationEvent<'a> {
-    Create,
-    /// The values written: rules with trigger fields fire only when one is among them.
-    Write(&'a Map<String, Value>),
-}
-
-/// Turns a `filter_domain` Python literal such as `[('name', 'like', 'X')]`
-/// into JSON. Handles the literals automation rules use (lists, tuples,
-/// quoted strings, numbers, True/False/None); anything else is an error.
-fn python_domain_literal(text: &str) -> Result<Value, OrmError> {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '(' => out.push('['),
-            ')' => out.push(']'),
-            '\'' | '"' => {
-                out.push('"');
-                while let Some(inner) = chars.next() {
-                    match inner {
-                        '\\' => {
-                            if let Some(escaped) = chars.next() {
-                                out.push('\\');
-                                out.push(escaped);
-                            }
-                        }
-                        '"' if c == '\'' => out.push_str("\\\""),
-                        _ if inner == c => break,
-                        _ => out.push(inner),
-                    }
-                }
-                out.push('"');
-            }
-            c if c.is_ascii_alphabetic() => {
-                let mut word = String::from(c);
-                while let Some(&next) = chars.peek() {
-                    if next.is_ascii_alphanumeric() || next == '_' {
-                        word.push(next);
-                        chars.next();
-                    } else {
-                        break;
-                    }
-                }
-                out.push_str(match word.as_str() {
-                    "True" => "true",
-                    "False" => "false",
-                    "None" => "null",
-                    _ => {
-                        return Err(OrmError::Value(format!(
-                            "filter_domain: unsupported name '{word}'"
-                        )));
-                    }
-                });
-            }
-            _ => out.push(c),
-        }
-    }
-    // Python allows a trailing comma in one-element tuples and lists.
-    let out = out.replace(",]", "]").replace(", ]", "]");
-    serde_json::from_str(&out)
-        .map_err(|e| OrmError::Value(format!("filter_domain is not a valid domain: {e}")))
-}
-
-fn text_of(value: &Value) -> Option<&str> {
-    value.as_str().filter(|s| !s.is_empty())
-}
-
-/// Runs the record-triggered automation rules of `model` for `ids` and
-/// queues one webhook POST per (matching record, webhook action), with the
-/// payload Odoo's `_run_action_webhook` sends (`_action`, `_id`, `_model` and
-/// the selected fields read with `load=None`).
-fn run_automations(
-    store: &mut Store,
-    model: &str,
-    ids: &[i64],
-    event: AutomationEvent<'_>,
-    ctx: &Ctx,
-) -> Result<(), OrmError> {
-    if store.version < OdooVersion::V17 || ids.is_empty() || model == "base.automation" {
-        return Ok(());
-    }
-    let system = Ctx::user(1);
-    let rule_ids = store.search("base.automation", &Domain::all(), 0, None, None, &system)?;
-    if rule_ids.is_empty() {
-        return Ok(());
-    }
-    let fields: Vec<String> = [
-        "model_id",
-        "trigger",
-        "filter_domain",
-        "action_server_ids",
-        "trigger_field_ids",
-    ]
-    .iter()
-    .map(|f| f.to_string())
-    .collect();
-    let rules = store.read("base.automation", &rule_ids, &fields, false, &system)?;
-    for rule in rules {
-        let Some(model_id) = rule["model_id"].as_i64() else {
-            continue;
-        };
-        let rule_model = store.read(
-            "ir.model",
-            &[model_id],
-            &["model".to_string()],
-            false,
-            &system,
-        )?;
-        if rule_model.first().and_then(|m| m["model"].as_str()) != Some(model) {
-            continue;
-        }
-        let trigger = rule["trigger"].as_str().unwrap_or_default();
-        let fires = match event {
-            AutomationEvent::Create => matches!(trigger, "on_create" | "on_create_or_write"),
-            AutomationEvent::Write(_) => matches!(trigger, "on_write" | "on_create_or_write"),
-        };
-        if !fires {
-            continue;
-        }
-        // Odoo's `_check_trigger_fields`: on write, a rule with trigger fields
-        // fires only when one of them is written (Odoo also skips a write that
-        // leaves the value unchanged; the simulator does not look that closely).
-        if let AutomationEvent::Write(vals) = event {
-            let trigger_ids: Vec<i64> = rule["trigger_field_ids"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_i64).collect())
-                .unwrap_or_default();
-            if !trigger_ids.is_empty() {
-                let names = store.read(
-                    "ir.model.fields",
-                    &trigger_ids,
-                    &["name".to_string()],
-                    false,
-                    &system,
-                )?;
-                let touched = names
-                    .iter()
-                    .filter_map(|f| f["name"].as_str())
-                    .any(|name| vals.contains_key(name));
-                if !touched {
-                    continue;
-                }
-            }
-        }
-        let mut domain_json = json!([["id", "in", ids]]);
-        if let Some(filter) = text_of(&rule["filter_domain"])
-            && let (Some(all), Value::Array(extra)) =
-                (domain_json.as_array_mut(), python_domain_literal(filter)?)
-        {
-            all.extend(extra);
-        }
-        let domain = Domain::from_json_value(&domain_json)
-            .map_err(|e| OrmError::Value(format!("Invalid domain: {e}")))?;
-        let matching = store.search(model, &domain, 0, None, Some("id"), ctx)?;
-        if matching.is_empty() {
-            continue;
-        }
-        let action_ids: Vec<i64> = rule["action_server_ids"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_i64).collect())
-            .unwrap_or_default();
-        let automation_id = rule["id"].as_i64().unwrap_or_default();
-        let action_fields: Vec<String> = ["name", "state", "webhook_url", "webhook_field_ids"]
-            .iter()
-            .map(|f| f.to_string())
-            .collect();
-        for action in store.read(
-            "ir.actions.server",
-            &action_ids,
-            &action_fields,
-            false,
-            &system,
-        )? {
-            if action["state"].as_str() != Some("webhook") {
-                continue;
-            }
-            let Some(url) = text_of(&action["webhook_url"]).map(str::to_string) else {
-                return Err(OrmError::User(
-                    "I'll be happy to send a webhook for you, but you really need to give me a URL to reach out to...".into(),
-                ));
-            };
-            let field_ids: Vec<i64> = action["webhook_field_ids"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_i64).collect())
-                .unwrap_or_default();
-            let mut names: Vec<String> = store
-                .read(
-                    "ir.model.fields",
-                    &field_ids,
-                    &["name".to_string()],
-                    false,
-                    &system,
-                )?
-                .iter()
-                .filter_map(|f| f["name"].as_str().map(str::to_string))
-                .collect();
-            names.push("id".to_string());
-            let label = format!(
-                "{}(#{})",
-                action["name"].as_str().unwrap_or_default(),
-                action["id"].as_i64().unwrap_or_default()
-            );
-            for row in store.read(model, &matching, &names, false, &system)? {
-                let mut payload = row.as_object().cloned().unwrap_or_default();
-                payload.insert("_action".into(), json!(label));
-                payload.insert("_id".into(), row["id"].clone());
-                payload.insert("_model".into(), json!(model));
-                store.webhooks.push(WebhookDelivery {
-                    url: url.clone(),
-                    payload: Value::Object(payload),
-                    automation_id,
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Models a non-admin user may read but not change.
@@ -724,7 +539,7 @@ fn dispatch(
             match args.get(0, "vals_list").or_else(|| args.named.get("vals")) {
                 Some(Value::Object(vals)) if model == "mail.activity" => {
                     let ids = store.create_activities(&[vals], &ctx)?;
-                    run_automations(store, model, &ids, AutomationEvent::Create, &ctx)?;
+                    automation::run_on_create(store, model, &ids)?;
                     Ok(json!(ids.first()))
                 }
                 Some(Value::Array(list)) if model == "mail.activity" => {
@@ -737,14 +552,14 @@ fn dispatch(
                         })
                         .collect::<Result<Vec<_>, _>>()?;
                     let ids = store.create_activities(&list, &ctx)?;
-                    run_automations(store, model, &ids, AutomationEvent::Create, &ctx)?;
+                    automation::run_on_create(store, model, &ids)?;
                     Ok(json!(ids))
                 }
                 Some(Value::Object(vals)) => {
                     let id = store.create_as_odoo(model, vals, &ctx)?;
                     store.subscribe_creator(model, &[id], &ctx)?;
                     store.approvers_changed(model, &[id], &ctx)?;
-                    run_automations(store, model, &[id], AutomationEvent::Create, &ctx)?;
+                    automation::run_on_create(store, model, &[id])?;
                     Ok(json!(id))
                 }
                 Some(Value::Array(list)) => {
@@ -757,7 +572,7 @@ fn dispatch(
                     }
                     store.subscribe_creator(model, &ids, &ctx)?;
                     store.approvers_changed(model, &ids, &ctx)?;
-                    run_automations(store, model, &ids, AutomationEvent::Create, &ctx)?;
+                    automation::run_on_create(store, model, &ids)?;
                     Ok(json!(ids))
                 }
                 _ => Err(OrmError::Value(format!(
@@ -779,7 +594,6 @@ fn dispatch(
                 })?;
             store.write(model, &ids, &vals, &ctx)?;
             store.approvers_changed(model, &ids, &ctx)?;
-            run_automations(store, model, &ids, AutomationEvent::Write(&vals), &ctx)?;
             Ok(Value::Bool(true))
         }
         "unlink" => {
@@ -908,13 +722,7 @@ fn dispatch(
             let message = store.message_post(model, &ids, &params, &ctx)?;
             // The message is created through the ORM: automation rules on
             // mail.message fire, as in Odoo.
-            run_automations(
-                store,
-                "mail.message",
-                &[message],
-                AutomationEvent::Create,
-                &ctx,
-            )?;
+            automation::run_on_create(store, "mail.message", &[message])?;
             // Up to 18 `@api.returns` downgrades the message to its id; 19
             // dropped the decorator, so the recordset goes out as its id list.
             if store.version >= OdooVersion::V19 {
@@ -938,13 +746,7 @@ fn dispatch(
             // The "done" message is an ORM create in Odoo: rules on
             // mail.message fire (for the message the method returns).
             if let Some(message) = done.as_i64() {
-                run_automations(
-                    store,
-                    "mail.message",
-                    &[message],
-                    AutomationEvent::Create,
-                    &ctx,
-                )?;
+                automation::run_on_create(store, "mail.message", &[message])?;
             }
             Ok(done)
         }
@@ -983,17 +785,6 @@ fn dispatch(
                 "action_approve" => store.approval_decide(&ids, "approved", &ctx),
                 _ => store.approval_decide(&ids, "refused", &ctx),
             }?;
-            // `request_status` is a stored computed field: Odoo runs on-write
-            // rules that watch it when the approvers' decisions change it.
-            let mut vals = Map::new();
-            vals.insert("request_status".into(), Value::Null);
-            run_automations(
-                store,
-                "approval.request",
-                &ids,
-                AutomationEvent::Write(&vals),
-                &ctx,
-            )?;
             Ok(result)
         }
         "check_access_rights" => {
@@ -1234,6 +1025,7 @@ impl Database {
             inner: Arc::new(RwLock::new(Inner {
                 store,
                 admin_api_key,
+                uncommitted: None,
             })),
             calls: Arc::new(AtomicU64::new(0)),
             name,
@@ -1298,21 +1090,73 @@ impl Database {
         args: Vec<Value>,
         kwargs: Map<String, Value>,
     ) -> Result<Value, OrmError> {
+        let args = Args {
+            positional: args,
+            named: kwargs,
+        };
+        self.execute(uid, model, method, args, false)
+    }
+
+    /// [`Database::execute_kw`] as Odoo 17 and 18 run a call whose automation
+    /// rules send webhooks: the call's changes stay invisible to every other
+    /// caller until [`Database::commit`], which the protocol layer calls once
+    /// it has sent them. Other versions, and calls that sent nothing, commit
+    /// at once.
+    pub fn execute_kw_uncommitted(
+        &self,
+        uid: i64,
+        model: &str,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+    ) -> Result<Value, OrmError> {
+        let args = Args {
+            positional: args,
+            named: kwargs,
+        };
+        self.execute(uid, model, method, args, true)
+    }
+
+    fn execute(
+        &self,
+        uid: i64,
+        model: &str,
+        method: &str,
+        args: Args,
+        hold: bool,
+    ) -> Result<Value, OrmError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let mut inner = self
             .inner
             .write()
             .map_err(|_| OrmError::Value("the simulator's database lock is poisoned".into()))?;
-        dispatch(
-            &mut inner.store,
-            uid,
-            model,
-            method,
-            Args {
-                positional: args,
-                named: kwargs,
-            },
-        )
+        let writes = !is_read_only(method);
+        if writes {
+            // A writer that did not wait for the open transaction ends it.
+            inner.commit();
+        }
+        let before = (hold
+            && writes
+            && matches!(self.version, OdooVersion::V17 | OdooVersion::V18)
+            && inner.store.has_automations())
+        .then(|| inner.store.clone());
+        let result = dispatch(&mut inner.store, uid, model, method, args);
+        if let Some(mut before) = before
+            && !inner.store.webhooks.is_empty()
+        {
+            before.webhooks = std::mem::take(&mut inner.store.webhooks);
+            let after = std::mem::replace(&mut inner.store, before);
+            inner.uncommitted = Some(after);
+        }
+        result
+    }
+
+    /// Makes the changes of the call left open by
+    /// [`Database::execute_kw_uncommitted`] visible; nothing when none is open.
+    pub fn commit(&self) {
+        if let Ok(mut inner) = self.inner.write() {
+            inner.commit();
+        }
     }
 
     /// Runs an ORM method with named parameters only (JSON-2: `ids`, `domain`, `fields`, …).
@@ -1324,6 +1168,17 @@ impl Database {
         params: Map<String, Value>,
     ) -> Result<Value, OrmError> {
         self.execute_kw(uid, model, method, Vec::new(), params)
+    }
+
+    /// [`Database::execute_named`] left open like [`Database::execute_kw_uncommitted`].
+    pub fn execute_named_uncommitted(
+        &self,
+        uid: i64,
+        model: &str,
+        method: &str,
+        params: Map<String, Value>,
+    ) -> Result<Value, OrmError> {
+        self.execute_kw_uncommitted(uid, model, method, Vec::new(), params)
     }
 
     /// Takes the webhook POSTs queued by automation rules since the last call.
@@ -1364,18 +1219,270 @@ mod tests {
         db.execute_kw(ADMIN_UID, model, method, args, kwargs)
     }
 
+    /// An automation on `res.partner` name changes whose webhook sends
+    /// `write_date`; returns a partner to write.
+    fn hooked_partner(db: &Database) -> i64 {
+        let ids = |model: &str, domain: Value| -> Vec<Value> {
+            call(db, model, "search", json!([domain]), json!({}))
+                .unwrap()
+                .as_array()
+                .cloned()
+                .unwrap()
+        };
+        let model = ids("ir.model", json!([["model", "=", "res.partner"]]))[0].clone();
+        let field = |name: &str| {
+            ids(
+                "ir.model.fields",
+                json!([["model", "=", "res.partner"], ["name", "=", name]]),
+            )[0]
+            .clone()
+        };
+        let rule = call(
+            db,
+            "base.automation",
+            "create",
+            json!([{
+            "name": "hook", "model_id": model, "trigger": "on_write",
+            "trigger_field_ids": [[6, 0, [field("name")]]]}]),
+            json!({}),
+        )
+        .unwrap();
+        call(
+            db,
+            "ir.actions.server",
+            "create",
+            json!([{
+            "name": "hook", "model_id": model, "state": "webhook", "usage": "base_automation",
+            "webhook_url": "http://127.0.0.1:9/hook", "base_automation_id": rule,
+            "webhook_field_ids": [[6, 0, [field("name"), field("write_date")]]]}]),
+            json!({}),
+        )
+        .unwrap();
+        call(
+            db,
+            "res.partner",
+            "create",
+            json!([{"name": "Before"}]),
+            json!({}),
+        )
+        .unwrap()
+        .as_i64()
+        .unwrap()
+    }
+
+    /// What writing one automation field alone did to the others on real
+    /// Odoo 17, 18 and 19 servers (a rule on `res.partner`).
+    #[test]
+    fn automation_fields_written_alone_recompute_as_each_version_does() {
+        for version in [OdooVersion::V17, OdooVersion::V18, OdooVersion::V19] {
+            let db = db(version);
+            let search = |model: &str, domain: Value| -> Value {
+                call(&db, model, "search", json!([domain]), json!({})).unwrap()
+            };
+            let model = search("ir.model", json!([["model", "=", "res.partner"]]))[0].clone();
+            let field = |name: &str| {
+                search(
+                    "ir.model.fields",
+                    json!([["model", "=", "res.partner"], ["name", "=", name]]),
+                )[0]
+                .as_i64()
+                .unwrap()
+            };
+            let (name, email) = (field("name"), field("email"));
+            let rule = call(
+                &db,
+                "base.automation",
+                "create",
+                json!([{
+                "name": "r", "model_id": model, "trigger": "on_write"}]),
+                json!({}),
+            )
+            .unwrap();
+            let write = |vals: Value| {
+                call(
+                    &db,
+                    "base.automation",
+                    "write",
+                    json!([[rule], vals]),
+                    json!({}),
+                )
+            };
+            let set = |trigger: &str, fields: &[i64], domain: &str| {
+                write(
+                    json!({"trigger": trigger, "trigger_field_ids": [[6, 0, fields]],
+                    "filter_domain": domain}),
+                )
+                .unwrap();
+            };
+            let state = || -> (Vec<i64>, Value) {
+                let row = call(
+                    &db,
+                    "base.automation",
+                    "read",
+                    json!([[rule], ["trigger_field_ids", "filter_domain"]]),
+                    json!({}),
+                )
+                .unwrap()[0]
+                    .clone();
+                let mut ids: Vec<i64> = row["trigger_field_ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_i64)
+                    .collect();
+                ids.sort_unstable();
+                (ids, row["filter_domain"].clone())
+            };
+            let label = format!("{version:?}");
+            let v17 = version == OdooVersion::V17;
+            let domain = "[('name', 'like', 'X')]";
+
+            set("on_write", &[name], domain);
+            write(json!({"trigger": "on_write"})).unwrap();
+            let kept = if v17 { vec![name] } else { vec![] };
+            assert_eq!(state(), (kept, json!(false)), "{label} trigger alone");
+
+            set("on_write", &[name], domain);
+            write(json!({"filter_domain": "[('name', 'like', 'Y')]"})).unwrap();
+            let kept = if v17 { vec![name] } else { vec![] };
+            assert_eq!(state().0, kept, "{label} filter_domain alone");
+
+            set("on_write", &[name], domain);
+            write(json!({"trigger_field_ids": [[6, 0, [name]]]})).unwrap();
+            let kept = if v17 { json!(false) } else { json!(domain) };
+            assert_eq!(
+                state(),
+                (vec![name], kept),
+                "{label} trigger_field_ids alone"
+            );
+
+            set("on_write", &[name], domain);
+            let alone = write(json!({"model_id": model}));
+            if v17 {
+                alone.unwrap();
+                assert_eq!(state(), (vec![], json!(false)), "{label} model_id alone");
+            } else {
+                assert!(matches!(alone, Err(OrmError::Validation(_))), "{label}");
+                assert_eq!(state(), (vec![name], json!(domain)), "{label} refused");
+            }
+
+            set("on_write", &[name, email], domain);
+            write(json!({"trigger": "on_create"})).unwrap();
+            let expected = if v17 {
+                (vec![name, email], json!(domain))
+            } else {
+                (vec![], json!(false))
+            };
+            assert_eq!(state(), expected, "{label} two fields, trigger alone");
+
+            set("on_create_or_write", &[], "[('email', '=', 'a@b.c')]");
+            write(json!({"filter_domain": domain})).unwrap();
+            let grown = if version == OdooVersion::V18 {
+                vec![name]
+            } else {
+                vec![]
+            };
+            assert_eq!(state().0, grown, "{label} on save, filter_domain alone");
+        }
+    }
+
+    #[test]
+    fn a_17_call_that_sent_webhooks_is_invisible_until_committed() {
+        let db = db(OdooVersion::V17);
+        let partner = hooked_partner(&db);
+        db.execute_kw_uncommitted(
+            ADMIN_UID,
+            "res.partner",
+            "write",
+            vec![json!([partner]), json!({"name": "After"})],
+            Map::new(),
+        )
+        .unwrap();
+        let sent = db.drain_webhooks();
+        assert_eq!(sent.len(), 1);
+        let written = sent[0].payload["write_date"].as_str().unwrap().to_string();
+        assert_eq!(
+            written.len(),
+            "2026-01-02 03:04:05.123456".len(),
+            "{written}"
+        );
+        let newer = json!([[["id", "=", partner], ["write_date", ">=", written]]]);
+        let read_name = || {
+            call(
+                &db,
+                "res.partner",
+                "read",
+                json!([[partner], ["name"]]),
+                json!({}),
+            )
+            .unwrap()[0]["name"]
+                .clone()
+        };
+        assert_eq!(read_name(), "Before");
+        assert_eq!(
+            call(&db, "res.partner", "search", newer.clone(), json!({})).unwrap(),
+            json!([])
+        );
+        db.commit();
+        assert_eq!(read_name(), "After");
+        assert_eq!(
+            call(&db, "res.partner", "search", newer, json!({})).unwrap(),
+            json!([partner])
+        );
+        // The same name again changes nothing the rule watches: no webhook.
+        call(
+            &db,
+            "res.partner",
+            "write",
+            json!([[partner], {"name": "After"}]),
+            json!({}),
+        )
+        .unwrap();
+        assert!(db.drain_webhooks().is_empty());
+    }
+
+    #[test]
+    fn on_19_a_call_is_visible_when_its_webhooks_are_sent() {
+        let db = db(OdooVersion::V19);
+        let partner = hooked_partner(&db);
+        db.execute_kw_uncommitted(
+            ADMIN_UID,
+            "res.partner",
+            "write",
+            vec![json!([partner]), json!({"name": "After"})],
+            Map::new(),
+        )
+        .unwrap();
+        assert_eq!(db.drain_webhooks().len(), 1);
+        let name = call(
+            &db,
+            "res.partner",
+            "read",
+            json!([[partner], ["name"]]),
+            json!({}),
+        )
+        .unwrap()[0]["name"]
+            .clone();
+        assert_eq!(name, "After");
+    }
+
     #[test]
     fn filter_domain_python_literals_become_json_domains() {
         assert_eq!(
-            python_domain_literal("[('name', 'like', 'Hooked'), ('active', '=', True)]").unwrap(),
+            automation::python_domain_literal(
+                "[('name', 'like', 'Hooked'), ('active', '=', True)]"
+            )
+            .unwrap(),
             json!([["name", "like", "Hooked"], ["active", "=", true]])
         );
         assert_eq!(
-            python_domain_literal("['|', (\"ref\", '=', \"it's\"), ('id', 'in', (1, 2,))]")
-                .unwrap(),
+            automation::python_domain_literal(
+                "['|', (\"ref\", '=', \"it's\"), ('id', 'in', (1, 2,))]"
+            )
+            .unwrap(),
             json!(["|", ["ref", "=", "it's"], ["id", "in", [1, 2]]])
         );
-        assert!(python_domain_literal("[('date', '<', context_today())]").is_err());
+        assert!(automation::python_domain_literal("[('date', '<', context_today())]").is_err());
     }
 
     /// A page is the same slice of the full order whether the simulator sorts

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::model::{FieldDef, FieldType};
 use super::orm::Ctx;
 use super::store::Store;
-use super::value::{Val, parse_date, parse_datetime};
+use super::value::{Val, parse_date, parse_datetime_exact};
 use crate::odoo::domain::{Condition, Domain, Expr, Operator};
 use crate::sim::db::OrmError;
 
@@ -497,7 +497,7 @@ fn coerce(field: &FieldDef, value: &Value) -> Option<Val> {
             _ => return None,
         },
         FieldType::Datetime => match value {
-            Value::String(s) => Val::Datetime(parse_datetime(s)?),
+            Value::String(s) => Val::Datetime(parse_datetime_exact(s)?),
             _ => return None,
         },
         FieldType::Many2one | FieldType::One2many | FieldType::Many2many => match value {

@@ -26,6 +26,11 @@ pub struct FaultConfig {
     /// Share of ORM calls (0..=1) that are executed and committed, after which
     /// the connection is closed without a reply.
     pub drop_reply_rate: f64,
+    /// On 17 and 18, how long an ORM call whose automation rules sent
+    /// webhooks stays uncommitted after its last POST (the rest of Odoo's
+    /// request: more rules, mail, computes). Other callers keep reading the
+    /// values from before the call meanwhile.
+    pub webhook_commit_delay_ms: u64,
     /// Start an outage of this many seconds when the configuration is applied.
     pub outage_seconds: Option<u64>,
     /// Start an outage that lasts until the faults are set again.
@@ -187,6 +192,11 @@ impl FaultInjector {
         RequestFault::Proceed {
             latency: Duration::from_millis(state.config.latency_ms),
         }
+    }
+
+    /// See [`FaultConfig::webhook_commit_delay_ms`].
+    pub fn webhook_commit_delay(&self) -> Duration {
+        Duration::from_millis(self.lock().config.webhook_commit_delay_ms)
     }
 
     /// Decides the fate of one ORM call.

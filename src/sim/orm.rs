@@ -616,6 +616,7 @@ impl Store {
                 self.apply_one2many(mi, id, field, v, ctx)?;
             }
         }
+        super::automation::after_create(self, model, id, ctx)?;
         Ok(id)
     }
 
@@ -766,8 +767,27 @@ impl Store {
         Ok(())
     }
 
-    /// `write(ids, vals)`; moves `write_date` on every record.
+    /// `write(ids, vals)`; moves `write_date` on every record. Every write,
+    /// a client's or a server method's, runs the automation rules it
+    /// triggers and the recomputes of automation records.
     pub fn write(
+        &mut self,
+        model: &str,
+        ids: &[i64],
+        vals: &Map<String, Value>,
+        ctx: &Ctx,
+    ) -> Result<(), OrmError> {
+        let watch = super::automation::before_write(self, model, ids, vals)?;
+        self.write_without_triggers(model, ids, vals, ctx)?;
+        if let Some(watch) = watch {
+            super::automation::after_write(self, watch, vals, ctx)?;
+        }
+        Ok(())
+    }
+
+    /// The write itself, without automation rules: what Odoo stores when
+    /// it recomputes a field.
+    pub(super) fn write_without_triggers(
         &mut self,
         model: &str,
         ids: &[i64],

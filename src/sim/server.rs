@@ -57,6 +57,8 @@ pub struct SimState {
     pub stats: RequestStats,
     pub sessions: SessionStore,
     pub webhooks: Arc<WebhookSender>,
+    /// Held by each writing ORM call until it committed.
+    pub(crate) transactions: tokio::sync::Mutex<()>,
     admin_token: String,
     pub(crate) login_failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     pub(crate) verified_credentials: Mutex<HashSet<(i64, [u8; 32])>>,
@@ -71,6 +73,7 @@ impl SimState {
             stats: RequestStats::default(),
             sessions: SessionStore::default(),
             webhooks: Arc::new(WebhookSender::new()?),
+            transactions: tokio::sync::Mutex::new(()),
             admin_token: options.admin_token.unwrap_or_else(random_hex::<24>),
             login_failures: Mutex::new(HashMap::new()),
             verified_credentials: Mutex::new(HashSet::new()),

@@ -144,7 +144,9 @@ pub struct UserAuth {
     pub is_admin: bool,
 }
 
-/// The whole simulated database, behind the `Database` lock.
+/// The whole simulated database, behind the `Database` lock. Cloned to keep
+/// the committed state readable while a 17/18 call sends its webhooks.
+#[derive(Clone)]
 pub struct Store {
     pub reg: Registry,
     pub tables: Vec<Table>,
@@ -227,15 +229,40 @@ impl Store {
         }
     }
 
-    /// The simulated wall clock: moves forward from the configured "today".
+    /// The simulated wall clock, in whole seconds: moves forward from the
+    /// configured "today".
     pub fn now(&self) -> DateTime {
         if let Some(frozen) = self.frozen_now {
             return frozen;
         }
         let elapsed = self.started.elapsed().as_secs() as i64;
-        self.clock_origin
+        let at = self
+            .clock_origin
             .checked_add(jiff::Span::new().seconds(elapsed))
-            .unwrap_or(self.clock_origin)
+            .unwrap_or(self.clock_origin);
+        // Odoo's `fields.Datetime.now()` drops the microseconds.
+        at.with().subsec_nanosecond(0).build().unwrap_or(at)
+    }
+
+    /// What Odoo stamps `create_date` and `write_date` with: the clock to
+    /// the microsecond (field defaults such as "now" keep whole seconds).
+    pub fn stamp(&self) -> DateTime {
+        if let Some(frozen) = self.frozen_now {
+            return frozen;
+        }
+        let elapsed = i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let at = self
+            .clock_origin
+            .checked_add(jiff::Span::new().microseconds(elapsed))
+            .unwrap_or(self.clock_origin);
+        let micros = at.subsec_nanosecond() / 1000 * 1000;
+        at.with().subsec_nanosecond(micros).build().unwrap_or(at)
+    }
+
+    /// Whether any automation rule exists (archived ones included).
+    pub fn has_automations(&self) -> bool {
+        self.table("base.automation")
+            .is_ok_and(|t| t.rows.iter().any(Option::is_some))
     }
 
     pub fn model_index(&self, model: &str) -> Result<usize, OrmError> {
@@ -256,7 +283,7 @@ impl Store {
 
     /// Inserts a row with already-converted stored values (no defaults, no checks).
     pub fn insert_raw(&mut self, mi: usize, vals: Vec<Val>, uid: i64) -> i64 {
-        let now = self.now();
+        let now = self.stamp();
         let table = &mut self.tables[mi];
         let id = table.next_id();
         let slots = table.indexed_slots();
@@ -289,7 +316,7 @@ impl Store {
     }
 
     pub fn touch(&mut self, mi: usize, id: i64, uid: i64) {
-        let now = self.now();
+        let now = self.stamp();
         if let Some(row) = self.tables[mi].get_mut(id) {
             row.write_date = now;
             row.write_uid = uid;

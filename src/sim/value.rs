@@ -117,6 +117,22 @@ pub fn parse_datetime(text: &str) -> Option<DateTime> {
         .map(|dt| dt.with().subsec_nanosecond(0).build().unwrap_or(dt))
 }
 
+/// Like [`parse_datetime`] but keeping fractions of a second, to the
+/// microsecond: a domain compares `write_date` as PostgreSQL does.
+pub fn parse_datetime_exact(text: &str) -> Option<DateTime> {
+    let trimmed = text.trim();
+    if trimmed.len() == 10 {
+        return parse_datetime(trimmed);
+    }
+    let at: DateTime = trimmed
+        .replacen(' ', "T", 1)
+        .trim_end_matches('Z')
+        .parse()
+        .ok()?;
+    let micros = at.subsec_nanosecond() / 1000 * 1000;
+    at.with().subsec_nanosecond(micros).build().ok()
+}
+
 /// Why a JSON value cannot be stored in a field.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConvertError(pub String);

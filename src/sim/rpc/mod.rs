@@ -407,13 +407,23 @@ impl SimState {
                 }
             }
         }
+        // Writers take turns, as PostgreSQL's locks make them wait for a
+        // transaction that is still sending its webhooks; readers never wait.
+        let writes = !crate::sim::db::is_read_only(method);
+        let _transaction = if writes {
+            Some(self.transactions.lock().await)
+        } else {
+            None
+        };
         let db = self.db.clone();
         let (model_owned, method_owned) = (model.to_string(), method.to_string());
         let result = tokio::task::spawn_blocking(move || match args {
             OrmArgs::Positional { args, kwargs } => {
-                db.execute_kw(uid, &model_owned, &method_owned, args, kwargs)
+                db.execute_kw_uncommitted(uid, &model_owned, &method_owned, args, kwargs)
             }
-            OrmArgs::Named(params) => db.execute_named(uid, &model_owned, &method_owned, params),
+            OrmArgs::Named(params) => {
+                db.execute_named_uncommitted(uid, &model_owned, &method_owned, params)
+            }
         })
         .await
         .map_err(|error| RpcError::Python {
@@ -421,14 +431,19 @@ impl SimState {
             message: format!("ORM task failed: {error}"),
         })?
         .map_err(RpcError::Orm);
-        self.send_webhooks(result.is_ok()).await;
+        // Only the writer that queued webhooks sends them and commits.
+        if writes {
+            self.send_webhooks(result.is_ok()).await;
+        }
         result
     }
 
-    /// 17/18 POST inside the transaction, before the reply; 19 after commit.
+    /// 17/18 POST inside the transaction, before the reply and before the
+    /// call's changes are visible to anyone else; 19 after commit.
     async fn send_webhooks(self: &Arc<Self>, committed: bool) {
         let deliveries = self.db.drain_webhooks();
         if deliveries.is_empty() {
+            self.db.commit();
             return;
         }
         if self.db.version() >= OdooVersion::V19 {
@@ -443,6 +458,11 @@ impl SimState {
             tokio::spawn(async move { webhooks.deliver_all(deliveries).await });
         } else {
             self.webhooks.deliver_all(deliveries).await;
+            let delay = self.faults.webhook_commit_delay();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            self.db.commit();
         }
     }
 }
