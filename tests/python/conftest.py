@@ -1,8 +1,15 @@
-"""Starts `planops odoo-sim` on a free port for the real-client tests.
+"""The Odoo the real-client tests talk to.
 
+By default, `planops odoo-sim` on a free port in each version mode (16 to 19).
 The binary comes from $PLANOPS_BIN (default target/debug/planops, relative to
 the repository root). The simulator prints one `PLANOPS_SIM_READY {json}` line
 once it listens; the fixture reads the URL and the admin API key from it.
+
+With PLANOPS_ODOO_URL set (see docs/real-odoo.md: `eval "$(scripts/real-odoo.sh
+env --version 18)"`), the same tests run against that real Odoo instead, with
+PLANOPS_ODOO_DB, PLANOPS_ODOO_LOGIN, PLANOPS_ODOO_PASSWORD, PLANOPS_ODOO_API_KEY
+and PLANOPS_ODOO_VERSION. The tests create their own records and assume nothing
+of the database's users beyond the admin.
 """
 
 import json
@@ -31,6 +38,8 @@ def _binary():
 
 
 class Simulator:
+    is_simulator = True
+
     def __init__(self, version):
         self.version = version
         self.process = subprocess.Popen(
@@ -89,8 +98,41 @@ class Simulator:
                 self.process.wait()
 
 
-@pytest.fixture(scope="module", params=["16", "17", "18", "19"])
+class RealOdoo:
+    """A running Odoo named by the environment; never stopped by the tests."""
+
+    is_simulator = False
+
+    def __init__(self):
+        env = os.environ
+        self.url = env["PLANOPS_ODOO_URL"].rstrip("/")
+        host_port = self.url.split("://", 1)[1]
+        self.host, port = host_port.rsplit(":", 1) if ":" in host_port else (host_port, "80")
+        self.port = int(port)
+        self.db = env.get("PLANOPS_ODOO_DB", "planops")
+        self.login = env.get("PLANOPS_ODOO_LOGIN", "admin")
+        self.password = env.get("PLANOPS_ODOO_PASSWORD", "admin")
+        self.api_key = env.get("PLANOPS_ODOO_API_KEY") or self.password
+        self.version = env.get("PLANOPS_ODOO_VERSION") or self._probe_version()
+
+    def _probe_version(self):
+        import xmlrpc.client
+
+        common = xmlrpc.client.ServerProxy(f"{self.url}/xmlrpc/2/common")
+        return str(common.version()["server_version_info"][0])
+
+    def stop(self):
+        pass
+
+
+def _targets():
+    if os.environ.get("PLANOPS_ODOO_URL"):
+        return ["real"]
+    return ["16", "17", "18", "19"]
+
+
+@pytest.fixture(scope="module", params=_targets())
 def sim(request):
-    simulator = Simulator(request.param)
-    yield simulator
-    simulator.stop()
+    odoo = RealOdoo() if request.param == "real" else Simulator(request.param)
+    yield odoo
+    odoo.stop()

@@ -22,7 +22,9 @@ def test_version_and_authenticate(api):
     assert uid == 2
     assert common.authenticate(sim.db, "admin", sim.api_key, {}) == uid
     assert common.login(sim.db, "admin", "wrong password") is False
-    assert common.authenticate(sim.db, "planner", "planner", {}) not in (False, uid)
+    if sim.is_simulator:
+        # The simulator's second user; a real database has its own.
+        assert common.authenticate(sim.db, "planner", "planner", {}) not in (False, uid)
 
 
 def test_walkthrough(api):
@@ -142,7 +144,8 @@ def test_read_group_and_stock_quantities(api):
         "product.product",
         "read",
         [[product], ["qty_available", "free_qty", "virtual_available", "incoming_qty", "outgoing_qty"]],
-        {"context": {"warehouse": warehouse["id"]}},
+        # 18 renamed the context key that scopes stock figures to a warehouse.
+        {"context": {"warehouse_id" if int(sim.version) >= 18 else "warehouse": warehouse["id"]}},
     )
     assert abs(row["qty_available"] - sum(q["quantity"] for q in quants)) < 1e-6
     assert abs(row["free_qty"] - sum(q["quantity"] - q["reserved_quantity"] for q in quants)) < 1e-6
