@@ -668,3 +668,60 @@ async fn proxy_errors_are_retried_until_odoo_answers() {
     assert_eq!(delta.requests, 20 + delta.retries);
     server.shutdown().await;
 }
+
+// ---------------------------------------------------------------- groups
+
+/// A purchase administrator holds the purchase user group through the group it
+/// implies: up to 18 Odoo writes them into `users`, 19 keeps them out of
+/// `user_ids` and lists them in `all_user_ids`. Either way they are a member.
+#[tokio::test]
+async fn group_members_include_those_holding_the_group_through_an_implied_one() {
+    for (version, protocol) in matrix() {
+        let server = start(version).await;
+        let client = connect(&server, protocol).await;
+        let v19 = version >= OdooVersion::V19;
+        let (users_field, groups_field) = if v19 {
+            ("user_ids", "group_ids")
+        } else {
+            ("users", "groups_id")
+        };
+        let manager = client
+            .resolve_external_id(&ExternalId::new("purchase", "group_purchase_manager").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .1;
+        let purchase_user = client
+            .resolve_external_id(&ExternalId::new("purchase", "group_purchase_user").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .1;
+        let partner = client
+            .create("res.partner", vec![obj(json!({"name": "Implied Buyer"}))])
+            .await
+            .unwrap()[0];
+        let buyer = client
+            .create(
+                "res.users",
+                vec![obj(json!({"login": "implied.buyer", "partner_id": partner,
+                                groups_field: [[6, 0, [manager]]]}))],
+            )
+            .await
+            .unwrap()[0];
+
+        let members =
+            planops::odoo::users::group_member_ids(&client, "purchase.group_purchase_user")
+                .await
+                .unwrap();
+        assert!(members.contains(&buyer), "{version:?}: {members:?}");
+
+        let direct = client
+            .read("res.groups", &[purchase_user], &[users_field])
+            .await
+            .unwrap();
+        let direct: Vec<i64> = serde_json::from_value(direct[0][users_field].clone()).unwrap();
+        assert_eq!(direct.contains(&buyer), !v19, "{version:?}: {direct:?}");
+        server.shutdown().await;
+    }
+}

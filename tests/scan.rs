@@ -423,8 +423,10 @@ triggers: {schedule: {cron: "0 * * * *"}}
         other => panic!("{other:?}"),
     }
     // Warehouses, their locations, products, vendor lines, stock of the one
-    // warehouse, open moves, sales lines and their orders: one call each.
-    assert_eq!(outcome.calls.requests, 8, "{:?}", outcome.calls.by_method);
+    // warehouse, open moves, sales lines, their orders and their products'
+    // units: one call each (the units' factors only when a line counts in
+    // another unit than its product).
+    assert_eq!(outcome.calls.requests, 9, "{:?}", outcome.calls.by_method);
     let _ = wh.customers;
     server.shutdown().await;
 }
@@ -1041,4 +1043,291 @@ async fn a_focused_scan_evaluates_only_what_the_event_names_and_resolves_nothing
         .unwrap_err();
     assert!(err.to_string().contains("res.partner"), "{err}");
     server.shutdown().await;
+}
+
+const ALL_VERSIONS: [OdooVersion; 4] = [
+    OdooVersion::V16,
+    OdooVersion::V17,
+    OdooVersion::V18,
+    OdooVersion::V19,
+];
+
+/// What a scan reads for `detector` under `scope` (a rule's scope section).
+async fn fetched(
+    client: &OdooClient,
+    scope: &str,
+    detector: &str,
+    kind: planops::engine::DetectorKind,
+    cache: Option<(&scan::HistoryCache, &scan::HistoryKey)>,
+) -> PlanningInput {
+    let spec = rule(&format!("{scope}detector: {detector}"));
+    let plan = scan::fetch::FetchPlan::for_rule(&spec, kind, TODAY).unwrap();
+    scan::fetch::fetch_with(client, &plan, &ScanMemory::default(), cache)
+        .await
+        .unwrap()
+        .input
+}
+
+/// A storable product `T-{code}` as `version` marks one (`type` up to 17,
+/// `is_storable` from 18).
+async fn storable(client: &OdooClient, version: OdooVersion, code: &str) -> i64 {
+    let uom = client
+        .search(
+            "uom.uom",
+            &json!([["name", "=", "Units"]]),
+            &planops::odoo::SearchOptions::limit(1),
+        )
+        .await
+        .unwrap()[0];
+    let kind = if version >= OdooVersion::V18 {
+        json!({"type": "consu", "is_storable": true})
+    } else {
+        json!({"type": "product"})
+    };
+    let mut vals = obj(
+        json!({"name": format!("Test {code}"), "standard_price": 10.0,
+                              "categ_id": 1, "uom_id": uom}),
+    );
+    vals.extend(obj(kind));
+    if version < OdooVersion::V19 {
+        vals.insert("uom_po_id".into(), json!(uom));
+    }
+    let template = client.create("product.template", vec![vals]).await.unwrap()[0];
+    create(
+        client,
+        "product.product",
+        json!({"product_tmpl_id": template, "default_code": format!("T-{code}")}),
+    )
+    .await
+}
+
+/// A second warehouse, `TW2`, with its stock location; returns (warehouse, stock).
+async fn second_warehouse(client: &OdooClient) -> (i64, i64) {
+    let view = create(
+        client,
+        "stock.location",
+        json!({"name": "TW2", "usage": "view"}),
+    )
+    .await;
+    let stock = create(
+        client,
+        "stock.location",
+        json!({"name": "Stock", "usage": "internal", "location_id": view}),
+    )
+    .await;
+    let id = create(
+        client,
+        "stock.warehouse",
+        json!({"name": "Second Test Warehouse", "code": "TW2", "view_location_id": view, "lot_stock_id": stock}),
+    )
+    .await;
+    client
+        .write(
+            "stock.location",
+            &[view, stock],
+            obj(json!({"warehouse_id": id})),
+        )
+        .await
+        .unwrap();
+    (id, stock)
+}
+
+/// On-hand and forecast are Odoo's per warehouse on every version: the scan
+/// scopes them with the context key the version reads (`warehouse` up to 17,
+/// `warehouse_id` from 18); the other key would leave them company-wide.
+#[tokio::test]
+async fn stock_figures_are_per_warehouse_on_every_version() {
+    for version in ALL_VERSIONS {
+        let server = start_version(version).await;
+        let client = connect(&server).await;
+        let wh = warehouse(&client).await;
+        let (second, second_stock) = second_warehouse(&client).await;
+        let item = storable(&client, version, "PW").await;
+        for (location, qty) in [(wh.stock, 5.0), (second_stock, 40.0)] {
+            create(
+                &client,
+                "stock.quant",
+                json!({"product_id": item, "location_id": location, "quantity": qty}),
+            )
+            .await;
+        }
+        // 3 more due into TW2 within the horizon.
+        create(
+            &client,
+            "stock.move",
+            json!({"name": "IN", "product_id": item, "product_uom_qty": 3.0, "state": "assigned",
+                   "date": "2025-03-04 09:00:00", "location_id": wh.vendors, "location_dest_id": second_stock}),
+        )
+        .await;
+        let scope = r#"
+scope:
+  productDomain: "[('default_code', '=', 'T-PW')]"
+  warehouses: [TW1, TW2]
+connectionRef: {name: odoo}
+triggers: {schedule: {cron: "0 * * * *"}}
+"#;
+        let input = fetched(
+            &client,
+            scope,
+            "{projectedStockout: {horizonDays: 30, historyDays: 10}}",
+            planops::engine::DetectorKind::ProjectedStockout,
+            None,
+        )
+        .await;
+        let figures = |w: i64| {
+            input
+                .items
+                .iter()
+                .find(|i| i.product_id == item && i.warehouse_id == w)
+                .map(|i| (i.on_hand, i.virtual_available))
+        };
+        assert_eq!(figures(wh.id), Some((5.0, Some(5.0))), "{version:?}");
+        assert_eq!(figures(second), Some((40.0, Some(43.0))), "{version:?}");
+        server.shutdown().await;
+    }
+}
+
+/// A unit of twelve of the reference unit, created the way the version
+/// states units (a ratio up to 18, a relative factor from 19).
+async fn dozens(client: &OdooClient, version: OdooVersion) -> i64 {
+    let units = client
+        .search(
+            "uom.uom",
+            &json!([["name", "=", "Units"]]),
+            &planops::odoo::SearchOptions::limit(1),
+        )
+        .await
+        .unwrap()[0];
+    let vals = if version >= OdooVersion::V19 {
+        json!({"name": "Test Dozens", "relative_factor": 12.0, "relative_uom_id": units})
+    } else {
+        let category = client
+            .read("uom.uom", &[units], &["category_id"])
+            .await
+            .unwrap()[0]["category_id"][0]
+            .clone();
+        json!({"name": "Test Dozens", "category_id": category, "factor": 1.0 / 12.0, "uom_type": "bigger"})
+    };
+    create(client, "uom.uom", vals).await
+}
+
+/// Moves and sales lines in dozens count in the product's unit: demand
+/// history (grouped and cached), dated receipts and open order quantities.
+#[tokio::test]
+async fn quantities_in_another_unit_count_in_the_products_unit() {
+    for version in ALL_VERSIONS {
+        let server = start_version(version).await;
+        let client = connect(&server).await;
+        let wh = warehouse(&client).await;
+        let item = storable(&client, version, "DZ").await;
+        let dozen = dozens(&client, version).await;
+        let mut moves = Vec::new();
+        for back in 1..=10 {
+            let day = planops::engine::inputs::add_days(TODAY, -back);
+            moves.push(obj(json!({
+                "name": "OUT", "product_id": item, "product_uom": dozen, "product_uom_qty": 1.0,
+                "state": "done", "date": format!("{day} 10:00:00"),
+                "location_id": wh.stock, "location_dest_id": wh.customers
+            })));
+        }
+        moves.push(obj(json!({
+            "name": "IN", "product_id": item, "product_uom": dozen, "product_uom_qty": 2.0,
+            "state": "assigned", "date": "2025-03-04 09:00:00",
+            "location_id": wh.vendors, "location_dest_id": wh.stock
+        })));
+        client.create("stock.move", moves).await.unwrap();
+        let customer = create(&client, "res.partner", json!({"name": "Dozen Customer"})).await;
+        let order = create(
+            &client,
+            "sale.order",
+            json!({"partner_id": customer, "state": "sale", "commitment_date": "2025-03-05 09:00:00", "warehouse_id": wh.id}),
+        )
+        .await;
+        let unit_field = if version >= OdooVersion::V19 {
+            "product_uom_id"
+        } else {
+            "product_uom"
+        };
+        create(
+            &client,
+            "sale.order.line",
+            json!({"order_id": order, "product_id": item, "name": "DZ", "product_uom_qty": 3.0,
+                   "qty_delivered": 1.0, "price_unit": 120.0, unit_field: dozen}),
+        )
+        .await;
+
+        let detector = "{projectedStockout: {horizonDays: 30, historyDays: 10}}";
+        let kind = planops::engine::DetectorKind::ProjectedStockout;
+        let cache = scan::HistoryCache::new();
+        let key = scan::HistoryKey {
+            connection: "test/odoo".into(),
+            url: server.url.clone(),
+            database: "acme".into(),
+        };
+        for cached in [None, Some((&cache, &key))] {
+            let input = fetched(&client, STOCK_SCOPE, detector, kind, cached).await;
+            let stock = input.items.iter().find(|i| i.product_id == item).unwrap();
+            let demand: f32 = stock.history.daily.iter().sum();
+            assert_eq!(demand, 120.0, "{version:?}, cached: {}", cached.is_some());
+            let receipts: Vec<f64> = stock.receipts.iter().map(|r| r.qty).collect();
+            assert_eq!(receipts, vec![24.0], "{version:?}");
+        }
+
+        let input = fetched(
+            &client,
+            STOCK_SCOPE,
+            "{orderAtRisk: {windowDays: 14}}",
+            planops::engine::DetectorKind::OrderAtRisk,
+            None,
+        )
+        .await;
+        let line = &input.sale_lines[0];
+        assert_eq!(
+            (line.qty_ordered, line.qty_delivered),
+            (36.0, 12.0),
+            "{version:?}"
+        );
+        assert!(
+            (line.price_unit - 10.0).abs() < 1e-3,
+            "{version:?}: {line:?}"
+        );
+        server.shutdown().await;
+    }
+}
+
+/// A locked sales order still has goods to ship: on 16 it is `done`, from 17
+/// it stays `sale` with `locked` set. Either way its open lines are read.
+#[tokio::test]
+async fn locked_sales_orders_keep_their_open_lines_on_every_version() {
+    for version in ALL_VERSIONS {
+        let server = start_version(version).await;
+        let client = connect(&server).await;
+        let wh = warehouse(&client).await;
+        let item = storable(&client, version, "LK").await;
+        let customer = create(&client, "res.partner", json!({"name": "Locked Customer"})).await;
+        let order = if version == OdooVersion::V16 {
+            json!({"partner_id": customer, "state": "done", "commitment_date": "2025-03-05 09:00:00", "warehouse_id": wh.id})
+        } else {
+            json!({"partner_id": customer, "state": "sale", "locked": true, "commitment_date": "2025-03-05 09:00:00", "warehouse_id": wh.id})
+        };
+        let order = create(&client, "sale.order", order).await;
+        let line = create(
+            &client,
+            "sale.order.line",
+            json!({"order_id": order, "product_id": item, "name": "LK", "product_uom_qty": 4.0,
+                   "qty_delivered": 0.0, "price_unit": 10.0}),
+        )
+        .await;
+        let input = fetched(
+            &client,
+            STOCK_SCOPE,
+            "{orderAtRisk: {windowDays: 14}}",
+            planops::engine::DetectorKind::OrderAtRisk,
+            None,
+        )
+        .await;
+        let lines: Vec<i64> = input.sale_lines.iter().map(|l| l.id).collect();
+        assert_eq!(lines, vec![line], "{version:?}");
+        server.shutdown().await;
+    }
 }

@@ -2139,3 +2139,254 @@ async fn a_method_returning_none_has_no_result_over_jsonrpc() {
     assert_eq!(state["result"][0]["state"], "cancel");
     server.shutdown().await;
 }
+
+async fn create_record(server: &SimServer, model: &str, vals: Value) -> i64 {
+    let body = execute_kw(server, model, "create", json!([vals]), json!({})).await;
+    body["result"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("creating {model}: {body}"))
+}
+
+/// Product quantities are scoped by the warehouse context key the version
+/// reads (`warehouse` up to 17, `warehouse_id` from 18); the other key is
+/// ignored, leaving the figure company-wide, as Odoo does.
+#[tokio::test]
+async fn stock_quantities_honour_only_the_versions_warehouse_key() {
+    for version in ALL_VERSIONS {
+        let server = start(version).await;
+        let template = create_record(
+            &server,
+            "product.template",
+            if version < OdooVersion::V19 {
+                json!({"name": "Scope probe", "categ_id": 1, "uom_id": 1, "uom_po_id": 1})
+            } else {
+                json!({"name": "Scope probe", "categ_id": 1, "uom_id": 1})
+            },
+        )
+        .await;
+        let product = create_record(
+            &server,
+            "product.product",
+            json!({"product_tmpl_id": template, "default_code": "SCOPE-1"}),
+        )
+        .await;
+        let mut warehouses = Vec::new();
+        for (code, qty) in [("SA", 7.0), ("SB", 30.0)] {
+            let view = create_record(
+                &server,
+                "stock.location",
+                json!({"name": code, "usage": "view"}),
+            )
+            .await;
+            let stock = create_record(
+                &server,
+                "stock.location",
+                json!({"name": "Stock", "usage": "internal", "location_id": view}),
+            )
+            .await;
+            let wh = create_record(
+                &server,
+                "stock.warehouse",
+                json!({"name": format!("Scope {code}"), "code": code,
+                       "view_location_id": view, "lot_stock_id": stock}),
+            )
+            .await;
+            create_record(
+                &server,
+                "stock.quant",
+                json!({"product_id": product, "location_id": stock, "quantity": qty}),
+            )
+            .await;
+            warehouses.push(wh);
+        }
+        let on_hand = |context: Value| {
+            let server = &server;
+            async move {
+                let body = execute_kw(
+                    server,
+                    "product.product",
+                    "read",
+                    json!([[product], ["qty_available"]]),
+                    json!({"context": context}),
+                )
+                .await;
+                body["result"][0]["qty_available"].as_f64().unwrap()
+            }
+        };
+        let (known, unknown) = if version >= OdooVersion::V18 {
+            ("warehouse_id", "warehouse")
+        } else {
+            ("warehouse", "warehouse_id")
+        };
+        let company_wide = on_hand(json!({})).await;
+        assert_eq!(company_wide, 37.0, "{version:?}");
+        assert_eq!(
+            on_hand(json!({known: warehouses[0]})).await,
+            7.0,
+            "{version:?}"
+        );
+        assert_eq!(
+            on_hand(json!({known: warehouses[1]})).await,
+            30.0,
+            "{version:?}"
+        );
+        assert_eq!(
+            on_hand(json!({unknown: warehouses[0]})).await,
+            company_wide,
+            "{version:?}: `{unknown}` is not read"
+        );
+        server.shutdown().await;
+    }
+}
+
+/// `execute_kw` answering `result`, or panicking with the error.
+async fn call_ok(
+    server: &SimServer,
+    model: &str,
+    method: &str,
+    args: Value,
+    kwargs: Value,
+) -> Value {
+    let body = execute_kw(server, model, method, args, kwargs).await;
+    assert!(body.get("error").is_none(), "{model}.{method}: {body}");
+    body["result"].clone()
+}
+
+/// Domain features by version: `any` from 17, date parts in paths from 18,
+/// and a date alone compared with a datetime meaning the whole day.
+#[tokio::test]
+async fn domains_follow_the_versions_operators_and_date_rules() {
+    for version in ALL_VERSIONS {
+        let server = start(version).await;
+        let any = execute_kw(
+            &server,
+            "sale.order",
+            "search",
+            json!([[["order_line", "any", [["product_uom_qty", ">", 0]]]]]),
+            json!({}),
+        )
+        .await;
+        if version == OdooVersion::V16 {
+            assert_error_saying(&any, "builtins.ValueError", "Invalid leaf");
+        } else {
+            assert!(any["result"].is_array(), "{version:?}: {any}");
+        }
+        let part = execute_kw(
+            &server,
+            "sale.order",
+            "search",
+            json!([[["date_order.month_number", "=", 3]]]),
+            json!({}),
+        )
+        .await;
+        if version < OdooVersion::V18 {
+            assert!(part.get("error").is_some(), "{version:?}: {part}");
+        } else {
+            assert!(part["result"].is_array(), "{version:?}: {part}");
+        }
+
+        let partner = create_record(&server, "res.partner", json!({"name": "Day Probe"})).await;
+        let order = create_record(
+            &server,
+            "sale.order",
+            json!({"partner_id": partner, "date_order": "2025-03-05 12:00:00"}),
+        )
+        .await;
+        for (operator, day, hit) in [
+            ("<=", "2025-03-05", true),
+            (">", "2025-03-05", false),
+            ("<", "2025-03-05", false),
+            (">=", "2025-03-05", true),
+            (">", "2025-03-04", true),
+            ("<=", "2025-03-04", false),
+        ] {
+            let found = call_ok(
+                &server,
+                "sale.order",
+                "search",
+                json!([[["id", "=", order], ["date_order", operator, day]]]),
+                json!({"context": {"tz": "UTC"}}),
+            )
+            .await;
+            assert_eq!(
+                found == json!([order]),
+                hit,
+                "{version:?}: date_order {operator} {day}"
+            );
+        }
+        server.shutdown().await;
+    }
+}
+
+/// Deleting a record deletes its external ids (the name is free again), and
+/// partners carry the address and notes fields Odoo's own examples use.
+#[tokio::test]
+async fn unlink_drops_external_ids_and_partners_have_address_fields() {
+    for version in ALL_VERSIONS {
+        let server = start(version).await;
+        let belgium = call_ok(
+            &server,
+            "res.country",
+            "search",
+            json!([[["code", "=", "BE"]]]),
+            json!({}),
+        )
+        .await[0]
+            .as_i64()
+            .unwrap();
+        let partner = create_record(
+            &server,
+            "res.partner",
+            json!({"name": "Address Probe", "is_company": true, "country_id": belgium,
+                   "comment": "<p>Probe</p>", "email": "probe@example.com", "phone": "+32 2 000 00 00",
+                   "street": "Rue du Test 1", "city": "Bruxelles", "zip": "1000"}),
+        )
+        .await;
+        let row = call_ok(
+            &server,
+            "res.partner",
+            "read",
+            json!([
+                [partner],
+                [
+                    "country_id",
+                    "comment",
+                    "street",
+                    "city",
+                    "zip",
+                    "is_company"
+                ]
+            ]),
+            json!({}),
+        )
+        .await;
+        assert_eq!(row[0]["country_id"][0], json!(belgium), "{version:?}");
+        assert_eq!(row[0]["zip"], json!("1000"), "{version:?}");
+        assert_eq!(row[0]["is_company"], json!(true), "{version:?}");
+
+        create_record(
+            &server,
+            "ir.model.data",
+            json!({"module": "planops_probe", "name": "partner", "model": "res.partner", "res_id": partner}),
+        )
+        .await;
+        call_ok(
+            &server,
+            "res.partner",
+            "unlink",
+            json!([[partner]]),
+            json!({}),
+        )
+        .await;
+        let left = call_ok(
+            &server,
+            "ir.model.data",
+            "search_count",
+            json!([[["module", "=", "planops_probe"]]]),
+            json!({}),
+        )
+        .await;
+        assert_eq!(left, json!(0), "{version:?}");
+        server.shutdown().await;
+    }
+}

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::{ExternalId, OdooClient, OdooError, RecordExt, SearchOptions};
 
-/// The user ids in `group`, sorted: the group is an external id
+/// The user ids in `group`, directly or through a group that implies it, sorted: the group is an external id
 /// (`purchase.group_purchase_manager`) or a name, full ("Purchase /
 /// Administrator") or as Odoo stores it ("Administrator"). A group that does
 /// not exist has no members.
@@ -30,9 +30,11 @@ pub async fn group_member_ids(client: &OdooClient, group: &str) -> Result<Vec<i6
     let Some(group_id) = group_id else {
         return Ok(Vec::new());
     };
-    // 19 renamed the group's users field.
+    // Up to 18 `users` lists everyone in the group, including those who hold
+    // it through another group (Odoo writes them in). 19 keeps only direct
+    // members in `user_ids`; `all_user_ids` adds those of implying groups.
     let field = if client.info().version.major >= 19 {
-        "user_ids"
+        "all_user_ids"
     } else {
         "users"
     };

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | warehouses + their internal locations | 2 |
 //! | products + vendor price list lines | ⌈P/500⌉ + ⌈S/500⌉ |
-//! | on hand + forecast (`qty_available`, `virtual_available` with `warehouse`/`to_date` context) | W · ⌈P/500⌉ |
+//! | on hand + forecast (`qty_available`, `virtual_available` with `warehouse` (`warehouse_id` from 18) and `to_date` context) | W · ⌈P/500⌉ |
 //! | demand history: one `read_group` on done customer moves by product × location × day | 1 |
 //! | open moves (dated receipts and deliveries) | ⌈M/500⌉ |
 //! | reordering rules with Odoo's computed figures | ⌈R/500⌉ |
@@ -458,6 +458,17 @@ pub(super) fn and_domains(a: &Value, b: &Value) -> Result<Value, ScanError> {
     Ok(parse(a)?.and(&parse(b)?).to_json_value())
 }
 
+/// The context key that scopes product quantities to a warehouse. 18 renamed
+/// it; a key the server does not read is silently ignored and every figure
+/// comes back company-wide.
+fn warehouse_context_key(client: &OdooClient) -> &'static str {
+    if client.info().version.major >= 18 {
+        "warehouse_id"
+    } else {
+        "warehouse"
+    }
+}
+
 /// One stock item per product × warehouse with Odoo's own on-hand and forecast.
 pub(super) async fn fetch_stock_items(
     client: &OdooClient,
@@ -469,7 +480,7 @@ pub(super) async fn fetch_stock_items(
     let mut items = Vec::with_capacity(product_ids.len() * warehouses.len());
     for warehouse in warehouses {
         let mut context = Map::new();
-        context.insert("warehouse".into(), json!(warehouse.id));
+        context.insert(warehouse_context_key(client).into(), json!(warehouse.id));
         context.insert("to_date".into(), json!(format!("{to_date} 23:59:59")));
         let scoped = client.with_context(context);
         for chunk in product_ids.chunks(PAGE as usize) {
@@ -525,7 +536,9 @@ async fn fetch_demand_groups(
             GroupBy::field("location_id"),
             GroupBy::date("date", Granularity::Day),
         ],
-        vec![Aggregate::sum("product_uom_qty")],
+        // `product_qty`: the move's demand in the product's unit (stored, so
+        // groupable); `product_uom_qty` is in whatever unit the move counts in.
+        vec![Aggregate::sum("product_qty")],
     );
     client
         .read_group("stock.move", &spec)
@@ -541,7 +554,7 @@ pub fn demand_history(
     today: Date,
     days: u32,
 ) -> HashMap<(i64, i64), DemandHistory> {
-    let qty = Aggregate::sum("product_uom_qty");
+    let qty = Aggregate::sum("product_qty");
     let end = add_days(today, -1);
     let start = add_days(today, -i64::from(days));
     let mut out: HashMap<(i64, i64), DemandHistory> = HashMap::new();
@@ -590,7 +603,7 @@ pub(super) const OPEN_MOVE_STATES: [&str; 4] =
 pub(super) const MOVE_FIELDS: &[&str] = &[
     "id",
     "product_id",
-    "product_uom_qty",
+    "product_qty",
     "date",
     "location_id",
     "location_dest_id",
@@ -649,7 +662,7 @@ pub(super) fn open_move_from(
     Ok(Some(OpenMove {
         product: product.id,
         date: when.to_zoned(jiff::tz::TimeZone::UTC).date(),
-        qty: row.number("product_uom_qty")?,
+        qty: row.number("product_qty")?,
         from_warehouse,
         to_warehouse,
     }))
@@ -978,7 +991,10 @@ async fn fetch_sale_lines(
     let rows = client
         .search_read_all(
             "sale.order.line",
-            &json!([["state", "=", "sale"], ["product_id", "in", product_ids]]),
+            &json!([
+                ["state", "in", confirmed_sale_states(client)],
+                ["product_id", "in", product_ids]
+            ]),
             &[
                 "id",
                 "order_id",
@@ -986,6 +1002,7 @@ async fn fetch_sale_lines(
                 "product_uom_qty",
                 "qty_delivered",
                 "price_unit",
+                sale_line_unit_field(client),
             ],
             &page_options(),
         )
@@ -1015,7 +1032,117 @@ async fn fetch_sale_lines(
     )
     .await
     .map_err(what())?;
-    sale_lines_from(&rows, &orders, warehouses).map_err(what())
+    let mut lines = sale_lines_from(&rows, &orders, warehouses).map_err(what())?;
+    in_product_units(client, &rows, &mut lines)
+        .await
+        .map_err(what())?;
+    Ok(lines)
+}
+
+/// States of a confirmed sales order. 16 marks a locked order `done` (it
+/// still has goods to ship); from 17 a locked order stays `sale` with its
+/// `locked` flag set, and `done` is no state at all.
+fn confirmed_sale_states(client: &OdooClient) -> &'static [&'static str] {
+    if client.info().version.major >= 17 {
+        &["sale"]
+    } else {
+        &["sale", "done"]
+    }
+}
+
+/// The field holding a sales line's unit (19 renamed it).
+fn sale_line_unit_field(client: &OdooClient) -> &'static str {
+    if client.info().version.major >= 19 {
+        "product_uom_id"
+    } else {
+        "product_uom"
+    }
+}
+
+/// Restates open sales lines in their product's unit. A line counts ordered
+/// and delivered quantities, and prices, in its own unit (a dozen); stock
+/// figures count in the product's: one read of the products' units, and one of the units'
+/// factors only when some line counts in another unit than its product.
+async fn in_product_units(
+    client: &OdooClient,
+    rows: &[Record],
+    lines: &mut [SaleLine],
+) -> Result<(), OdooError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let field = sale_line_unit_field(client);
+    let mut line_unit: HashMap<i64, i64> = HashMap::new();
+    for row in rows {
+        if let Some(unit) = row.many2one(field)? {
+            line_unit.insert(row.id()?, unit.id);
+        }
+    }
+    let mut products: Vec<i64> = lines.iter().map(|l| l.product_id).collect();
+    products.sort_unstable();
+    products.dedup();
+    let mut product_unit: HashMap<i64, i64> = HashMap::new();
+    for row in read_chunked(client, "product.product", &products, &["id", "uom_id"]).await? {
+        if let Some(unit) = row.many2one("uom_id")? {
+            product_unit.insert(row.id()?, unit.id);
+        }
+    }
+    let conversions: Vec<(usize, i64, i64)> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let from = *line_unit.get(&line.id)?;
+            let to = *product_unit.get(&line.product_id)?;
+            (from != to).then_some((i, from, to))
+        })
+        .collect();
+    if conversions.is_empty() {
+        return Ok(());
+    }
+    let mut units: Vec<i64> = conversions
+        .iter()
+        .flat_map(|&(_, from, to)| [from, to])
+        .collect();
+    units.sort_unstable();
+    units.dedup();
+    let v19 = client.info().version.major >= 19;
+    let mut size: HashMap<i64, (f64, f64)> = HashMap::new();
+    for row in read_chunked(client, "uom.uom", &units, &["id", "factor", "rounding"]).await? {
+        let factor = row.number("factor")?;
+        if factor > 0.0 {
+            size.insert(row.id()?, (unit_size(factor, v19), row.number("rounding")?));
+        }
+    }
+    for (i, from, to) in conversions {
+        if let (Some(&(from, _)), Some(&(to, rounding))) = (size.get(&from), size.get(&to)) {
+            let line = &mut lines[i];
+            // Rounded to the product unit's precision, as Odoo converts.
+            line.qty_ordered = round_half_up(line.qty_ordered * from / to, rounding);
+            line.qty_delivered = round_half_up(line.qty_delivered * from / to, rounding);
+            // The price is per line unit: per product unit, the value of a
+            // shortfall stays what the order says.
+            line.price_unit = line.price_unit * to / from;
+        }
+    }
+    Ok(())
+}
+
+/// `value` to the nearest multiple of `step`, halves away from zero; as is
+/// without a step.
+fn round_half_up(value: f64, step: f64) -> f64 {
+    if step <= 0.0 {
+        return value;
+    }
+    // The epsilon keeps a half that binary floats put a hair below it.
+    let steps = (value.abs() / step + 0.5 + 1e-9).floor();
+    (steps * step).copysign(value)
+}
+
+/// How many reference units one unit holds, from its `factor`: up to 18 the
+/// number of this unit in one reference unit (a dozen: 1/12), from 19 its size
+/// in the reference unit (a dozen: 12).
+fn unit_size(factor: f64, v19: bool) -> f64 {
+    if v19 { factor } else { 1.0 / factor }
 }
 
 /// Open sales lines shipping from a warehouse in scope (orders without a warehouse
@@ -1139,7 +1266,7 @@ mod tests {
                 },
             ],
             count: 1,
-            aggregates: [("product_uom_qty:sum".to_string(), json!(qty))]
+            aggregates: [("product_qty:sum".to_string(), json!(qty))]
                 .into_iter()
                 .collect(),
             domain: json!([]),
@@ -1185,15 +1312,15 @@ mod tests {
         let rows = [
             // Vendor (5) → WH1: receipt of WH1.
             rec(
-                json!({"id": 1, "product_id": [7, "P"], "product_uom_qty": 10.0, "date": "2025-03-05 10:00:00", "location_id": [5, "Vendors"], "location_dest_id": [10, "WH1/Stock"]}),
+                json!({"id": 1, "product_id": [7, "P"], "product_qty": 10.0, "date": "2025-03-05 10:00:00", "location_id": [5, "Vendors"], "location_dest_id": [10, "WH1/Stock"]}),
             ),
             // WH1 → customer (9): delivery of WH1.
             rec(
-                json!({"id": 2, "product_id": [7, "P"], "product_uom_qty": 4.0, "date": "2025-03-03 10:00:00", "location_id": [10, "WH1/Stock"], "location_dest_id": [9, "Customers"]}),
+                json!({"id": 2, "product_id": [7, "P"], "product_qty": 4.0, "date": "2025-03-03 10:00:00", "location_id": [10, "WH1/Stock"], "location_dest_id": [9, "Customers"]}),
             ),
             // WH1 → WH2 transfer: both.
             rec(
-                json!({"id": 3, "product_id": [7, "P"], "product_uom_qty": 2.0, "date": "2025-03-02 10:00:00", "location_id": [10, "WH1/Stock"], "location_dest_id": [20, "WH2/Stock"]}),
+                json!({"id": 3, "product_id": [7, "P"], "product_qty": 2.0, "date": "2025-03-02 10:00:00", "location_id": [10, "WH1/Stock"], "location_dest_id": [20, "WH2/Stock"]}),
             ),
         ];
         let moves: Vec<OpenMove> = rows

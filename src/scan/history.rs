@@ -32,7 +32,7 @@ use crate::engine::inputs::{DemandHistory, add_days, days_between};
 use crate::odoo::{OdooClient, PageOptions, RecordExt, SearchOptions};
 
 /// Bumped whenever the file layout or the meaning of its fields changes.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 const PAGE: u64 = 500;
 
 /// One done customer move, as the history needs it.
@@ -388,7 +388,7 @@ async fn read_moves(
                 "product_id",
                 "location_id",
                 "date",
-                "product_uom_qty",
+                "product_qty",
                 "write_date",
             ],
             &PageOptions::keyset(PAGE),
@@ -407,9 +407,8 @@ async fn read_moves(
         let (Some(product), Some(location), Some(day)) = (product, location, day) else {
             continue;
         };
-        let qty = row
-            .number("product_uom_qty")
-            .map_err(ScanError::odoo(what))?;
+        // In the product's unit: a move may count in another (dozens).
+        let qty = row.number("product_qty").map_err(ScanError::odoo(what))?;
         entry.moves.insert(
             id,
             Move {

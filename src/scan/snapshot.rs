@@ -189,7 +189,7 @@ struct Snapshot {
 type Slot = Arc<tokio::sync::Mutex<Option<Snapshot>>>;
 
 /// Bumped whenever the file layout or the meaning of its fields changes.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 3;
 
 /// A snapshot as read from disk, with what it was taken for.
 #[derive(Deserialize)]

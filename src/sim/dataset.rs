@@ -290,7 +290,11 @@ struct MoveSlots {
 
 impl MoveSlots {
     fn new(store: &Store) -> Result<MoveSlots, DatasetError> {
-        let maker = Maker::new(store, "stock.move")?;
+        let mut maker = Maker::new(store, "stock.move")?;
+        // Every generated product counts in the first unit, and so do its moves.
+        if let Some(slot) = maker.opt("product_uom") {
+            maker.template[slot] = Val::Id(1);
+        }
         let quantity = match maker.opt("quantity") {
             Some(slot) => slot,
             None => maker.slot("quantity_done")?,

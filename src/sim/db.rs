@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value, json};
 
+#[path = "access.rs"]
+mod access;
 #[path = "approvals.rs"]
 mod approvals;
 #[path = "automation.rs"]
@@ -294,6 +296,13 @@ fn seed_base(store: &mut Store, cfg: &SimConfig) {
         ("res.users", json!({"login": "planner", "partner_id": 4})),
         ("uom.category", json!({"name": "Unit"})),
         ("uom.uom", json!({"name": "Units", "category_id": 1})),
+        ("res.country", json!({"name": "Belgium", "code": "BE"})),
+        ("res.country", json!({"name": "France", "code": "FR"})),
+        ("res.country", json!({"name": "Germany", "code": "DE"})),
+        (
+            "res.country",
+            json!({"name": "United States", "code": "US"}),
+        ),
         ("product.category", json!({"name": "All"})),
     ];
     for (model, vals) in steps {
@@ -376,12 +385,33 @@ const READ_ONLY_FOR_USERS: &[&str] = &[
     "res.users",
     "res.groups",
     "res.company",
+    "res.country",
     "ir.model",
     "ir.model.fields",
     "ir.model.fields.selection",
 ];
 /// Models a non-admin user may not touch at all.
 const FORBIDDEN_FOR_USERS: &[&str] = &["res.users.apikeys"];
+
+/// Deleting records deletes their external ids with them, as Odoo's unlink
+/// does: the name can then be given to a new record.
+fn drop_external_ids(
+    store: &mut Store,
+    model: &str,
+    ids: &[i64],
+    ctx: &Ctx,
+) -> Result<(), OrmError> {
+    if model == "ir.model.data" || ids.is_empty() {
+        return Ok(());
+    }
+    let domain = Domain::from_json_value(&json!([["model", "=", model], ["res_id", "in", ids]]))
+        .map_err(|e| OrmError::Value(e.to_string()))?;
+    let names = store.search("ir.model.data", &domain, 0, None, None, ctx)?;
+    if !names.is_empty() {
+        store.unlink("ir.model.data", &names, ctx)?;
+    }
+    Ok(())
+}
 
 fn check_access(store: &Store, uid: i64, model: &str, operation: &str) -> Result<(), OrmError> {
     if uid == 1 || store.users.iter().any(|u| u.uid == uid && u.is_admin) {
@@ -559,6 +589,8 @@ fn dispatch(
                     let id = store.create_as_odoo(model, vals, &ctx)?;
                     store.subscribe_creator(model, &[id], &ctx)?;
                     store.approvers_changed(model, &[id], &ctx)?;
+                    store.group_members_changed(model, &[id]);
+                    store.moves_created(model, &[id]);
                     automation::run_on_create(store, model, &[id])?;
                     Ok(json!(id))
                 }
@@ -572,6 +604,8 @@ fn dispatch(
                     }
                     store.subscribe_creator(model, &ids, &ctx)?;
                     store.approvers_changed(model, &ids, &ctx)?;
+                    store.group_members_changed(model, &ids);
+                    store.moves_created(model, &ids);
                     automation::run_on_create(store, model, &ids)?;
                     Ok(json!(ids))
                 }
@@ -594,12 +628,14 @@ fn dispatch(
                 })?;
             store.write(model, &ids, &vals, &ctx)?;
             store.approvers_changed(model, &ids, &ctx)?;
+            store.group_members_changed(model, &ids);
             Ok(Value::Bool(true))
         }
         "unlink" => {
             check_access(store, uid, model, "unlink")?;
             let ids = args.ids(model, method)?;
             store.unlink(model, &ids, &ctx)?;
+            drop_external_ids(store, model, &ids, &ctx)?;
             Ok(Value::Bool(true))
         }
         "fields_get" => store.fields_get(

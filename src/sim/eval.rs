@@ -9,6 +9,7 @@ use super::orm::Ctx;
 use super::store::Store;
 use super::value::{Val, parse_date, parse_datetime_exact};
 use crate::odoo::domain::{Condition, Domain, Expr, Operator};
+use crate::sim::db::OdooVersion;
 use crate::sim::db::OrmError;
 
 const DATE_PARTS: &[&str] = &[
@@ -40,6 +41,17 @@ impl Store {
         if condition.path == "1" || condition.path == "0" {
             return Ok(());
         }
+        // `any` / `not any` came with 17; 16 knows no such operator.
+        if self.version < OdooVersion::V17
+            && matches!(condition.operator, Operator::Any | Operator::NotAny)
+        {
+            return Err(OrmError::Value(format!(
+                "Invalid leaf ['{}', '{}', {}]",
+                condition.path,
+                condition.operator.as_str(),
+                python_repr(&condition.value)
+            )));
+        }
         let mut model = mi;
         let segments: Vec<&str> = condition.path.split('.').collect();
         let mut index = 0;
@@ -59,6 +71,15 @@ impl Store {
                     && DATE_PARTS.contains(&segments[index + 1])
                     && index + 2 == segments.len()
                 {
+                    // Date parts in paths (`date.month_number`) came with 18;
+                    // before, the path is not a field.
+                    if self.version < OdooVersion::V18 {
+                        return Err(OrmError::Value(format!(
+                            "Invalid field '{}' in domain term {}",
+                            condition.path,
+                            condition_text(condition)
+                        )));
+                    }
                     return Ok(());
                 }
                 let Some(relation) = &field.relation else {
@@ -85,6 +106,13 @@ impl Store {
             index += 1;
         }
         Ok(())
+    }
+
+    /// The time zone set on user `uid` (`tz`), if any and known.
+    pub fn user_tz(&self, uid: i64) -> Option<jiff::tz::TimeZone> {
+        let ui = self.model_index("res.users").ok()?;
+        let name = self.slot_value(ui, uid, "tz");
+        jiff::tz::TimeZone::get(name.as_str()?).ok()
     }
 
     /// Does record `id` of model `mi` satisfy the domain?
@@ -680,7 +708,9 @@ fn compare_leaf(
             }
         }
         Operator::Gt | Operator::Ge | Operator::Lt | Operator::Le => {
-            let Some(wanted) = coerce(field, raw) else {
+            let Some(wanted) =
+                day_bound(field, operator, raw, store, ctx).or_else(|| coerce(field, raw))
+            else {
                 return false;
             };
             if value_is_null(field, stored) && !matches!(stored, Val::Bool(false))
@@ -729,6 +759,46 @@ fn compare_leaf(
         }
         Operator::Any | Operator::NotAny | Operator::ChildOf | Operator::ParentOf => false,
     }
+}
+
+/// A date alone (`2025-03-05`) compared with a datetime field stands for a
+/// moment of that day: its end for `>` and `<=` (so `> day` is after the whole
+/// day and `<= day` includes it), its start for `<` and `>=`. Up to 18 the day
+/// is a UTC one (the value gets ` 23:59:59` or ` 00:00:00`); 19 takes the day
+/// in the caller's time zone (`tz`), and compares `>`/`<=` with the next
+/// day's start, which for second-precise values is the same bound.
+fn day_bound(
+    field: &FieldDef,
+    operator: Operator,
+    raw: &Value,
+    store: &Store,
+    ctx: &Ctx,
+) -> Option<Val> {
+    if field.ftype != FieldType::Datetime {
+        return None;
+    }
+    let text = raw.as_str().map(str::trim).filter(|t| t.len() == 10)?;
+    let day = parse_date(text)?;
+    let end_of_day = matches!(operator, Operator::Gt | Operator::Le);
+    let local = if end_of_day {
+        day.to_datetime(jiff::civil::time(23, 59, 59, 0))
+    } else {
+        day.to_datetime(jiff::civil::Time::midnight())
+    };
+    if store.version < OdooVersion::V19 {
+        return Some(Val::Datetime(local));
+    }
+    let zone = ctx.tz.clone().or_else(|| store.user_tz(ctx.uid));
+    let utc = match zone {
+        Some(zone) => zone
+            .to_ambiguous_zoned(local)
+            .compatible()
+            .ok()?
+            .with_time_zone(jiff::tz::TimeZone::UTC)
+            .datetime(),
+        None => local,
+    };
+    Some(Val::Datetime(utc))
 }
 
 fn positive(operator: Operator) -> Operator {

@@ -42,7 +42,8 @@ impl Store {
                 vals.insert("location_dest_id".into(), json!(to));
                 vals.insert("state".into(), json!("done"));
                 vals.insert("date".into(), now.clone());
-                self.create("stock.move", &vals, ctx)?;
+                let moved = self.create("stock.move", &vals, ctx)?;
+                self.moves_created("stock.move", &[moved]);
             }
             let slot = |store: &Store, field: &str| store.tables[qi].def.slot_of(field);
             if let Some(s) = slot(self, "quantity") {

@@ -633,6 +633,24 @@ pub(super) fn seed_mail_and_groups(store: &mut Store, ctx: &Ctx) -> Vec<UserAuth
             }
         }
     }
+    // As in Odoo, a purchase administrator holds the purchase user group
+    // through it.
+    let group = |wanted: &str| {
+        xmlids
+            .iter()
+            .find(|(xmlid, _, _)| xmlid == wanted)
+            .map(|&(_, _, id)| id)
+    };
+    if let (Some(user), Some(manager)) = (
+        group("purchase.group_purchase_user"),
+        group("purchase.group_purchase_manager"),
+    ) {
+        let mut vals = Map::new();
+        vals.insert("implied_ids".into(), json!([[4, user]]));
+        if let Err(error) = store.write("res.groups", &[manager], &vals, ctx) {
+            tracing::error!(%error, "seeding implied groups failed");
+        }
+    }
     for (xmlid, model, res_id) in xmlids {
         let Some((module, name)) = xmlid.split_once('.') else {
             continue;

@@ -547,6 +547,12 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
         .default_val(Val::Float(5000.0));
     models.push(m.build());
 
+    let mut m = ModelBuilder::new("res.country", "Country");
+    m.char("name", "Country Name").req();
+    m.char("code", "Country Code");
+    m.order("name, id");
+    models.push(m.build());
+
     let mut m = ModelBuilder::new("res.partner", "Contact");
     m.char("name", "Name");
     m.boolean("is_company", "Is a Company");
@@ -554,8 +560,19 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     m.o2m("child_ids", "Contact", "res.partner", "parent_id");
     m.char("email", "Email");
     m.char("phone", "Phone");
+    if v < 19 {
+        m.char("mobile", "Mobile");
+    }
     m.char("ref", "Reference").index();
+    m.char("street", "Street");
+    m.char("street2", "Street2");
+    m.char("zip", "Zip");
     m.char("city", "City");
+    m.m2o("country_id", "Country", "res.country");
+    m.html("comment", "Notes");
+    m.char("website", "Website Link");
+    m.char("vat", "Tax ID").index();
+    m.char("function", "Job Position");
     m.int("supplier_rank", "Supplier Rank");
     m.int("customer_rank", "Customer Rank");
     m.m2o("company_id", "Company", "res.company");
@@ -568,10 +585,38 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     m.char("name", "Name").req();
     m.computed("full_name", T::Char, "Group Name");
     m.char("category_name", "Application");
+    // Up to 18 `users` also lists members through implied groups (they are
+    // written in); 19 keeps direct members in `user_ids` and computes the
+    // rest into `all_user_ids`.
+    m.m2m("implied_ids", "Inherits", "res.groups");
     if v >= 19 {
         m.m2m("user_ids", "Users", "res.users");
+        m.computed_rel(
+            "all_user_ids",
+            T::Many2many,
+            "Users and implied users",
+            "res.users",
+        );
+        m.computed_rel(
+            "all_implied_ids",
+            T::Many2many,
+            "Transitively Implied Groups",
+            "res.groups",
+        );
+        m.computed_rel(
+            "all_implied_by_ids",
+            T::Many2many,
+            "Transitively Implying Groups",
+            "res.groups",
+        );
     } else {
         m.m2m("users", "Users", "res.users");
+        m.computed_rel(
+            "trans_implied_ids",
+            T::Many2many,
+            "Transitively inherits",
+            "res.groups",
+        );
     }
     if v >= 18 {
         m.int("api_key_duration", "API Keys maximum duration days");
@@ -1045,7 +1090,17 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     let mut m = ModelBuilder::new("uom.uom", "Product Unit of Measure");
     m.char("name", "Unit of Measure").req();
     m.m2o("category_id", "Category", "uom.category");
-    m.float("factor", "Ratio").default_val(Val::Float(1.0));
+    // Up to 18 `factor` is how many of this unit make one reference unit (a
+    // dozen: 1/12); 19 states a unit as `relative_factor` times another and
+    // computes `factor` as its size in the root unit (a dozen: 12).
+    if v >= 19 {
+        m.float("relative_factor", "Contains")
+            .default_val(Val::Float(1.0));
+        m.m2o("relative_uom_id", "Reference Unit", "uom.uom");
+        m.computed("factor", T::Float, "Absolute Quantity");
+    } else {
+        m.float("factor", "Ratio").default_val(Val::Float(1.0));
+    }
     m.float("rounding", "Rounding Precision")
         .default_val(Val::Float(0.01));
     m.selection(
@@ -1058,7 +1113,11 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
         ],
     )
     .default_val(Val::str("reference"));
-    m.active().order("factor DESC, id");
+    m.active().order(if v >= 19 {
+        "relative_uom_id, id"
+    } else {
+        "factor DESC, id"
+    });
     models.push(m.build());
 
     let mut m = ModelBuilder::new("product.category", "Product Category");
@@ -1472,19 +1531,16 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
         .req()
         .index();
     m.float("product_uom_qty", "Demand").req();
+    // In the move's own unit (`product_uom`); `product_qty` is the same
+    // quantity in the product's unit, stored in Odoo.
     m.computed("product_qty", T::Float, "Real Quantity");
     if v >= 17 {
         m.float("quantity", "Quantity");
     } else {
         m.float("quantity_done", "Quantity Done");
     }
-    m.related_rel(
-        "product_uom",
-        T::Many2one,
-        "UoM",
-        "product_id.uom_id",
-        "uom.uom",
-    );
+    // Defaults to the product's unit when a create leaves it out.
+    m.m2o("product_uom", "UoM", "uom.uom");
     m.selection(
         "state",
         "Status",

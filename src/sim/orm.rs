@@ -17,10 +17,10 @@ use crate::sim::db::OrmError;
 pub struct Ctx {
     pub uid: i64,
     pub active_test: bool,
-    /// Stock scope of product quantities (`warehouse`: id, name or list).
-    pub warehouse: Option<Value>,
-    /// Stock scope of product quantities (`location`: id, name or list).
-    pub location: Option<Value>,
+    /// Context keys that may scope product quantities (`warehouse`,
+    /// `warehouse_id`, `location`...: an id, a name or a list), as sent; which
+    /// of them a version honours is the stock computation's business.
+    pub stock_scope: Vec<(&'static str, Value)>,
     /// Quantities as of this moment (moves dated after it are left out).
     pub to_date: Option<DateTime>,
     /// Incoming/outgoing moves dated before this are left out.
@@ -55,8 +55,10 @@ impl Ctx {
         Ctx {
             uid,
             active_test: key("active_test").and_then(Value::as_bool).unwrap_or(true),
-            warehouse: present("warehouse"),
-            location: present("location"),
+            stock_scope: super::stock::SCOPE_KEYS
+                .iter()
+                .filter_map(|&k| present(k).map(|v| (k, v)))
+                .collect(),
             to_date: moment("to_date"),
             from_date: moment("from_date"),
             // An unknown zone is ignored, as Odoo falls back to UTC.
@@ -169,6 +171,13 @@ impl Store {
     }
 
     fn compute(&self, mi: usize, id: i64, field: &FieldDef, ctx: &Ctx) -> Val {
+        let model = self.tables[mi].def.name.as_str();
+        if let Some(value) = self
+            .membership_field(model, id, &field.name)
+            .or_else(|| self.unit_field(model, id, &field.name))
+        {
+            return value;
+        }
         match field.name.as_str() {
             "display_name" => Val::str(&self.display_name(mi, id, ctx)),
             "complete_name" => Val::str(&self.display_name(mi, id, ctx)),
@@ -181,11 +190,6 @@ impl Store {
             {
                 let qty = self.stock_quantities(&self.tables[mi].def.name, id, ctx);
                 Val::Float(qty.field(name).unwrap_or(0.0))
-            }
-            // No units of measure conversion in the simulator: demand is in the
-            // product's own unit.
-            "product_qty" if self.tables[mi].def.name == "stock.move" => {
-                self.slot_value(mi, id, "product_uom_qty")
             }
             // No taxes in the simulator: totals are the lines' quantity × price,
             // which purchase's two-step validation compares with its threshold.

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::orm::Ctx;
 use super::store::Store;
 use super::value::Val;
+use crate::sim::db::OdooVersion;
 
 /// The five quantities of one product in one scope.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -51,6 +52,29 @@ pub const STOCK_FIELDS: [&str; 5] = [
     "free_qty",
 ];
 
+/// Every context key that scopes quantities in some version.
+pub const SCOPE_KEYS: [&str; 5] = [
+    "warehouse",
+    "warehouse_id",
+    "search_warehouse",
+    "location",
+    "search_location",
+];
+
+/// The warehouse keys and the location keys `version` reads, first wins: 18
+/// renamed `warehouse` to `warehouse_id`; 19 also takes the search panel's
+/// `search_warehouse` / `search_location`.
+fn scope_keys(version: OdooVersion) -> (&'static [&'static str], &'static [&'static str]) {
+    match version {
+        OdooVersion::V16 | OdooVersion::V17 => (&["warehouse"], &["location"]),
+        OdooVersion::V18 => (&["warehouse_id"], &["location"]),
+        OdooVersion::V19 => (
+            &["warehouse_id", "search_warehouse"],
+            &["location", "search_location"],
+        ),
+    }
+}
+
 /// Move states that count as incoming/outgoing (Odoo leaves out draft, done and
 /// cancelled moves).
 const PENDING: [&str; 4] = ["waiting", "confirmed", "assigned", "partially_available"];
@@ -86,32 +110,64 @@ impl Store {
         }
     }
 
-    /// The set of locations the context designates, children included: the
-    /// `location` key wins over `warehouse`; without either, every warehouse's
-    /// view location (or, in a database without warehouses, everything).
+    /// The set of locations the context designates, children included, as
+    /// `_get_domain_locations` reads it: a warehouse scopes to its view
+    /// location, a location given with a warehouse counts only inside it, and
+    /// without either every warehouse's view location counts (or, in a
+    /// database without warehouses, everything internal). Only the keys the
+    /// version reads count: a key it does not know leaves figures company-wide.
     fn stock_scope(&self, ctx: &Ctx) -> Option<HashSet<i64>> {
         let Ok(li) = self.model_index("stock.location") else {
             return None;
         };
-        let roots: Vec<i64> = if let Some(location) = &ctx.location {
-            self.resolve_records("stock.location", location, &["complete_name", "name"])
-        } else {
-            let Ok(wi) = self.model_index("stock.warehouse") else {
-                return None;
-            };
-            let warehouses = match &ctx.warehouse {
-                Some(w) => self.resolve_records("stock.warehouse", w, &["name", "code"]),
-                None => self.tables[wi].ids().collect(),
-            };
-            if warehouses.is_empty() && ctx.warehouse.is_none() {
-                return None;
-            }
+        let Ok(wi) = self.model_index("stock.warehouse") else {
+            return None;
+        };
+        let (warehouse_keys, location_keys) = scope_keys(self.version);
+        let first = |keys: &[&str]| -> Option<&Value> {
+            keys.iter().find_map(|key| {
+                ctx.stock_scope
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v)
+            })
+        };
+        let views = |warehouses: Vec<i64>| -> Vec<i64> {
             warehouses
                 .iter()
                 .filter_map(|&w| self.slot_value(wi, w, "view_location_id").as_id())
                 .collect()
         };
-        // child_of: walk down the location tree through the parent index.
+        let roots: Vec<i64> = match (first(warehouse_keys), first(location_keys)) {
+            (Some(w), location) => {
+                let views = views(self.resolve_records("stock.warehouse", w, &["name", "code"]));
+                match location {
+                    Some(l) => {
+                        let inside = self.location_tree(li, views);
+                        self.resolve_records("stock.location", l, &["complete_name", "name"])
+                            .into_iter()
+                            .filter(|l| inside.contains(l))
+                            .collect()
+                    }
+                    None => views,
+                }
+            }
+            (None, Some(l)) => {
+                self.resolve_records("stock.location", l, &["complete_name", "name"])
+            }
+            (None, None) => {
+                let all: Vec<i64> = self.tables[wi].ids().collect();
+                if all.is_empty() {
+                    return None;
+                }
+                views(all)
+            }
+        };
+        Some(self.location_tree(li, roots))
+    }
+
+    /// `roots` and every location below them (child_of through the parent index).
+    fn location_tree(&self, li: usize, roots: Vec<i64>) -> HashSet<i64> {
         let slot = self.tables[li].def.slot_of("location_id");
         let mut seen: HashSet<i64> = HashSet::new();
         let mut todo = roots;
@@ -123,7 +179,7 @@ impl Store {
                 todo.extend_from_slice(children);
             }
         }
-        Some(seen)
+        seen
     }
 
     /// Ids named by a context value: an id, a name (ilike, as Odoo's
@@ -241,10 +297,8 @@ impl Store {
                 Val::Date(d) => Some(d.to_datetime(jiff::civil::Time::midnight())),
                 _ => None,
             };
-            let qty = self
-                .slot_value(mi, mv, "product_uom_qty")
-                .as_f64()
-                .unwrap_or(0.0);
+            // In the product's unit, whatever unit the move counts in.
+            let qty = self.move_product_qty(mi, mv);
             if state == "done" {
                 if let (Some(limit), Some(date)) = (rewind_to, date)
                     && date > limit
@@ -273,6 +327,122 @@ impl Store {
             incoming_qty: incoming,
             outgoing_qty: outgoing,
             free_qty: on_hand - reserved,
+        }
+    }
+}
+
+impl Store {
+    /// Computed unit fields: a move's `product_qty`, and 19's `uom.uom.factor`.
+    pub fn unit_field(&self, model: &str, id: i64, field: &str) -> Option<Val> {
+        match (model, field) {
+            ("stock.move", "product_qty") => {
+                let mi = self.model_index(model).ok()?;
+                Some(Val::Float(self.move_product_qty(mi, id)))
+            }
+            ("uom.uom", "factor") if self.version >= OdooVersion::V19 => {
+                Some(Val::Float(self.uom_size(id)))
+            }
+            _ => None,
+        }
+    }
+
+    /// A move's demand (`product_uom_qty`, in the move's unit) in the unit of
+    /// its product, as Odoo computes `product_qty`. A move without a unit
+    /// counts in the product's.
+    fn move_product_qty(&self, mi: usize, id: i64) -> f64 {
+        let qty = self
+            .slot_value(mi, id, "product_uom_qty")
+            .as_f64()
+            .unwrap_or(0.0);
+        let product_unit = self
+            .slot_value(mi, id, "product_id")
+            .as_id()
+            .and_then(|p| self.product_uom(p));
+        match (self.slot_value(mi, id, "product_uom").as_id(), product_unit) {
+            (Some(from), Some(to)) => self.uom_convert(qty, from, to),
+            _ => qty,
+        }
+    }
+
+    /// A product's unit (`uom_id`, kept on its template).
+    pub fn product_uom(&self, product: i64) -> Option<i64> {
+        let pi = self.model_index("product.product").ok()?;
+        let ti = self.model_index("product.template").ok()?;
+        let template = self.slot_value(pi, product, "product_tmpl_id").as_id()?;
+        self.slot_value(ti, template, "uom_id").as_id()
+    }
+
+    /// `qty` of unit `from` in unit `to`, rounded half-up to `to`'s rounding,
+    /// as `uom.uom._compute_quantity` does for stock moves.
+    pub fn uom_convert(&self, qty: f64, from: i64, to: i64) -> f64 {
+        if from == to || qty == 0.0 {
+            return qty;
+        }
+        let (from_size, to_size) = (self.uom_size(from), self.uom_size(to));
+        if from_size <= 0.0 || to_size <= 0.0 {
+            return qty;
+        }
+        let amount = qty * from_size / to_size;
+        let rounding = self
+            .model_index("uom.uom")
+            .map(|ui| self.slot_value(ui, to, "rounding"))
+            .ok()
+            .and_then(|v| v.as_f64())
+            .filter(|r| *r > 0.0);
+        match rounding {
+            // The epsilon keeps 0.5 steps that binary floats put a hair below
+            // rounding up, as Odoo's float_round does.
+            Some(r) => ((amount / r) + 0.5 + 1e-9).floor() * r,
+            None => amount,
+        }
+    }
+
+    /// How many reference units one `uom` holds: 1/`factor` up to 18, the
+    /// computed absolute `factor` (`relative_factor` down the chain) on 19.
+    fn uom_size(&self, uom: i64) -> f64 {
+        let Ok(ui) = self.model_index("uom.uom") else {
+            return 1.0;
+        };
+        if self.version < OdooVersion::V19 {
+            let factor = self.slot_value(ui, uom, "factor").as_f64().unwrap_or(1.0);
+            return if factor > 0.0 { 1.0 / factor } else { 1.0 };
+        }
+        let mut size = 1.0;
+        let mut current = Some(uom);
+        let mut seen = HashSet::new();
+        while let Some(u) = current.filter(|&u| seen.insert(u)) {
+            size *= self
+                .slot_value(ui, u, "relative_factor")
+                .as_f64()
+                .unwrap_or(1.0);
+            current = self.slot_value(ui, u, "relative_uom_id").as_id();
+        }
+        size
+    }
+
+    /// Gives created moves without a unit their product's unit, as Odoo's
+    /// create does.
+    pub fn moves_created(&mut self, model: &str, ids: &[i64]) {
+        if model != "stock.move" {
+            return;
+        }
+        let Ok(mi) = self.model_index(model) else {
+            return;
+        };
+        let Some(slot) = self.tables[mi].def.slot_of("product_uom") else {
+            return;
+        };
+        for &id in ids {
+            if self.slot_value(mi, id, "product_uom").as_id().is_some() {
+                continue;
+            }
+            let unit = self
+                .slot_value(mi, id, "product_id")
+                .as_id()
+                .and_then(|p| self.product_uom(p));
+            if let Some(unit) = unit {
+                self.set_slot(mi, id, slot, Val::Id(unit));
+            }
         }
     }
 }
