@@ -351,6 +351,8 @@ impl FieldDef {
             default: None,
             indexed: false,
             help: None,
+            reported_type: None,
+            stored_in_odoo: false,
         }
     }
 }

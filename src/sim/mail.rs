@@ -224,8 +224,8 @@ impl Store {
     /// "activity done" message on each activity's record (Odoo's
     /// `mail.message_activity_done`: type, summary, the original note and the
     /// feedback, with `mail_activity_type_id`), then deletes the activities,
-    /// except on 17+ when their type has `keep_done`: those are archived with
-    /// their done date. Returns the first message id, or `false`.
+    /// except on 17 and 18 when their type has `keep_done`, and always on 19:
+    /// those are archived with their done date. Returns the first message id, or `false`.
     pub fn activity_done(
         &mut self,
         ids: &[i64],
@@ -326,12 +326,13 @@ impl Store {
                 }
                 first_message.get_or_insert(message);
             }
-            let keep_done = self.version >= OdooVersion::V17
-                && type_id.is_some_and(|t| {
-                    self.model_index("mail.activity.type").is_ok_and(|ti| {
-                        matches!(self.slot_value(ti, t, "keep_done"), Val::Bool(true))
-                    })
-                });
+            let keep_done = self.version >= OdooVersion::V19
+                || self.version >= OdooVersion::V17
+                    && type_id.is_some_and(|t| {
+                        self.model_index("mail.activity.type").is_ok_and(|ti| {
+                            matches!(self.slot_value(ti, t, "keep_done"), Val::Bool(true))
+                        })
+                    });
             if keep_done {
                 let mut vals = Map::new();
                 vals.insert("active".into(), json!(false));

@@ -117,6 +117,11 @@ pub struct FieldDef {
     /// Maintain a value → records index (many2one, integer and char columns).
     pub indexed: bool,
     pub help: Option<String>,
+    /// What `fields_get` reports where Odoo has a richer type than the simulator
+    /// needs (`many2one_reference`: an id whose model another field names).
+    pub reported_type: Option<&'static str>,
+    /// Computed here on read, but stored by Odoo (so groupable and sortable).
+    pub stored_in_odoo: bool,
 }
 
 impl FieldDef {
@@ -141,6 +146,18 @@ impl FieldDef {
 
     pub fn ro(&mut self) -> &mut Self {
         self.readonly = true;
+        self
+    }
+
+    /// The id of a record whose model `res_model` names (`many2one_reference`).
+    pub fn reference(&mut self) -> &mut Self {
+        self.reported_type = Some("many2one_reference");
+        self
+    }
+
+    /// A compute Odoo stores (`store=True`), which the simulator does on read.
+    pub fn stored_in_odoo(&mut self) -> &mut Self {
+        self.stored_in_odoo = true;
         self
     }
 
@@ -488,6 +505,8 @@ fn new_field(name: &str, ftype: FieldType, string: &str, storage: Storage) -> Fi
         default: None,
         indexed: false,
         help: None,
+        reported_type: None,
+        stored_in_odoo: false,
     }
 }
 
@@ -981,8 +1000,9 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     )
     .default_val(Val::str("suggest"));
     m.int("sequence", "Sequence").default_val(Val::Int(10));
-    if version >= OdooVersion::V17 {
-        // 17+: done activities of such a type are archived instead of deleted.
+    if matches!(version, OdooVersion::V17 | OdooVersion::V18) {
+        // 17 and 18: done activities of such a type are archived instead of
+        // deleted (19 archives every done activity and dropped the flag).
         m.boolean("keep_done", "Keep Done")
             .default_val(Val::Bool(false));
     }
@@ -997,7 +1017,7 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
         "Related Document Model",
         "res_model_id.model",
     );
-    m.int("res_id", "Related Document ID").req();
+    m.int("res_id", "Related Document ID").req().reference();
     m.computed("res_name", T::Char, "Document Name");
     m.m2o("activity_type_id", "Activity Type", "mail.activity.type");
     m.related(
@@ -1034,7 +1054,7 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     // same record twice for a new follower trips over on 17 and 18.
     let mut m = ModelBuilder::new("mail.followers", "Document Followers");
     m.char("res_model", "Related Document Model Name").req();
-    m.int("res_id", "Related Document ID").index();
+    m.int("res_id", "Related Document ID").index().reference();
     m.m2o("partner_id", "Related Partner", "res.partner")
         .req()
         .index();
@@ -1054,7 +1074,7 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     m.char("subject", "Subject");
     m.html("body", "Contents").default_val(Val::str(""));
     m.char("model", "Related Document Model");
-    m.int("res_id", "Related Document ID").index();
+    m.int("res_id", "Related Document ID").index().reference();
     m.char("record_name", "Message Record Name");
     m.selection(
         "message_type",
@@ -1533,7 +1553,8 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     m.float("product_uom_qty", "Demand").req();
     // In the move's own unit (`product_uom`); `product_qty` is the same
     // quantity in the product's unit, stored in Odoo.
-    m.computed("product_qty", T::Float, "Real Quantity");
+    m.computed("product_qty", T::Float, "Real Quantity")
+        .stored_in_odoo();
     if v >= 17 {
         m.float("quantity", "Quantity");
     } else {

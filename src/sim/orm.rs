@@ -898,16 +898,19 @@ impl Store {
                 continue;
             }
             let mut desc = Map::new();
-            desc.insert("type".into(), json!(field.ftype.as_str()));
+            desc.insert(
+                "type".into(),
+                json!(field.reported_type.unwrap_or(field.ftype.as_str())),
+            );
             desc.insert("string".into(), json!(field.string));
             desc.insert("required".into(), json!(field.required));
             desc.insert("readonly".into(), json!(field.readonly));
             desc.insert(
                 "store".into(),
-                json!(!matches!(
-                    field.storage,
-                    Storage::Computed | Storage::Related(_)
-                )),
+                json!(
+                    field.stored_in_odoo
+                        || !matches!(field.storage, Storage::Computed | Storage::Related(_))
+                ),
             );
             desc.insert("searchable".into(), json!(true));
             desc.insert(
