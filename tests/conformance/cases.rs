@@ -36,6 +36,9 @@ pub async fn run_all(t: &Target) -> Vec<Entry> {
     scan_and_act_writes_what_a_planner_can_use(t, &w, &mut rec).await;
     write_answers(t, &w, &mut rec).await;
     done_activity_message(t, &w, &mut rec).await;
+    if t.major() >= 17 {
+        automation_settles_and_repairs_in_one_sync(t, &w, &mut rec).await;
+    }
     group_members_include_implied_users(t, &w, &mut rec).await;
     rec.into_entries()
 }
@@ -732,4 +735,128 @@ fn markup_outline(html: &str) -> String {
         rest = &rest[start + len + 1..];
     }
     out
+}
+
+/// The automation PlanOps manages for a rule's event trigger: created once, in
+/// sync on the next pass, a spec change settles in one sync, and a person's edit
+/// is repaired, with no false drift from fields Odoo recomputes.
+async fn automation_settles_and_repairs_in_one_sync(t: &Target, w: &World, rec: &mut Recorder) {
+    use planops::automation::{self, AutomationSpec, SyncMode};
+    use planops::odoo::Secret;
+
+    let client = &t.client;
+    let rule = format!("events-{}", w.tag.to_lowercase());
+    let events = |domain: &str| -> planops::api::rule::EventTriggerSpec {
+        serde_yaml_ng::from_str(&format!(
+            "{{model: purchase.order, operations: [Write], watchedFields: [state], filterDomain: \"{domain}\"}}"
+        ))
+        .expect("an event trigger")
+    };
+    // Nothing listens there: the suite checks the records, not deliveries.
+    let url = Secret::new(format!(
+        "http://127.0.0.1:9{}?token=conformance",
+        automation::hook_path("conformance", &rule)
+    ));
+    let spec_for = |domain: &str| {
+        AutomationSpec::for_rule("conformance", &rule, &events(domain), url.clone())
+            .expect("a valid spec")
+    };
+    let sync = |spec: AutomationSpec| async move {
+        automation::sync(client, &spec, SyncMode::Apply)
+            .await
+            .unwrap_or_else(|e| panic!("{}: automation sync: {e}", t.label))
+    };
+    let first = sync(spec_for("[('state', '=', 'purchase')]")).await;
+    assert!(first.applied && !first.in_sync(), "{}: {first:?}", t.label);
+    let settled = sync(spec_for("[('state', '=', 'purchase')]")).await;
+    assert!(
+        settled.in_sync(),
+        "{}: drift right after creating: {:?}",
+        t.label,
+        settled.changes
+    );
+
+    let changed = sync(spec_for("[('state', 'in', ['purchase', 'done'])]")).await;
+    assert!(!changed.in_sync(), "{}", t.label);
+    let after_change = sync(spec_for("[('state', 'in', ['purchase', 'done'])]")).await;
+    assert!(
+        after_change.in_sync(),
+        "{}: a spec change took two syncs: {:?}",
+        t.label,
+        after_change.changes
+    );
+
+    let automation_id = after_change.automation_id.expect("the automation exists");
+    must(
+        client
+            .write(
+                "base.automation",
+                &[automation_id],
+                world::obj(json!({"filter_domain": "[('state', '=', 'draft')]"})),
+            )
+            .await,
+        "editing the automation by hand",
+    );
+    let repaired = sync(spec_for("[('state', 'in', ['purchase', 'done'])]")).await;
+    assert!(!repaired.in_sync(), "{}: a hand edit went unseen", t.label);
+    let after_repair = sync(spec_for("[('state', 'in', ['purchase', 'done'])]")).await;
+    assert!(
+        after_repair.in_sync(),
+        "{}: {:?}",
+        t.label,
+        after_repair.changes
+    );
+
+    let automation = must(
+        client
+            .read(
+                "base.automation",
+                &[automation_id],
+                &[
+                    "trigger",
+                    "trigger_field_ids",
+                    "filter_domain",
+                    "action_server_ids",
+                ],
+            )
+            .await,
+        "reading the automation",
+    );
+    let action_id = after_repair.action_id.expect("the webhook action exists");
+    let action = must(
+        client
+            .read(
+                "ir.actions.server",
+                &[action_id],
+                &["name", "state", "webhook_field_ids"],
+            )
+            .await,
+        "reading the webhook action",
+    );
+    rec.answer(
+        "automation/record",
+        json!({"model": "base.automation", "method": "read",
+               "fields": ["trigger", "trigger_field_ids", "filter_domain", "action_server_ids"]}),
+        &Ok(Value::Object(automation[0].clone())),
+    );
+    rec.value(
+        "automation/action_named_by_odoo",
+        json!({"model": "ir.actions.server", "method": "read", "field": "name"}),
+        json!(action[0]["name"] == json!("Send Webhook Notification")),
+    );
+    rec.value(
+        "automation/action_state",
+        json!({"model": "ir.actions.server", "method": "read", "field": "state"}),
+        action[0]["state"].clone(),
+    );
+    let removed = automation::remove(
+        client,
+        &automation::AutomationKey::for_rule("conformance", &rule),
+    )
+    .await;
+    assert!(
+        removed.is_ok(),
+        "{}: removing the automation: {removed:?}",
+        t.label
+    );
 }
