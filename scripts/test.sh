@@ -5,6 +5,7 @@
 #
 #   scripts/test.sh
 #
+# It installs what the tests need and the machine lacks (see install_missing).
 # The first run builds the control-plane binaries from the Go module proxy
 # (tens of minutes on 2 cores; cached under ~/.cache/planops-envtest).
 set -euo pipefail
@@ -13,8 +14,49 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\ntest.sh: FAILED at: %s\n' "$*" >&2; exit 1; }
 
+# What the tests need besides cargo, installed when missing so that this one
+# command works on a fresh machine: rustfmt and clippy, the tools the control
+# plane's start script uses, a Lua for the Argo CD health check, and the Python
+# clients and test runner of tests/python.
+install_missing() {
+  local component missing=() tool
+  if [[ -z "$(command -v cargo)" && -f "$HOME/.cargo/env" ]]; then
+    # shellcheck source=/dev/null
+    source "$HOME/.cargo/env"
+  fi
+  command -v cargo >/dev/null || fail "cargo not found (install Rust with rustup)"
+  for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+      command -v rustup >/dev/null || fail "cargo $component is missing and rustup is not available"
+      rustup component add "$component"
+    fi
+  done
+  declare -A package=([curl]=curl [openssl]=openssl [setsid]=util-linux [flock]=util-linux [lua5.1]=lua5.1)
+  for tool in curl openssl setsid flock lua5.1; do
+    command -v "$tool" >/dev/null || missing+=("${package[$tool]}")
+  done
+  if ((${#missing[@]})); then
+    command -v apt-get >/dev/null || fail "missing tools: ${missing[*]}"
+    step "apt-get install ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(printf '%s\n' "${missing[@]}" | sort -u)
+  fi
+  if ! python3 -c 'import pytest, odoorpc, standardwebhooks, yaml' 2>/dev/null; then
+    step "pip install -r tests/python/requirements.txt"
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --disable-pip-version-check -q \
+      -r tests/python/requirements.txt ||
+      PIP_ROOT_USER_ACTION=ignore python3 -m pip install --disable-pip-version-check -q \
+        --break-system-packages -r tests/python/requirements.txt ||
+      fail "installing the Python test dependencies"
+  fi
+  if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+    export PATH="$PATH:/usr/local/go/bin"
+  fi
+}
+
 main() {
   local ran=() bin_dir lua
+  install_missing
   step "cargo fmt --all -- --check"
   cargo fmt --all -- --check || fail "formatting (fix with: cargo fmt --all)"
   ran+=(fmt)
