@@ -114,10 +114,10 @@ impl Store {
                 template_vals.insert(field.into(), json!(self.default_unit()?));
             }
         }
-        if !template_vals.contains_key("categ_id") {
-            if let Some(category) = self.table("product.category")?.ids().next() {
-                template_vals.insert("categ_id".into(), json!(category));
-            }
+        if !template_vals.contains_key("categ_id")
+            && let Some(category) = self.table("product.category")?.ids().next()
+        {
+            template_vals.insert("categ_id".into(), json!(category));
         }
         let template_id = self.create("product.template", &template_vals, ctx)?;
         variant_vals.insert("product_tmpl_id".into(), json!(template_id));
