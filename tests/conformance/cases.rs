@@ -36,6 +36,7 @@ pub async fn run_all(t: &Target) -> Vec<Entry> {
     scan_and_act_writes_what_a_planner_can_use(t, &w, &mut rec).await;
     write_answers(t, &w, &mut rec).await;
     done_activity_message(t, &w, &mut rec).await;
+    every_detector_reads(t, &w, &mut rec).await;
     if t.major() >= 17 {
         automation_settles_and_repairs_in_one_sync(t, &w, &mut rec).await;
     }
@@ -859,4 +860,64 @@ async fn automation_settles_and_repairs_in_one_sync(t: &Target, w: &World, rec: 
         "{}: removing the automation: {removed:?}",
         t.label
     );
+}
+
+/// Every detector's reads, scoped to records of this run: each scan must
+/// complete on this Odoo and see exactly the subjects the run made.
+async fn every_detector_reads(t: &Target, w: &World, rec: &mut Recorder) {
+    let client = &t.client;
+    let code = format!("{}-DET", w.tag);
+    let product = world::storable_product(client, &code, 250.0).await;
+    world::count_stock(client, &product, w.a.stock, 5.0).await;
+    let soon = planops::engine::inputs::add_days(t.today, 3).to_string();
+    world::open_move(client, &product, w.a.stock, w.customers, 2.0, &soon).await;
+    let scope = format!(
+        "scope:\n  productDomain: \"[('default_code', '=', '{code}')]\"\n  warehouses: [{}, {}]\n",
+        w.a.code, w.b.code
+    );
+    let detectors = [
+        (
+            "projectedStockout",
+            "{projectedStockout: {horizonDays: 14, historyDays: 30}}",
+        ),
+        (
+            "demandSpike",
+            "{demandSpike: {recentDays: 7, baselineDays: 28}}",
+        ),
+        ("supplierDelay", "{supplierDelay: {graceDays: 2}}"),
+        ("orderAtRisk", "{orderAtRisk: {windowDays: 14}}"),
+    ];
+    let mut specs: Vec<(&str, String)> = detectors
+        .iter()
+        .map(|(name, detector)| (*name, format!("{scope}detector: {detector}\n")))
+        .collect();
+    specs.push((
+        "fieldThreshold",
+        format!(
+            "detector:\n  fieldThreshold:\n    model: product.product\n    domain: \"[('default_code', '=', '{code}')]\"\n    field: standard_price\n    comparison: Gt\n    value: 100\n"
+        ),
+    ));
+    for (name, body) in specs {
+        let spec = rule(&format!(
+            "connectionRef: {{name: odoo}}\ntriggers: {{schedule: {{cron: \"0 * * * *\"}}}}\n{body}"
+        ));
+        let rule_name = format!("{}-{}", name.to_lowercase(), w.tag.to_lowercase());
+        let outcome = planops::scan::run_scan(
+            client,
+            &RuleRef {
+                namespace: "conformance",
+                rule: &rule_name,
+            },
+            &spec,
+            t.today,
+            &ScanMemory::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}: the {name} scan failed: {e}", t.label));
+        rec.value(
+            &format!("detectors/{name}_subjects_evaluated"),
+            json!({"detector": name, "scope": "one product of this run, two warehouses"}),
+            json!(outcome.subjects_evaluated),
+        );
+    }
 }
