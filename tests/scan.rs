@@ -649,13 +649,16 @@ async fn a_cleared_exception_resolves_its_activity() {
 
 /// A planner closes the activity without fixing the cause: it stays closed for
 /// `snoozeDays`, then comes back. Odoo deletes done activities on 16, and on
-/// 17+ unless the activity type keeps them (then it archives them).
+/// 17 and 18 unless the activity type keeps them (then it archives them); 19
+/// archives them all.
 #[tokio::test]
 async fn an_activity_closed_by_a_planner_stays_quiet_for_the_snooze_on_every_version() {
     for (version, keep_done) in [
         (OdooVersion::V16, false),
         (OdooVersion::V17, false),
         (OdooVersion::V17, true),
+        // 19 archives every done activity.
+        (OdooVersion::V19, false),
     ] {
         let case = format!("{version:?}, keep_done {keep_done}");
         let server = start_version(version).await;
@@ -674,7 +677,15 @@ async fn an_activity_closed_by_a_planner_stays_quiet_for_the_snooze_on_every_ver
                 .await
                 .unwrap();
         }
-        product(&client, "B", 150.0, None).await;
+        let dear = storable(&client, version, "B").await;
+        client
+            .write(
+                "product.product",
+                &[dear],
+                obj(json!({"standard_price": 150.0})),
+            )
+            .await
+            .unwrap();
         let spec = rule(COST_RULE);
         let outcome = run(&client, "snooze", &spec).await;
         act(&client, "snooze", &spec, &outcome.exceptions)
