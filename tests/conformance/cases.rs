@@ -37,6 +37,7 @@ pub async fn run_all(t: &Target) -> Vec<Entry> {
     write_answers(t, &w, &mut rec).await;
     done_activity_message(t, &w, &mut rec).await;
     every_detector_reads(t, &w, &mut rec).await;
+    supplier_delay_lands_once(t, &w, &mut rec).await;
     if t.major() >= 17 {
         automation_settles_and_repairs_in_one_sync(t, &w, &mut rec).await;
     }
@@ -920,4 +921,136 @@ async fn every_detector_reads(t: &Target, w: &World, rec: &mut Recorder) {
             json!(outcome.subjects_evaluated),
         );
     }
+}
+
+/// A supplier's delay notice on a purchase order: the promised date written on
+/// its line, the payload attached as evidence, a chatter note a buyer can read;
+/// the same event again writes nothing.
+async fn supplier_delay_lands_once(t: &Target, w: &World, rec: &mut Recorder) {
+    use planops::api::supplier::{EffectsSpec, SupplierEventType};
+    use planops::supplier::{self, ConnectorTarget, EventLine, SupplierEvent};
+
+    let client = &t.client;
+    let code = format!("{}-SUP", w.tag);
+    let product = world::storable_product(client, &code, 3.0).await;
+    let vendor = world::vendor(client, &format!("Conformance supplier {}", w.tag)).await;
+    let order = world::create(
+        client,
+        "purchase.order",
+        json!({"partner_id": vendor, "order_line": [[0, 0, {
+            "product_id": product.id, "name": code, "product_qty": 10.0, "price_unit": 3.0}]]}),
+    )
+    .await;
+    let name = must(
+        client.read("purchase.order", &[order], &["name"]).await,
+        "reading the PO",
+    )[0]
+    .str_field("name")
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+    .to_string();
+    let promised = planops::engine::inputs::add_days(t.today, 10);
+    let target = ConnectorTarget {
+        namespace: "conformance".into(),
+        name: format!("supplier-{}", w.tag.to_lowercase()),
+        partner_id: vendor,
+        effects: EffectsSpec::default(),
+    };
+    let event = SupplierEvent {
+        kind: SupplierEventType::Delay,
+        event_id: Some(format!("delay-{}", w.tag)),
+        purchase_order_ref: name.clone(),
+        promised_date: None,
+        lines: vec![EventLine {
+            product_code: code.clone(),
+            quantity: Some(10.0),
+            promised_date: Some(promised),
+        }],
+    };
+    let fingerprint =
+        supplier::event_fingerprint("conformance", &target.name, &format!("delay-{}", w.tag));
+    let evidence = format!("{{\"po\": \"{name}\", \"sku\": \"{code}\", \"date\": \"{promised}\"}}");
+    let apply =
+        || supplier::effects::apply(client, &target, &event, &fingerprint, evidence.as_bytes());
+    let first = apply()
+        .await
+        .unwrap_or_else(|e| panic!("{}: applying the delay: {e}", t.label));
+    assert_eq!(first.lines_updated, 1, "{}: {first:?}", t.label);
+    assert!(
+        first.note_posted && first.note_id.is_some(),
+        "{}: {first:?}",
+        t.label
+    );
+    let again = apply()
+        .await
+        .unwrap_or_else(|e| panic!("{}: applying the delay again: {e}", t.label));
+    assert!(
+        again.duplicate && again.lines_updated == 0 && !again.note_posted,
+        "{}: {again:?}",
+        t.label
+    );
+
+    let lines = must(
+        client
+            .search_read(
+                "purchase.order.line",
+                &json!([["order_id", "=", order]]),
+                &["date_planned"],
+                &Default::default(),
+            )
+            .await,
+        "reading the PO line",
+    );
+    let planned = lines[0]
+        .datetime("date_planned")
+        .ok()
+        .flatten()
+        .expect("a promised date");
+    assert_eq!(
+        planned.to_zoned(jiff::tz::TimeZone::UTC).date(),
+        promised,
+        "{}",
+        t.label
+    );
+    let attachments = must(
+        client
+            .search_count(
+                "ir.attachment",
+                &json!([[
+                    "name",
+                    "=",
+                    supplier::effects::attachment_name(&fingerprint)
+                ]]),
+            )
+            .await,
+        "counting the evidence",
+    );
+    assert_eq!(attachments, 1, "{}", t.label);
+    let note = must(
+        client
+            .read(
+                "mail.message",
+                &[first.note_id.unwrap_or_default()],
+                &["body"],
+            )
+            .await,
+        "reading the note",
+    );
+    let body = note[0].str_field("body").ok().flatten().unwrap_or_default();
+    assert!(
+        body.contains(&fingerprint) && !body.contains("&lt;p&gt;"),
+        "{}: {body}",
+        t.label
+    );
+    rec.value(
+        "supplier/delay_applied_then_duplicate",
+        json!({"effects": ["date_planned", "ir.attachment", "message_post"], "applied": 2}),
+        json!([
+            first.lines_updated,
+            first.note_posted,
+            again.duplicate,
+            attachments
+        ]),
+    );
 }
