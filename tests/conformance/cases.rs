@@ -38,6 +38,7 @@ pub async fn run_all(t: &Target) -> Vec<Entry> {
     done_activity_message(t, &w, &mut rec).await;
     every_detector_reads(t, &w, &mut rec).await;
     supplier_delay_lands_once(t, &w, &mut rec).await;
+    approval_through_an_activity(t, &w, &mut rec).await;
     if t.major() >= 17 {
         automation_settles_and_repairs_in_one_sync(t, &w, &mut rec).await;
     }
@@ -1053,4 +1054,188 @@ async fn supplier_delay_lands_once(t: &Target, w: &World, rec: &mut Recorder) {
             attachments
         ]),
     );
+}
+
+/// The approval gate on Community (the "To approve" activity): an RFQ raised by
+/// a buyer is put to the admin, who marks the activity done with feedback; the
+/// gate reads the decision from Odoo's done message and confirms the RFQ once.
+async fn approval_through_an_activity(t: &Target, w: &World, rec: &mut Recorder) {
+    use planops::api::approval::{
+        ApprovalBackend, ApprovalLevel, ApprovalPolicySpec, GovernedAction,
+    };
+    use planops::api::common::LocalObjectRef;
+    use planops::approval::odoo_io::{FinalDecision, user_by_login};
+    use planops::approval::{
+        Backend, GateRequest, GovernedRequest, OutcomeReport, Step, carry_out, evaluate, open,
+        poll, resolve_backend, resolve_levels,
+    };
+
+    let client = &t.client;
+    let code = format!("{}-APR", w.tag);
+    let product = world::storable_product(client, &code, 5.0).await;
+    let vendor = world::vendor(client, &format!("Conformance approval {}", w.tag)).await;
+    let buyer_login = format!("conformance-requester-{}", w.tag.to_lowercase());
+    world::user(client, &buyer_login).await;
+    let rfq = world::create(
+        client,
+        "purchase.order",
+        json!({"partner_id": vendor, "order_line": [[0, 0, {
+            "product_id": product.id, "name": code, "product_qty": 4.0, "price_unit": 5.0}]]}),
+    )
+    .await;
+    let admin_login = must(
+        client.read("res.users", &[client.uid()], &["login"]).await,
+        "admin",
+    )[0]
+    .str_field("login")
+    .ok()
+    .flatten()
+    .unwrap_or("admin")
+    .to_string();
+    let spec = ApprovalPolicySpec {
+        connection_ref: LocalObjectRef {
+            name: "odoo".into(),
+        },
+        governs: GovernedAction::EmergencyPurchase,
+        match_: None,
+        backend: ApprovalBackend::Activity,
+        approval_category: None,
+        levels: vec![ApprovalLevel {
+            name: "planning lead".into(),
+            users: vec![admin_login.clone()],
+            groups: vec![],
+            min_approvals: Some(1),
+            sla_hours: Some(8.0),
+        }],
+        segregation_of_duties: None,
+        on_approval: None,
+        on_rejection: None,
+        poll_interval_seconds: None,
+        suspend: None,
+        deletion_policy: None,
+    };
+    let backend = resolve_backend(spec.backend, client.info()).expect("a backend");
+    assert_eq!(backend, Backend::Activity);
+    let levels = must_approval(
+        resolve_levels(client, &spec.levels).await,
+        t,
+        "resolving levels",
+    );
+    let requester = must_approval(
+        user_by_login(client, &buyer_login).await,
+        t,
+        "the requester",
+    )
+    .expect("the requester exists");
+    let fingerprint = format!(
+        "planops:{:032x}",
+        0xa9_u128 << 64 | u128::from_str_radix(&w.tag[1..], 16).unwrap_or(1)
+    );
+    let request = GovernedRequest {
+        kind: GovernedAction::EmergencyPurchase,
+        amount: 20.0,
+        currency: "EUR".into(),
+        product_id: Some(product.id),
+        partner_id: Some(vendor),
+    };
+    let gate = GateRequest {
+        fingerprint: &fingerprint,
+        namespace: "conformance",
+        policy: "lead",
+        spec: &spec,
+        rfq_id: rfq,
+        request: &request,
+        narrative: "Conformance: an emergency purchase to approve.",
+        explanation: "the only policy",
+        requester: Some(&requester),
+        rule: Some("conformance"),
+    };
+    let pending = must_approval(
+        open(client, backend, &gate, &levels).await,
+        t,
+        "opening the request",
+    );
+    assert!(pending.created, "{}", t.label);
+    let again = must_approval(
+        open(client, backend, &gate, &levels).await,
+        t,
+        "opening it again",
+    );
+    assert!(!again.created, "{}: a second request", t.label);
+
+    let todo = must(
+        client
+            .search(
+                "mail.activity",
+                &json!([["note", "ilike", fingerprint]]),
+                &Default::default(),
+            )
+            .await,
+        "finding the approval activity",
+    );
+    assert_eq!(todo.len(), 1, "{}", t.label);
+    must(
+        client
+            .call(
+                Call::new("mail.activity", "action_feedback")
+                    .ids(todo)
+                    .kwarg("feedback", "approved, go ahead"),
+            )
+            .await,
+        "approving in Odoo",
+    );
+    let directory = vec![requester.clone()];
+    let observed = must_approval(poll(client, &pending, &directory).await, t, "polling");
+    let state = planops::approval::PendingState {
+        opened_at: pending.opened_at,
+        level: observed.level(&levels, Some(requester.uid)),
+        requester_uid: Some(requester.uid),
+        segregation_of_duties: true,
+    };
+    let step = evaluate(&levels, &state, &observed.decisions, pending.opened_at).step;
+    let Step::Approved { level, by } = step else {
+        panic!(
+            "{}: the decision in Odoo's done message was not read: {step:?}",
+            t.label
+        )
+    };
+    let decision = FinalDecision::Approved {
+        by,
+        level: levels[level].name.clone(),
+    };
+    let outcome = must_approval(
+        carry_out(client, &pending, &gate, &decision).await,
+        t,
+        "confirming",
+    );
+    assert_eq!(outcome, OutcomeReport::Confirmed, "{}", t.label);
+    let second = must_approval(
+        carry_out(client, &pending, &gate, &decision).await,
+        t,
+        "confirming again",
+    );
+    assert!(
+        matches!(second, OutcomeReport::AlreadyDone { .. }),
+        "{}: {second:?}",
+        t.label
+    );
+    let state = must(
+        client.read("purchase.order", &[rfq], &["state"]).await,
+        "reading the RFQ",
+    )[0]["state"]
+        .clone();
+    assert_eq!(state, json!("purchase"), "{}", t.label);
+    rec.value(
+        "approval/activity_decision_confirms_once",
+        json!({"backend": "Activity", "decided_by": "the level's approver, through action_feedback"}),
+        json!([format!("{outcome:?}"), state]),
+    );
+}
+
+fn must_approval<T>(
+    result: Result<T, planops::approval::ApprovalError>,
+    t: &Target,
+    what: &str,
+) -> T {
+    result.unwrap_or_else(|e| panic!("{}: {what}: {e}", t.label))
 }
