@@ -677,7 +677,7 @@ async fn an_activity_closed_by_a_planner_stays_quiet_for_the_snooze_on_every_ver
                 .await
                 .unwrap();
         }
-        let dear = storable(&client, version, "B").await;
+        let dear = product(&client, "B", 10.0, None).await;
         client
             .write(
                 "product.product",
@@ -1079,39 +1079,6 @@ async fn fetched(
         .input
 }
 
-/// A storable product `T-{code}` as `version` marks one (`type` up to 17,
-/// `is_storable` from 18).
-async fn storable(client: &OdooClient, version: OdooVersion, code: &str) -> i64 {
-    let uom = client
-        .search(
-            "uom.uom",
-            &json!([["name", "=", "Units"]]),
-            &planops::odoo::SearchOptions::limit(1),
-        )
-        .await
-        .unwrap()[0];
-    let kind = if version >= OdooVersion::V18 {
-        json!({"type": "consu", "is_storable": true})
-    } else {
-        json!({"type": "product"})
-    };
-    let mut vals = obj(
-        json!({"name": format!("Test {code}"), "standard_price": 10.0,
-                              "categ_id": 1, "uom_id": uom}),
-    );
-    vals.extend(obj(kind));
-    if version < OdooVersion::V19 {
-        vals.insert("uom_po_id".into(), json!(uom));
-    }
-    let template = client.create("product.template", vec![vals]).await.unwrap()[0];
-    create(
-        client,
-        "product.product",
-        json!({"product_tmpl_id": template, "default_code": format!("T-{code}")}),
-    )
-    .await
-}
-
 /// A second warehouse, `TW2`, with its stock location; returns (warehouse, stock).
 async fn second_warehouse(client: &OdooClient) -> (i64, i64) {
     let view = create(
@@ -1153,7 +1120,7 @@ async fn stock_figures_are_per_warehouse_on_every_version() {
         let client = connect(&server).await;
         let wh = warehouse(&client).await;
         let (second, second_stock) = second_warehouse(&client).await;
-        let item = storable(&client, version, "PW").await;
+        let item = product(&client, "PW", 10.0, None).await;
         for (location, qty) in [(wh.stock, 5.0), (second_stock, 40.0)] {
             create(
                 &client,
@@ -1230,7 +1197,7 @@ async fn quantities_in_another_unit_count_in_the_products_unit() {
         let server = start_version(version).await;
         let client = connect(&server).await;
         let wh = warehouse(&client).await;
-        let item = storable(&client, version, "DZ").await;
+        let item = product(&client, "DZ", 10.0, None).await;
         let dozen = dozens(&client, version).await;
         let mut moves = Vec::new();
         for back in 1..=10 {
@@ -1314,7 +1281,7 @@ async fn locked_sales_orders_keep_their_open_lines_on_every_version() {
         let server = start_version(version).await;
         let client = connect(&server).await;
         let wh = warehouse(&client).await;
-        let item = storable(&client, version, "LK").await;
+        let item = product(&client, "LK", 10.0, None).await;
         let customer = create(&client, "res.partner", json!({"name": "Locked Customer"})).await;
         let order = if version == OdooVersion::V16 {
             json!({"partner_id": customer, "state": "done", "commitment_date": "2025-03-05 09:00:00", "warehouse_id": wh.id})

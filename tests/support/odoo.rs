@@ -89,13 +89,20 @@ pub async fn product(
         }
     };
     let (category, uom) = (first("product.category").await, first("uom.uom").await);
-    let template = create(
-        client,
-        "product.template",
-        json!({"name": format!("Test {code}"), "type": "product", "standard_price": cost,
-               "categ_id": category, "uom_id": uom, "uom_po_id": uom}),
-    )
-    .await;
+    let mut vals = json!({"name": format!("Test {code}"), "standard_price": cost,
+                          "categ_id": category, "uom_id": uom});
+    // Each version spells "storable" its own way, and 19 has one unit per product.
+    let major = client.info().version.major;
+    if major >= 18 {
+        vals["type"] = json!("consu");
+        vals["is_storable"] = json!(true);
+    } else {
+        vals["type"] = json!("product");
+    }
+    if major < 19 {
+        vals["uom_po_id"] = json!(uom);
+    }
+    let template = create(client, "product.template", vals).await;
     let id = create(
         client,
         "product.product",
