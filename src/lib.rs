@@ -1,7 +1,7 @@
 //! PlanOps: demand-planning coordination for Odoo as Kubernetes resources.
 //!
-//! The crate is one package with a folder per component (see `DESIGN.md` in the
-//! project's shared notes): `api` holds the custom resources, `odoo` the client,
+//! The crate is one package with a folder per component (the Odoo behaviours
+//! it relies on are in `docs/odoo-versions.md`): `api` holds the custom resources, `odoo` the client,
 //! `sim` the Odoo simulator, `engine` the pure planning logic and `controllers`
 //! the reconcilers that tie them to the Kubernetes API.
 

@@ -1,5 +1,5 @@
 //! Typed errors of the Odoo client, mapped from the error payloads of each
-//! protocol (odoo-api.md §2): the JSON-RPC `error` member and the JSON-2
+//! protocol: the JSON-RPC `error` member and the JSON-2
 //! status + `{name, message, arguments, context, debug}` body.
 //!
 //! Every error keeps Odoo's exception name and message so that the operator
@@ -289,7 +289,7 @@ pub struct CallTarget<'a> {
     pub method: &'a str,
 }
 
-/// Maps the `error` member of a JSON-RPC response (odoo-api.md §2.2).
+/// Maps the `error` member of a JSON-RPC response.
 pub fn from_jsonrpc_error(error: &Value, target: Option<CallTarget<'_>>) -> OdooError {
     let code = error.get("code").and_then(Value::as_i64);
     let top_message = error
@@ -322,7 +322,7 @@ pub fn from_jsonrpc_error(error: &Value, target: Option<CallTarget<'_>>) -> Odoo
     }
 }
 
-/// Maps a failed JSON-2 answer: HTTP status plus body (odoo-api.md §2.3).
+/// Maps a failed JSON-2 answer: HTTP status plus body.
 /// Accepts the five-key object, the bare JSON string of pre-release 19 builds,
 /// and non-JSON bodies from proxies.
 pub fn from_json2_failure(

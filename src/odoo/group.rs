@@ -1,5 +1,5 @@
 //! Grouped reads with one result shape across versions: `read_group` on
-//! 16–18, `formatted_read_group` on 19 (odoo-api.md §3.5).
+//! 16–18, `formatted_read_group` on 19.
 
 use std::collections::BTreeMap;
 use std::fmt;

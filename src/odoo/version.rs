@@ -1,5 +1,5 @@
 //! Odoo server versions as reported by `common.version()` and
-//! `/web/webclient/version_info` (odoo-api.md §0).
+//! `/web/webclient/version_info`.
 
 use std::fmt;
 

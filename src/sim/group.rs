@@ -1,5 +1,5 @@
 //! Grouped reads: `read_group` (16–19, deprecated in 19) and
-//! `formatted_read_group` (19), with the result shapes of odoo-api.md §3.5.
+//! `formatted_read_group` (19), with the result shapes Odoo answers.
 //!
 //! Both share one grouping core; they differ in how keys, aggregates and the
 //! group's domain are written out.

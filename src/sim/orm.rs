@@ -1,5 +1,5 @@
 //! ORM methods over the store: search, read, create, write, unlink, fields_get,
-//! name_search. Values follow Odoo's read/write encoding (odoo-api.md §3.3).
+//! name_search. Values follow Odoo's read/write encoding.
 
 use std::collections::HashMap;
 
