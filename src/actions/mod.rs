@@ -1051,16 +1051,45 @@ async fn purchases(
         .iter()
         .filter_map(|(w, e)| purchase_suggestion(e).map(|(qty, vendor)| (*w, *e, qty, vendor)))
         .collect();
-    let products: Vec<i64> = wanted
+    // Lines go in a second step keyed by their order, so a lost reply on either
+    // step is repaired by the next scan without a duplicate.
+    let existing_ids: Vec<i64> = existing.values().copied().collect();
+    let with_lines: HashSet<i64> = if existing_ids.is_empty() {
+        HashSet::new()
+    } else {
+        client
+            .search_read_all(
+                "purchase.order.line",
+                &json!([["order_id", "in", existing_ids]]),
+                &["id", "order_id"],
+                &Default::default(),
+            )
+            .await
+            .map_err(odoo_err("reading RFQ lines"))?
+            .iter()
+            .filter_map(|r| r.many2one("order_id").ok().flatten().map(|o| o.id))
+            .collect()
+    };
+    // An RFQ with its line is done: only the others need the products' units
+    // and the warehouses' receipt types, so a steady scan reads neither.
+    let unfinished: Vec<&(&PlannedWrite, &PlanningException, f64, i64)> = wanted
+        .iter()
+        .filter(|(w, _, _, _)| {
+            existing
+                .get(&w.fingerprint)
+                .is_none_or(|order| !with_lines.contains(order))
+        })
+        .collect();
+    let products: Vec<i64> = unfinished
         .iter()
         .filter_map(|(_, e, _, _)| e.subject.ids.first().copied())
         .collect();
-    let warehouses: Vec<i64> = wanted
+    let warehouses: Vec<i64> = unfinished
         .iter()
         .filter(|(_, e, _, _)| e.subject.kind == SubjectKind::ProductWarehouse)
         .filter_map(|(_, e, _, _)| e.subject.ids.get(1).copied())
         .collect();
-    let facts = if wanted.is_empty() {
+    let facts = if unfinished.is_empty() {
         PurchaseFacts::default()
     } else {
         purchase_facts(client, products, warehouses)
@@ -1116,27 +1145,10 @@ async fn purchases(
         async move { orders_by_origin(&client, fps).await }
     })
     .await;
-    // Lines go in a second step keyed by their order, so a lost reply on either
-    // step is repaired by the next scan without a duplicate.
+    // Orders this run created (or found after a lost reply) have no line yet:
+    // lines are only written after their order.
     let mut all_orders: HashMap<String, i64> = existing.clone();
     all_orders.extend(created.ids.iter().map(|(k, v)| (k.clone(), *v)));
-    let order_ids: Vec<i64> = all_orders.values().copied().collect();
-    let with_lines: HashSet<i64> = if order_ids.is_empty() {
-        HashSet::new()
-    } else {
-        client
-            .search_read_all(
-                "purchase.order.line",
-                &json!([["order_id", "in", order_ids]]),
-                &["id", "order_id"],
-                &Default::default(),
-            )
-            .await
-            .map_err(odoo_err("reading RFQ lines"))?
-            .iter()
-            .filter_map(|r| r.many2one("order_id").ok().flatten().map(|o| o.id))
-            .collect()
-    };
     let mut line_items = Vec::new();
     let mut line_orders = Vec::new();
     for (fp, &order) in &all_orders {
