@@ -18,7 +18,7 @@ use planops::engine::params::ProjectedStockoutParams;
 use planops::engine::{
     DetectorSpec, ExceptionNumbers, PlanningException, RuleRef, SeverityThresholds,
 };
-use planops::odoo::{OdooClient, Secret};
+use planops::odoo::{OdooClient, RecordExt, Secret};
 use planops::scan::{self, ScanMemory, ScanOutcome};
 use planops::sim::{DatasetParams, Edition, FaultConfig, OdooVersion, SimConfig, SimServer};
 use serde_json::{Value, json};
@@ -1079,34 +1079,23 @@ async fn fetched(
         .input
 }
 
-/// A second warehouse, `TW2`, with its stock location; returns (warehouse, stock).
+/// A second warehouse, `TW2`, made from a name and a code as Odoo makes one
+/// (its locations come with it); returns (warehouse, stock).
 async fn second_warehouse(client: &OdooClient) -> (i64, i64) {
-    let view = create(
-        client,
-        "stock.location",
-        json!({"name": "TW2", "usage": "view"}),
-    )
-    .await;
-    let stock = create(
-        client,
-        "stock.location",
-        json!({"name": "Stock", "usage": "internal", "location_id": view}),
-    )
-    .await;
     let id = create(
         client,
         "stock.warehouse",
-        json!({"name": "Second Test Warehouse", "code": "TW2", "view_location_id": view, "lot_stock_id": stock}),
+        json!({"name": "Second Test Warehouse", "code": "TW2"}),
     )
     .await;
-    client
-        .write(
-            "stock.location",
-            &[view, stock],
-            obj(json!({"warehouse_id": id})),
-        )
+    let stock = client
+        .read("stock.warehouse", &[id], &["lot_stock_id"])
         .await
-        .unwrap();
+        .unwrap()[0]
+        .many2one("lot_stock_id")
+        .unwrap()
+        .expect("a stock location")
+        .id;
     (id, stock)
 }
 

@@ -161,24 +161,20 @@ impl Store {
                 .find(|&l| store.slot_value(li, l, "usage").as_str() == Some(usage))
         };
         let (vendors, customers) = (outside(self, "supplier"), outside(self, "customer"));
-        let receipts = self.create(
-            "stock.picking.type",
-            &object(json!({
-                "name": "Receipts", "code": "incoming", "sequence_code": "IN",
-                "warehouse_id": warehouse, "default_location_src_id": vendors,
-                "default_location_dest_id": stock,
-            })),
-            ctx,
-        )?;
-        let deliveries = self.create(
-            "stock.picking.type",
-            &object(json!({
-                "name": "Delivery Orders", "code": "outgoing", "sequence_code": "OUT",
-                "warehouse_id": warehouse, "default_location_src_id": stock,
-                "default_location_dest_id": customers,
-            })),
-            ctx,
-        )?;
+        let mut operation_type = |name: &str, code: &str, prefix: &str, from, to| {
+            self.create(
+                "stock.picking.type",
+                &object(json!({
+                    "name": name, "code": code, "sequence_code": prefix,
+                    "warehouse_id": warehouse, "default_location_src_id": from,
+                    "default_location_dest_id": to,
+                })),
+                ctx,
+            )
+        };
+        let receipts = operation_type("Receipts", "incoming", "IN", vendors, Some(stock))?;
+        let deliveries =
+            operation_type("Delivery Orders", "outgoing", "OUT", Some(stock), customers)?;
         self.write(
             "stock.location",
             &[view, stock],
