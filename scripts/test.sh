@@ -61,8 +61,8 @@ main() {
   cargo fmt --all -- --check || fail "formatting (fix with: cargo fmt --all)"
   ran+=(fmt)
 
-  step "cargo clippy --all-targets -- -D warnings"
-  cargo clippy --all-targets -- -D warnings || fail "clippy"
+  step "cargo clippy --workspace --all-targets -- -D warnings"
+  cargo clippy --workspace --all-targets -- -D warnings || fail "clippy"
   ran+=(clippy)
 
   step "envtest binaries (scripts/envtest.sh build)"
@@ -80,8 +80,8 @@ main() {
   # shellcheck source=/dev/null
   source "$envtest_dir/env"
 
-  step "cargo test --all-targets"
-  cargo test --all-targets || fail "cargo test"
+  step "cargo test --workspace --all-targets"
+  cargo test --workspace --all-targets || fail "cargo test"
   ran+=("cargo test")
 
   if [[ -d tests/python ]]; then

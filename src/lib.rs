@@ -1,20 +1,28 @@
 //! PlanOps: demand-planning coordination for Odoo as Kubernetes resources.
 //!
-//! The crate is one package with a folder per component (the Odoo behaviours
-//! it relies on are in `docs/odoo-versions.md`): `api` holds the custom resources, `odoo` the client,
-//! `sim` the Odoo simulator, `engine` the pure planning logic and `controllers`
-//! the reconcilers that tie them to the Kubernetes API.
+//! This package is the operator: the controllers that tie the custom resources to
+//! the Kubernetes API, the webhook gateway and the command line. The rest lives in
+//! the workspace's crates, re-exported here under their short names (see
+//! `docs/design.md`):
+//!
+//! | name | crate | what |
+//! |---|---|---|
+//! | [`api`] | `planops-api` | the custom resources and their whole schema |
+//! | [`engine`], [`schedule`] | `planops-engine` | pure planning logic, no I/O |
+//! | [`odoo`] | `odoo-client` | Odoo's external API |
+//! | [`scan`], [`actions`], [`automation`], [`approval`], [`supplier`] | `planops-sync` | reads and writes in Odoo |
+//! | `sim` | `odoo-sim` | the Odoo simulator (feature `simulator`, on by default) |
+//!
+//! The Odoo behaviours PlanOps relies on are in `docs/odoo.md`.
 
-pub mod actions;
-pub mod api;
-pub mod approval;
-pub mod automation;
 pub mod cli;
 pub mod controllers;
-pub mod engine;
 pub mod gateway;
-pub mod odoo;
-pub mod scan;
-pub mod schedule;
-pub mod sim;
-pub mod supplier;
+
+pub use odoo_client as odoo;
+#[cfg(feature = "simulator")]
+pub use odoo_sim as sim;
+pub use planops_api as api;
+pub use planops_engine as engine;
+pub use planops_engine::schedule;
+pub use planops_sync::{actions, approval, automation, run, scan, supplier};

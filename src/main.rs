@@ -31,8 +31,10 @@ enum Command {
     Gateway(planops::controllers::edge::EdgeArgs),
     /// Write the CustomResourceDefinitions generated from the Rust types.
     Crdgen(planops::cli::crdgen::CrdgenArgs),
+    #[cfg(feature = "simulator")]
     /// Run the Odoo simulator (JSON-RPC, XML-RPC and JSON-2) with a seeded data set.
     OdooSim(planops::sim::SimArgs),
+    #[cfg(feature = "simulator")]
     /// Run the example rules against the built-in Odoo simulator and show what they find.
     Demo(planops::cli::demo::DemoArgs),
     /// Run one ExceptionRule scan against an Odoo database.
@@ -65,7 +67,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Operator(args) => planops::controllers::run(args).await,
         Command::Gateway(args) => planops::controllers::edge::run(args).await,
         Command::Crdgen(args) => planops::cli::crdgen::run(args),
+        #[cfg(feature = "simulator")]
         Command::OdooSim(args) => planops::sim::run(args).await,
+        #[cfg(feature = "simulator")]
         Command::Demo(args) => planops::cli::demo::run(args).await,
         Command::Scan(args) => planops::cli::scan::run(args).await,
         Command::Validate(args) => planops::cli::validate::run(args),

@@ -1045,3 +1045,93 @@ async fn approval_policy_ref_chooses_the_policy_and_the_request_explains_it() {
     assert_eq!(big["status"]["counts"]["pending"], 0);
     w.server.shutdown().await;
 }
+
+/// `execution: CronJob` runs the same rule run as the operator's scheduler: the
+/// Job's command (`planops scan <ns>/<rule>`, as the chart's scan
+/// ServiceAccount) puts its draft RFQ under the policy, once across runs, and
+/// the operator's policy then carries the approval out.
+#[tokio::test]
+async fn a_cronjob_scan_puts_its_draft_rfq_under_approval_once() {
+    let w = world("apc-cron", Edition::Community).await;
+    w.apply(&policy(two_levels())).await;
+    let mut cron_rule = rule();
+    cron_rule["spec"]["execution"] = json!("CronJob");
+    cron_rule["spec"]["triggers"]["schedule"]["cron"] = json!("0 3 * * *");
+    w.apply(&cron_rule).await;
+    eventually("the rule's CronJob", || async {
+        let api: kube::Api<k8s_openapi::api::batch::v1::CronJob> =
+            kube::Api::namespaced(w.cluster.client(), &w.ns);
+        api.get_opt("planops-scan-stockout")
+            .await
+            .expect("reading the CronJob")
+    })
+    .await;
+
+    let objects = chart_rbac(&w.ns, &["--show-only=templates/scan-serviceaccount.yaml"]).await;
+    let dir = apply_rendered(w.cluster, &objects).await;
+    let kubeconfig = service_account_kubeconfig(w.cluster, &w.ns, "planops-scan", &dir).await;
+    let scan = || async {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
+            .args(["scan", &format!("{}/stockout", w.ns), "--output", "json"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("PLANOPS_CACHE_DIR")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("running planops scan");
+        assert!(
+            out.status.success(),
+            "planops scan failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).expect("JSON output")
+    };
+
+    let printed = scan().await;
+    assert_eq!(printed["approvalError"], Value::Null, "{printed}");
+    let approvals = printed["approvals"].as_array().expect("approvals");
+    assert_eq!(approvals.len(), 1, "{printed}");
+    assert_eq!(approvals[0]["policy"], POLICY);
+    assert_eq!(approvals[0]["created"], true);
+    let fp = approvals[0]["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_string();
+    let rfq = w
+        .admin
+        .search(
+            "purchase.order",
+            &json!([["origin", "=", fp]]),
+            &SearchOptions::default(),
+        )
+        .await
+        .expect("RFQs");
+    assert_eq!(rfq.len(), 1);
+    let rfq = rfq[0];
+    assert_eq!(w.rfq_state(rfq).await, "draft");
+    // alice and bob, the first level, each get a "To approve" activity.
+    assert_eq!(w.requests(&fp).await, 2);
+    assert_eq!(w.notes(rfq, &fp, "approval-requested").await, 1);
+
+    // The next run finds the request and opens nothing more.
+    let again = scan().await;
+    assert_eq!(again["approvals"], json!([]), "{again}");
+    assert_eq!(w.requests(&fp).await, 2);
+    assert_eq!(w.notes(rfq, &fp, "approval-requested").await, 1);
+    assert_eq!(
+        count(&w.admin, "purchase.order", json!([["origin", "=", fp]])).await,
+        1
+    );
+
+    // The operator's policy finds the request the Job opened and carries out
+    // the decision taken in Odoo.
+    w.wait_counts("the request the Job opened", |c| c["pending"] == 1)
+        .await;
+    w.decide(&fp, "buyer.bob", true, "").await;
+    w.wait_counts("the approval carried out", |c| {
+        c["approved"] == 1 && c["pending"] == 0
+    })
+    .await;
+    assert_eq!(w.confirmed(&fp).await, 1);
+    w.server.shutdown().await;
+}

@@ -5,16 +5,14 @@
 //! binary, so it works from any directory) and prints what each found, what it wrote
 //! (or, in DryRun, would write) and how many Odoo calls it cost.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde::Deserialize;
 
 use crate::actions::{self, ActionContext, NoSecrets, WriteOutcome};
 use crate::api::rule::ExceptionRule;
-use crate::engine::{ExceptionNumbers, PlanningException, RuleRef};
+use crate::engine::RuleRef;
 use crate::odoo::{OdooClient, OdooConfig, RateLimitConfig, RetryConfig, Secret};
 use crate::scan::{self, ScanMemory};
 use crate::sim::{SimConfig, SimServer};
@@ -58,18 +56,9 @@ pub struct DemoArgs {
     pub top: usize,
 }
 
-/// The `ExceptionRule` documents of a multi-document YAML text; other kinds are
-/// skipped.
+/// The ExceptionRules of a multi-document YAML stream.
 pub fn rules_in(yaml: &str) -> anyhow::Result<Vec<ExceptionRule>> {
-    let mut rules = Vec::new();
-    for document in serde_yaml_ng::Deserializer::from_str(yaml) {
-        let value = serde_yaml_ng::Value::deserialize(document).context("parsing YAML")?;
-        if value.get("kind").and_then(|k| k.as_str()) != Some("ExceptionRule") {
-            continue;
-        }
-        rules.push(serde_yaml_ng::from_value(value).context("reading an ExceptionRule")?);
-    }
-    Ok(rules)
+    super::objects_in(yaml, "ExceptionRule")
 }
 
 /// The in-process simulator and a client connected to it over HTTP.
@@ -161,7 +150,7 @@ async fn demo_rule(
         .with_context(|| format!("scanning rule {name}"))?;
     print!(
         "{}",
-        exception_table(&outcome.exceptions, top, outcome.subjects_evaluated)
+        super::table::exception_table(&outcome.exceptions, top, outcome.subjects_evaluated)
     );
     println!(
         "scan: {} Odoo calls, {} ms",
@@ -214,90 +203,6 @@ async fn demo_rule(
         println!("  {:>4} × activity resolved", report.resolved.len());
     }
     Ok(())
-}
-
-/// The key numbers of an exception, in a few words.
-pub fn key_numbers(e: &PlanningException) -> String {
-    match &e.numbers {
-        ExceptionNumbers::ProjectedStockout(n) => format!(
-            "on hand {:.0}, {:.1}/day, below safety {}{}, order {:.0}",
-            n.on_hand,
-            n.daily_demand,
-            n.below_safety_date,
-            n.stockout_date
-                .map(|d| format!(", out {d}"))
-                .unwrap_or_default(),
-            n.suggested_order_qty
-        ),
-        ExceptionNumbers::DemandSpike(n) => format!(
-            "{:.0} in {}..{} vs median {:.0}{}",
-            n.recent_qty,
-            n.window_start,
-            n.window_end,
-            n.baseline_median,
-            n.robust_z
-                .map(|z| format!(", z {z:.1}"))
-                .unwrap_or_default()
-        ),
-        ExceptionNumbers::SupplierDelay(n) => format!(
-            "{:?}{}{}, open value {:.0}",
-            n.reason,
-            n.days_late
-                .map(|d| format!(", {d} days late"))
-                .unwrap_or_default(),
-            n.lead_time_ratio
-                .map(|r| format!(", lead time ×{r:.2}"))
-                .unwrap_or_default(),
-            n.open_value
-        ),
-        ExceptionNumbers::OrderAtRisk(n) => format!(
-            "short {:.0} of {:.0} by {}, {:.0} at risk",
-            n.shortfall_qty, n.open_qty, n.commitment_date, n.value_at_risk
-        ),
-        ExceptionNumbers::FieldThreshold(n) => {
-            format!("{} = {} (limit {})", n.field, n.actual, n.threshold)
-        }
-    }
-}
-
-/// A text table of the top exceptions.
-pub fn exception_table(exceptions: &[PlanningException], top: usize, subjects: u64) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} exceptions over {subjects} subjects{}",
-        exceptions.len(),
-        if exceptions.len() > top {
-            format!(" (top {top})")
-        } else {
-            String::new()
-        }
-    );
-    if exceptions.is_empty() {
-        return out;
-    }
-    let _ = writeln!(
-        out,
-        "  {:<36} {:<9} {:<8} {:>10}  numbers",
-        "subject", "warehouse", "severity", "priority"
-    );
-    for e in exceptions.iter().take(top) {
-        let (subject, warehouse) = match e.subject.label.rsplit_once(" × ") {
-            Some((s, w)) => (s, w),
-            None => (e.subject.label.as_str(), "-"),
-        };
-        let subject: String = subject.chars().take(36).collect();
-        let _ = writeln!(
-            out,
-            "  {:<36} {:<9} {:<8} {:>10.1}  {}",
-            subject,
-            warehouse,
-            format!("{:?}", e.severity),
-            e.priority,
-            key_numbers(e)
-        );
-    }
-    out
 }
 
 #[cfg(test)]

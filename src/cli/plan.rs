@@ -492,16 +492,29 @@ fn text_of(doc: &Value) -> String {
     out
 }
 
+#[cfg(feature = "simulator")]
+use super::demo::LocalSim;
+/// Without the simulator `--sim` fails before one could start.
+#[cfg(not(feature = "simulator"))]
+type LocalSim = std::convert::Infallible;
+
 /// Connects to the Odoo `--evaluate` names.
 async fn connect(
     args: &PlanArgs,
     plans: &[RulePlan],
-) -> anyhow::Result<(OdooClient, Option<super::demo::LocalSim>, jiff::civil::Date)> {
+) -> anyhow::Result<(OdooClient, Option<LocalSim>, jiff::civil::Date)> {
     if args.sim {
-        let sim = super::demo::start_simulator(args.seed).await?;
-        let today = args.today.unwrap_or(sim.today);
-        let client = sim.client.clone();
-        return Ok((client, Some(sim), today));
+        #[cfg(feature = "simulator")]
+        {
+            let sim = super::demo::start_simulator(args.seed).await?;
+            let today = args.today.unwrap_or(sim.today);
+            let client = sim.client.clone();
+            return Ok((client, Some(sim), today));
+        }
+        #[cfg(not(feature = "simulator"))]
+        bail!(
+            "--sim needs the built-in simulator, which this build leaves out (feature `simulator`)"
+        );
     }
     // Without explicit flags, the one connection the rules share supplies the
     // URL and database.
@@ -565,7 +578,7 @@ async fn evaluate(args: &PlanArgs, plans: &[RulePlan]) -> anyhow::Result<Vec<Val
                 Ok(outcome) => {
                     let actions = actions::plan(&spec, &outcome.exceptions, today);
                     text.push_str("  now (DryRun): ");
-                    text.push_str(&super::demo::exception_table(
+                    text.push_str(&super::table::exception_table(
                         &outcome.exceptions,
                         args.top,
                         outcome.subjects_evaluated,
@@ -610,8 +623,13 @@ async fn evaluate(args: &PlanArgs, plans: &[RulePlan]) -> anyhow::Result<Vec<Val
         doc["text"] = json!(text);
         out.push(doc);
     }
+    #[cfg(feature = "simulator")]
     if let Some(sim) = sim {
         sim.server.shutdown().await;
+    }
+    #[cfg(not(feature = "simulator"))]
+    if let Some(never) = sim {
+        match never {}
     }
     Ok(out)
 }

@@ -10,12 +10,18 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
-use crate::actions::{self, ActionContext, StaticSecrets};
+use futures::future::BoxFuture;
+use kube::ResourceExt as _;
+
+use crate::actions::{Acted, StaticSecrets};
 use crate::api::common::SCAN_FIELD_MANAGER;
+use crate::api::rule::ExceptionRuleSpec;
 use crate::api::rule::RuleMode;
-use crate::api::{ExceptionRule, OdooConnection};
+use crate::api::{ApprovalPolicy, ExceptionRule, OdooConnection};
+use crate::approval::gate::{GateReport, PolicySource};
 use crate::engine::RuleRef;
 use crate::odoo::{OdooClient, OdooConfig, Secret};
+use crate::run::RuleRun;
 use crate::scan::ScanMemory;
 
 /// Output format.
@@ -110,8 +116,8 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     };
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let rules =
-        super::demo::rules_in(&text).with_context(|| format!("parsing {}", file.display()))?;
+    let rules = super::objects_in::<ExceptionRule>(&text, "ExceptionRule")
+        .with_context(|| format!("parsing {}", file.display()))?;
     let mut rule = match &args.rule {
         Some(name) => rules
             .into_iter()
@@ -152,31 +158,53 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         history: cache.as_ref().map(|c| (c, &history_key)),
         focus: None,
     };
-    let ctx = ActionContext {
-        rule: rule_ref.clone(),
+    let policies = FilePolicies(
+        super::objects_in::<ApprovalPolicy>(&text, "ApprovalPolicy")
+            .with_context(|| format!("parsing {}", file.display()))?,
+    );
+    let finished = RuleRun {
+        client: &client,
+        rule: rule_ref,
         spec: &rule.spec,
         today,
+        memory: &ScanMemory::default(),
         secrets: &secrets,
-    };
-    let actions::RuleRun {
-        outcome,
-        plan,
-        report,
-        ..
-    } = actions::scan_and_act(&client, &ctx, &ScanMemory::default(), options)
-        .await
-        .with_context(|| format!("scanning and acting on rule {name}"))?;
+        options,
+        policies: &policies,
+    }
+    .execute()
+    .await
+    .with_context(|| format!("scanning and acting on rule {name}"))?;
     print_run(
         &args,
         &args.namespace,
         &name,
         &rule.spec,
         today,
-        &outcome,
-        &plan,
-        &report,
+        &finished.acted,
+        &finished.gate,
     )?;
     Ok(())
+}
+
+/// The ApprovalPolicies of the scanned file: they govern the run's drafts as
+/// they would in the cluster.
+struct FilePolicies(Vec<ApprovalPolicy>);
+
+impl PolicySource for FilePolicies {
+    fn governing<'a>(
+        &'a self,
+        _: &'a RuleRef<'a>,
+        spec: &'a ExceptionRuleSpec,
+    ) -> BoxFuture<'a, Result<Vec<ApprovalPolicy>, String>> {
+        let governing = self
+            .0
+            .iter()
+            .filter(|p| crate::controllers::approval::may_govern(p, spec))
+            .cloned()
+            .collect();
+        Box::pin(async move { Ok(governing) })
+    }
 }
 
 /// Prints one run as a table or JSON.
@@ -187,10 +215,15 @@ fn print_run(
     name: &str,
     spec: &crate::api::ExceptionRuleSpec,
     today: jiff::civil::Date,
-    outcome: &crate::scan::ScanOutcome,
-    plan: &actions::ActionPlan,
-    report: &actions::ActionReport,
+    acted: &Acted,
+    gate: &GateReport,
 ) -> anyhow::Result<()> {
+    let Acted {
+        outcome,
+        plan,
+        report,
+        ..
+    } = acted;
     match args.output {
         Output::Json => {
             let writes: Vec<_> = report
@@ -217,13 +250,20 @@ fn print_run(
                 "exceptions": outcome.exceptions,
                 "writes": writes,
                 "resolvedActivities": report.resolved,
+                "approvals": gate.requested.iter().map(|r| json!({
+                    "policy": r.policy.name_any(),
+                    "fingerprint": r.fingerprint,
+                    "rfq": r.rfq_name,
+                    "created": r.created,
+                })).collect::<Vec<_>>(),
+                "approvalError": gate.error.as_ref().map(|e| e.to_string()),
             });
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         Output::Table => {
             print!(
                 "{}",
-                super::demo::exception_table(
+                super::table::exception_table(
                     &outcome.exceptions,
                     args.top,
                     outcome.subjects_evaluated
@@ -241,6 +281,17 @@ fn print_run(
                 report.existing(),
                 report.resolved.len()
             );
+            for r in &gate.requested {
+                println!(
+                    "approval: {} waits for ApprovalPolicy {} ({})",
+                    r.rfq_name,
+                    r.policy.name_any(),
+                    r.explanation
+                );
+            }
+            if let Some(err) = &gate.error {
+                println!("approval gate failed, the drafts stay drafts: {err}");
+            }
         }
     }
     Ok(())
@@ -362,9 +413,8 @@ async fn run_in_cluster(target: &str, args: &ScanArgs) -> Result<(), ClusterScan
             name,
             &rule.spec,
             today,
-            &scanned.run.outcome,
-            &scanned.run.plan,
-            &scanned.run.report,
+            &scanned.run,
+            &scanned.gate,
         )
         .map_err(|e| ClusterScanError::ScanFailed {
             namespace: namespace.to_string(),
@@ -419,6 +469,7 @@ async fn scan_in_cluster(
     today: jiff::civil::Date,
     args: &ScanArgs,
 ) -> Result<crate::controllers::rule_scan::Scanned, ScanStop> {
+    use crate::controllers::approval::ListedPolicies;
     use crate::controllers::connection::{client_config, credentials_in};
     use crate::controllers::rule_scan;
     use k8s_openapi::api::core::v1::Secret as KubeSecret;
@@ -482,18 +533,53 @@ async fn scan_in_cluster(
         &memory,
         &secrets,
         cache.as_ref().map(|c| (c, &key)),
+        &ListedPolicies {
+            client,
+            limiter: None,
+        },
     )
     .await
     .map_err(|failure| ScanStop {
         error: ScanStep::Scan(failure.message),
         calls: failure.calls,
     })?;
+    if !args.dry_run {
+        poke_policies(client, &namespace, &scanned.gate).await;
+    }
     if !args.dry_run && scanned.run.outcome.memory != memory {
         rule_scan::write_memory(client, rule, &scanned.run.outcome.memory)
             .await
             .map_err(kube_error("saving the scan memory"))?;
     }
     Ok(scanned)
+}
+
+/// Asks the operator to poll at once the policies this run opened requests
+/// under, through the on-demand reconcile annotation: in process the gate pokes
+/// the policy's controller directly; a Job can only do it through the API.
+/// Failing is logged only: the policy's periodic resync finds the request.
+async fn poke_policies(client: &kube::Client, namespace: &str, gate: &GateReport) {
+    let mut poked = std::collections::BTreeSet::new();
+    let api: kube::Api<ApprovalPolicy> = kube::Api::namespaced(client.clone(), namespace);
+    for requested in gate.requested.iter().filter(|r| r.created) {
+        let name = requested.policy.name_any();
+        if !poked.insert(name.clone()) {
+            continue;
+        }
+        let patch = json!({"metadata": {"annotations": {
+            crate::api::common::RECONCILE_REQUESTED_ANNOTATION: jiff::Timestamp::now().to_string(),
+        }}});
+        if let Err(err) = api
+            .patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            tracing::warn!(namespace, policy = %name, error = %err, "could not ask the operator to poll the policy now; its resync will");
+        }
+    }
 }
 
 /// Writes `lastScan` (and, after a successful scan, `topExceptions`) as field

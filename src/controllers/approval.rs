@@ -11,7 +11,7 @@
 //! writes counts and the median cycle time to the status (only when they
 //! changed, like every status write of the driver).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,25 +26,27 @@ use tokio::sync::mpsc;
 use super::driver::{self, ReconcileRequests, Reconciler, settle};
 use super::validate::{FieldError, check_domain};
 use super::{Context, Error};
-use crate::actions::{RuleRun, WriteKind, WriteOutcome};
 use crate::api::approval::{ApprovalBackend, ApprovalCounts, ApprovalPolicyStatus, GovernedAction};
 use crate::api::common::{ConditionSet, ConditionStatus, condition_types as ct, reasons};
+use crate::api::rule::ExceptionRuleSpec;
 use crate::api::{ApprovalPolicy, ExceptionRule, OdooConnection};
+use crate::approval::gate::{GateReport, PolicySource};
 use crate::approval::levels::deadline;
 use crate::approval::odoo_io::{
-    PurchaseFacts, close_exception, domain_membership, find_pending, read_purchases, record_breach,
-    user_by_id, withdraw,
+    PurchaseFacts, close_exception, find_pending, read_purchases, record_breach, user_by_id,
+    withdraw,
 };
 use crate::approval::trail::{TrailEntry, TrailSummary, read_trail, summarize};
 use crate::approval::{
-    ApprovalError, Approver, Backend, Candidate, FinalDecision, GateRequest, OutcomeReport,
-    PendingState, ResolvedLevel, Step, carry_out, escalate, evaluate, open, poll, record_refusals,
-    resolve_backend, resolve_levels, select,
+    ApprovalError, Approver, Backend, FinalDecision, GateRequest, OutcomeReport, PendingState,
+    ResolvedLevel, Step, carry_out, escalate, evaluate, open, poll, record_refusals,
+    resolve_backend, resolve_levels,
 };
 use crate::automation::{self, AutomationKey, AutomationSpec, SyncMode, Trigger};
+use crate::engine::RuleRef;
 use crate::gateway::{EventHandler, HandlerError, HandlerOutcome, InboundEvent, RoutePath};
+use crate::odoo::OdooClient;
 use crate::odoo::domain::Domain;
-use crate::odoo::{OdooClient, RecordExt, SearchOptions};
 use futures::future::BoxFuture;
 
 /// Seconds between polls when the policy does not say.
@@ -1006,22 +1008,72 @@ fn describe(report: &OutcomeReport) -> String {
     report.summary()
 }
 
-/// Puts the draft RFQs a rule's run created or found under the policy that
-/// governs them: the `approvalPolicyRef` of the `proposePurchase` action, or
-/// else the best match among the namespace's policies governing
-/// `EmergencyPurchase` on the same connection. Without one, nothing changes
-/// (the RFQ stays a draft for a buyer, as before). A failure is logged and
-/// reported as a Warning Event on the rule; the next scan finds the RFQ again
-/// and retries, and [`open`] creates nothing twice.
-pub async fn gate_purchases(
-    ctx: &Arc<Context>,
-    client: &OdooClient,
-    rule: &ExceptionRule,
-    run: &RuleRun,
-) {
-    if let Err(err) = gate(ctx, client, rule, run).await {
-        let namespace = rule.namespace().unwrap_or_default();
-        tracing::warn!(namespace = %namespace, rule = %rule.name_any(), error = %err, "could not put draft RFQs under approval; the next scan retries");
+/// The `EmergencyPurchase` policies of a rule's namespace and connection, listed
+/// through the API when a run has drafts to gate: what the operator and
+/// `planops scan <namespace>/<rule>` give [`RuleRun`](crate::run::RuleRun).
+pub struct ListedPolicies<'a> {
+    pub client: &'a kube::Client,
+    /// The operator's API rate limit; none for a one-off command.
+    pub limiter: Option<&'a governor::DefaultDirectRateLimiter>,
+}
+
+impl PolicySource for ListedPolicies<'_> {
+    fn governing<'a>(
+        &'a self,
+        rule: &'a RuleRef<'a>,
+        spec: &'a ExceptionRuleSpec,
+    ) -> BoxFuture<'a, Result<Vec<ApprovalPolicy>, String>> {
+        Box::pin(async move {
+            if let Some(limiter) = self.limiter {
+                limiter.until_ready().await;
+            }
+            let api: Api<ApprovalPolicy> = Api::namespaced(self.client.clone(), rule.namespace);
+            let listed = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(listed
+                .items
+                .into_iter()
+                .filter(|p| may_govern(p, spec))
+                .collect())
+        })
+    }
+}
+
+/// Whether `policy` may govern the drafts of a rule with `spec`: it governs
+/// emergency purchases on the rule's connection, is valid and is not being deleted.
+pub fn may_govern(policy: &ApprovalPolicy, spec: &ExceptionRuleSpec) -> bool {
+    policy.spec.governs == GovernedAction::EmergencyPurchase
+        && policy.meta().deletion_timestamp.is_none()
+        && policy.spec.connection_ref.name == spec.connection_ref.name
+        && policy.validate().is_empty()
+}
+
+/// Tells the cluster what a run's approval gate did: an `ApprovalRequested` Event
+/// on each governing policy (which then polls at once), or an
+/// `ApprovalGateFailed` Event on the rule.
+pub async fn publish_gate(ctx: &Arc<Context>, rule: &ExceptionRule, gate: &GateReport) {
+    let namespace = rule.namespace().unwrap_or_default();
+    let rule_name = rule.name_any();
+    for requested in &gate.requested {
+        driver::publish(
+            ctx,
+            &requested.policy,
+            EventType::Normal,
+            "ApprovalRequested",
+            "Gate",
+            format!(
+                "{} ({}) from rule {rule_name} waits for approval: {}",
+                requested.rfq_name, requested.fingerprint, requested.explanation
+            ),
+        )
+        .await;
+        ctx.approvals
+            .request(&namespace, &requested.policy.name_any());
+    }
+    if let Some(err) = &gate.error {
+        tracing::warn!(namespace = %namespace, rule = %rule_name, error = %err, "could not put draft RFQs under approval; the next scan retries");
         driver::publish(
             ctx,
             rule,
@@ -1032,221 +1084,4 @@ pub async fn gate_purchases(
         )
         .await;
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum GateError {
-    #[error("listing ApprovalPolicies: {0}")]
-    Kube(#[source] kube::Error),
-    #[error("{0}")]
-    Approval(#[from] ApprovalError),
-}
-
-async fn gate(
-    ctx: &Arc<Context>,
-    client: &OdooClient,
-    rule: &ExceptionRule,
-    run: &RuleRun,
-) -> Result<(), GateError> {
-    let namespace = rule.namespace().unwrap_or_default();
-    let rule_name = rule.name_any();
-    // (action index, fingerprint, RFQ) of every draft this run wrote or found.
-    let drafts: Vec<(usize, &str, i64)> = run
-        .report
-        .results
-        .iter()
-        .filter(|(w, _)| w.kind == WriteKind::PurchaseDraft)
-        .filter_map(|(w, o)| match o {
-            WriteOutcome::Created(id) | WriteOutcome::Existing(id) => {
-                Some((w.action, w.fingerprint.as_str(), *id))
-            }
-            _ => None,
-        })
-        .collect();
-    if drafts.is_empty() {
-        return Ok(());
-    }
-    let api: Api<ApprovalPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
-    ctx.api_limiter.until_ready().await;
-    let policies: Vec<ApprovalPolicy> = api
-        .list(&ListParams::default())
-        .await
-        .map_err(GateError::Kube)?
-        .items
-        .into_iter()
-        .filter(|p| {
-            p.spec.governs == GovernedAction::EmergencyPurchase
-                && p.meta().deletion_timestamp.is_none()
-                && p.spec.connection_ref.name == rule.spec.connection_ref.name
-                && p.validate().is_empty()
-        })
-        .collect();
-    if policies.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<i64> = drafts.iter().map(|(_, _, id)| *id).collect();
-    // One read finds the RFQs already under approval: most scans find only those.
-    let requested: HashSet<String> = client
-        .search_read(
-            "mail.message",
-            &json!([
-                ["model", "=", "purchase.order"],
-                ["res_id", "in", ids],
-                ["body", "ilike", "approval-requested"]
-            ]),
-            &["body"],
-            &SearchOptions::default(),
-        )
-        .await
-        .map_err(|error| ApprovalError::Odoo {
-            what: "reading earlier approval requests",
-            error,
-        })?
-        .iter()
-        .filter_map(|r| r.str_field("body").ok().flatten().map(str::to_string))
-        .flat_map(|body| crate::actions::fingerprints_in(&body))
-        .collect();
-    let todo: Vec<(usize, &str, i64)> = drafts
-        .into_iter()
-        .filter(|(_, fp, _)| !requested.contains(*fp))
-        .collect();
-    if todo.is_empty() {
-        return Ok(());
-    }
-    let facts = read_purchases(
-        client,
-        &todo.iter().map(|(_, _, id)| *id).collect::<Vec<_>>(),
-    )
-    .await?;
-    let mut first_error: Option<GateError> = None;
-    for (action, fingerprint, rfq) in todo {
-        let Some(facts) = facts.get(&rfq) else {
-            continue;
-        };
-        if facts.state != "draft" {
-            continue;
-        }
-        let wanted = rule
-            .spec
-            .actions
-            .get(action)
-            .and_then(|a| a.propose_purchase.as_ref())
-            .and_then(|p| p.approval_policy_ref.as_ref());
-        let candidates: Vec<&ApprovalPolicy> = policies
-            .iter()
-            .filter(|p| wanted.is_none_or(|w| p.metadata.name.as_deref() == Some(w.name.as_str())))
-            .collect();
-        if let (Some(w), true) = (wanted, candidates.is_empty()) {
-            tracing::warn!(namespace = %namespace, rule = %rule_name, policy = %w.name, fingerprint, "approvalPolicyRef names no usable EmergencyPurchase policy on this connection; the RFQ stays a draft without approval");
-            continue;
-        }
-        let exception = run
-            .outcome
-            .exceptions
-            .iter()
-            .find(|e| e.fingerprint == fingerprint);
-        let narrative = exception
-            .map(|e| {
-                if e.narrative.is_empty() {
-                    e.summary.clone()
-                } else {
-                    e.narrative.clone()
-                }
-            })
-            .unwrap_or_else(|| facts.notes.clone());
-        match open_one(
-            ctx,
-            client,
-            &namespace,
-            &rule_name,
-            &candidates,
-            facts,
-            fingerprint,
-            &narrative,
-        )
-        .await
-        {
-            Ok(()) => {}
-            Err(err) => {
-                tracing::warn!(namespace = %namespace, rule = %rule_name, fingerprint, rfq, error = %err, "could not put a draft RFQ under approval");
-                first_error.get_or_insert(err);
-            }
-        }
-    }
-    match first_error {
-        Some(err) => Err(err),
-        None => Ok(()),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn open_one(
-    ctx: &Arc<Context>,
-    client: &OdooClient,
-    namespace: &str,
-    rule: &str,
-    policies: &[&ApprovalPolicy],
-    facts: &PurchaseFacts,
-    fingerprint: &str,
-    narrative: &str,
-) -> Result<(), GateError> {
-    let names: Vec<String> = policies.iter().map(|p| p.name_any()).collect();
-    let mut candidates = Vec::with_capacity(policies.len());
-    for (p, name) in policies.iter().zip(&names) {
-        let membership = domain_membership(client, name, &p.spec, &facts.request).await?;
-        candidates.push(Candidate {
-            name,
-            spec: &p.spec,
-            membership,
-        });
-    }
-    let Some(selection) = select(&facts.request, &candidates) else {
-        return Ok(());
-    };
-    let Some(policy) = policies.iter().find(|p| p.name_any() == selection.policy) else {
-        return Ok(());
-    };
-    let backend = resolve_backend(policy.spec.backend, client.info())?;
-    let levels = resolve_levels(client, &policy.spec.levels).await?;
-    let requester = match facts.owner_uid {
-        Some(uid) => user_by_id(client, uid).await?,
-        None => None,
-    };
-    let gate = GateRequest {
-        fingerprint,
-        namespace,
-        policy: &selection.policy,
-        spec: &policy.spec,
-        rfq_id: facts.rfq_id,
-        request: &facts.request,
-        narrative,
-        explanation: &selection.explanation,
-        requester: requester.as_ref(),
-        rule: Some(rule),
-    };
-    let pending = open(client, backend, &gate, &levels).await?;
-    tracing::info!(
-        fingerprint,
-        namespace,
-        rule,
-        policy = %selection.policy,
-        rfq = facts.rfq_id,
-        created = pending.created,
-        explanation = %selection.explanation,
-        "emergency purchase put under approval"
-    );
-    driver::publish(
-        ctx,
-        *policy,
-        EventType::Normal,
-        "ApprovalRequested",
-        "Gate",
-        format!(
-            "{} ({fingerprint}) from rule {rule} waits for approval: {}",
-            facts.name, selection.explanation
-        ),
-    )
-    .await;
-    ctx.approvals.request(namespace, &selection.policy);
-    Ok(())
 }

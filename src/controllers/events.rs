@@ -17,10 +17,11 @@ use kube::ResourceExt;
 
 use super::Context;
 use super::scheduler::{load_memory, read_secrets, save_memory};
-use crate::actions::{self, ActionContext, RuleRun, RunError};
+use crate::actions::{Acted, RunError};
 use crate::api::ExceptionRule;
 use crate::automation::{HintedRecord, Visibility, await_hinted_write};
 use crate::engine::RuleRef;
+use crate::run::RuleRun;
 use crate::scan::{Focus, FocusError, ScanOptions};
 
 /// Why an event could not be evaluated.
@@ -93,7 +94,7 @@ impl RuleLocks {
 pub struct FocusedRun {
     pub focus: Focus,
     /// `None` when the focus was empty and nothing was scanned.
-    pub run: Option<RuleRun>,
+    pub run: Option<Acted>,
     pub elapsed: std::time::Duration,
 }
 
@@ -204,21 +205,29 @@ async fn reevaluate_focus(
             source,
         })?;
     let time_zone = super::rule_scan::rule_time_zone(rule);
-    let action_ctx = ActionContext {
+    let finished = RuleRun {
+        client,
         rule: RuleRef {
             namespace: &namespace,
             rule: &name,
         },
         spec: &rule.spec,
         today: Timestamp::now().to_zoned(time_zone).date(),
+        memory: &memory,
         secrets: &secrets,
-    };
-    let options = ScanOptions {
-        focus: Some(&focus),
-        ..Default::default()
-    };
-    let run = actions::scan_and_act(client, &action_ctx, &memory, options).await?;
-    super::approval::gate_purchases(ctx, client, rule, &run).await;
+        options: ScanOptions {
+            focus: Some(&focus),
+            ..Default::default()
+        },
+        policies: &super::approval::ListedPolicies {
+            client: &ctx.client,
+            limiter: Some(&ctx.api_limiter),
+        },
+    }
+    .execute()
+    .await?;
+    super::approval::publish_gate(ctx, rule, &finished.gate).await;
+    let run = finished.acted;
     // The focused scan saw a few purchase lines; the memory of all others stands.
     let mut merged = memory.clone();
     merged.purchase_dates.extend(

@@ -12,12 +12,14 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::kinds::PlanopsKind;
-use crate::actions::{self, ActionContext, RunError, StaticSecrets};
+use crate::actions::{Acted, RunError, StaticSecrets};
 use crate::api::ExceptionRule;
 use crate::api::common::FIELD_MANAGER;
 use crate::api::rule::{ExceptionSummary, LastScan, ScanOutcome};
+use crate::approval::gate::{GateReport, PolicySource};
 use crate::engine::{RuleRef, Severity};
 use crate::odoo::{OdooClient, Secret};
+use crate::run::RuleRun;
 use crate::scan::{HistoryCache, HistoryKey, ScanMemory, ScanOptions};
 use crate::schedule::Schedule;
 
@@ -66,7 +68,9 @@ pub struct Scanned {
     /// Odoo calls of the scan and its actions.
     pub calls: u64,
     /// The scan (with the memory for the next one) and its actions.
-    pub run: actions::RuleRun,
+    pub run: Acted,
+    /// The approval gate over the run's draft RFQs.
+    pub gate: GateReport,
     /// Open exceptions by severity: Critical, High, Medium, Low.
     pub open_by_severity: [i64; 4],
 }
@@ -112,7 +116,7 @@ pub fn history_key(namespace: &str, connection: &crate::api::OdooConnection) -> 
     }
 }
 
-/// Scans `rule` and acts on what it found, as of `today`.
+/// Runs `rule` ([`RuleRun`]: scan, actions, approval gate) as of `today`.
 pub async fn scan_rule(
     client: &OdooClient,
     rule: &ExceptionRule,
@@ -120,33 +124,38 @@ pub async fn scan_rule(
     memory: &ScanMemory,
     secrets: &StaticSecrets,
     history: Option<(&HistoryCache, &HistoryKey)>,
+    policies: &dyn PolicySource,
 ) -> Result<Scanned, Failure> {
     let namespace = rule.namespace().unwrap_or_default();
     let name = rule.name_any();
-    let action_ctx = ActionContext {
+    let before = client.calls_made();
+    let finished = RuleRun {
+        client,
         rule: RuleRef {
             namespace: &namespace,
             rule: &name,
         },
         spec: &rule.spec,
         today,
+        memory,
         secrets,
-    };
-    let options = ScanOptions {
-        history,
-        focus: None,
-    };
-    let before = client.calls_made();
-    let run = actions::scan_and_act(client, &action_ctx, memory, options)
-        .await
-        .map_err(|e| Failure {
-            message: e.to_string(),
-            calls: client.calls_made().since(&before).requests,
-            odoo: matches!(
-                e,
-                RunError::Actions(_) | RunError::Scan(crate::scan::ScanError::Odoo { .. })
-            ),
-        })?;
+        options: ScanOptions {
+            history,
+            focus: None,
+        },
+        policies,
+    }
+    .execute()
+    .await
+    .map_err(|e| Failure {
+        message: e.to_string(),
+        calls: client.calls_made().since(&before).requests,
+        odoo: matches!(
+            e,
+            RunError::Actions(_) | RunError::Scan(crate::scan::ScanError::Odoo { .. })
+        ),
+    })?;
+    let run = finished.acted;
     let mut open_by_severity = [0i64; 4];
     for e in &run.outcome.exceptions {
         let i = match e.severity {
@@ -171,6 +180,7 @@ pub async fn scan_rule(
         },
         calls,
         run,
+        gate: finished.gate,
         open_by_severity,
     })
 }

@@ -454,6 +454,10 @@ async fn run(
         &memory,
         &secrets,
         history_key.as_ref().map(|k| (&ctx.history, k)),
+        &super::approval::ListedPolicies {
+            client: &ctx.client,
+            limiter: Some(&ctx.api_limiter),
+        },
     )
     .await?;
     if scanned.run.outcome.memory != memory {
@@ -461,7 +465,7 @@ async fn run(
             .await
             .map_err(|e| Failure::local(format!("saving the scan memory: {e}")))?;
     }
-    super::approval::gate_purchases(ctx, &client, rule, &scanned.run).await;
+    super::approval::publish_gate(ctx, rule, &scanned.gate).await;
     ctx.metrics
         .set_exceptions_open(&namespace, &name, scanned.open_by_severity);
     Ok((scanned.report, scanned.calls))

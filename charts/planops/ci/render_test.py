@@ -182,6 +182,7 @@ def test_defaults():
     scan_rules = rules_of(one(docs, "Role", "planops-scan", NAMESPACE))
     assert scan_rules == {
         (("planops.io",), ("exceptionrules", "odooconnections")): {"get"},
+        (("planops.io",), ("approvalpolicies",)): {"list", "patch"},
         (("planops.io",), ("exceptionrules/status",)): {"patch"},
         (("",), ("secrets",)): {"get"},
         (("",), ("configmaps",)): {"get", "create", "patch"},

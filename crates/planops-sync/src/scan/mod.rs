@@ -1,0 +1,264 @@
+//! One scan: read what a rule's detector needs from Odoo, run the engine, report.
+//!
+//! [`run_scan`] asks the detector for its [`InputNeeds`](planops_engine::InputNeeds),
+//! fetches exactly those inputs with as few calls as the data allows (see [`fetch`]),
+//! evaluates the rule and returns a [`ScanOutcome`] with the exceptions, the subjects
+//! evaluated, the Odoo calls made and the wall time. Writing to Odoo is the job of
+//! [`crate::actions`].
+
+pub mod fetch;
+pub mod focus;
+pub mod history;
+pub mod snapshot;
+
+pub use focus::{Focus, FocusError};
+pub use history::{HistoryCache, HistoryKey, HistoryStats};
+pub use snapshot::SNAPSHOT_MAX_AGE;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::civil::Date;
+
+use odoo_client::{CallsSnapshot, OdooClient, OdooError};
+use planops_api::rule::ExceptionRuleSpec;
+use planops_engine::{ParamsError, PlanningException, RuleRef, SeverityThresholds};
+
+/// Why a scan could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The rule's detector or severity parameters are invalid.
+    #[error("invalid rule: {0}")]
+    Params(#[from] ParamsError),
+    /// A domain in the rule cannot be parsed.
+    #[error("invalid domain in {field}: {message}")]
+    Domain {
+        /// Which spec field holds the domain.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A warehouse code of the scope does not exist in Odoo.
+    #[error("scope.warehouses: no warehouse with code {0:?} in Odoo")]
+    UnknownWarehouse(String),
+    /// Odoo refused or failed a read.
+    #[error("reading {what} from Odoo: {error}")]
+    Odoo {
+        /// What the scan was reading.
+        what: &'static str,
+        /// The client's error (already redacted). Kept out of the `source` chain
+        /// because the message already carries it: chains would print it twice.
+        error: OdooError,
+    },
+}
+
+impl ScanError {
+    pub(crate) fn odoo(what: &'static str) -> impl FnOnce(OdooError) -> ScanError {
+        move |error| ScanError::Odoo { what, error }
+    }
+}
+
+/// State a scan carries over from the previous scan of the same rule.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanMemory {
+    /// `date_planned` of open purchase lines as last seen, by line id (supplier delay
+    /// flags lines whose date moved later).
+    pub purchase_dates: BTreeMap<i64, Date>,
+}
+
+/// What one scan found.
+#[derive(Debug, Clone)]
+pub struct ScanOutcome {
+    /// Exceptions by descending priority.
+    pub exceptions: Vec<PlanningException>,
+    /// Product × warehouse pairs, purchase lines, sales lines or records evaluated.
+    pub subjects_evaluated: u64,
+    /// Odoo calls the scan's reads cost.
+    pub calls: CallsSnapshot,
+    /// Wall time of fetch and evaluation.
+    pub duration: Duration,
+    /// Memory to hand to the next scan of the rule.
+    pub memory: ScanMemory,
+    /// The day the scan planned from.
+    pub today: Date,
+}
+
+/// Optional parts of a scan; the default is a scan with no cache.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanOptions<'a> {
+    /// Serve demand history from this cache, for this connection.
+    pub history: Option<(&'a HistoryCache, &'a HistoryKey)>,
+    /// Evaluate only these subjects (an event's), not the whole scope.
+    pub focus: Option<&'a Focus>,
+}
+
+/// Scans `spec` (the rule `rule`) over Odoo as of `today`.
+pub async fn run_scan(
+    client: &OdooClient,
+    rule: &RuleRef<'_>,
+    spec: &ExceptionRuleSpec,
+    today: Date,
+    memory: &ScanMemory,
+) -> Result<ScanOutcome, ScanError> {
+    run_scan_with(client, rule, spec, today, memory, ScanOptions::default()).await
+}
+
+/// [`run_scan`] with [`ScanOptions`] (a history cache, a focus).
+pub async fn run_scan_with(
+    client: &OdooClient,
+    rule: &RuleRef<'_>,
+    spec: &ExceptionRuleSpec,
+    today: Date,
+    memory: &ScanMemory,
+    options: ScanOptions<'_>,
+) -> Result<ScanOutcome, ScanError> {
+    let started = std::time::Instant::now();
+    let before = client.calls_made();
+    let kind = spec.detector.validate()?;
+    let thresholds = spec.severity.clone().unwrap_or_default();
+    thresholds.validate()?;
+    let mut plan = fetch::FetchPlan::for_rule(spec, kind, today)?;
+    if let Some(focus) = options.focus {
+        plan.narrow_to(focus);
+    }
+    let fetched = fetch::fetch_with(client, &plan, memory, options.history).await?;
+    let subjects_evaluated = fetched.subjects();
+    let exceptions = evaluate(rule, spec, &thresholds, &fetched.input)?;
+    let calls = client.calls_made().since(&before);
+    let duration = started.elapsed();
+    tracing::info!(
+        namespace = rule.namespace,
+        rule = rule.rule,
+        detector = kind.as_str(),
+        subjects = subjects_evaluated,
+        exceptions = exceptions.len(),
+        odoo_calls = calls.requests,
+        millis = duration.as_millis() as u64,
+        "scan finished"
+    );
+    Ok(ScanOutcome {
+        exceptions,
+        subjects_evaluated,
+        calls,
+        duration,
+        memory: fetched.memory,
+        today,
+    })
+}
+
+fn evaluate(
+    rule: &RuleRef<'_>,
+    spec: &ExceptionRuleSpec,
+    thresholds: &SeverityThresholds,
+    input: &planops_engine::PlanningInput,
+) -> Result<Vec<PlanningException>, ScanError> {
+    Ok(planops_engine::evaluate(
+        rule,
+        &spec.detector,
+        thresholds,
+        input,
+    )?)
+}
+
+impl ScanOutcome {
+    /// The `status.lastScan` of a rule after this scan and, when the rule acted, its
+    /// action report and the Odoo calls the actions made.
+    pub fn last_scan(
+        &self,
+        start_time: jiff::Timestamp,
+        actions: Option<(&crate::actions::ActionReport, u64)>,
+    ) -> planops_api::rule::LastScan {
+        let (opened, resolved, action_calls) = match actions {
+            Some((report, calls)) => (
+                report.opened().len() as u64,
+                report.resolved.len() as u64,
+                calls,
+            ),
+            None => (0, 0, 0),
+        };
+        planops_api::rule::LastScan {
+            start_time: start_time.to_string(),
+            scheduled_time: None,
+            duration_millis: self.duration.as_millis() as u64,
+            subjects_evaluated: self.subjects_evaluated,
+            exceptions_open: self.exceptions.len() as u64,
+            exceptions_opened: opened,
+            exceptions_resolved: resolved,
+            odoo_calls: self.calls.requests + action_calls,
+            outcome: Some(planops_api::rule::ScanOutcome::Succeeded),
+            message: None,
+        }
+    }
+
+    /// The `n` highest-priority exceptions, as `status.topExceptions` lists them.
+    pub fn top_exceptions(&self, n: usize) -> Vec<planops_api::rule::ExceptionSummary> {
+        self.exceptions
+            .iter()
+            .take(n)
+            .map(|e| planops_api::rule::ExceptionSummary {
+                fingerprint: e.fingerprint.clone(),
+                subject: e.subject.label.clone(),
+                severity: e.severity,
+                priority: e.priority,
+                summary: e.summary.clone(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use planops_engine::inputs::StockItem;
+    use planops_engine::params::{DetectorSpec, ProjectedStockoutParams};
+
+    #[test]
+    fn outcome_maps_to_status() {
+        let today = jiff::civil::date(2025, 3, 1);
+        let mut input = planops_engine::PlanningInput::new(today);
+        for (product_id, on_hand) in [(1, -5.0), (2, -9.0)] {
+            input.items.push(StockItem {
+                product_id,
+                warehouse_id: 1,
+                on_hand,
+                ..Default::default()
+            });
+        }
+        let spec = DetectorSpec {
+            projected_stockout: Some(ProjectedStockoutParams::default()),
+            ..Default::default()
+        };
+        let rule = RuleRef {
+            namespace: "ns",
+            rule: "r",
+        };
+        let exceptions =
+            planops_engine::evaluate(&rule, &spec, &SeverityThresholds::default(), &input).unwrap();
+        let outcome = ScanOutcome {
+            exceptions,
+            subjects_evaluated: 2,
+            calls: CallsSnapshot {
+                requests: 7,
+                ..Default::default()
+            },
+            duration: Duration::from_millis(42),
+            memory: ScanMemory::default(),
+            today,
+        };
+        let report = crate::actions::ActionReport {
+            resolved: vec![11],
+            ..Default::default()
+        };
+        let start: jiff::Timestamp = "2025-03-01T06:00:00Z".parse().unwrap();
+        let status = outcome.last_scan(start, Some((&report, 3)));
+        assert_eq!(status.odoo_calls, 10);
+        assert_eq!(status.exceptions_open, 2);
+        assert_eq!(status.exceptions_resolved, 1);
+        assert_eq!(status.duration_millis, 42);
+        assert_eq!(status.start_time, "2025-03-01T06:00:00Z");
+        let top = outcome.top_exceptions(1);
+        assert_eq!(top.len(), 1);
+        assert_eq!(top[0].fingerprint, outcome.exceptions[0].fingerprint);
+        assert!(top[0].priority >= outcome.exceptions[1].priority);
+    }
+}
