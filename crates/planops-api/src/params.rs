@@ -147,6 +147,28 @@ impl DetectorSpec {
         }
     }
 
+    /// Days of daily demand history the selected detector reads (0: none).
+    pub fn history_days(&self) -> u32 {
+        if let Some(p) = &self.projected_stockout {
+            p.history_days()
+        } else if let Some(p) = &self.demand_spike {
+            p.recent_days() + p.baseline_days()
+        } else {
+            0
+        }
+    }
+
+    /// Days ahead the selected detector reads forecasts and dated moves for (0: none).
+    pub fn forecast_days(&self) -> u32 {
+        if let Some(p) = &self.projected_stockout {
+            p.odoo_forecast_days()
+        } else if let Some(p) = &self.order_at_risk {
+            p.window_days()
+        } else {
+            0
+        }
+    }
+
     /// Checks the selection and every range the schema cannot express alone
     /// (cross-field rules). The CRD's CEL rules repeat the exactly-one check so the
     /// API server rejects a bad object before it is stored.
@@ -279,6 +301,24 @@ impl ProjectedStockoutParams {
     /// Explicit horizon, if any (the default depends on the product's lead time).
     pub fn horizon_days(&self) -> Option<u32> {
         self.horizon_days
+    }
+    /// Days the projection covers for a product with `lead_time_days` of lead
+    /// time: `horizonDays`, else lead time + review period + 7; never shorter
+    /// than the lead time, so an order placed today can still arrive inside it.
+    pub fn horizon_for(&self, lead_time_days: u32) -> u32 {
+        self.horizon_days
+            .unwrap_or(
+                lead_time_days
+                    .saturating_add(self.review_period_days())
+                    .saturating_add(7),
+            )
+            .max(lead_time_days)
+    }
+    /// Days ahead a scan reads Odoo's own forecast for (`virtual_available` up
+    /// to that day): `horizonDays`, else 30. One window for every product, since
+    /// the scan asks Odoo before it knows each product's lead time.
+    pub fn odoo_forecast_days(&self) -> u32 {
+        self.horizon_days.unwrap_or(30)
     }
     /// History window, default 90 days.
     pub fn history_days(&self) -> u32 {

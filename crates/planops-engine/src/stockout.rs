@@ -153,10 +153,7 @@ fn project_item<'a>(
         _ => (params.default_lead_time_days(), LeadSource::Default),
     };
     let review = params.review_period_days();
-    let horizon = params
-        .horizon_days()
-        .unwrap_or(lead_time.saturating_add(review).saturating_add(7))
-        .max(lead_time);
+    let horizon = params.horizon_for(lead_time);
 
     let ss_params = params.safety_stock();
     let (safety_stock, safety_source) = match (ss_params.mode(), orderpoint) {

@@ -84,32 +84,8 @@ impl FetchPlan {
             None => json!([]),
         };
         let d = &spec.detector;
-        let history_days = match detector {
-            DetectorKind::ProjectedStockout => d
-                .projected_stockout
-                .as_ref()
-                .map(|p| p.history_days())
-                .unwrap_or(90),
-            DetectorKind::DemandSpike => d
-                .demand_spike
-                .as_ref()
-                .map(|p| p.recent_days() + p.baseline_days())
-                .unwrap_or(91),
-            _ => 0,
-        };
-        let forecast_days = match detector {
-            DetectorKind::ProjectedStockout => d
-                .projected_stockout
-                .as_ref()
-                .and_then(|p| p.horizon_days())
-                .unwrap_or(30),
-            DetectorKind::OrderAtRisk => d
-                .order_at_risk
-                .as_ref()
-                .map(|p| p.window_days())
-                .unwrap_or(14),
-            _ => 0,
-        };
+        let history_days = d.history_days();
+        let forecast_days = d.forecast_days();
         let field_threshold = match &d.field_threshold {
             Some(p) if detector == DetectorKind::FieldThreshold => {
                 let domain = if p.domain.trim().is_empty() {
