@@ -144,7 +144,7 @@ pub(super) const DEPENDENCY_RECHECK: Duration = Duration::from_secs(5);
 async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let previous = obj.status().cloned().unwrap_or_default();
     let generation = obj.meta().generation;
-    let mut conditions = ConditionSet::new(previous.conditions(), generation);
+    let mut conditions = ConditionSet::new(&previous.core().conditions, generation);
     let mut status = previous.clone();
 
     let requeue = if is_paused(obj.meta().annotations.as_ref()) {
@@ -188,13 +188,17 @@ async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, 
         .annotations()
         .get(RECONCILE_REQUESTED_ANNOTATION)
         .cloned()
-        .or_else(|| previous.last_handled_reconcile_at().map(str::to_string));
+        .or_else(|| previous.core().last_handled_reconcile_at.clone());
     let transitions: Vec<_> = conditions.transitions().into_iter().cloned().collect();
-    status.set_common(generation, conditions.into_vec(), handled);
+    *status.core_mut() = crate::api::common::StatusCore {
+        observed_generation: generation,
+        conditions: conditions.into_vec(),
+        last_handled_reconcile_at: handled,
+    };
 
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    if let Some(ready) = find_condition(status.conditions(), ct::READY) {
+    if let Some(ready) = find_condition(&status.core().conditions, ct::READY) {
         ctx.metrics.set_ready(
             K::KIND,
             &namespace,
@@ -270,7 +274,7 @@ async fn evaluate_active<K: Reconciler>(
                 let ready = conn
                     .status
                     .as_ref()
-                    .and_then(|s| find_condition(&s.conditions, ct::READY))
+                    .and_then(|s| find_condition(&s.core.conditions, ct::READY))
                     .filter(|c| c.status == ConditionStatus::True);
                 if ready.is_none() {
                     waiting(

@@ -7,22 +7,16 @@ use kube::Resource;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::common::{Condition, DeletionPolicy, SecretKeyRef};
+use crate::api::common::{DeletionPolicy, SecretKeyRef, StatusCore};
 use crate::api::{
     ApprovalPolicy, ApprovalPolicyStatus, ExceptionRule, ExceptionRuleStatus, OdooConnection,
     OdooConnectionStatus, SupplierConnector, SupplierConnectorStatus,
 };
 
-/// Status fields every PlanOps kind carries.
+/// A PlanOps kind's status: its own fields around the shared [`StatusCore`].
 pub trait CommonStatus: Clone + Debug + Default + PartialEq + Serialize + Send + Sync {
-    fn conditions(&self) -> &[Condition];
-    fn set_common(
-        &mut self,
-        observed_generation: Option<i64>,
-        conditions: Vec<Condition>,
-        last_handled_reconcile_at: Option<String>,
-    );
-    fn last_handled_reconcile_at(&self) -> Option<&str>;
+    fn core(&self) -> &StatusCore;
+    fn core_mut(&mut self) -> &mut StatusCore;
 }
 
 /// A PlanOps resource kind.
@@ -55,21 +49,11 @@ pub trait PlanopsKind:
 macro_rules! common_status {
     ($status:ty) => {
         impl CommonStatus for $status {
-            fn conditions(&self) -> &[Condition] {
-                &self.conditions
+            fn core(&self) -> &StatusCore {
+                &self.core
             }
-            fn set_common(
-                &mut self,
-                observed_generation: Option<i64>,
-                conditions: Vec<Condition>,
-                last_handled_reconcile_at: Option<String>,
-            ) {
-                self.observed_generation = observed_generation;
-                self.conditions = conditions;
-                self.last_handled_reconcile_at = last_handled_reconcile_at;
-            }
-            fn last_handled_reconcile_at(&self) -> Option<&str> {
-                self.last_handled_reconcile_at.as_deref()
+            fn core_mut(&mut self) -> &mut StatusCore {
+                &mut self.core
             }
         }
     };

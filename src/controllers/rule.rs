@@ -292,7 +292,7 @@ impl Reconciler for ExceptionRule {
         let had_synced = obj
             .status
             .as_ref()
-            .and_then(|s| find_condition(&s.conditions, ct::SYNCED))
+            .and_then(|s| find_condition(&s.core.conditions, ct::SYNCED))
             .is_some();
         if had_synced {
             conditions.set(
@@ -392,7 +392,7 @@ const CRONJOB_MARK: &str = "execution CronJob";
 fn ran_as_cronjob(obj: &ExceptionRule) -> bool {
     obj.status
         .as_ref()
-        .and_then(|s| find_condition(&s.conditions, ct::SCHEDULED))
+        .and_then(|s| find_condition(&s.core.conditions, ct::SCHEDULED))
         .is_some_and(|c| c.message.starts_with(CRONJOB_MARK))
 }
 
@@ -459,7 +459,7 @@ async fn sync_cronjob(
     let was_scheduled = obj
         .status
         .as_ref()
-        .and_then(|s| find_condition(&s.conditions, ct::SCHEDULED))
+        .and_then(|s| find_condition(&s.core.conditions, ct::SCHEDULED))
         .is_some_and(|c| {
             c.status == ConditionStatus::True && c.observed_generation == obj.meta().generation
         });
@@ -752,7 +752,7 @@ async fn sync_automation(
     let was_synced = obj
         .status
         .as_ref()
-        .and_then(|s| find_condition(&s.conditions, ct::SYNCED))
+        .and_then(|s| find_condition(&s.core.conditions, ct::SYNCED))
         .is_some_and(|c| {
             c.status == ConditionStatus::True && c.observed_generation == obj.meta().generation
         });
@@ -805,7 +805,7 @@ async fn remove_automation(
     let had_synced = obj
         .status
         .as_ref()
-        .and_then(|s| find_condition(&s.conditions, ct::SYNCED))
+        .and_then(|s| find_condition(&s.core.conditions, ct::SYNCED))
         .is_some();
     if !had_synced {
         return;

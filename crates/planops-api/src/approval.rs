@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Condition, DeletionPolicy, LocalObjectRef};
+use super::common::{DeletionPolicy, LocalObjectRef, StatusCore};
 
 /// Gates a kind of planning decision behind approval in Odoo, with levels, SLAs and escalation.
 // clippy reads the repeated `type_ = ...` keys of separate `printcolumn(...)` entries as
@@ -185,16 +185,9 @@ pub struct ApprovalCounts {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalPolicyStatus {
-    /// The `metadata.generation` this status was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// `Ready`, `Reconciling`, `Stalled`.
-    #[serde(default)]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    pub conditions: Vec<Condition>,
-    /// Last value of the `reconcile.fluxcd.io/requestedAt` annotation that was handled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_handled_reconcile_at: Option<String>,
+    /// Generation, conditions, last handled reconcile request.
+    #[serde(flatten)]
+    pub core: StatusCore,
     /// Backend in use after `Auto` was resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<ApprovalBackend>,

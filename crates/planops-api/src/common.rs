@@ -2,6 +2,7 @@
 //! Kubernetes-convention conditions that kstatus, Flux and Argo CD read.
 
 use jiff::Timestamp;
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +89,25 @@ pub struct Condition {
     /// The `metadata.generation` this condition was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// The part of the status every PlanOps kind shares, flattened into each kind's
+/// status: what kstatus, Argo CD and Flux read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusCore {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling` and `Stalled` on every kind, and the kind's own
+    /// (`Synced`, `Scheduled`, `Connected`); each reason is listed in the kind's
+    /// reference documentation.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Last value of the `reconcile.fluxcd.io/requestedAt` annotation that was handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// Condition types used across kinds.

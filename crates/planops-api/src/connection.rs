@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Condition, DeletionPolicy};
+use super::common::{DeletionPolicy, StatusCore};
 
 /// One Odoo database reached over its external API. Every other PlanOps resource names one.
 // clippy reads the repeated `type_ = ...` keys of separate `printcolumn(...)` entries as
@@ -177,16 +177,9 @@ pub enum OdooEdition {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OdooConnectionStatus {
-    /// The `metadata.generation` this status was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// `Ready` (reasons `Connected`, `AuthenticationFailed`, `Unreachable`, `UnsupportedVersion`, `SecretNotFound`, ...), `Reconciling`, `Stalled`.
-    #[serde(default)]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    pub conditions: Vec<Condition>,
-    /// Last value of the `reconcile.fluxcd.io/requestedAt` annotation that was handled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_handled_reconcile_at: Option<String>,
+    /// Generation, conditions, last handled reconcile request.
+    #[serde(flatten)]
+    pub core: StatusCore,
     /// Server version reported by Odoo, for example `17.0+e`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_version: Option<String>,

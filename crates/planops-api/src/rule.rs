@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Condition, DeletionPolicy, LocalObjectRef, SecretKeyRef};
+use super::common::{DeletionPolicy, LocalObjectRef, SecretKeyRef, StatusCore};
 use crate::params::{DetectorSpec, Severity, SeverityThresholds};
 use crate::schedule::ScheduleSpec;
 
@@ -325,16 +325,9 @@ pub struct ExceptionSummary {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExceptionRuleStatus {
-    /// The `metadata.generation` this status was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// `Ready`, `Reconciling`, `Stalled`, `Scheduled`, `Synced`.
-    #[serde(default)]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    pub conditions: Vec<Condition>,
-    /// Last value of the `reconcile.fluxcd.io/requestedAt` annotation that was handled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_handled_reconcile_at: Option<String>,
+    /// Generation, conditions, last handled reconcile request.
+    #[serde(flatten)]
+    pub core: StatusCore,
     /// The detector in use, for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detector: Option<String>,

@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Condition, DeletionPolicy, LocalObjectRef, SecretKeyRef};
+use super::common::{DeletionPolicy, LocalObjectRef, SecretKeyRef, StatusCore};
 
 /// A supplier's event feed (webhook and/or poll) mapped onto its purchase orders in Odoo.
 // clippy reads the repeated `type_ = ...` keys of separate `printcolumn(...)` entries as
@@ -317,16 +317,9 @@ pub struct LeadTimeStats {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SupplierConnectorStatus {
-    /// The `metadata.generation` this status was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// `Ready`, `Reconciling`, `Stalled`.
-    #[serde(default)]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    pub conditions: Vec<Condition>,
-    /// Last value of the `reconcile.fluxcd.io/requestedAt` annotation that was handled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_handled_reconcile_at: Option<String>,
+    /// Generation, conditions, last handled reconcile request.
+    #[serde(flatten)]
+    pub core: StatusCore,
     /// Gateway path of the webhook route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_path: Option<String>,
