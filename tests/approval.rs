@@ -6,7 +6,6 @@
 //! is refused and recorded; retries and lost replies create nothing twice; an
 //! unanswered level escalates once.
 
-mod common;
 mod support;
 
 use std::net::SocketAddr;

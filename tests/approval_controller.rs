@@ -10,7 +10,6 @@
 //! policy's status and `planops audit` are checked against what the simulator
 //! and the API server hold.
 
-mod common;
 mod support;
 
 use std::path::Path;
@@ -45,7 +44,7 @@ async fn start_sim(edition: Edition) -> SimServer {
 }
 
 struct World {
-    cluster: &'static common::TestCluster,
+    cluster: &'static support::TestCluster,
     ns: String,
     server: SimServer,
     admin: OdooClient,
@@ -57,7 +56,7 @@ struct World {
 /// 500, 3 a day, no stock, a vendor with a 5-day lead time), the operator and
 /// the connection. Nothing is gated yet.
 async fn world(prefix: &str, edition: Edition) -> World {
-    let cluster = common::cluster().await;
+    let cluster = support::cluster().await;
     cluster
         .install_crds(Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
         .await;

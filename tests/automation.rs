@@ -687,7 +687,6 @@ fn triggers_and_specs_follow_the_rule() {
 
 // ------------------------------------------------------ operator on kube-apiserver
 
-mod common;
 mod support;
 
 mod operator {
@@ -698,16 +697,7 @@ mod operator {
     use kube::api::{DeleteParams, ListParams};
     use support::*;
 
-    async fn setup(prefix: &str) -> (&'static common::TestCluster, String) {
-        let cluster = common::cluster().await;
-        cluster
-            .install_crds(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
-            .await;
-        let ns = cluster.namespace(prefix).await;
-        (cluster, ns)
-    }
-
-    async fn connect_odoo(cluster: &common::TestCluster, ns: &str, server: &SimServer) {
+    async fn connect_odoo(cluster: &support::TestCluster, ns: &str, server: &SimServer) {
         connect_odoo_with(
             cluster,
             ns,
@@ -736,7 +726,7 @@ mod operator {
     }
 
     async fn wait_synced(
-        cluster: &common::TestCluster,
+        cluster: &support::TestCluster,
         ns: &str,
         name: &str,
         status: &str,
@@ -759,7 +749,7 @@ mod operator {
         )
     }
 
-    async fn delete_and_wait(cluster: &common::TestCluster, ns: &str, name: &str) {
+    async fn delete_and_wait(cluster: &support::TestCluster, ns: &str, name: &str) {
         planops_api(cluster, ns, "ExceptionRule")
             .delete(name, &DeleteParams::default())
             .await

@@ -1,21 +1,11 @@
 //! OdooConnection on the real kube-apiserver against the Odoo simulator:
 //! what the probe reports, a wrong key, an outage and the recovery after it.
 
-mod common;
 mod support;
 
 use kube::api::ListParams;
 use serde_json::{Value, json};
 use support::*;
-
-async fn setup(prefix: &str) -> (&'static common::TestCluster, String) {
-    let cluster = common::cluster().await;
-    cluster
-        .install_crds(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
-        .await;
-    let ns = cluster.namespace(prefix).await;
-    (cluster, ns)
-}
 
 /// A simulator of its own: these tests stop it, which must not disturb others.
 async fn private_odoo(version: &str) -> planops::sim::SimServer {
@@ -42,7 +32,7 @@ fn secret_with(name: &str, key: &str) -> Value {
 
 /// Every Event in the namespace as `reason: message` lines, to prove the key
 /// never reaches one.
-async fn event_messages(cluster: &common::TestCluster, ns: &str) -> String {
+async fn event_messages(cluster: &support::TestCluster, ns: &str) -> String {
     let events: kube::Api<k8s_openapi::api::core::v1::Event> =
         kube::Api::namespaced(cluster.client(), ns);
     events

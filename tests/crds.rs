@@ -2,7 +2,7 @@
 //! their fields, the examples are accepted and invalid manifests are refused at
 //! admission with a message naming the field.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 
@@ -39,7 +39,7 @@ fn checked_in_crds_match_the_rust_types() {
 
 #[tokio::test]
 async fn crds_install_and_explain_nested_fields() {
-    let cluster = common::cluster().await;
+    let cluster = support::cluster().await;
     cluster.install_crds(repo().join("crds")).await;
     let cases = [
         (
@@ -93,7 +93,7 @@ async fn crds_install_and_explain_nested_fields() {
 
 #[tokio::test]
 async fn every_example_is_accepted() {
-    let cluster = common::cluster().await;
+    let cluster = support::cluster().await;
     cluster.install_crds(repo().join("crds")).await;
     let examples = repo().join("examples");
     let mut applied = 0;
@@ -121,7 +121,7 @@ async fn every_example_is_accepted() {
 
 #[tokio::test]
 async fn invalid_manifests_are_refused_naming_the_field() {
-    let cluster = common::cluster().await;
+    let cluster = support::cluster().await;
     cluster.install_crds(repo().join("crds")).await;
     let ns = cluster.namespace("invalid").await;
     let files = yaml_files(&repo().join("tests/manifests/invalid"));

@@ -2,7 +2,7 @@
 //! install, RBAC is enforced for ServiceAccount tokens and impersonation, and
 //! the kstatus reader works.
 
-mod common;
+mod support;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::{
@@ -41,7 +41,7 @@ fn forbidden(err: &kube::Error) -> bool {
 
 #[tokio::test]
 async fn api_server_is_kubernetes_1_37() {
-    let cluster = common::cluster().await;
+    let cluster = support::cluster().await;
     let info = cluster.client().apiserver_version().await.unwrap();
     assert_eq!(info.major, "1");
     assert_eq!(info.minor, "37");
@@ -50,7 +50,7 @@ async fn api_server_is_kubernetes_1_37() {
 
 #[tokio::test]
 async fn crd_installs_and_custom_objects_round_trip() {
-    let cluster = common::cluster().await;
+    let cluster = support::cluster().await;
     cluster.apply_crds_yaml(WIDGET_CRD, "WIDGET_CRD").await;
     let ns = cluster.namespace("smoke-crd").await;
 
@@ -91,7 +91,7 @@ async fn crd_installs_and_custom_objects_round_trip() {
 
 #[tokio::test]
 async fn service_account_without_rbac_is_refused_while_admin_is_not() {
-    let cluster = common::cluster().await;
+    let cluster = support::cluster().await;
     let ns = cluster.namespace("smoke-rbac").await;
     cluster.create_service_account(&ns, "nobody").await;
 
@@ -123,7 +123,7 @@ async fn service_account_without_rbac_is_refused_while_admin_is_not() {
 
 #[tokio::test]
 async fn kstatus_reports_current_for_a_config_map() {
-    let cluster = common::cluster().await;
+    let cluster = support::cluster().await;
     let ns = cluster.namespace("smoke-kstatus").await;
     let cm = ConfigMap {
         metadata: ObjectMeta {

@@ -16,7 +16,6 @@
 //!   has one effect, forgeries stop at the edge, and an Odoo hint that arrives
 //!   while no leader answers is held and acted on once one does.
 
-mod common;
 mod support;
 
 use std::time::Instant;
@@ -53,18 +52,9 @@ async fn start_sim_version(version: OdooVersion) -> SimServer {
     odoo::start_sim(config).await
 }
 
-async fn setup(prefix: &str) -> (&'static common::TestCluster, String) {
-    let cluster = common::cluster().await;
-    cluster
-        .install_crds(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
-        .await;
-    let ns = cluster.namespace(prefix).await;
-    (cluster, ns)
-}
-
 /// The connection `odoo`, with Odoo calling back to the operator's listener.
 async fn connect_operator(
-    cluster: &common::TestCluster,
+    cluster: &support::TestCluster,
     ns: &str,
     server: &SimServer,
     operator: &OperatorProcess,
@@ -457,7 +447,7 @@ async fn acme_order(client: &OdooClient) -> AcmeOrder {
 }
 
 /// The `acme` connector (Standard Webhooks, secret in `acme-hooks`), ready.
-async fn apply_acme_connector(cluster: &common::TestCluster, ns: &str, reevaluate: &[&str]) {
+async fn apply_acme_connector(cluster: &support::TestCluster, ns: &str, reevaluate: &[&str]) {
     apply(
         cluster,
         ns,

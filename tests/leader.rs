@@ -3,7 +3,6 @@
 //! (and the label with it); on SIGTERM the leader exits cleanly and releases
 //! the Lease.
 
-mod common;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use support::*;
 
 const LEASE_SECONDS: u64 = 6;
 
-async fn holder(cluster: &common::TestCluster, ns: &str) -> Option<String> {
+async fn holder(cluster: &support::TestCluster, ns: &str) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(cluster.client(), ns);
     leases
         .get_opt("planops-leader")
@@ -30,7 +29,7 @@ async fn holder(cluster: &common::TestCluster, ns: &str) -> Option<String> {
 
 /// Pod objects named like the replicas (nothing runs them: there is no
 /// kubelet), for the replicas to label.
-async fn pods(cluster: &common::TestCluster, ns: &str, names: &[&str]) {
+async fn pods(cluster: &support::TestCluster, ns: &str, names: &[&str]) {
     cluster.create_service_account(ns, "default").await;
     let api: Api<Pod> = Api::namespaced(cluster.client(), ns);
     for name in names {
@@ -46,7 +45,7 @@ async fn pods(cluster: &common::TestCluster, ns: &str, names: &[&str]) {
 }
 
 /// The replicas whose Pod carries the gateway label, sorted.
-async fn labelled(cluster: &common::TestCluster, ns: &str) -> Vec<String> {
+async fn labelled(cluster: &support::TestCluster, ns: &str) -> Vec<String> {
     let api: Api<Pod> = Api::namespaced(cluster.client(), ns);
     let mut names: Vec<String> = api
         .list(&kube::api::ListParams::default().labels("planops.io/gateway=active"))
@@ -70,7 +69,7 @@ async fn leader_gauge(op: &OperatorProcess) -> Option<bool> {
 
 #[tokio::test]
 async fn one_replica_leads_and_a_standby_takes_over_after_sigkill() {
-    let cluster = common::cluster().await;
+    let cluster = support::cluster().await;
     cluster
         .install_crds(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
         .await;
@@ -173,7 +172,7 @@ async fn one_replica_leads_and_a_standby_takes_over_after_sigkill() {
 
 #[tokio::test]
 async fn sigterm_stops_the_leader_cleanly_and_releases_the_lease() {
-    let cluster = common::cluster().await;
+    let cluster = support::cluster().await;
     cluster
         .install_crds(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
         .await;

@@ -1,7 +1,6 @@
 //! The operator on a real kube-apiserver: dependencies, validation the schema
 //! cannot do, kstatus readings, GitOps controls, no status churn.
 
-mod common;
 mod support;
 
 use std::time::Duration;
@@ -11,16 +10,7 @@ use kube::runtime::watcher;
 use serde_json::json;
 use support::*;
 
-async fn setup(prefix: &str) -> (&'static common::TestCluster, String) {
-    let cluster = common::cluster().await;
-    cluster
-        .install_crds(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
-        .await;
-    let ns = cluster.namespace(prefix).await;
-    (cluster, ns)
-}
-
-async fn kstatus(cluster: &common::TestCluster, ns: &str, kind: &str, name: &str) -> String {
+async fn kstatus(cluster: &support::TestCluster, ns: &str, kind: &str, name: &str) -> String {
     cluster
         .kstatus(&format!("planops.io/v1alpha1/{kind}"), ns, name)
         .await

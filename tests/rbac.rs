@@ -2,7 +2,6 @@
 //! chart's ServiceAccount (a real token, not impersonation of a superuser),
 //! and the API server refuses it what the chart does not grant.
 
-mod common;
 mod support;
 
 use std::path::Path;
@@ -18,20 +17,11 @@ use support::*;
 /// The chart's ServiceAccount name (`planops.fullname`, pinned by `fullnameOverride`).
 const SERVICE_ACCOUNT: &str = support::CHART_FULLNAME;
 
-async fn setup(prefix: &str) -> (&'static common::TestCluster, String) {
-    let cluster = common::cluster().await;
-    cluster
-        .install_crds(Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
-        .await;
-    let ns = cluster.namespace(prefix).await;
-    (cluster, ns)
-}
-
 /// Starts the operator as the ServiceAccount and drives a connection and a
 /// rule to Ready, which needs every verb the operator uses: watch and patch
 /// the kinds, their status and finalizers, read Secrets, emit Events and hold
 /// the Lease.
-async fn operator_works_with(cluster: &common::TestCluster, ns: &str, kubeconfig: &Path) {
+async fn operator_works_with(cluster: &support::TestCluster, ns: &str, kubeconfig: &Path) {
     let odoo = odoo().await;
     // The Pod the operator labels as the gateway's (nothing runs it: no kubelet).
     cluster.create_service_account(ns, "default").await;

@@ -23,7 +23,6 @@ use planops::scan::{self, ScanMemory, ScanOutcome};
 use planops::sim::{DatasetParams, Edition, FaultConfig, OdooVersion, SimConfig, SimServer};
 use serde_json::{Value, json};
 
-mod common;
 mod support;
 
 use support::odoo::{self, count, create, deliveries, obj, vendor, warehouse};

@@ -6,7 +6,6 @@
 //! Every test has a simulator of its own, so counting records in it proves what
 //! the rule under test wrote and nothing else.
 
-mod common;
 mod support;
 
 use std::time::Duration;
@@ -21,15 +20,6 @@ use support::odoo::count;
 use support::*;
 
 const ZONE: &str = "Asia/Kathmandu";
-
-async fn setup(prefix: &str) -> (&'static common::TestCluster, String) {
-    let cluster = common::cluster().await;
-    cluster
-        .install_crds(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
-        .await;
-    let ns = cluster.namespace(prefix).await;
-    (cluster, ns)
-}
 
 async fn private_odoo() -> SimServer {
     let config = SimConfig {
@@ -101,7 +91,7 @@ fn timestamp(v: &Value) -> Option<Timestamp> {
 
 /// The rule's lastScan once it is a succeeded scan scheduled after `after`.
 async fn wait_scan_after(
-    cluster: &common::TestCluster,
+    cluster: &support::TestCluster,
     ns: &str,
     name: &str,
     after: Option<Timestamp>,
@@ -275,7 +265,7 @@ async fn overlapping_scans(
     policy: &str,
     latency_ms: u64,
 ) -> (
-    &'static common::TestCluster,
+    &'static support::TestCluster,
     String,
     SimServer,
     OperatorProcess,
@@ -598,7 +588,7 @@ async fn example_demand_spike_opens_an_activity_per_spike() {
     server.shutdown().await;
 }
 
-async fn cronjob(cluster: &common::TestCluster, ns: &str, name: &str) -> Option<Value> {
+async fn cronjob(cluster: &support::TestCluster, ns: &str, name: &str) -> Option<Value> {
     let api: kube::Api<k8s_openapi::api::batch::v1::CronJob> =
         kube::Api::namespaced(cluster.client(), ns);
     api.get_opt(name)

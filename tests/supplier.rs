@@ -5,7 +5,6 @@
 //! from the raw records. The last tests run the operator on the real
 //! kube-apiserver and poll a supplier API served inside the test.
 
-mod common;
 mod support;
 
 use std::collections::HashMap;
@@ -677,7 +676,7 @@ fn confirmation(n: usize, reference: &str, eta: &str) -> Value {
 #[tokio::test]
 async fn the_operator_polls_applies_each_confirmation_once_and_resumes_after_a_restart() {
     use support::*;
-    let cluster = common::cluster().await;
+    let cluster = support::cluster().await;
     cluster
         .install_crds(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
         .await;

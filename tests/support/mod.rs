@@ -1,5 +1,7 @@
-//! Helpers for tests that run the operator binary against the test cluster.
-#![allow(dead_code)]
+//! The one harness of the integration tests (`mod support;` in each test file):
+//! the control plane ([`control_plane`]), the operator as a process, the chart's
+//! RBAC, manifests, and Odoo helpers ([`odoo`]).
+#![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -12,9 +14,21 @@ use kube::core::{DynamicObject, GroupVersionKind};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
-use crate::common::TestCluster;
-
+pub mod control_plane;
 pub mod odoo;
+
+pub use control_plane::*;
+
+/// The control plane with the CRDs installed, and a fresh namespace named
+/// after `prefix` for one test.
+pub async fn setup(prefix: &str) -> (&'static TestCluster, String) {
+    let cluster = cluster().await;
+    cluster
+        .install_crds(Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
+        .await;
+    let ns = cluster.namespace(prefix).await;
+    (cluster, ns)
+}
 
 /// The image the test operators are told they run (`PLANOPS_IMAGE`).
 pub const TEST_IMAGE: &str = "ghcr.io/planops/planops:test";
@@ -27,7 +41,7 @@ const KUBE_VERSION: &str = "1.37.2";
 /// `helm template` of the chart into `namespace`, keeping only the identity
 /// and RBAC objects (the Deployment cannot run here: there is no kubelet).
 pub async fn chart_rbac(namespace: &str, extra: &[&str]) -> Vec<Value> {
-    let helm = crate::common::envtest_bin().await.join("helm");
+    let helm = envtest_bin().await.join("helm");
     let mut args = vec![
         "template".to_owned(),
         "planops".to_owned(),

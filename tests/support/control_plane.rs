@@ -1,4 +1,4 @@
-//! Harness shared by the integration tests (`mod common;` in each test file).
+//! The control plane the integration tests share (re-exported by `support`).
 //!
 //! Every test talks to a real control plane (etcd + kube-apiserver built by
 //! `scripts/envtest.sh`). If `PLANOPS_TEST_KUBECONFIG` names a kubeconfig
@@ -17,8 +17,6 @@
 //! the next test to reuse one fails with "runtime dropped the dispatch task".
 //! So no client is shared: [`TestCluster::client`] builds one on the caller's
 //! runtime, and it lives as long as the caller keeps it.
-#![allow(dead_code)] // each test binary uses a different part of the harness
-
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
