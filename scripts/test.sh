@@ -52,6 +52,25 @@ install_missing() {
   if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
     export PATH="$PATH:/usr/local/go/bin"
   fi
+  if [[ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]]; then
+    step "cargo install cargo-deny $CARGO_DENY_VERSION"
+    cargo install --locked --quiet cargo-deny --version "=$CARGO_DENY_VERSION" ||
+      fail "installing cargo-deny"
+  fi
+}
+
+CARGO_DENY_VERSION=0.20.2
+
+# Licences, duplicate crates, bans and sources from deny.toml. Security
+# advisories need the RustSec database from github.com, which some machines
+# (this project's CI among them) cannot reach: then the step says so.
+dependency_audit() {
+  cargo deny --workspace check licenses bans sources || return 1
+  if timeout 15 git ls-remote -q https://github.com/rustsec/advisory-db HEAD >/dev/null 2>&1; then
+    cargo deny --workspace check advisories || return 1
+  else
+    printf 'dependency audit: advisories NOT checked: the RustSec database (github.com) is unreachable from this machine\n'
+  fi
 }
 
 main() {
@@ -64,6 +83,10 @@ main() {
   step "cargo clippy --workspace --all-targets -- -D warnings"
   cargo clippy --workspace --all-targets -- -D warnings || fail "clippy"
   ran+=(clippy)
+
+  step "dependency audit (cargo deny)"
+  dependency_audit || fail "dependency audit (deny.toml)"
+  ran+=("dependency audit")
 
   step "envtest binaries (scripts/envtest.sh build)"
   bin_dir=$(scripts/envtest.sh build) || fail "building the envtest binaries"
