@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod controllers;
+pub mod errors;
 pub mod gateway;
 
 pub use odoo_client as odoo;

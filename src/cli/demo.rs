@@ -129,7 +129,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             // One rule failing (say, a warehouse code the data set lacks) must not
             // hide what the others find.
             if let Err(error) = demo_rule(&client, &rule, &rule_ref, today, args.top).await {
-                println!("error: {error:#}");
+                println!("error: {}", crate::errors::chain(error.as_ref()));
             }
         }
     }

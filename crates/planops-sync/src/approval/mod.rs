@@ -71,8 +71,8 @@ pub enum ApprovalError {
     Odoo {
         /// What was being done.
         what: &'static str,
-        /// The client's error, already redacted; kept out of `source` because
-        /// the message carries it.
+        /// The client's error, already redacted.
+        #[source]
         error: OdooError,
     },
     /// A policy's domain does not parse.
