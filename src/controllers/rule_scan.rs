@@ -167,9 +167,7 @@ pub async fn scan_rule(
         open_by_severity[i] += 1;
     }
     let top_n = rule.spec.status_top_exceptions.unwrap_or(5) as usize;
-    let last_scan = run
-        .outcome
-        .last_scan(Timestamp::now(), Some((&run.report, run.action_calls)));
+    let last_scan = run.last_scan(Timestamp::now());
     let calls = last_scan.odoo_calls;
     let top = run.outcome.top_exceptions(top_n);
     Ok(Scanned {

@@ -1419,6 +1419,71 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_scan_and_its_actions_map_to_status() {
+        let today = jiff::civil::date(2025, 3, 1);
+        let mut input = planops_engine::PlanningInput::new(today);
+        for (product_id, on_hand) in [(1, -5.0), (2, -9.0)] {
+            input.items.push(planops_engine::inputs::StockItem {
+                product_id,
+                warehouse_id: 1,
+                on_hand,
+                ..Default::default()
+            });
+        }
+        let spec = planops_engine::params::DetectorSpec {
+            projected_stockout: Some(planops_engine::params::ProjectedStockoutParams::default()),
+            ..Default::default()
+        };
+        let rule = planops_engine::RuleRef {
+            namespace: "ns",
+            rule: "r",
+        };
+        let exceptions = planops_engine::evaluate(
+            &rule,
+            &spec,
+            &planops_engine::SeverityThresholds::default(),
+            &input,
+        )
+        .unwrap();
+        let outcome = crate::scan::ScanOutcome {
+            exceptions,
+            subjects_evaluated: 2,
+            calls: odoo_client::CallsSnapshot {
+                requests: 7,
+                ..Default::default()
+            },
+            duration: std::time::Duration::from_millis(42),
+            memory: crate::scan::ScanMemory::default(),
+            today,
+        };
+        let acted = Acted {
+            outcome,
+            plan: ActionPlan {
+                mode: RuleMode::Enforce,
+                writes: Vec::new(),
+                resolves_cleared: true,
+            },
+            report: ActionReport {
+                resolved: vec![11],
+                ..Default::default()
+            },
+            action_calls: 3,
+        };
+        let start: jiff::Timestamp = "2025-03-01T06:00:00Z".parse().unwrap();
+        let status = acted.last_scan(start);
+        assert_eq!(status.odoo_calls, 10);
+        assert_eq!(status.exceptions_open, 2);
+        assert_eq!(status.exceptions_resolved, 1);
+        assert_eq!(status.duration_millis, 42);
+        assert_eq!(status.start_time, "2025-03-01T06:00:00Z");
+        let outcome = acted.outcome;
+        let top = outcome.top_exceptions(1);
+        assert_eq!(top.len(), 1);
+        assert_eq!(top[0].fingerprint, outcome.exceptions[0].fingerprint);
+        assert!(top[0].priority >= outcome.exceptions[1].priority);
+    }
+
+    #[test]
     fn fingerprints_are_found_in_text() {
         let fp = "planops:0123456789abcdef0123456789abcdef";
         let text = format!("<p>x</p><small>{fp} · planops-rule ns/r</small> planops:12");
@@ -1458,6 +1523,25 @@ pub struct Acted {
     pub report: ActionReport,
     /// Odoo calls the actions made (the scan's own are in `outcome.calls`).
     pub action_calls: u64,
+}
+
+impl Acted {
+    /// The rule's `status.lastScan` after this scan and its actions.
+    pub fn last_scan(&self, start_time: jiff::Timestamp) -> planops_api::rule::LastScan {
+        let scan = &self.outcome;
+        planops_api::rule::LastScan {
+            start_time: start_time.to_string(),
+            scheduled_time: None,
+            duration_millis: scan.duration.as_millis() as u64,
+            subjects_evaluated: scan.subjects_evaluated,
+            exceptions_open: scan.exceptions.len() as u64,
+            exceptions_opened: self.report.opened().len() as u64,
+            exceptions_resolved: self.report.resolved.len() as u64,
+            odoo_calls: scan.calls.requests + self.action_calls,
+            outcome: Some(planops_api::rule::ScanOutcome::Succeeded),
+            message: None,
+        }
+    }
 }
 
 /// Why [`scan_and_act`] stopped.

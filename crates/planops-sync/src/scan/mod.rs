@@ -161,35 +161,6 @@ fn evaluate(
 }
 
 impl ScanOutcome {
-    /// The `status.lastScan` of a rule after this scan and, when the rule acted, its
-    /// action report and the Odoo calls the actions made.
-    pub fn last_scan(
-        &self,
-        start_time: jiff::Timestamp,
-        actions: Option<(&crate::actions::ActionReport, u64)>,
-    ) -> planops_api::rule::LastScan {
-        let (opened, resolved, action_calls) = match actions {
-            Some((report, calls)) => (
-                report.opened().len() as u64,
-                report.resolved.len() as u64,
-                calls,
-            ),
-            None => (0, 0, 0),
-        };
-        planops_api::rule::LastScan {
-            start_time: start_time.to_string(),
-            scheduled_time: None,
-            duration_millis: self.duration.as_millis() as u64,
-            subjects_evaluated: self.subjects_evaluated,
-            exceptions_open: self.exceptions.len() as u64,
-            exceptions_opened: opened,
-            exceptions_resolved: resolved,
-            odoo_calls: self.calls.requests + action_calls,
-            outcome: Some(planops_api::rule::ScanOutcome::Succeeded),
-            message: None,
-        }
-    }
-
     /// The `n` highest-priority exceptions, as `status.topExceptions` lists them.
     pub fn top_exceptions(&self, n: usize) -> Vec<planops_api::rule::ExceptionSummary> {
         self.exceptions
@@ -203,62 +174,5 @@ impl ScanOutcome {
                 summary: e.summary.clone(),
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use planops_engine::inputs::StockItem;
-    use planops_engine::params::{DetectorSpec, ProjectedStockoutParams};
-
-    #[test]
-    fn outcome_maps_to_status() {
-        let today = jiff::civil::date(2025, 3, 1);
-        let mut input = planops_engine::PlanningInput::new(today);
-        for (product_id, on_hand) in [(1, -5.0), (2, -9.0)] {
-            input.items.push(StockItem {
-                product_id,
-                warehouse_id: 1,
-                on_hand,
-                ..Default::default()
-            });
-        }
-        let spec = DetectorSpec {
-            projected_stockout: Some(ProjectedStockoutParams::default()),
-            ..Default::default()
-        };
-        let rule = RuleRef {
-            namespace: "ns",
-            rule: "r",
-        };
-        let exceptions =
-            planops_engine::evaluate(&rule, &spec, &SeverityThresholds::default(), &input).unwrap();
-        let outcome = ScanOutcome {
-            exceptions,
-            subjects_evaluated: 2,
-            calls: CallsSnapshot {
-                requests: 7,
-                ..Default::default()
-            },
-            duration: Duration::from_millis(42),
-            memory: ScanMemory::default(),
-            today,
-        };
-        let report = crate::actions::ActionReport {
-            resolved: vec![11],
-            ..Default::default()
-        };
-        let start: jiff::Timestamp = "2025-03-01T06:00:00Z".parse().unwrap();
-        let status = outcome.last_scan(start, Some((&report, 3)));
-        assert_eq!(status.odoo_calls, 10);
-        assert_eq!(status.exceptions_open, 2);
-        assert_eq!(status.exceptions_resolved, 1);
-        assert_eq!(status.duration_millis, 42);
-        assert_eq!(status.start_time, "2025-03-01T06:00:00Z");
-        let top = outcome.top_exceptions(1);
-        assert_eq!(top.len(), 1);
-        assert_eq!(top[0].fingerprint, outcome.exceptions[0].fingerprint);
-        assert!(top[0].priority >= outcome.exceptions[1].priority);
     }
 }
