@@ -6,6 +6,7 @@
 //!   draft RFQs, signed notifications), each keyed by the exception's fingerprint.
 //! - [`approval`]: the approval gate's requests, polls and outcomes in Odoo.
 //! - [`automation`]: the Odoo automation rules PlanOps manages.
+//! - [`managed`]: the observe → create → observe-again steps every writer shares.
 //! - [`supplier`]: supplier confirmations and delays written onto purchase orders.
 //! - [`run`]: one rule run (scan, actions, approval gate), the one sequence the
 //!   scheduler, the event path and `planops scan` share.
@@ -13,6 +14,7 @@
 pub mod actions;
 pub mod approval;
 pub mod automation;
+pub mod managed;
 pub mod run;
 pub mod scan;
 pub mod supplier;

@@ -29,6 +29,7 @@ use std::fmt;
 use jiff::civil::Date;
 use serde_json::{Map, Value, json};
 
+use crate::managed::{Note, PostError, Posted, post_note};
 use odoo_client::{Call, OdooClient, OdooError, Record, RecordExt, Secret};
 use planops_api::common::SecretKeyRef;
 use planops_api::rule::{ActionSpec, Assignee, ExceptionRuleSpec, RuleMode};
@@ -1279,35 +1280,31 @@ async fn chatter_notes(
             outcomes.push(WriteOutcome::Skipped("no Odoo record to post on".into()));
             continue;
         };
-        let call = odoo_client::values::post_as_html(
-            Call::new(model.clone(), "message_post")
-                .ids(vec![*res_id])
-                .kwarg("body", marked_html(ctx, e))
-                .kwarg("message_type", "comment")
-                .kwarg("subtype_xmlid", "mail.mt_note"),
-            client.info().version.major,
-        );
-        match client.call(call).await {
-            Ok(value) => outcomes.push(match odoo_client::values::returned_id(&value) {
-                Some(id) => WriteOutcome::Created(id),
-                None => WriteOutcome::Failed(format!(
-                    "message_post answered {value} instead of a message id"
-                )),
-            }),
-            Err(err) if err.transient_kind().is_some_and(|k| k.may_have_committed()) => {
-                // The post may have landed: look before reporting.
-                let again = find(vec![w.fingerprint.clone()])
-                    .await
-                    .map_err(odoo_err("checking a chatter note after a lost reply"))?;
-                outcomes.push(match again.get(&w.fingerprint) {
-                    Some(&id) => WriteOutcome::Created(id),
-                    None => WriteOutcome::Failed(format!("{err}; the next scan retries")),
-                });
+        let note = Note {
+            model,
+            res_id: *res_id,
+            html: marked_html(ctx, e),
+            attachment_ids: Vec::new(),
+        };
+        let fingerprint = w.fingerprint.clone();
+        let posted = post_note(client, &note, || async {
+            find(vec![fingerprint.clone()])
+                .await
+                .map(|found| found.get(&fingerprint).copied())
+        })
+        .await;
+        match posted {
+            Ok(Posted { id: Some(id), .. }) => outcomes.push(WriteOutcome::Created(id)),
+            Ok(Posted { id: None, .. }) => outcomes.push(WriteOutcome::Failed(
+                "message_post answered no message id".into(),
+            )),
+            Err(PostError::Lookup(err)) => {
+                return Err(odoo_err("checking a chatter note after a lost reply")(err));
             }
-            Err(err) if err.is_transient() => outcomes.push(WriteOutcome::Failed(format!(
-                "{err}; the next scan retries"
-            ))),
-            Err(err) => {
+            Err(PostError::Post(err)) if err.is_transient() => outcomes.push(WriteOutcome::Failed(
+                format!("{err}; the next scan retries"),
+            )),
+            Err(PostError::Post(err)) => {
                 let reason = format!("Odoo refused message_post: {err}");
                 tracing::warn!(model = %model, error = %err, "chatter notes refused");
                 outcomes.push(WriteOutcome::Failed(reason.clone()));

@@ -5,7 +5,7 @@
 //! only what is missing, and after an ambiguous failure ("Odoo committed but
 //! the reply was lost") read again before creating, so nothing exists twice.
 
-use odoo_client::values::{html_escape, post_as_html, returned_id};
+use odoo_client::values::html_escape;
 use std::collections::{HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use super::levels::{Approver, Decision, Refused, ResolvedLevel, Verdict};
 use super::matching::{DomainMembership, GovernedRequest, format_amount};
 use super::{ApprovalError, odoo_err};
+use crate::managed::{Note, PostError, post_note};
 use odoo_client::domain::{Condition, Domain, Operator};
 use odoo_client::{
     Call, Edition, ExternalId, OdooClient, OdooError, Record, RecordExt, SearchOptions, ServerInfo,
@@ -336,34 +337,28 @@ async fn note_once(
                 &SearchOptions::limit(1),
             )
             .await
-            .map(|ids| !ids.is_empty())
+            .map(|ids| ids.first().copied())
             .map_err(odoo_err("looking for an earlier chatter note"))
     };
-    if find().await? {
+    if find().await?.is_some() {
         return Ok(false);
     }
+    let note = Note {
+        model,
+        res_id,
+        html,
+        attachment_ids: Vec::new(),
+    };
     let mut last_error = None;
     for _ in 0..4 {
-        let call = Call::new(model, "message_post")
-            .ids(vec![res_id])
-            .kwarg("body", html.clone())
-            .kwarg("message_type", "comment")
-            .kwarg("subtype_xmlid", "mail.mt_note");
-        match client
-            .call(post_as_html(call, client.info().version.major))
-            .await
-        {
-            Ok(value) => {
-                tracing::debug!(model, res_id, message = ?returned_id(&value), "chatter note posted");
+        match post_note(client, &note, find).await {
+            Ok(posted) => {
+                tracing::debug!(model, res_id, message = ?posted.id, "chatter note posted");
                 return Ok(true);
             }
-            Err(e) if e.is_transient() => {
-                if find().await? {
-                    return Ok(true);
-                }
-                last_error = Some(e);
-            }
-            Err(e) => return Err(odoo_err("posting a chatter note")(e)),
+            Err(PostError::Post(e)) if e.is_transient() => last_error = Some(e),
+            Err(PostError::Post(e)) => return Err(odoo_err("posting a chatter note")(e)),
+            Err(PostError::Lookup(e)) => return Err(e),
         }
     }
     Err(odoo_err("posting a chatter note")(

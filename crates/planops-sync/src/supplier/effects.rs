@@ -24,7 +24,7 @@
 //! the first write; an event naming a product the PO does not have is rejected
 //! with nothing written.
 
-use odoo_client::values::{html_escape, post_as_html, returned_id};
+use odoo_client::values::html_escape;
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
@@ -33,7 +33,8 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::mapping::SupplierEvent;
-use odoo_client::{Call, OdooClient, OdooError, RecordExt, SearchOptions};
+use crate::managed::{Note, PostError, post_note};
+use odoo_client::{OdooClient, OdooError, RecordExt, SearchOptions};
 use planops_api::supplier::{EffectsSpec, SupplierEventType};
 
 /// The model every effect is on.
@@ -279,30 +280,24 @@ pub async fn apply(
             &codes,
             &lines,
         );
-        let call = Call::new(ORDER_MODEL, "message_post")
-            .ids(vec![order_id])
-            .kwarg("body", body)
-            .kwarg("message_type", "comment")
-            .kwarg("subtype_xmlid", "mail.mt_note")
-            .kwarg("attachment_ids", json!([attachment]));
-        match client
-            .call(post_as_html(call, client.info().version.major))
-            .await
-        {
-            Ok(value) => {
+        let note = Note {
+            model: ORDER_MODEL,
+            res_id: order_id,
+            html: body,
+            attachment_ids: vec![attachment],
+        };
+        match post_note(client, &note, || find_note(client, order_id, fingerprint)).await {
+            Ok(posted) => {
                 note_posted = true;
-                note_id = returned_id(&value);
+                note_id = posted.id;
             }
-            Err(err) if err.transient_kind().is_some_and(|k| k.may_have_committed()) => {
-                // The post may have landed with its reply lost: look before failing.
-                note_id = find_note(client, order_id, fingerprint).await?;
-                if note_id.is_some() {
-                    note_posted = true;
-                } else {
-                    return Err(ApplyError::Transient(err));
-                }
+            Err(PostError::Post(err))
+                if err.transient_kind().is_some_and(|k| k.may_have_committed()) =>
+            {
+                return Err(ApplyError::Transient(err));
             }
-            Err(err) => return Err(err.into()),
+            Err(PostError::Post(err)) => return Err(err.into()),
+            Err(PostError::Lookup(err)) => return Err(err),
         }
     }
 
