@@ -155,6 +155,19 @@ fn the_engine_depends_on_no_io_crate() {
 }
 
 #[test]
+fn only_the_operator_talks_to_kubernetes() {
+    // planops-sync reads and writes Odoo; the cluster is the controllers' business.
+    for package in ["planops-sync", "odoo-client", "odoo-sim"] {
+        let tree = normal_tree(package, &[]);
+        assert!(tree.contains(package), "{tree:?}");
+        for client in ["kube-client", "kube-runtime"] {
+            assert!(!tree.contains(client), "{package} depends on {client}");
+        }
+    }
+    assert!(normal_tree("planops", &[]).contains("kube-client"));
+}
+
+#[test]
 fn the_engine_source_reaches_for_no_io() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/planops-engine/src");
     let forbidden = [

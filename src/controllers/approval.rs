@@ -440,7 +440,7 @@ async fn sync_callback(
             "OdooConnection {namespace}/{connection} has no callbackBaseUrl: polling only"
         ));
     };
-    let token = automation::approval_hook_token(&ctx.client, obj)
+    let token = super::hook_token::approval_hook_token(&ctx.client, obj)
         .await
         .map_err(|e| {
             format!(

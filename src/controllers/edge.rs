@@ -193,7 +193,7 @@ async fn callback_config<K: PlanopsKind>(
     secret: &str,
 ) -> Result<Option<RouteConfig>, String> {
     ctx.api_limiter.until_ready().await;
-    let token = automation::existing_token(&ctx.client, owner, secret)
+    let token = super::hook_token::existing_token(&ctx.client, owner, secret)
         .await
         .map_err(|e| e.to_string())?;
     Ok(token.map(routes::odoo_callback_route_config))

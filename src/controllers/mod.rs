@@ -7,6 +7,7 @@ pub mod cronjob;
 pub mod driver;
 pub mod edge;
 pub mod events;
+pub mod hook_token;
 pub mod http;
 pub mod kinds;
 pub mod metrics;

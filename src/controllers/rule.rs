@@ -666,7 +666,7 @@ async fn sync_automation(
             false,
         );
     };
-    let token = match automation::hook_token(&ctx.client, obj).await {
+    let token = match super::hook_token::hook_token(&ctx.client, obj).await {
         Ok(token) => token,
         Err(err) => {
             return fail(

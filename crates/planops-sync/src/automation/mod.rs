@@ -24,10 +24,7 @@ pub use sync::{
     AutomationKey, AutomationSpec, Change, Record, SyncError, SyncMode, SyncOutcome, Trigger,
     XMLID_MODULE, poll_changes, remove, sync,
 };
-pub use token::{
-    HookTokenError, TOKEN_KEY, approval_hook_secret_name, approval_hook_token, existing_token,
-    hook_secret_name, hook_token,
-};
+pub use token::{TOKEN_KEY, approval_hook_secret_name, hook_secret_name};
 
 /// Odoo major version from which the webhook server action exists.
 pub const MIN_WEBHOOK_VERSION: u32 = 17;

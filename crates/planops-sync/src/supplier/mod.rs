@@ -31,12 +31,11 @@ impl SupplierRuntime {
         connector: &SupplierConnector,
         partner_id: i64,
     ) -> Result<SupplierRuntime, CompileError> {
-        use kube::ResourceExt;
         Ok(SupplierRuntime {
             mapping: CompiledMapping::compile(&connector.spec.mapping)?,
             target: ConnectorTarget {
-                namespace: connector.namespace().unwrap_or_default(),
-                name: connector.name_any(),
+                namespace: connector.metadata.namespace.clone().unwrap_or_default(),
+                name: connector.metadata.name.clone().unwrap_or_default(),
                 partner_id,
                 effects: connector.spec.effects.clone().unwrap_or_default(),
             },
