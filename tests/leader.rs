@@ -221,5 +221,10 @@ async fn sigterm_stops_the_leader_cleanly_and_releases_the_lease() {
         holder(cluster, &ns).await.filter(|h| h == "second")
     })
     .await;
-    assert_eq!(leader_gauge(&standby).await, Some(true));
+    // The Lease names the new holder a moment before that process has started
+    // leading and says so on its gauge.
+    eventually("the standby to report that it leads", || async {
+        leader_gauge(&standby).await.filter(|leads| *leads)
+    })
+    .await;
 }

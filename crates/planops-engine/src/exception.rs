@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::params::SeverityThresholds;
 pub use planops_api::params::{DetectorKind, Severity};
 
 /// What an exception is about.
@@ -307,6 +308,19 @@ pub enum ExceptionNumbers {
     FieldThreshold(FieldThresholdNumbers),
 }
 
+impl ExceptionNumbers {
+    /// The detector whose numbers these are.
+    pub fn detector(&self) -> DetectorKind {
+        match self {
+            ExceptionNumbers::ProjectedStockout(_) => DetectorKind::ProjectedStockout,
+            ExceptionNumbers::DemandSpike(_) => DetectorKind::DemandSpike,
+            ExceptionNumbers::SupplierDelay(_) => DetectorKind::SupplierDelay,
+            ExceptionNumbers::OrderAtRisk(_) => DetectorKind::OrderAtRisk,
+            ExceptionNumbers::FieldThreshold(_) => DetectorKind::FieldThreshold,
+        }
+    }
+}
+
 /// One planning exception found by a detector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -317,7 +331,8 @@ pub struct PlanningException {
     pub detector: DetectorKind,
     /// What it is about.
     pub subject: Subject,
-    /// Severity from the rule's thresholds, raised to the detector's floor.
+    /// Severity from the rule's thresholds, raised to the detector's floor, unless the
+    /// rule fixes it.
     pub severity: Severity,
     /// impact × urgency (see each detector for its impact).
     pub priority: f64,
@@ -390,39 +405,63 @@ pub fn urgency(days_until: i64, lead_days: u32) -> f64 {
     }
 }
 
-/// Assembles an exception: fingerprint, priority = impact × urgency and severity =
-/// the thresholds' class raised to `floor`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn build(
-    rule: &RuleRef<'_>,
-    detector: DetectorKind,
-    subject: Subject,
-    thresholds: &super::params::SeverityThresholds,
-    impact: f64,
-    urgency: f64,
-    floor: Option<Severity>,
-    numbers: ExceptionNumbers,
-    provenance: Vec<NumberSource>,
-    summary: String,
-    narrative: String,
-) -> PlanningException {
-    let priority = impact * urgency;
-    let mut severity = thresholds.classify(priority);
-    if let Some(floor) = floor {
-        severity = severity.more_severe(floor);
-    }
-    PlanningException {
-        fingerprint: fingerprint(rule.namespace, rule.rule, detector, &subject.key()),
-        detector,
-        subject,
-        severity,
-        priority,
-        impact,
-        urgency,
-        numbers,
-        provenance,
-        summary,
-        narrative,
+/// How a finding's severity is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeverityBasis {
+    /// The rule's thresholds classify the priority, raised to `floor` for problems a
+    /// detector knows are serious whatever their value (a stockout only expediting
+    /// can avoid, an order already due).
+    Priority { floor: Option<Severity> },
+    /// The rule fixed the severity of every match, ignoring the thresholds.
+    Fixed(Severity),
+}
+
+/// What a detector found, before the rule turns it into a [`PlanningException`].
+/// The detector is implied by the numbers' variant, so the two cannot disagree.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Finding {
+    pub subject: Subject,
+    pub numbers: ExceptionNumbers,
+    /// The value (or quantity) at stake.
+    pub impact: f64,
+    /// 0–1, see [`urgency`].
+    pub urgency: f64,
+    pub severity: SeverityBasis,
+    pub provenance: Vec<NumberSource>,
+    pub summary: String,
+    pub narrative: String,
+}
+
+impl Finding {
+    /// The exception `rule` raises for this finding: priority = impact × urgency,
+    /// severity as its basis says, fingerprint over the rule, detector and subject.
+    pub(crate) fn into_exception(
+        self,
+        rule: &RuleRef<'_>,
+        thresholds: &SeverityThresholds,
+    ) -> PlanningException {
+        let priority = self.impact * self.urgency;
+        let severity = match self.severity {
+            SeverityBasis::Priority { floor } => {
+                let class = thresholds.classify(priority);
+                floor.map_or(class, |floor| class.more_severe(floor))
+            }
+            SeverityBasis::Fixed(fixed) => fixed,
+        };
+        let detector = self.numbers.detector();
+        PlanningException {
+            fingerprint: fingerprint(rule.namespace, rule.rule, detector, &self.subject.key()),
+            detector,
+            subject: self.subject,
+            severity,
+            priority,
+            impact: self.impact,
+            urgency: self.urgency,
+            numbers: self.numbers,
+            provenance: self.provenance,
+            summary: self.summary,
+            narrative: self.narrative,
+        }
     }
 }
 
@@ -504,6 +543,50 @@ mod tests {
         assert_eq!(urgency(-3, 0), 1.0);
         assert_eq!(urgency(1, 0), 1.0);
         assert_eq!(urgency(4, 0), 0.25);
+    }
+
+    #[test]
+    fn finding_severity_floor_only_raises_and_fixed_ignores_thresholds() {
+        let finding = |impact: f64, severity: SeverityBasis| Finding {
+            subject: Subject {
+                kind: SubjectKind::Record,
+                model: "stock.quant".into(),
+                ids: vec![3],
+                label: "quant".into(),
+            },
+            numbers: ExceptionNumbers::FieldThreshold(FieldThresholdNumbers {
+                field: "quantity".into(),
+                actual: -impact,
+                threshold: 0.0,
+                difference: -impact,
+            }),
+            impact,
+            urgency: 0.5,
+            severity,
+            provenance: Vec::new(),
+            summary: String::new(),
+            narrative: String::new(),
+        };
+        let rule = RuleRef {
+            namespace: "ns",
+            rule: "r",
+        };
+        let thresholds = SeverityThresholds::default();
+        let raise = SeverityBasis::Priority {
+            floor: Some(Severity::High),
+        };
+        let e = finding(40_000.0, raise).into_exception(&rule, &thresholds);
+        assert_eq!((e.priority, e.severity), (20_000.0, Severity::Critical));
+        assert_eq!(e.detector, DetectorKind::FieldThreshold);
+        assert_eq!(
+            e.fingerprint,
+            fingerprint("ns", "r", DetectorKind::FieldThreshold, "stock.quant:3")
+        );
+        let e = finding(10.0, raise).into_exception(&rule, &thresholds);
+        assert_eq!(e.severity, Severity::High);
+        let fixed = SeverityBasis::Fixed(Severity::Low);
+        let e = finding(40_000.0, fixed).into_exception(&rule, &thresholds);
+        assert_eq!(e.severity, Severity::Low);
     }
 
     #[test]

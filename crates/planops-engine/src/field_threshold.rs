@@ -16,8 +16,8 @@
 use serde_json::Value;
 
 use super::exception::{
-    self, DetectorKind, ExceptionNumbers, FieldThresholdNumbers, NumberSource, PlanningException,
-    RuleRef, Subject, SubjectKind,
+    ExceptionNumbers, FieldThresholdNumbers, Finding, NumberSource, PlanningException, RuleRef,
+    SeverityBasis, Subject, SubjectKind,
 };
 use super::inputs::{GenericRecord, PlanningInput};
 use super::params::{FieldThresholdParams, SeverityThresholds};
@@ -95,23 +95,21 @@ pub fn detect(
             threshold: params.value,
             difference,
         };
-        let mut e = exception::build(
-            rule,
-            DetectorKind::FieldThreshold,
+        let severity = match params.severity {
+            Some(fixed) => SeverityBasis::Fixed(fixed),
+            None => SeverityBasis::Priority { floor: None },
+        };
+        let finding = Finding {
             subject,
-            thresholds,
+            numbers: ExceptionNumbers::FieldThreshold(numbers),
             impact,
-            1.0,
-            None,
-            ExceptionNumbers::FieldThreshold(numbers),
+            urgency: 1.0,
+            severity,
             provenance,
             summary,
             narrative,
-        );
-        if let Some(fixed) = params.severity {
-            e.severity = fixed;
-        }
-        found.push(e);
+        };
+        found.push(finding.into_exception(rule, thresholds));
     }
     found
 }

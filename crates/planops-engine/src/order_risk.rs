@@ -27,8 +27,8 @@
 use std::collections::HashMap;
 
 use super::exception::{
-    self, DetectorKind, ExceptionNumbers, NumberSource, OrderRiskNumbers, PlanningException,
-    RuleRef, Severity, Subject, SubjectKind,
+    self, ExceptionNumbers, Finding, NumberSource, OrderRiskNumbers, PlanningException, RuleRef,
+    Severity, SeverityBasis, Subject, SubjectKind,
 };
 use super::inputs::{
     DatedQty, PlanningInput, Product, SaleLine, StockItem, add_days, days_between,
@@ -169,19 +169,17 @@ pub fn detect(
                 covered_on,
                 days_late,
             };
-            found.push(exception::build(
-                rule,
-                DetectorKind::OrderAtRisk,
+            let finding = Finding {
                 subject,
-                thresholds,
+                numbers: ExceptionNumbers::OrderAtRisk(numbers),
                 impact,
                 urgency,
-                floor,
-                ExceptionNumbers::OrderAtRisk(numbers),
+                severity: SeverityBasis::Priority { floor },
                 provenance,
                 summary,
                 narrative,
-            ));
+            };
+            found.push(finding.into_exception(rule, thresholds));
         }
     }
     found

@@ -28,7 +28,8 @@
 use std::collections::HashMap;
 
 use super::exception::{
-    self, DetectorKind, ExceptionNumbers, NumberSource, PlanningException, RuleRef, SpikeNumbers,
+    self, ExceptionNumbers, Finding, NumberSource, PlanningException, RuleRef, SeverityBasis,
+    SpikeNumbers,
 };
 use super::inputs::{PlanningInput, Product, Warehouse, add_days};
 use super::params::{DemandSpikeParams, ForecastMethod, SeverityThresholds, SpikeDirection};
@@ -161,19 +162,17 @@ pub fn detect(
             days_of_cover_at_recent_rate: cover,
             demand_class: class,
         };
-        found.push(exception::build(
-            rule,
-            DetectorKind::DemandSpike,
+        let finding = Finding {
             subject,
-            thresholds,
+            numbers: ExceptionNumbers::DemandSpike(numbers),
             impact,
             urgency,
-            None,
-            ExceptionNumbers::DemandSpike(numbers),
+            severity: SeverityBasis::Priority { floor: None },
             provenance,
             summary,
             narrative,
-        ));
+        };
+        found.push(finding.into_exception(rule, thresholds));
     }
     found
 }

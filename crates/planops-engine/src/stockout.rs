@@ -41,8 +41,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::exception::{
-    self, DetectorKind, ExceptionNumbers, NumberSource, PlanningException, RuleRef, Severity,
-    StockoutAction, StockoutNumbers, Subject, SubjectKind,
+    self, ExceptionNumbers, Finding, NumberSource, PlanningException, RuleRef, Severity,
+    SeverityBasis, StockoutAction, StockoutNumbers, Subject, SubjectKind,
 };
 use super::inputs::{
     DatedQty, PlanningInput, Product, StockItem, Warehouse, add_days, days_between,
@@ -65,16 +65,10 @@ pub fn detect(
         let product = products.get(&item.product_id).copied();
         if let Some(projection) = project_item(params, input.today, item, product, &mut scratch) {
             let warehouse = warehouses.get(&item.warehouse_id).copied();
-            found.push(to_exception(
-                params,
-                rule,
-                thresholds,
-                input.today,
-                item,
-                product,
-                warehouse,
-                projection,
-            ));
+            found.push(
+                finding(params, input.today, item, product, warehouse, projection)
+                    .into_exception(rule, thresholds),
+            );
         }
     }
     found
@@ -342,17 +336,14 @@ pub(crate) fn item_subject(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn to_exception(
+fn finding(
     params: &ProjectedStockoutParams,
-    rule: &RuleRef<'_>,
-    thresholds: &SeverityThresholds,
     today: jiff::civil::Date,
     item: &StockItem,
     product: Option<&Product>,
     warehouse: Option<&Warehouse>,
     p: Projection<'_>,
-) -> PlanningException {
+) -> Finding {
     let subject = item_subject(item, product, warehouse);
     let d = p.forecast.daily_rate;
     let below_safety_date = add_days(today, i64::from(p.below_safety_day));
@@ -529,24 +520,22 @@ fn to_exception(
         supplier_id: p.supplier_id,
         action: p.action,
     };
-    exception::build(
-        rule,
-        DetectorKind::ProjectedStockout,
+    Finding {
         subject,
-        thresholds,
+        numbers: ExceptionNumbers::ProjectedStockout(numbers),
         impact,
         urgency,
-        floor,
-        ExceptionNumbers::ProjectedStockout(numbers),
+        severity: SeverityBasis::Priority { floor },
         provenance,
         summary,
         narrative,
-    )
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exception::DetectorKind;
     use crate::inputs::{DemandHistory, Orderpoint, SupplierInfo};
     use crate::params::SafetyStockParams;
     use jiff::civil::{Date, date};

@@ -26,8 +26,8 @@
 use std::collections::HashMap;
 
 use super::exception::{
-    self, DelayReason, DetectorKind, ExceptionNumbers, NumberSource, PlanningException, RuleRef,
-    Subject, SubjectKind, SupplierDelayNumbers,
+    self, DelayReason, ExceptionNumbers, Finding, NumberSource, PlanningException, RuleRef,
+    SeverityBasis, Subject, SubjectKind, SupplierDelayNumbers,
 };
 use super::inputs::{PlanningInput, Product, PurchaseLine, ReceiptRecord, days_between};
 use super::params::{SeverityThresholds, SupplierDelayParams};
@@ -156,19 +156,17 @@ fn line_exception(
         on_time_rate: None,
         receipts: None,
     };
-    Some(exception::build(
-        rule,
-        DetectorKind::SupplierDelay,
+    let finding = Finding {
         subject,
-        thresholds,
+        numbers: ExceptionNumbers::SupplierDelay(numbers),
         impact,
         urgency,
-        None,
-        ExceptionNumbers::SupplierDelay(numbers),
+        severity: SeverityBasis::Priority { floor: None },
         provenance,
         summary,
         narrative,
-    ))
+    };
+    Some(finding.into_exception(rule, thresholds))
 }
 
 fn vendor_delay(receipt: &ReceiptRecord, products: &HashMap<i64, &Product>) -> Option<u32> {
@@ -309,19 +307,17 @@ fn supplier_exceptions(
             on_time_rate,
             receipts: Some(n as u32),
         };
-        found.push(exception::build(
-            rule,
-            DetectorKind::SupplierDelay,
+        let finding = Finding {
             subject,
-            thresholds,
-            value,
+            numbers: ExceptionNumbers::SupplierDelay(numbers),
+            impact: value,
             urgency,
-            None,
-            ExceptionNumbers::SupplierDelay(numbers),
+            severity: SeverityBasis::Priority { floor: None },
             provenance,
             summary,
             narrative,
-        ));
+        };
+        found.push(finding.into_exception(rule, thresholds));
     }
     found
 }
