@@ -16,6 +16,7 @@ pub mod rule;
 pub mod rule_scan;
 pub mod scheduler;
 pub mod supplier;
+pub mod tasks;
 pub mod validate;
 
 use std::future::Future;

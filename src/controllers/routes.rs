@@ -12,8 +12,8 @@
 //! Handlers hold a `Weak` context: the context owns the gateway, which owns
 //! the handlers.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::collections::HashSet;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -24,8 +24,9 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use super::events::{self, EventError, FocusedRun, RuleKey};
+use super::events::{self, EventError, FocusedRun};
 use super::scheduler::read_secrets;
+use super::tasks::{ObjectTasks, Stoppable};
 use crate::actions::SecretSource;
 use crate::api::common::{SecretKeyRef, is_paused};
 use crate::api::supplier::WebhookInbound;
@@ -335,60 +336,54 @@ pub(super) async fn reevaluate_named_rules(
 /// model on `write_date` instead and re-evaluates what changed.
 #[derive(Default)]
 pub struct ChangePolls {
-    loops: Mutex<HashMap<RuleKey, PollLoop>>,
+    loops: ObjectTasks<PollLoop>,
 }
 
 /// The generation a poll loop runs for, and its stop switch.
-type PollLoop = (Option<i64>, CancellationToken);
+struct PollLoop {
+    generation: Option<i64>,
+    token: CancellationToken,
+}
+
+impl Stoppable for PollLoop {
+    fn stop(&mut self) {
+        self.token.cancel();
+    }
+}
 
 /// How far back each poll looks past the newest `write_date` seen: Odoo keeps
 /// seconds, and a transaction can commit after a later one.
 const POLL_OVERLAP: SignedDuration = SignedDuration::from_secs(2);
 
 impl ChangePolls {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RuleKey, PollLoop>> {
-        self.loops
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Makes sure `rule`'s poll loop runs for its current generation.
     pub fn ensure(&self, ctx: &Arc<Context>, rule: &Arc<ExceptionRule>, every: Duration) {
-        let key = (rule.namespace().unwrap_or_default(), rule.name_any());
         let generation = rule.metadata.generation;
-        let mut loops = self.lock();
-        if let Some((running, token)) = loops.get(&key)
-            && *running == generation
-            && !token.is_cancelled()
-        {
-            return;
-        }
-        if let Some((_, token)) = loops.remove(&key) {
-            token.cancel();
-        }
-        let token = CancellationToken::new();
-        loops.insert(key, (generation, token.clone()));
-        tokio::spawn(change_poll_loop(
-            Arc::downgrade(ctx),
-            rule.clone(),
-            every,
-            token,
-        ));
+        self.loops.ensure(
+            &rule.namespace().unwrap_or_default(),
+            &rule.name_any(),
+            |running| running.generation == generation && !running.token.is_cancelled(),
+            || {
+                let token = CancellationToken::new();
+                tokio::spawn(change_poll_loop(
+                    Arc::downgrade(ctx),
+                    rule.clone(),
+                    every,
+                    token.clone(),
+                ));
+                PollLoop { generation, token }
+            },
+        );
     }
 
     pub fn stop(&self, namespace: &str, rule: &str) {
-        if let Some((_, token)) = self
-            .lock()
-            .remove(&(namespace.to_string(), rule.to_string()))
-        {
-            token.cancel();
-        }
+        self.loops.forget(namespace, rule);
     }
 
+    /// Stops every loop; a rule that still polls when this replica leads again
+    /// gets a new one from [`ChangePolls::ensure`].
     pub fn stop_all(&self) {
-        for (_, (_, token)) in self.lock().drain() {
-            token.cancel();
-        }
+        self.loops.stop_all();
     }
 }
 

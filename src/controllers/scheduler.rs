@@ -12,8 +12,9 @@
 //! ConfigMap `planops-memory-<rule>`: it is operator state, not something users
 //! read, and keeping it out of the status keeps `kubectl get -o yaml` short.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -29,6 +30,7 @@ use super::kinds::PlanopsKind;
 use super::metrics::{ConnectionLabels, RuleLabels};
 use super::rule_scan::{self, Failure};
 pub use super::rule_scan::{ScanReport, memory_configmap_name};
+use super::tasks::{ObjectTasks, Stoppable};
 use crate::actions::StaticSecrets;
 use crate::api::common::reasons;
 use crate::api::{ExceptionRule, OdooConnection};
@@ -43,8 +45,6 @@ pub struct ScheduleView {
     /// The last finished scan of this process, if any.
     pub last: Option<ScanReport>,
 }
-
-type RuleKey = (String, String);
 
 #[derive(Default)]
 struct RuleState {
@@ -62,27 +62,31 @@ struct RuleState {
     memory: Option<ScanMemory>,
 }
 
-#[derive(Default)]
-struct Inner {
-    rules: HashMap<RuleKey, RuleState>,
-    next_scan_id: u64,
+impl Stoppable for RuleState {
+    /// Cancels the timer and the scans in flight; the last result and the
+    /// memory stay, for when the rule runs again.
+    fn stop(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.cancel();
+        }
+        for (_, scan) in std::mem::take(&mut self.running) {
+            scan.cancel();
+        }
+        self.next_fire = None;
+        self.generation = None;
+    }
 }
 
 /// Timer and scan tasks of every scheduled rule.
 #[derive(Default)]
 pub struct Scheduler {
-    inner: Mutex<Inner>,
+    rules: ObjectTasks<RuleState>,
+    next_scan_id: AtomicU64,
     /// A finished scan asks for a reconcile of its rule, which records the result.
     requests: ReconcileRequests<ExceptionRule>,
 }
 
 impl Scheduler {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Called when the controllers start: returns the stream of rules whose scan
     /// finished, for the ExceptionRule controller to reconcile.
     pub fn start(
@@ -96,25 +100,18 @@ impl Scheduler {
     /// and scan. Results and memory stay, for when this replica leads again.
     pub fn stop_all(&self) {
         self.requests.stop_all();
-        let mut inner = self.lock();
-        for state in inner.rules.values_mut() {
-            stop_state(state);
-        }
+        self.rules.stop_all();
     }
 
     /// Stops the schedule of a rule that is no longer active (suspended, paused,
     /// no schedule, connection not ready); its last result is kept.
     pub fn stop(&self, namespace: &str, name: &str) {
-        if let Some(state) = self.lock().rules.get_mut(&key(namespace, name)) {
-            stop_state(state);
-        }
+        self.rules.stop(namespace, name);
     }
 
     /// Forgets a deleted rule.
     pub fn forget(&self, namespace: &str, name: &str) {
-        if let Some(mut state) = self.lock().rules.remove(&key(namespace, name)) {
-            stop_state(&mut state);
-        }
+        self.rules.forget(namespace, name);
     }
 
     /// Makes sure `rule` runs on `schedule`: starts its timer, or restarts it when
@@ -128,8 +125,7 @@ impl Scheduler {
         let namespace = rule.namespace().unwrap_or_default();
         let name = rule.name_any();
         let generation = rule.meta().generation;
-        let mut inner = self.lock();
-        let state = inner.rules.entry(key(&namespace, &name)).or_default();
+        self.rules.with_entry(&namespace, &name, |state| {
         let running = state.timer.as_ref().is_some_and(|t| !t.is_cancelled());
         if !running || state.generation != generation {
             if let Some(timer) = state.timer.take() {
@@ -191,34 +187,18 @@ impl Scheduler {
             next_fire: state.next_fire,
             last: state.last.clone(),
         }
+        })
     }
 
     /// The last result of a rule, whatever its schedule's state.
     pub fn last(&self, namespace: &str, name: &str) -> Option<ScanReport> {
-        self.lock()
-            .rules
-            .get(&key(namespace, name))
-            .and_then(|s| s.last.clone())
+        self.rules
+            .with(namespace, name, |state| state.and_then(|s| s.last.clone()))
     }
 
     fn notify(&self, rule: &ExceptionRule) {
         self.requests.request(&ObjectRef::from_obj(rule));
     }
-}
-
-fn key(namespace: &str, name: &str) -> RuleKey {
-    (namespace.to_string(), name.to_string())
-}
-
-fn stop_state(state: &mut RuleState) {
-    if let Some(timer) = state.timer.take() {
-        timer.cancel();
-    }
-    for (_, scan) in std::mem::take(&mut state.running) {
-        scan.cancel();
-    }
-    state.next_fire = None;
-    state.generation = None;
 }
 
 fn last_scheduled_in_status(rule: &ExceptionRule) -> Option<Timestamp> {
@@ -276,13 +256,9 @@ async fn fire(
     let namespace = rule.namespace().unwrap_or_default();
     let name = rule.name_any();
     let jitter_key = format!("{namespace}/{name}");
-    let (decision, id, token) = {
-        let mut inner = ctx.scheduler.lock();
-        let id = inner.next_scan_id;
-        inner.next_scan_id += 1;
-        let Some(state) = inner.rules.get_mut(&key(&namespace, &name)) else {
-            return;
-        };
+    let id = ctx.scheduler.next_scan_id.fetch_add(1, Ordering::Relaxed);
+    let started = ctx.scheduler.rules.with(&namespace, &name, |state| {
+        let state = state?;
         state.last_scheduled = Some(scheduled);
         // Status shows the run after this one from now on; it is written together
         // with this run's result, so an idle rule costs one write per scan.
@@ -303,7 +279,10 @@ async fn fire(
                 state.running.insert(id, token.clone());
             }
         }
-        (decision, id, token)
+        Some((decision, token))
+    });
+    let Some((decision, token)) = started else {
+        return;
     };
     match decision {
         StartDecision::Skip => {
@@ -399,21 +378,18 @@ async fn scan_task(
     };
     let mut report = report;
     report.stamp(started, Some(scheduled), duration);
-    let notify = {
-        let mut inner = ctx.scheduler.lock();
-        match inner.rules.get_mut(&key(&namespace, &name)) {
-            Some(state) => {
-                // Not in `running` any more: cancelled or stopped while finishing,
-                // so its result is stale.
-                let current = state.running.remove(&id).is_some();
-                if current {
-                    state.last = Some(report);
-                }
-                current
-            }
-            None => false,
+    let notify = ctx.scheduler.rules.with(&namespace, &name, |state| {
+        let Some(state) = state else {
+            return false;
+        };
+        // Not in `running` any more: cancelled or stopped while finishing, so
+        // its result is stale.
+        let current = state.running.remove(&id).is_some();
+        if current {
+            state.last = Some(report);
         }
-    };
+        current
+    });
     if notify {
         ctx.scheduler.notify(&rule);
     }
@@ -477,20 +453,18 @@ pub(super) async fn load_memory(
     namespace: &str,
     name: &str,
 ) -> Result<ScanMemory, kube::Error> {
-    if let Some(memory) = ctx
-        .scheduler
-        .lock()
-        .rules
-        .get(&key(namespace, name))
-        .and_then(|s| s.memory.clone())
-    {
+    if let Some(memory) = ctx.scheduler.rules.with(namespace, name, |state| {
+        state.and_then(|s| s.memory.clone())
+    }) {
         return Ok(memory);
     }
     ctx.api_limiter.until_ready().await;
     let memory = rule_scan::read_memory(&ctx.client, namespace, name).await?;
-    if let Some(state) = ctx.scheduler.lock().rules.get_mut(&key(namespace, name)) {
-        state.memory = Some(memory.clone());
-    }
+    ctx.scheduler.rules.with(namespace, name, |state| {
+        if let Some(state) = state {
+            state.memory = Some(memory.clone());
+        }
+    });
     Ok(memory)
 }
 
@@ -502,14 +476,13 @@ pub(super) async fn save_memory(
     ctx.api_limiter.until_ready().await;
     rule_scan::write_memory(&ctx.client, rule, memory).await?;
     let namespace = rule.namespace().unwrap_or_default();
-    if let Some(state) = ctx
-        .scheduler
-        .lock()
+    ctx.scheduler
         .rules
-        .get_mut(&key(&namespace, &rule.name_any()))
-    {
-        state.memory = Some(memory.clone());
-    }
+        .with(&namespace, &rule.name_any(), |state| {
+            if let Some(state) = state {
+                state.memory = Some(memory.clone());
+            }
+        });
     Ok(())
 }
 

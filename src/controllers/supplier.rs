@@ -15,8 +15,7 @@
 //! fetched again; its events are found in Odoo by fingerprint and counted as
 //! duplicates, so nothing is applied twice.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -29,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::driver::{DEFAULT_RESYNC, DEPENDENCY_RECHECK, ReconcileRequests, Reconciler, settle};
 use super::routes;
+use super::tasks::{ObjectTasks, Stoppable};
 use super::validate::{FieldError, check_json_path};
 use super::{Context, Error};
 use crate::api::SupplierConnector;
@@ -67,8 +67,6 @@ pub fn route_path(namespace: &str, name: &str) -> String {
     format!("/hooks/suppliers/{namespace}/{name}")
 }
 
-type Key = (String, String);
-
 struct LeadCache {
     partner: i64,
     window: u32,
@@ -96,26 +94,24 @@ struct State {
     last_poll: Option<Result<(), String>>,
 }
 
-#[derive(Default)]
-struct Inner {
-    connectors: HashMap<Key, State>,
+impl Stoppable for State {
+    /// Stops the poll loop; counts, cursor and caches stay.
+    fn stop(&mut self) {
+        if let Some(task) = self.poll.take() {
+            task.token.cancel();
+        }
+    }
 }
 
 /// Poll loops, event counts and caches of every SupplierConnector.
 #[derive(Default)]
 pub struct Suppliers {
-    inner: Mutex<Inner>,
+    connectors: ObjectTasks<State>,
     /// A poll page or a webhook delivery asks for a reconcile, which writes the counts.
     requests: ReconcileRequests<SupplierConnector>,
 }
 
 impl Suppliers {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Called when the controllers start: the stream of connectors to
     /// reconcile because their poll loop (or the gateway) changed something.
     pub fn start(
@@ -130,29 +126,18 @@ impl Suppliers {
     /// replica leads next, as another leader may have moved them.
     pub fn stop_all(&self) {
         self.requests.stop_all();
-        let mut inner = self.lock();
-        for state in inner.connectors.values_mut() {
-            if let Some(task) = state.poll.take() {
-                task.token.cancel();
-            }
+        self.connectors.for_each(|state| {
+            state.stop();
             state.loaded = false;
-        }
+        });
     }
 
     fn stop(&self, namespace: &str, name: &str) {
-        if let Some(state) = self.lock().connectors.get_mut(&key(namespace, name))
-            && let Some(task) = state.poll.take()
-        {
-            task.token.cancel();
-        }
+        self.connectors.stop(namespace, name);
     }
 
     fn forget(&self, namespace: &str, name: &str) {
-        if let Some(state) = self.lock().connectors.remove(&key(namespace, name))
-            && let Some(task) = state.poll
-        {
-            task.token.cancel();
-        }
+        self.connectors.forget(namespace, name);
     }
 
     /// Counts one handled event (webhook or poll) and asks for a status update.
@@ -162,17 +147,13 @@ impl Suppliers {
         result: &Result<Handled, EventError>,
     ) {
         let namespace = connector.namespace.clone().unwrap_or_default();
-        {
-            let mut inner = self.lock();
-            let state = inner
-                .connectors
-                .entry(key(&namespace, &connector.name))
-                .or_default();
-            count(&mut state.counts, result);
-            if matches!(result, Ok(h) if !h.applied.duplicate) {
-                state.last_event_time = Some(Timestamp::now().to_string());
-            }
-        }
+        self.connectors
+            .with_entry(&namespace, &connector.name, |state| {
+                count(&mut state.counts, result);
+                if matches!(result, Ok(h) if !h.applied.duplicate) {
+                    state.last_event_time = Some(Timestamp::now().to_string());
+                }
+            });
         self.notify(connector);
     }
 
@@ -182,14 +163,14 @@ impl Suppliers {
 
     /// Reads counts and cursor from the status once per leadership.
     fn load(&self, namespace: &str, name: &str, status: &SupplierConnectorStatus) {
-        let mut inner = self.lock();
-        let state = inner.connectors.entry(key(namespace, name)).or_default();
-        if !state.loaded {
-            state.loaded = true;
-            state.counts = status.events.clone().unwrap_or_default();
-            state.cursor = status.poll_cursor.clone();
-            state.last_event_time = status.last_event_time.clone();
-        }
+        self.connectors.with_entry(namespace, name, |state| {
+            if !state.loaded {
+                state.loaded = true;
+                state.counts = status.events.clone().unwrap_or_default();
+                state.cursor = status.poll_cursor.clone();
+                state.last_event_time = status.last_event_time.clone();
+            }
+        });
     }
 }
 
@@ -210,10 +191,6 @@ fn count(counts: &mut EventCounts, result: &Result<Handled, EventError>) {
         // Not settled: the sender (or the poller) tries again.
         Err(_) => {}
     }
-}
-
-fn key(namespace: &str, name: &str) -> Key {
-    (namespace.to_string(), name.to_string())
 }
 
 impl Reconciler for SupplierConnector {
@@ -381,10 +358,8 @@ impl Reconciler for SupplierConnector {
                 .unwrap_or(poll::DEFAULT_INTERVAL_SECONDS);
             parts.push(format!("polling {} every {interval}s", poll_spec.url));
             let last = suppliers
-                .lock()
                 .connectors
-                .get(&key(&namespace, &name))
-                .and_then(|s| s.last_poll.clone());
+                .with(&namespace, &name, |s| s.and_then(|s| s.last_poll.clone()));
             synced = match last {
                 None => (
                     ConditionStatus::Unknown,
@@ -499,11 +474,13 @@ fn unavailable(
 
 /// The poll loop's and gateway's numbers into the status.
 fn copy_state(ctx: &Context, namespace: &str, name: &str, status: &mut SupplierConnectorStatus) {
-    if let Some(state) = ctx.suppliers.lock().connectors.get(&key(namespace, name)) {
-        status.events = Some(state.counts.clone());
-        status.poll_cursor = state.cursor.clone();
-        status.last_event_time = state.last_event_time.clone();
-    }
+    ctx.suppliers.connectors.with(namespace, name, |state| {
+        if let Some(state) = state {
+            status.events = Some(state.counts.clone());
+            status.poll_cursor = state.cursor.clone();
+            status.last_event_time = state.last_event_time.clone();
+        }
+    });
 }
 
 /// The supplier's partner id (cached for [`LEAD_TIME_REFRESH`]), or why it
@@ -517,10 +494,8 @@ async fn partner(
 ) -> Result<Result<i64, (&'static str, String)>, OdooError> {
     let cached = ctx
         .suppliers
-        .lock()
         .connectors
-        .get(&key(namespace, name))
-        .and_then(|s| s.partner.clone())
+        .with(namespace, name, |s| s.and_then(|s| s.partner.clone()))
         .filter(|(sel, _, at)| sel == selector && at.elapsed() < LEAD_TIME_REFRESH);
     if let Some((_, id, _)) = cached {
         return Ok(Ok(id));
@@ -549,12 +524,9 @@ async fn partner(
         .await?;
     match ids.as_slice() {
         [id] => {
-            ctx.suppliers
-                .lock()
-                .connectors
-                .entry(key(namespace, name))
-                .or_default()
-                .partner = Some((selector.clone(), *id, Instant::now()));
+            ctx.suppliers.connectors.with_entry(namespace, name, |s| {
+                s.partner = Some((selector.clone(), *id, Instant::now()));
+            });
             Ok(Ok(*id))
         }
         [] => Ok(Err((
@@ -581,30 +553,26 @@ async fn lead_time(
     let fresh = |c: &LeadCache| {
         c.partner == partner && c.window == window && c.at.elapsed() < LEAD_TIME_REFRESH
     };
-    let previous = {
-        let inner = ctx.suppliers.lock();
-        let cache = inner
+    let (fresh_stats, previous) =
+        ctx.suppliers
             .connectors
-            .get(&key(namespace, name))
-            .and_then(|s| s.lead.as_ref());
-        if let Some(c) = cache.filter(|c| fresh(c)) {
-            return c.stats.clone();
-        }
-        cache.and_then(|c| c.stats.clone())
-    };
+            .with(namespace, name, |s| match s.and_then(|s| s.lead.as_ref()) {
+                Some(c) if fresh(c) => (Some(c.stats.clone()), None),
+                cache => (None, cache.and_then(|c| c.stats.clone())),
+            });
+    if let Some(stats) = fresh_stats {
+        return stats;
+    }
     let today = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
     match leadtime::measure(client, partner, window, today).await {
         Ok(stats) => {
-            ctx.suppliers
-                .lock()
-                .connectors
-                .entry(key(namespace, name))
-                .or_default()
-                .lead = Some(LeadCache {
-                partner,
-                window,
-                at: Instant::now(),
-                stats: stats.clone(),
+            ctx.suppliers.connectors.with_entry(namespace, name, |s| {
+                s.lead = Some(LeadCache {
+                    partner,
+                    window,
+                    at: Instant::now(),
+                    stats: stats.clone(),
+                });
             });
             stats
         }
@@ -632,25 +600,25 @@ fn ensure_poll(
         "partner": partner,
     })
     .to_string();
-    let mut inner = ctx.suppliers.lock();
-    let state = inner.connectors.entry(key(&namespace, &name)).or_default();
-    if let Some(task) = &state.poll
-        && task.signature == signature
-        && !task.token.is_cancelled()
-    {
-        return;
-    }
-    if let Some(task) = state.poll.take() {
-        task.token.cancel();
-    }
-    // A new spec's loop reports its own first poll, not the old loop's.
-    state.last_poll = None;
-    let token = CancellationToken::new();
-    state.poll = Some(PollTask {
-        signature,
-        token: token.clone(),
-    });
-    tokio::spawn(poll_loop(ctx.clone(), obj.clone(), runtime, token));
+    ctx.suppliers
+        .connectors
+        .with_entry(&namespace, &name, |state| {
+            if let Some(task) = &state.poll
+                && task.signature == signature
+                && !task.token.is_cancelled()
+            {
+                return;
+            }
+            state.stop();
+            // A new spec's loop reports its own first poll, not the old loop's.
+            state.last_poll = None;
+            let token = CancellationToken::new();
+            state.poll = Some(PollTask {
+                signature,
+                token: token.clone(),
+            });
+            tokio::spawn(poll_loop(ctx.clone(), obj.clone(), runtime, token));
+        });
 }
 
 async fn poll_loop(
@@ -690,13 +658,14 @@ async fn poll_loop(
                 .unwrap_or(poll::DEFAULT_INTERVAL_SECONDS),
         ));
         let failed = outcome.is_err();
-        let outcome_changed = {
-            let mut inner = ctx.suppliers.lock();
-            let state = inner.connectors.entry(key(&namespace, &name)).or_default();
-            let changed = state.last_poll.as_ref() != Some(&outcome);
-            state.last_poll = Some(outcome.clone());
-            changed
-        };
+        let outcome_changed = ctx
+            .suppliers
+            .connectors
+            .with_entry(&namespace, &name, |state| {
+                let changed = state.last_poll.as_ref() != Some(&outcome);
+                state.last_poll = Some(outcome.clone());
+                changed
+            });
         if let Err(err) = &outcome {
             tracing::warn!(namespace, connector = name, error = %err, "supplier poll failed");
         }
@@ -759,10 +728,8 @@ async fn poll_round(
     };
     let cursor = ctx
         .suppliers
-        .lock()
         .connectors
-        .get(&key(namespace, name))
-        .and_then(|s| s.cursor.clone());
+        .with(namespace, name, |s| s.and_then(|s| s.cursor.clone()));
     let page = tokio::select! {
         page = poll::poll_once(http, &config, cursor.as_deref(), &client, runtime) => page,
         // Stopping mid-page is safe: what was applied is found by fingerprint.
@@ -770,33 +737,35 @@ async fn poll_round(
     };
     // The page's effects are in Odoo; the rules see them before the next page.
     routes::reevaluate_named_rules(ctx, obj, &page.counts.product_ids).await;
-    let mut inner = ctx.suppliers.lock();
-    let state = inner.connectors.entry(key(namespace, name)).or_default();
-    let c = &page.counts;
-    let settled = c.accepted + c.duplicate + c.rejected;
-    state.counts.received += settled;
-    state.counts.accepted += c.accepted;
-    state.counts.duplicate += c.duplicate;
-    state.counts.rejected += c.rejected;
-    if c.accepted > 0 {
-        state.last_event_time = Some(Timestamp::now().to_string());
-    }
-    let mut changed = settled > 0;
-    let mut more = false;
-    let outcome = match page.next {
-        Ok(next) => {
-            if let Some(next) = next
-                && state.cursor.as_deref() != Some(next.as_str())
-            {
-                state.cursor = Some(next);
-                changed = true;
-                more = c.items > 0;
+    ctx.suppliers
+        .connectors
+        .with_entry(namespace, name, |state| {
+            let c = &page.counts;
+            let settled = c.accepted + c.duplicate + c.rejected;
+            state.counts.received += settled;
+            state.counts.accepted += c.accepted;
+            state.counts.duplicate += c.duplicate;
+            state.counts.rejected += c.rejected;
+            if c.accepted > 0 {
+                state.last_event_time = Some(Timestamp::now().to_string());
             }
-            Ok(())
-        }
-        Err(err) => Err(err.to_string()),
-    };
-    Some((changed, more, outcome))
+            let mut changed = settled > 0;
+            let mut more = false;
+            let outcome = match page.next {
+                Ok(next) => {
+                    if let Some(next) = next
+                        && state.cursor.as_deref() != Some(next.as_str())
+                    {
+                        state.cursor = Some(next);
+                        changed = true;
+                        more = c.items > 0;
+                    }
+                    Ok(())
+                }
+                Err(err) => Err(err.to_string()),
+            };
+            Some((changed, more, outcome))
+        })
 }
 
 /// The poll credentials from their Secret, read for each poll so a rotated
