@@ -31,19 +31,27 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
 
 /// schemars names Rust's unsigned integers with formats (`uint32`, `uint64`)
 /// that Kubernetes does not know: every `kubectl apply` of an object would warn
-/// `unrecognized format`. The API server keeps integers as int64, and the
-/// schema's `minimum: 0` already says "unsigned".
+/// `unrecognized format`. The API server keeps integers as int64; the schema's
+/// `minimum: 0` already says "unsigned", and a `maximum` keeps the narrower
+/// ones in the range the operator can read.
 fn with_kubernetes_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
     fn walk(value: &mut serde_json::Value) {
         match value {
             serde_json::Value::Object(map) => {
-                if let Some(serde_json::Value::String(format)) = map.get_mut("format")
-                    && matches!(
-                        format.as_str(),
-                        "uint8" | "uint16" | "uint32" | "uint64" | "uint"
-                    )
-                {
-                    *format = "int64".to_string();
+                let largest = match map.get("format").and_then(serde_json::Value::as_str) {
+                    Some("uint8") => Some(Some(u64::from(u8::MAX))),
+                    Some("uint16") => Some(Some(u64::from(u16::MAX))),
+                    Some("uint32") => Some(Some(u64::from(u32::MAX))),
+                    Some("uint64" | "uint") => Some(None),
+                    _ => None,
+                };
+                if let Some(largest) = largest {
+                    map.insert("format".into(), "int64".into());
+                    // The format also said how large a value fits: the operator
+                    // could not read a larger one, so the API server refuses it.
+                    if let Some(largest) = largest {
+                        map.entry("maximum").or_insert(largest.into());
+                    }
                 }
                 map.values_mut().for_each(walk);
             }
