@@ -1070,14 +1070,7 @@ async fn a_cronjob_scan_puts_its_draft_rfq_under_approval_once() {
     let dir = apply_rendered(w.cluster, &objects).await;
     let kubeconfig = service_account_kubeconfig(w.cluster, &w.ns, "planops-scan", &dir).await;
     let scan = || async {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
-            .args(["scan", &format!("{}/stockout", w.ns), "--output", "json"])
-            .env("KUBECONFIG", &kubeconfig)
-            .env_remove("PLANOPS_CACHE_DIR")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .expect("running planops scan");
+        let out = planops_scan(&kubeconfig, &format!("{}/stockout", w.ns)).await;
         assert!(
             out.status.success(),
             "planops scan failed: {}",

@@ -597,18 +597,6 @@ async fn cronjob(cluster: &support::TestCluster, ns: &str, name: &str) -> Option
         .map(|c| serde_json::to_value(c).expect("CronJob to JSON"))
 }
 
-/// `planops scan <ns>/<rule>`, the CronJob's command, run as whoever `kubeconfig` names.
-async fn planops_scan(kubeconfig: &std::path::Path, target: &str) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
-        .args(["scan", target, "--output", "json"])
-        .env("KUBECONFIG", kubeconfig)
-        .env_remove("PLANOPS_CACHE_DIR")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("running planops scan")
-}
-
 #[tokio::test]
 async fn cronjob_execution_materialises_an_owned_cronjob_whose_command_scans_with_the_scan_role() {
     let (cluster, ns) = setup("cronjob").await;

@@ -537,3 +537,15 @@ pub async fn wait_kube_event(cluster: &TestCluster, namespace: &str, reason: &st
     })
     .await
 }
+
+/// `planops scan <ns>/<rule>`, the CronJob's command, run as whoever `kubeconfig` names.
+pub async fn planops_scan(kubeconfig: &std::path::Path, target: &str) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
+        .args(["scan", target, "--output", "json"])
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("PLANOPS_CACHE_DIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("running planops scan")
+}
