@@ -23,9 +23,11 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::driver::{self, ReconcileRequests, Reconciler, settle};
+use super::connection::OdooClients;
+use super::driver::{self, KindContext, ReconcileRequests, Reconciler, settle};
+use super::rule::RuleContext;
 use super::validate::{FieldError, check_domain};
-use super::{Context, Error};
+use super::{Core, Error};
 use crate::api::approval::{ApprovalBackend, ApprovalCounts, ApprovalPolicyStatus, GovernedAction};
 use crate::api::common::{ConditionSet, ConditionStatus, condition_types as ct, reasons};
 use crate::api::rule::ExceptionRuleSpec;
@@ -44,7 +46,9 @@ use crate::approval::{
 };
 use crate::automation::{self, AutomationKey, AutomationSpec, SyncMode, Trigger};
 use crate::engine::RuleRef;
-use crate::gateway::{EventHandler, HandlerError, HandlerOutcome, InboundEvent, RoutePath};
+use crate::gateway::{
+    EventHandler, Gateway, HandlerError, HandlerOutcome, InboundEvent, RoutePath,
+};
 use crate::odoo::OdooClient;
 use crate::odoo::domain::Domain;
 use futures::future::BoxFuture;
@@ -133,7 +137,26 @@ mod approval_reasons {
     pub const CALLBACK_FAILED: &str = "CallbackFailed";
 }
 
+/// What the ApprovalPolicy reconciler uses.
+pub struct ApprovalContext {
+    pub core: Arc<Core>,
+    /// Odoo clients, one per connection (the connection controller's).
+    pub odoo: Arc<OdooClients>,
+    /// Serves the policies' Odoo callback routes.
+    pub gateway: Gateway,
+    /// Reconcile requests (shared with the rules' gate) and poll backoff.
+    pub approvals: Arc<Approvals>,
+}
+
+impl KindContext for ApprovalContext {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+}
+
 impl Reconciler for ApprovalPolicy {
+    type Context = ApprovalContext;
+
     fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
         if let Some(m) = &self.spec.match_ {
@@ -178,7 +201,7 @@ impl Reconciler for ApprovalPolicy {
 
     async fn evaluate(
         obj: Arc<Self>,
-        ctx: Arc<Context>,
+        ctx: Arc<ApprovalContext>,
         conditions: &mut ConditionSet,
         status: &mut ApprovalPolicyStatus,
     ) -> Result<Duration, Error> {
@@ -213,7 +236,7 @@ impl Reconciler for ApprovalPolicy {
             in_progress(conditions, approval_reasons::CONNECTION_PENDING, &message);
             return Ok(FIRST_ERROR_BACKOFF);
         };
-        match poll_policy(&obj, &ctx, &client).await {
+        match poll_policy(&obj, &ctx.core, &client).await {
             Ok(report) => {
                 ctx.approvals.succeeded(&namespace, &name);
                 status.backend = Some(match report.backend {
@@ -301,7 +324,7 @@ impl Reconciler for ApprovalPolicy {
 
     fn inactive(
         obj: &Self,
-        ctx: &Context,
+        ctx: &ApprovalContext,
         conditions: &mut ConditionSet,
         _status: &mut ApprovalPolicyStatus,
         reason: &str,
@@ -319,25 +342,26 @@ impl Reconciler for ApprovalPolicy {
         );
     }
 
-    fn forget(obj: &Self, ctx: &Context) {
+    fn forget(obj: &Self, ctx: &ApprovalContext) {
         let namespace = obj.namespace().unwrap_or_default();
         let name = obj.name_any();
         ctx.gateway
             .remove_route(&RoutePath::approval(namespace.clone(), name.clone()));
         ctx.approvals.succeeded(&namespace, &name);
-        ctx.metrics.forget_policy(&namespace, &name);
+        ctx.core.metrics.forget_policy(&namespace, &name);
     }
 
     /// `deletionPolicy: Delete`: pending requests are withdrawn in Odoo (approver
     /// lines cancelled, or activities closed) and the RFQ is left a draft with a
     /// note, so no approver keeps a to-do nobody will act on. Decided requests
     /// and their notes stay: they are the audit trail.
-    async fn cleanup(obj: Arc<Self>, ctx: Arc<Context>) -> Result<(), Error> {
+    async fn cleanup(obj: Arc<Self>, ctx: Arc<ApprovalContext>) -> Result<(), Error> {
         let namespace = obj.namespace().unwrap_or_default();
         let name = obj.name_any();
         let connection = &obj.spec.connection_ref.name;
         let Some(client) = ctx.odoo.get(&namespace, connection) else {
             let known = ctx
+                .core
                 .connections
                 .get(&ObjectRef::new(connection).within(&namespace))
                 .is_some();
@@ -390,7 +414,7 @@ impl Reconciler for ApprovalPolicy {
         }
         if withdrawn > 0 {
             driver::publish(
-                &ctx,
+                &ctx.core,
                 obj.as_ref(),
                 EventType::Normal,
                 "Withdrawn",
@@ -410,7 +434,7 @@ impl Reconciler for ApprovalPolicy {
 /// safety net (Odoo's webhooks are fire-and-forget). Returns what the
 /// `Synced` message says about it.
 async fn sync_callback(
-    ctx: &Arc<Context>,
+    ctx: &Arc<ApprovalContext>,
     obj: &Arc<ApprovalPolicy>,
     client: &OdooClient,
     backend: Backend,
@@ -426,6 +450,7 @@ async fn sync_callback(
     }
     let connection = &obj.spec.connection_ref.name;
     let callback = ctx
+        .core
         .connections
         .get(&ObjectRef::<OdooConnection>::new(connection).within(&namespace))
         .and_then(|c| c.spec.callback_base_url.clone());
@@ -440,7 +465,7 @@ async fn sync_callback(
             "OdooConnection {namespace}/{connection} has no callbackBaseUrl: polling only"
         ));
     };
-    let token = super::hook_token::approval_hook_token(&ctx.client, obj)
+    let token = super::hook_token::approval_hook_token(&ctx.core.client, obj)
         .await
         .map_err(|e| {
             format!(
@@ -539,7 +564,7 @@ fn callback_spec(
 /// their commit, so the reconcile is asked for once the write is readable.
 struct ApprovalHintHandler {
     /// Weak: the context owns the gateway, which owns the handlers.
-    ctx: std::sync::Weak<Context>,
+    ctx: std::sync::Weak<ApprovalContext>,
     namespace: String,
     policy: String,
     connection: String,
@@ -636,7 +661,7 @@ struct PollReport {
 
 async fn poll_policy(
     obj: &ApprovalPolicy,
-    ctx: &Context,
+    core: &Core,
     client: &OdooClient,
 ) -> Result<PollReport, ApprovalError> {
     let namespace = obj.namespace().unwrap_or_default();
@@ -660,7 +685,7 @@ async fn poll_policy(
         let facts = read_purchases(client, &ids).await?;
         let mut wrote = false;
         for entry in pending {
-            match process(obj, ctx, client, &levels, entry, facts.get(&entry.rfq_id)).await {
+            match process(obj, core, client, &levels, entry, facts.get(&entry.rfq_id)).await {
                 Ok(handled) => {
                     wrote |= handled.wrote;
                     if let Some(until) = handled.until {
@@ -701,7 +726,7 @@ fn until(at: Timestamp) -> Duration {
 /// One pending request: poll, evaluate, and act on the step.
 async fn process(
     obj: &ApprovalPolicy,
-    ctx: &Context,
+    core: &Core,
     client: &OdooClient,
     levels: &[ResolvedLevel],
     entry: &TrailEntry,
@@ -747,7 +772,7 @@ async fn process(
         };
         let why = "the approval request was deleted in Odoo";
         let wrote = withdraw(client, &gone, &gate, why).await?;
-        withdrawn_event(ctx, obj, wrote, &gone, why).await;
+        withdrawn_event(core, obj, wrote, &gone, why).await;
         return Ok(Handled { wrote, until: None });
     };
     let mut directory: Vec<Approver> = levels.iter().flat_map(|l| l.approvers.clone()).collect();
@@ -780,7 +805,7 @@ async fn process(
             by: "Odoo".into(),
             reason: "the approval request was cancelled in Odoo".into(),
         };
-        return outcome(obj, ctx, client, &pending, &gate, &decision).await;
+        return outcome(obj, core, client, &pending, &gate, &decision).await;
     }
     let state = PendingState {
         opened_at: pending.opened_at,
@@ -794,9 +819,9 @@ async fn process(
         if posted > 0 {
             wrote = true;
             for r in &evaluation.refused {
-                ctx.metrics.approval_decision(&namespace, &name, "refused");
+                core.metrics.approval_decision(&namespace, &name, "refused");
                 driver::publish(
-                    ctx,
+                    core,
                     obj,
                     EventType::Warning,
                     "DecisionRefused",
@@ -820,7 +845,7 @@ async fn process(
         // `carry_out`, which finishes an outcome cut short after the button.)
         let why = format!("the RFQ is in state {} in Odoo", facts.state);
         let now = withdraw(client, &pending, &gate, &why).await?;
-        withdrawn_event(ctx, obj, now, &pending, &why).await;
+        withdrawn_event(core, obj, now, &pending, &why).await;
         return Ok(Handled {
             wrote: wrote || now,
             until: None,
@@ -834,10 +859,10 @@ async fn process(
         Step::Escalate { to, note } => {
             escalate(client, &pending, &gate, levels, to, &note).await?;
             tracing::info!(fingerprint, policy = %name, rfq = pending.rfq_id, to = to + 1, "approval request escalated");
-            ctx.metrics
+            core.metrics
                 .approval_decision(&namespace, &name, "escalated");
             driver::publish(
-                ctx,
+                core,
                 obj,
                 EventType::Warning,
                 "Escalated",
@@ -857,7 +882,7 @@ async fn process(
                 .unwrap_or_default();
             if record_breach(client, &pending, &gate, level_name, since).await? {
                 tracing::warn!(fingerprint, policy = %name, rfq = pending.rfq_id, level = level_name, "last approval level's SLA breached");
-                ctx.metrics
+                core.metrics
                     .approval_sla_breaches
                     .get_or_create(&super::metrics::PolicyLabels {
                         namespace: namespace.clone(),
@@ -865,7 +890,7 @@ async fn process(
                     })
                     .inc();
                 driver::publish(
-                    ctx,
+                    core,
                     obj,
                     EventType::Warning,
                     "SlaBreached",
@@ -888,11 +913,11 @@ async fn process(
                     .map(|l| l.name.clone())
                     .unwrap_or_default(),
             };
-            outcome(obj, ctx, client, &pending, &gate, &decision).await
+            outcome(obj, core, client, &pending, &gate, &decision).await
         }
         Step::Rejected { by, reason } => {
             let decision = FinalDecision::Rejected { by, reason };
-            outcome(obj, ctx, client, &pending, &gate, &decision).await
+            outcome(obj, core, client, &pending, &gate, &decision).await
         }
     }
 }
@@ -901,7 +926,7 @@ async fn process(
 /// closes a rejected exception, and reports it as Event and metrics.
 async fn outcome(
     obj: &ApprovalPolicy,
-    ctx: &Context,
+    core: &Core,
     client: &OdooClient,
     pending: &crate::approval::Pending,
     gate: &GateRequest<'_>,
@@ -915,7 +940,7 @@ async fn outcome(
         Err(ApprovalError::RfqState { state, .. }) => {
             let why = format!("the RFQ is in state {state} in Odoo");
             let wrote = withdraw(client, pending, gate, &why).await?;
-            withdrawn_event(ctx, obj, wrote, pending, &why).await;
+            withdrawn_event(core, obj, wrote, pending, &why).await;
             return Ok(Handled { wrote, until: None });
         }
         Err(err) => return Err(err),
@@ -950,21 +975,21 @@ async fn outcome(
         let cycle = Timestamp::now()
             .duration_since(pending.opened_at)
             .as_secs_f64();
-        ctx.metrics
+        core.metrics
             .approval_cycle
             .get_or_create(&super::metrics::PolicyLabels {
                 namespace: namespace.clone(),
                 policy: name.clone(),
             })
             .observe(cycle.max(0.0));
-        ctx.metrics.approval_decision(
+        core.metrics.approval_decision(
             &namespace,
             &name,
             if approved { "approved" } else { "rejected" },
         );
         tracing::info!(fingerprint, policy = %name, rfq = pending.rfq_id, approved, cycle_seconds = cycle, "approval decision carried out");
         driver::publish(
-            ctx,
+            core,
             obj,
             EventType::Normal,
             if approved { "Approved" } else { "Rejected" },
@@ -982,7 +1007,7 @@ async fn outcome(
 /// A Warning Event for a request withdrawn now (`posted`: its note was
 /// written by this call, so a retry does not repeat the Event).
 async fn withdrawn_event(
-    ctx: &Context,
+    core: &Core,
     obj: &ApprovalPolicy,
     posted: bool,
     pending: &crate::approval::Pending,
@@ -990,7 +1015,7 @@ async fn withdrawn_event(
 ) {
     if posted {
         driver::publish(
-            ctx,
+            core,
             obj,
             EventType::Warning,
             "Withdrawn",
@@ -1053,12 +1078,12 @@ pub fn may_govern(policy: &ApprovalPolicy, spec: &ExceptionRuleSpec) -> bool {
 /// Tells the cluster what a run's approval gate did: an `ApprovalRequested` Event
 /// on each governing policy (which then polls at once), or an
 /// `ApprovalGateFailed` Event on the rule.
-pub async fn publish_gate(ctx: &Arc<Context>, rule: &ExceptionRule, gate: &GateReport) {
+pub async fn publish_gate(ctx: &RuleContext, rule: &ExceptionRule, gate: &GateReport) {
     let namespace = rule.namespace().unwrap_or_default();
     let rule_name = rule.name_any();
     for requested in &gate.requested {
         driver::publish(
-            ctx,
+            &ctx.core,
             &requested.policy,
             EventType::Normal,
             "ApprovalRequested",
@@ -1075,7 +1100,7 @@ pub async fn publish_gate(ctx: &Arc<Context>, rule: &ExceptionRule, gate: &GateR
     if let Some(err) = &gate.error {
         tracing::warn!(namespace = %namespace, rule = %rule_name, error = %err, "could not put draft RFQs under approval; the next scan retries");
         driver::publish(
-            ctx,
+            &ctx.core,
             rule,
             EventType::Warning,
             "ApprovalGateFailed",

@@ -9,9 +9,9 @@ use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::{Api, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use super::driver::{Reconciler, settle};
+use super::driver::{KindContext, Reconciler, settle};
 use super::validate::FieldError;
-use super::{Context, Error};
+use super::{Core, Error};
 use crate::api::OdooConnection;
 use crate::api::common::{ConditionSet, ConditionStatus, condition_types as ct, reasons};
 use crate::api::connection::{OdooConnectionStatus, OdooEdition, OdooProtocol};
@@ -53,6 +53,19 @@ impl OdooClients {
     fn forget(&self, namespace: &str, name: &str) {
         self.lock()
             .remove(&(namespace.to_string(), name.to_string()));
+    }
+}
+
+/// What the OdooConnection reconciler uses: it probes the servers and keeps
+/// the clients every other kind reads.
+pub struct ConnectionContext {
+    pub core: Arc<Core>,
+    pub odoo: Arc<OdooClients>,
+}
+
+impl KindContext for ConnectionContext {
+    fn core(&self) -> &Core {
+        &self.core
     }
 }
 
@@ -113,12 +126,12 @@ fn config_digest(spec: &crate::api::OdooConnectionSpec, login: &str, api_key: &s
 
 /// Reads the login and API key from the Secret the spec names.
 async fn read_credentials(
-    ctx: &Context,
+    core: &Core,
     namespace: &str,
     obj: &OdooConnection,
 ) -> Result<Option<(String, String)>, Error> {
-    let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), namespace);
-    ctx.api_limiter.until_ready().await;
+    let secrets: Api<KubeSecret> = Api::namespaced(core.client.clone(), namespace);
+    core.api_limiter.until_ready().await;
     let Some(secret) = secrets
         .get_opt(&obj.spec.credentials_secret_ref.name)
         .await
@@ -155,6 +168,8 @@ pub fn credentials_in<'a>(
 }
 
 impl Reconciler for OdooConnection {
+    type Context = ConnectionContext;
+
     fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
         match reqwest::Url::parse(&self.spec.url) {
@@ -177,7 +192,7 @@ impl Reconciler for OdooConnection {
 
     async fn evaluate(
         obj: Arc<Self>,
-        ctx: Arc<Context>,
+        ctx: Arc<ConnectionContext>,
         conditions: &mut ConditionSet,
         status: &mut OdooConnectionStatus,
     ) -> Result<Duration, Error> {
@@ -187,7 +202,7 @@ impl Reconciler for OdooConnection {
             Duration::from_secs(u64::from(obj.spec.probe_interval_seconds.unwrap_or(300)));
         // The driver checked the Secret and its keys a moment ago; a Secret
         // deleted in between is caught by the next reconcile its deletion triggers.
-        let Some((login, api_key)) = read_credentials(&ctx, &namespace, &obj).await? else {
+        let Some((login, api_key)) = read_credentials(&ctx.core, &namespace, &obj).await? else {
             return Ok(FIRST_UNREACHABLE_BACKOFF);
         };
         let digest = config_digest(&obj.spec, &login, &api_key);
@@ -248,7 +263,7 @@ impl Reconciler for OdooConnection {
                 Ok(probe_interval)
             }
             Err(err) => Ok(report_failure(
-                &ctx,
+                &ctx.odoo,
                 key,
                 digest,
                 &obj,
@@ -259,7 +274,7 @@ impl Reconciler for OdooConnection {
         }
     }
 
-    async fn cleanup(obj: Arc<Self>, ctx: Arc<Context>) -> Result<(), Error> {
+    async fn cleanup(obj: Arc<Self>, ctx: Arc<ConnectionContext>) -> Result<(), Error> {
         ctx.odoo
             .forget(&obj.namespace().unwrap_or_default(), &obj.name_any());
         Ok(())
@@ -267,7 +282,7 @@ impl Reconciler for OdooConnection {
 }
 
 fn report_failure(
-    ctx: &Context,
+    odoo: &OdooClients,
     key: (String, String),
     digest: [u8; 32],
     obj: &OdooConnection,
@@ -276,7 +291,7 @@ fn report_failure(
     probe_interval: Duration,
 ) -> Duration {
     let failures = {
-        let mut entries = ctx.odoo.lock();
+        let mut entries = odoo.lock();
         let entry = entries.entry(key).or_insert(Entry {
             config_digest: digest,
             client: None,

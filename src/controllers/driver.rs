@@ -17,7 +17,7 @@ use rand::RngExt;
 
 use super::kinds::{CommonStatus, PlanopsKind};
 use super::validate::FieldError;
-use super::{Context, Error};
+use super::{Core, Error};
 use crate::api::OdooConnection;
 use crate::api::common::{
     ConditionSet, ConditionStatus, DeletionPolicy, FIELD_MANAGER, FINALIZER,
@@ -28,8 +28,17 @@ use crate::api::common::{
 /// safety net for missed watch events.
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
 
+/// A kind's context: its own state, and the [`Core`] that the shared flow
+/// uses (the flow sees nothing else).
+pub trait KindContext: Send + Sync + 'static {
+    fn core(&self) -> &Core;
+}
+
 /// What a kind adds to the shared flow.
 pub trait Reconciler: PlanopsKind {
+    /// What this kind's reconciler uses.
+    type Context: KindContext;
+
     /// Checks the schema cannot express (time zones, cron, domains, ...), each
     /// error naming its field. Also run offline by `planops validate`.
     fn validate(&self) -> Vec<FieldError>;
@@ -39,7 +48,7 @@ pub trait Reconciler: PlanopsKind {
     /// fields; returns when to look again.
     fn evaluate(
         obj: Arc<Self>,
-        ctx: Arc<Context>,
+        ctx: Arc<Self::Context>,
         conditions: &mut ConditionSet,
         status: &mut Self::Status,
     ) -> impl Future<Output = Result<Duration, Error>> + Send;
@@ -49,7 +58,7 @@ pub trait Reconciler: PlanopsKind {
     /// `evaluate` started, such as a schedule, and says so in the status.
     fn inactive(
         obj: &Self,
-        ctx: &Context,
+        ctx: &Self::Context,
         conditions: &mut ConditionSet,
         status: &mut Self::Status,
         reason: &str,
@@ -76,7 +85,7 @@ pub trait Reconciler: PlanopsKind {
 
     /// Drops in-process state of a deleted resource (schedules, metric series),
     /// whatever its deletion policy.
-    fn forget(obj: &Self, ctx: &Context) {
+    fn forget(obj: &Self, ctx: &Self::Context) {
         let _ = (obj, ctx);
     }
 
@@ -84,7 +93,7 @@ pub trait Reconciler: PlanopsKind {
     /// unless `deletionPolicy: Orphan`; must tolerate `evaluate` never having run.
     fn cleanup(
         obj: Arc<Self>,
-        ctx: Arc<Context>,
+        ctx: Arc<Self::Context>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
         let _ = (obj, ctx);
         async { Ok(()) }
@@ -92,10 +101,10 @@ pub trait Reconciler: PlanopsKind {
 }
 
 /// Entry point handed to `Controller::run`.
-pub async fn reconcile<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_timer(K::KIND);
+pub async fn reconcile<K: Reconciler>(obj: Arc<K>, ctx: Arc<K::Context>) -> Result<Action, Error> {
+    let _timer = ctx.core().metrics.reconcile_timer(K::KIND);
     let namespace = obj.namespace().ok_or(Error::MissingNamespace)?;
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<K> = Api::namespaced(ctx.core().client.clone(), &namespace);
     let ctx_for_events = ctx.clone();
     finalizer(&api, FINALIZER, obj, move |event| async move {
         match event {
@@ -108,14 +117,15 @@ pub async fn reconcile<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<
 }
 
 /// Requeue with jitter after a failure, so many failing objects do not retry in lockstep.
-pub fn error_policy<K: Reconciler>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy<K: Reconciler>(obj: Arc<K>, err: &Error, ctx: Arc<K::Context>) -> Action {
     if err.is_stale_object() {
         tracing::debug!(kind = K::KIND, name = %obj.name_any(), namespace = ?obj.namespace(), error = %err, "acted on a stale copy; retrying on the newer one");
         let jitter = rand::rng().random_range(0..500);
         return Action::requeue(Duration::from_millis(500 + jitter));
     }
     tracing::warn!(kind = K::KIND, name = %obj.name_any(), namespace = ?obj.namespace(), error = %err, "reconcile failed");
-    ctx.metrics
+    ctx.core()
+        .metrics
         .reconcile_errors
         .get_or_create(&super::metrics::ErrorLabels {
             kind: K::KIND.into(),
@@ -126,13 +136,15 @@ pub fn error_policy<K: Reconciler>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) 
     Action::requeue(Duration::from_millis(10_000 + jitter))
 }
 
-async fn cleanup<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn cleanup<K: Reconciler>(obj: Arc<K>, ctx: Arc<K::Context>) -> Result<Action, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     if obj.deletion_policy() == DeletionPolicy::Delete {
         K::cleanup(obj.clone(), ctx.clone()).await?;
     }
     K::forget(&obj, &ctx);
-    ctx.metrics.forget(K::KIND, &namespace, &obj.name_any());
+    ctx.core()
+        .metrics
+        .forget(K::KIND, &namespace, &obj.name_any());
     Ok(Action::await_change())
 }
 
@@ -141,7 +153,7 @@ async fn cleanup<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action
 /// changed.
 pub(super) const DEPENDENCY_RECHECK: Duration = Duration::from_secs(5);
 
-async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<K::Context>) -> Result<Action, Error> {
     let previous = obj.status().cloned().unwrap_or_default();
     let generation = obj.meta().generation;
     let mut conditions = ConditionSet::new(&previous.core().conditions, generation);
@@ -199,7 +211,7 @@ async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, 
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     if let Some(ready) = find_condition(&status.core().conditions, ct::READY) {
-        ctx.metrics.set_ready(
+        ctx.core().metrics.set_ready(
             K::KIND,
             &namespace,
             &name,
@@ -209,9 +221,9 @@ async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, 
     }
 
     if obj.status() != Some(&status) {
-        write_status(&*obj, &ctx, &status).await?;
+        write_status(&*obj, ctx.core(), &status).await?;
         for condition in transitions {
-            publish_transition(&*obj, &ctx, &condition).await;
+            publish_transition(&*obj, ctx.core(), &condition).await;
         }
     }
 
@@ -225,10 +237,11 @@ async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, 
 /// only a change to the resource or a dependency can help.
 async fn evaluate_active<K: Reconciler>(
     obj: Arc<K>,
-    ctx: Arc<Context>,
+    ctx: Arc<K::Context>,
     conditions: &mut ConditionSet,
     status: &mut K::Status,
 ) -> Result<Option<Duration>, Error> {
+    let core = ctx.core();
     let errors = obj.validate();
     if !errors.is_empty() {
         let message = FieldError::join(&errors);
@@ -256,7 +269,7 @@ async fn evaluate_active<K: Reconciler>(
     let namespace = obj.namespace().unwrap_or_default();
 
     if let Some(connection) = obj.connection_name() {
-        let found = ctx
+        let found = core
             .connections
             .get(&ObjectRef::<OdooConnection>::new(connection).within(&namespace));
         match found {
@@ -291,8 +304,8 @@ async fn evaluate_active<K: Reconciler>(
     }
 
     for (field, secret_ref) in obj.secret_refs() {
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-        ctx.api_limiter.until_ready().await;
+        let secrets: Api<Secret> = Api::namespaced(core.client.clone(), &namespace);
+        core.api_limiter.until_ready().await;
         let secret = secrets
             .get_opt(&secret_ref.name)
             .await
@@ -353,11 +366,11 @@ pub fn settle(
 
 async fn write_status<K: Reconciler>(
     obj: &K,
-    ctx: &Context,
+    core: &Core,
     status: &K::Status,
 ) -> Result<(), Error> {
     let namespace = obj.namespace().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<K> = Api::namespaced(core.client.clone(), &namespace);
     // The resourceVersion makes the write conditional on the object this
     // status was computed from: another writer of the status (`planops scan`
     // in a CronJob writes `lastScan`) is never overwritten with a stale copy;
@@ -368,7 +381,7 @@ async fn write_status<K: Reconciler>(
         "metadata": {"resourceVersion": obj.resource_version()},
         "status": obj.applied_status(status),
     });
-    ctx.api_limiter.until_ready().await;
+    core.api_limiter.until_ready().await;
     api.patch_status(
         &obj.name_any(),
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -376,7 +389,7 @@ async fn write_status<K: Reconciler>(
     )
     .await
     .map_err(Error::Kube)?;
-    ctx.metrics
+    core.metrics
         .status_writes
         .get_or_create(&super::metrics::KindLabels {
             kind: K::KIND.into(),
@@ -387,7 +400,7 @@ async fn write_status<K: Reconciler>(
 
 async fn publish_transition<K: Reconciler>(
     obj: &K,
-    ctx: &Context,
+    core: &Core,
     condition: &crate::api::common::Condition,
 ) {
     // Reconciling and Stalled mirror Ready's story; one Event per story is enough.
@@ -414,14 +427,14 @@ async fn publish_transition<K: Reconciler>(
         EventType::Warning
     };
     let action = format!("{}Changed", condition.type_);
-    publish(ctx, obj, type_, &condition.reason, &action, note).await;
+    publish(core, obj, type_, &condition.reason, &action, note).await;
 }
 
 /// Publishes one Event about `obj`, paced by the API rate limit like every
 /// other write. An Event is a courtesy: failing to send one is logged, never
 /// an error of the reconcile.
 pub(super) async fn publish<K: PlanopsKind>(
-    ctx: &Context,
+    core: &Core,
     obj: &K,
     type_: EventType,
     reason: &str,
@@ -435,8 +448,8 @@ pub(super) async fn publish<K: PlanopsKind>(
         action: action.into(),
         secondary: None,
     };
-    ctx.api_limiter.until_ready().await;
-    if let Err(err) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+    core.api_limiter.until_ready().await;
+    if let Err(err) = core.recorder.publish(&event, &obj.object_ref(&())).await {
         tracing::warn!(kind = K::KIND, name = %obj.name_any(), error = %err, "could not publish event");
     }
 }

@@ -28,14 +28,12 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
 
 use super::kinds::PlanopsKind;
-use super::{
-    ConnectionIndex, Context, Process, ProcessArgs, routes, scoped_api, scoped_api_secret,
-};
+use super::{ConnectionIndex, Core, Process, ProcessArgs, routes, scoped_api, scoped_api_secret};
 use crate::api::common::is_paused;
 use crate::api::{ApprovalPolicy, ExceptionRule, SupplierConnector};
 use crate::automation;
 use crate::gateway::forward::{ForwardOptions, Forwarder};
-use crate::gateway::{EventHandler, RouteConfig, RoutePath};
+use crate::gateway::{EventHandler, Gateway, RouteConfig, RoutePath};
 
 /// How often routes whose set-up failed (API error, missing Secret key) are tried again.
 const RETRY_FAILED: Duration = Duration::from_secs(5);
@@ -72,15 +70,13 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     super::probe_kind::<ApprovalPolicy>(&client, namespace).await?;
 
     let identity = args.process.identity_or("planops-gateway");
-    let ctx = Arc::new(Context::new(
+    // An edge runs no controller: it reads routes' Secrets and serves them.
+    let core = Arc::new(Core::new(
         client,
         &identity,
         metrics,
         (args.process.api_qps, args.process.api_burst),
         ConnectionIndex::default(),
-        gateway,
-        // An edge runs no scans and materialises nothing.
-        Default::default(),
     ));
     tracing::info!(upstream = %args.forward_to, "edge gateway: serving routes and forwarding to the leader");
 
@@ -92,7 +88,8 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for (scope, synced_flag) in scopes.into_iter().zip(synced.iter().cloned()) {
         let sync = RouteSync {
-            ctx: ctx.clone(),
+            core: core.clone(),
+            gateway: gateway.clone(),
             forwarder: forwarder.clone(),
         };
         tasks.push(tokio::spawn(sync.run(
@@ -121,7 +118,7 @@ trait Routed: PlanopsKind {
     /// has none (yet: a token's creation re-syncs it through the Secret watch).
     fn route_config<'a>(
         &'a self,
-        ctx: &'a Context,
+        core: &'a Core,
     ) -> BoxFuture<'a, Result<Option<RouteConfig>, String>>;
 }
 
@@ -132,14 +129,14 @@ impl Routed for ExceptionRule {
 
     fn route_config<'a>(
         &'a self,
-        ctx: &'a Context,
+        core: &'a Core,
     ) -> BoxFuture<'a, Result<Option<RouteConfig>, String>> {
         Box::pin(async move {
             if !routes::rule_wants_events(self) {
                 return Ok(None);
             }
             let secret = automation::hook_secret_name(&self.name_any());
-            callback_config(ctx, self, &secret).await
+            callback_config(core, self, &secret).await
         })
     }
 }
@@ -151,14 +148,14 @@ impl Routed for ApprovalPolicy {
 
     fn route_config<'a>(
         &'a self,
-        ctx: &'a Context,
+        core: &'a Core,
     ) -> BoxFuture<'a, Result<Option<RouteConfig>, String>> {
         Box::pin(async move {
             if self.suspended() || is_paused(self.metadata.annotations.as_ref()) {
                 return Ok(None);
             }
             let secret = automation::approval_hook_secret_name(&self.name_any());
-            callback_config(ctx, self, &secret).await
+            callback_config(core, self, &secret).await
         })
     }
 }
@@ -170,7 +167,7 @@ impl Routed for SupplierConnector {
 
     fn route_config<'a>(
         &'a self,
-        ctx: &'a Context,
+        core: &'a Core,
     ) -> BoxFuture<'a, Result<Option<RouteConfig>, String>> {
         Box::pin(async move {
             let Some(webhook) = &self.spec.inbound.webhook else {
@@ -179,7 +176,7 @@ impl Routed for SupplierConnector {
             if self.suspended() {
                 return Ok(None);
             }
-            routes::supplier_route_config(ctx, self, webhook)
+            routes::supplier_route_config(core, self, webhook)
                 .await
                 .map(Some)
         })
@@ -188,12 +185,12 @@ impl Routed for SupplierConnector {
 
 /// An Odoo callback route, once the operator has made the owner's token.
 async fn callback_config<K: PlanopsKind>(
-    ctx: &Context,
+    core: &Core,
     owner: &K,
     secret: &str,
 ) -> Result<Option<RouteConfig>, String> {
-    ctx.api_limiter.until_ready().await;
-    let token = super::hook_token::existing_token(&ctx.client, owner, secret)
+    core.api_limiter.until_ready().await;
+    let token = super::hook_token::existing_token(&core.client, owner, secret)
         .await
         .map_err(|e| e.to_string())?;
     Ok(token.map(routes::odoo_callback_route_config))
@@ -287,7 +284,7 @@ impl<K: Routed> Watched<K> {
             return;
         };
         let path = obj.route_path();
-        match obj.route_config(&sync.ctx).await {
+        match obj.route_config(&sync.core).await {
             Ok(Some(config)) => {
                 self.failed.remove(&reference);
                 sync.serve(path, config);
@@ -308,7 +305,8 @@ impl<K: Routed> Watched<K> {
 
 /// The routes of one scope, kept in step with the watches.
 struct RouteSync {
-    ctx: Arc<Context>,
+    core: Arc<Core>,
+    gateway: Gateway,
     forwarder: Arc<dyn EventHandler>,
 }
 
@@ -321,7 +319,7 @@ impl RouteSync {
         all_synced: Vec<Arc<AtomicBool>>,
         shutdown: CancellationToken,
     ) {
-        let client = self.ctx.client.clone();
+        let client = self.core.client.clone();
         let mut rule_events = watcher(
             scoped_api::<ExceptionRule>(&client, &scope),
             watcher::Config::default(),
@@ -385,9 +383,8 @@ impl RouteSync {
     }
 
     fn serve(&self, path: RoutePath, config: RouteConfig) {
-        let existed = self.ctx.gateway.routes().contains(&path);
+        let existed = self.gateway.routes().contains(&path);
         match self
-            .ctx
             .gateway
             .upsert_route(path.clone(), config, self.forwarder.clone())
         {
@@ -401,7 +398,7 @@ impl RouteSync {
     }
 
     fn remove_route(&self, path: &RoutePath) {
-        if self.ctx.gateway.remove_route(path) {
+        if self.gateway.remove_route(path) {
             tracing::info!(route = %path, "route removed");
         }
     }

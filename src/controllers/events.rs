@@ -15,7 +15,7 @@ use std::time::Instant;
 use jiff::Timestamp;
 use kube::ResourceExt;
 
-use super::Context;
+use super::rule::RuleContext;
 use super::scheduler::{load_memory, read_secrets, save_memory};
 use crate::actions::{Acted, RunError};
 use crate::api::ExceptionRule;
@@ -100,7 +100,7 @@ pub struct FocusedRun {
 
 /// Re-evaluates `rule` for `ids` of `model`.
 pub async fn reevaluate(
-    ctx: &Arc<Context>,
+    ctx: &Arc<RuleContext>,
     rule: &ExceptionRule,
     model: &str,
     ids: &[i64],
@@ -140,7 +140,7 @@ pub async fn reevaluate(
 /// re-read made at once could see the old values and miss the exception.
 /// Runs after the gateway answered Odoo, never inside the request.
 pub async fn reevaluate_hint(
-    ctx: &Arc<Context>,
+    ctx: &Arc<RuleContext>,
     rule: &ExceptionRule,
     hint: &HintedRecord,
 ) -> Result<FocusedRun, EventError> {
@@ -174,7 +174,7 @@ pub async fn reevaluate_hint(
 
 /// Re-evaluates `rule` for `products` (a supplier event's).
 pub async fn reevaluate_products(
-    ctx: &Arc<Context>,
+    ctx: &Arc<RuleContext>,
     rule: &ExceptionRule,
     products: Vec<i64>,
 ) -> Result<FocusedRun, EventError> {
@@ -182,7 +182,7 @@ pub async fn reevaluate_products(
 }
 
 async fn reevaluate_focus(
-    ctx: &Arc<Context>,
+    ctx: &Arc<RuleContext>,
     client: &crate::odoo::OdooClient,
     rule: &ExceptionRule,
     focus: Focus,
@@ -198,7 +198,7 @@ async fn reevaluate_focus(
             what: "reading the scan memory",
             source,
         })?;
-    let secrets = read_secrets(ctx, rule, &namespace)
+    let secrets = read_secrets(&ctx.core, rule, &namespace)
         .await
         .map_err(|source| EventError::Kube {
             what: "reading notify secrets",
@@ -220,8 +220,8 @@ async fn reevaluate_focus(
             ..Default::default()
         },
         policies: &super::approval::ListedPolicies {
-            client: &ctx.client,
-            limiter: Some(&ctx.api_limiter),
+            client: &ctx.core.client,
+            limiter: Some(&ctx.core.api_limiter),
         },
     }
     .execute()

@@ -1,4 +1,4 @@
-//! Reconcilers, one per kind, sharing one context; leader election; the
+//! Reconcilers, one per kind, each with its own context around a shared core; leader election; the
 //! operator's health, readiness and metrics endpoints.
 
 pub mod approval;
@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApprovalPolicy, ExceptionRule, OdooConnection, SupplierConnector};
 use crate::gateway::{Gateway, GatewayOptions};
-use driver::Reconciler;
+use driver::{KindContext, Reconciler};
 use kinds::PlanopsKind;
 use metrics::Metrics;
 
@@ -195,39 +195,21 @@ impl ConnectionIndex {
     }
 }
 
-/// Everything the reconcilers share.
-pub struct Context {
+/// What every controller shares, and all the shared reconcile flow
+/// ([`driver`]) sees: the API client and its rate limit, the Event recorder,
+/// the metrics and the OdooConnection index. Each kind's own state is in its
+/// context ([`connection::ConnectionContext`], [`rule::RuleContext`],
+/// [`supplier::SupplierContext`], [`approval::ApprovalContext`]).
+pub struct Core {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// Client-side rate limit on requests to the API server outside the watches.
     pub api_limiter: DefaultDirectRateLimiter,
     pub connections: ConnectionIndex,
-    /// One Odoo client per OdooConnection, shared by everything that uses it.
-    pub odoo: connection::OdooClients,
-    /// Timers and scans of scheduled ExceptionRules (active on the leader only).
-    pub scheduler: scheduler::Scheduler,
-    /// Poll loops and event counts of SupplierConnectors (active on the leader only).
-    pub suppliers: supplier::Suppliers,
-    /// The webhook gateway; its routes are registered by the controllers, so
-    /// only the leader serves them (a standby answers 503).
-    pub gateway: Gateway,
-    /// One rule's scans and event re-evaluations act one at a time, so that
-    /// two of them never both find a fingerprint missing and both create it.
-    pub rule_locks: events::RuleLocks,
-    /// Odoo 16 write_date poll loops standing in for the webhook action.
-    pub change_polls: routes::ChangePolls,
-    /// Demand history of done moves, one entry per connection, shared by every
-    /// scheduled scan; on disk when `PLANOPS_CACHE_DIR` is set (the chart's volume).
-    pub history: crate::scan::HistoryCache,
-    /// How rules with `execution: CronJob` are materialised.
-    pub cronjobs: cronjob::CronJobSettings,
-    /// Reconcile requests and poll backoff of ApprovalPolicies.
-    pub approvals: approval::Approvals,
 }
 
-/// Runs the operator until SIGTERM or Ctrl-C.
-impl Context {
+impl Core {
     /// `api_rate`: requests per second and burst towards the Kubernetes API.
     fn new(
         client: Client,
@@ -235,30 +217,75 @@ impl Context {
         metrics: Arc<Metrics>,
         api_rate: (u32, u32),
         connections: ConnectionIndex,
-        gateway: Gateway,
-        cronjobs: cronjob::CronJobSettings,
-    ) -> Context {
+    ) -> Core {
         let reporter = Reporter {
             controller: "planops".into(),
             instance: Some(identity.to_string()),
         };
         let (qps, burst) = api_rate;
         let quota = Quota::per_second(nonzero(qps)).allow_burst(nonzero(burst.max(qps)));
-        Context {
+        Core {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
             api_limiter: RateLimiter::direct(quota),
             connections,
-            odoo: connection::OdooClients::default(),
+        }
+    }
+}
+
+/// The operator's four controllers, each with its context. What two of them
+/// share is shared explicitly: the Odoo clients (written by the connection
+/// controller, used by the others), the gateway, the approvals' reconcile
+/// requests (a rule's gate asks for a policy's reconcile) and the rule
+/// context (a supplier event re-evaluates rules).
+struct Controllers {
+    core: Arc<Core>,
+    /// Its routes are registered by the controllers, so only the leader
+    /// serves them (a standby answers 503).
+    gateway: Gateway,
+    connections: Arc<connection::ConnectionContext>,
+    rules: Arc<rule::RuleContext>,
+    suppliers: Arc<supplier::SupplierContext>,
+    approvals: Arc<approval::ApprovalContext>,
+}
+
+impl Controllers {
+    fn new(core: Arc<Core>, gateway: Gateway, cronjobs: cronjob::CronJobSettings) -> Controllers {
+        let odoo = Arc::new(connection::OdooClients::default());
+        let approvals = Arc::new(approval::Approvals::default());
+        let rules = Arc::new(rule::RuleContext {
+            core: core.clone(),
+            odoo: odoo.clone(),
+            gateway: gateway.clone(),
             scheduler: scheduler::Scheduler::default(),
-            suppliers: supplier::Suppliers::default(),
-            gateway,
             rule_locks: events::RuleLocks::default(),
             change_polls: routes::ChangePolls::default(),
             history: crate::scan::HistoryCache::from_env(),
             cronjobs,
-            approvals: approval::Approvals::default(),
+            approvals: approvals.clone(),
+        });
+        Controllers {
+            connections: Arc::new(connection::ConnectionContext {
+                core: core.clone(),
+                odoo: odoo.clone(),
+            }),
+            suppliers: Arc::new(supplier::SupplierContext {
+                core: core.clone(),
+                odoo: odoo.clone(),
+                gateway: gateway.clone(),
+                suppliers: supplier::Suppliers::default(),
+                rules: rules.clone(),
+            }),
+            approvals: Arc::new(approval::ApprovalContext {
+                core: core.clone(),
+                odoo,
+                gateway: gateway.clone(),
+                approvals,
+            }),
+            rules,
+            core,
+            gateway,
         }
     }
 }
@@ -310,6 +337,7 @@ impl Process {
     }
 }
 
+/// Runs the operator until SIGTERM or Ctrl-C.
 pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     // With leader election the gateway waits for the lease like the controllers.
     let Process {
@@ -338,12 +366,15 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     }
 
     let identity = args.process.identity_or("planops");
-    let ctx = Arc::new(Context::new(
+    let core = Arc::new(Core::new(
         client.clone(),
         &identity,
         metrics.clone(),
         (args.process.api_qps, args.process.api_burst),
         connections,
+    ));
+    let controllers = Arc::new(Controllers::new(
+        core,
         gateway,
         cronjob::CronJobSettings {
             image: args.scan_image.clone().filter(|i| !i.is_empty()),
@@ -358,7 +389,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         run_with_leader_election(
             &args,
             &identity,
-            ctx,
+            controllers,
             scopes,
             &gateway_pod,
             shutdown.clone(),
@@ -367,7 +398,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     } else {
         metrics.leader.set(1);
         gateway_pod.set(true).await;
-        run_controllers(ctx, scopes, args.concurrency, shutdown.clone()).await;
+        run_controllers(controllers, scopes, args.concurrency, shutdown.clone()).await;
     }
     gateway_pod.set(false).await;
     shutdown.cancel();
@@ -531,22 +562,24 @@ fn start_connection_reflectors(
 async fn run_with_leader_election(
     args: &OperatorArgs,
     identity: &str,
-    ctx: Arc<Context>,
+    controllers: Arc<Controllers>,
     scopes: Vec<Option<String>>,
     gateway_pod: &GatewayPod,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let duration = args.lease_duration_seconds.max(3);
-    let manager =
-        kube_lease_manager::LeaseManagerBuilder::new(ctx.client.clone(), &args.lease_name)
-            .with_namespace(&args.lease_namespace)
-            .with_identity(identity)
-            .with_duration(duration)
-            .with_grace((duration / 3).max(1))
-            .build()
-            .await
-            .context("setting up leader election")?;
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(
+        controllers.core.client.clone(),
+        &args.lease_name,
+    )
+    .with_namespace(&args.lease_namespace)
+    .with_identity(identity)
+    .with_duration(duration)
+    .with_grace((duration / 3).max(1))
+    .build()
+    .await
+    .context("setting up leader election")?;
     let (mut is_leader, lease_task) = manager.watch().await;
     let mut leading: Option<(CancellationToken, tokio::task::JoinHandle<()>)> = None;
     loop {
@@ -554,10 +587,10 @@ async fn run_with_leader_election(
         match (leader_now, leading.is_some()) {
             (true, false) => {
                 tracing::info!(identity, "acquired the leader lease; starting controllers");
-                ctx.metrics.leader.set(1);
+                controllers.core.metrics.leader.set(1);
                 let token = shutdown.child_token();
                 let task = tokio::spawn(run_controllers(
-                    ctx.clone(),
+                    controllers.clone(),
                     scopes.clone(),
                     args.concurrency,
                     token.clone(),
@@ -567,7 +600,7 @@ async fn run_with_leader_election(
             }
             (false, true) => {
                 tracing::warn!(identity, "lost the leader lease; stopping controllers");
-                ctx.metrics.leader.set(0);
+                controllers.core.metrics.leader.set(0);
                 gateway_pod.set(false).await;
                 if let Some((token, task)) = leading.take() {
                     token.cancel();
@@ -590,7 +623,7 @@ async fn run_with_leader_election(
         token.cancel();
         let _ = task.await;
     }
-    ctx.metrics.leader.set(0);
+    controllers.core.metrics.leader.set(0);
     // Closing the channel makes the lease manager release the Lease, so a
     // standby takes over at once instead of waiting for expiry.
     drop(is_leader);
@@ -605,40 +638,48 @@ async fn run_with_leader_election(
 
 /// Runs the four controllers for every scope until `shutdown`.
 async fn run_controllers(
-    ctx: Arc<Context>,
+    controllers: Arc<Controllers>,
     scopes: Vec<Option<String>>,
     concurrency: u16,
     shutdown: CancellationToken,
 ) {
-    ctx.gateway.set_standby(false);
+    let Controllers {
+        gateway,
+        connections,
+        rules,
+        suppliers,
+        approvals,
+        ..
+    } = controllers.as_ref();
+    gateway.set_standby(false);
     let mut tasks = Vec::new();
     for scope in scopes {
         // A finished scan asks for a reconcile of its rule through this channel,
         // so the reconciler (the one status writer) records the result.
-        let finished = ctx.scheduler.start(scope.clone());
+        let finished = rules.scheduler.start(scope.clone());
         let finished = futures::stream::unfold(finished, |mut rx| async move {
             rx.recv().await.map(|r| (r, rx))
         });
         tasks.push(tokio::spawn(run_kind::<OdooConnection>(
-            ctx.clone(),
+            connections.clone(),
             scope.clone(),
             concurrency,
             shutdown.clone(),
             futures::stream::empty(),
         )));
         tasks.push(tokio::spawn(run_kind::<ExceptionRule>(
-            ctx.clone(),
+            rules.clone(),
             scope.clone(),
             concurrency,
             shutdown.clone(),
             finished,
         )));
-        let supplier_events =
-            futures::stream::unfold(ctx.suppliers.start(scope.clone()), |mut rx| async move {
-                rx.recv().await.map(|r| (r, rx))
-            });
+        let supplier_events = futures::stream::unfold(
+            suppliers.suppliers.start(scope.clone()),
+            |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+        );
         tasks.push(tokio::spawn(run_kind::<SupplierConnector>(
-            ctx.clone(),
+            suppliers.clone(),
             scope.clone(),
             concurrency,
             shutdown.clone(),
@@ -646,12 +687,12 @@ async fn run_controllers(
         )));
         // The gate and the gateway ask for a policy's reconcile when a request
         // opened or changed, so decisions are handled without waiting for the poll.
-        let approval_requests =
-            futures::stream::unfold(ctx.approvals.start(scope.clone()), |mut rx| async move {
-                rx.recv().await.map(|r| (r, rx))
-            });
+        let approval_requests = futures::stream::unfold(
+            approvals.approvals.start(scope.clone()),
+            |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+        );
         tasks.push(tokio::spawn(run_kind::<ApprovalPolicy>(
-            ctx.clone(),
+            approvals.clone(),
             scope.clone(),
             concurrency,
             shutdown.clone(),
@@ -665,24 +706,24 @@ async fn run_controllers(
     }
     // No longer leading (or shutting down): no scan may run on a standby, and
     // its gateway sends senders to retry until another replica leads.
-    ctx.scheduler.stop_all();
-    ctx.suppliers.stop_all();
-    ctx.approvals.stop_all();
-    ctx.change_polls.stop_all();
-    ctx.gateway.set_standby(true);
+    rules.scheduler.stop_all();
+    suppliers.suppliers.stop_all();
+    approvals.approvals.stop_all();
+    rules.change_polls.stop_all();
+    gateway.set_standby(true);
 }
 
 /// One controller: the kind itself, the Secrets it names, and (for kinds that
 /// use one) its OdooConnection, so that a change to either reconciles it
 /// without a restart.
 fn run_kind<K: Reconciler>(
-    ctx: Arc<Context>,
+    ctx: Arc<K::Context>,
     scope: Option<String>,
     concurrency: u16,
     shutdown: CancellationToken,
     triggers: impl futures::Stream<Item = ObjectRef<K>> + Send + 'static,
 ) -> impl Future<Output = ()> + Send {
-    let client = ctx.client.clone();
+    let client = ctx.core().client.clone();
     let controller = Controller::new(scoped_api::<K>(&client, &scope), watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .reconcile_on(triggers);

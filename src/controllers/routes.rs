@@ -23,9 +23,11 @@ use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::Context;
+use super::Core;
 use super::events::{self, EventError, FocusedRun};
+use super::rule::RuleContext;
 use super::scheduler::read_secrets;
+use super::supplier::SupplierContext;
 use super::tasks::{ObjectTasks, Stoppable};
 use crate::actions::SecretSource;
 use crate::api::common::{SecretKeyRef, is_paused};
@@ -33,8 +35,8 @@ use crate::api::supplier::WebhookInbound;
 use crate::api::{ExceptionRule, SupplierConnector};
 use crate::automation::{self, HintedRecord};
 use crate::gateway::{
-    DEFAULT_HMAC_HEADER, EventHandler, HandlerError, HandlerOutcome, InboundEvent, RouteAuth,
-    RouteConfig, RouteKind, RoutePath,
+    DEFAULT_HMAC_HEADER, EventHandler, Gateway, HandlerError, HandlerOutcome, InboundEvent,
+    RouteAuth, RouteConfig, RouteKind, RoutePath,
 };
 use crate::odoo::Secret;
 use crate::odoo::domain::Domain;
@@ -48,7 +50,7 @@ pub const DEFAULT_SUPPLIER_RATE_PER_SECOND: u32 = 50;
 
 /// Serves `/hooks/odoo/<ns>/<rule>` with the rule's token, for the rule as it is now.
 pub fn upsert_rule_route(
-    ctx: &Arc<Context>,
+    ctx: &Arc<RuleContext>,
     rule: &Arc<ExceptionRule>,
     token: Secret,
 ) -> Result<(), String> {
@@ -85,14 +87,14 @@ pub fn rule_wants_events(rule: &ExceptionRule) -> bool {
 }
 
 /// Stops serving the rule's route and its Odoo 16 poll loop.
-pub fn remove_rule_route(ctx: &Context, namespace: &str, rule: &str) {
+pub fn remove_rule_route(ctx: &RuleContext, namespace: &str, rule: &str) {
     ctx.gateway.remove_route(&RoutePath::odoo(namespace, rule));
     ctx.change_polls.stop(namespace, rule);
 }
 
 /// An Odoo automation callback for one rule: re-evaluates the record it names.
 struct OdooHintHandler {
-    ctx: Weak<Context>,
+    ctx: Weak<RuleContext>,
     rule: Arc<ExceptionRule>,
 }
 
@@ -141,12 +143,12 @@ fn run_detail(run: &FocusedRun) -> Value {
 /// Serves `/hooks/suppliers/<ns>/<connector>` with the auth the spec names,
 /// handling events with `runtime`.
 pub async fn upsert_supplier_route(
-    ctx: &Arc<Context>,
+    ctx: &Arc<SupplierContext>,
     connector: &Arc<SupplierConnector>,
     webhook: &WebhookInbound,
     runtime: SupplierRuntime,
 ) -> Result<(), String> {
-    let config = supplier_route_config(ctx, connector, webhook).await?;
+    let config = supplier_route_config(&ctx.core, connector, webhook).await?;
     let handler = SupplierHandler {
         ctx: Arc::downgrade(ctx),
         connector: connector.clone(),
@@ -167,12 +169,12 @@ pub async fn upsert_supplier_route(
 /// How the connector's route checks and limits requests, with the secrets the
 /// spec names read now.
 pub async fn supplier_route_config(
-    ctx: &Context,
+    core: &Core,
     connector: &SupplierConnector,
     webhook: &WebhookInbound,
 ) -> Result<RouteConfig, String> {
     let namespace = connector.namespace().unwrap_or_default();
-    let secrets = read_secrets(ctx, connector, &namespace)
+    let secrets = read_secrets(core, connector, &namespace)
         .await
         .map_err(|e| format!("reading the webhook secrets: {e}"))?;
     let value = |r: &SecretKeyRef| {
@@ -220,16 +222,15 @@ pub async fn supplier_route_config(
 }
 
 /// Stops serving the connector's route.
-pub fn remove_supplier_route(ctx: &Context, namespace: &str, connector: &str) {
-    ctx.gateway
-        .remove_route(&RoutePath::supplier(namespace, connector));
+pub fn remove_supplier_route(gateway: &Gateway, namespace: &str, connector: &str) {
+    gateway.remove_route(&RoutePath::supplier(namespace, connector));
 }
 
 /// A supplier delivery: applied in Odoo before the answer (the sender's retries
 /// are the delivery guarantee), then the rules the connector names are
 /// re-evaluated for the products it touched.
 struct SupplierHandler {
-    ctx: Weak<Context>,
+    ctx: Weak<SupplierContext>,
     connector: Arc<SupplierConnector>,
     runtime: SupplierRuntime,
 }
@@ -268,7 +269,7 @@ impl EventHandler for SupplierHandler {
             let reevaluated = if applied.duplicate {
                 Vec::new()
             } else {
-                reevaluate_named_rules(&ctx, &self.connector, &applied.product_ids).await
+                reevaluate_named_rules(&ctx.rules, &self.connector, &applied.product_ids).await
             };
             Ok(HandlerOutcome {
                 detail: json!({
@@ -286,7 +287,7 @@ impl EventHandler for SupplierHandler {
 /// is already in Odoo, so a failure here is logged, not returned: the rule's
 /// next scheduled scan sees the same data.
 pub(super) async fn reevaluate_named_rules(
-    ctx: &Arc<Context>,
+    ctx: &Arc<RuleContext>,
     connector: &SupplierConnector,
     products: &[i64],
 ) -> Vec<Value> {
@@ -300,10 +301,10 @@ pub(super) async fn reevaluate_named_rules(
         return Vec::new();
     }
     let namespace = connector.namespace().unwrap_or_default();
-    let api: Api<ExceptionRule> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<ExceptionRule> = Api::namespaced(ctx.core.client.clone(), &namespace);
     let mut done = Vec::new();
     for reference in rules {
-        ctx.api_limiter.until_ready().await;
+        ctx.core.api_limiter.until_ready().await;
         let rule = match api.get_opt(&reference.name).await {
             Ok(Some(rule)) => rule,
             Ok(None) => {
@@ -357,7 +358,7 @@ const POLL_OVERLAP: SignedDuration = SignedDuration::from_secs(2);
 
 impl ChangePolls {
     /// Makes sure `rule`'s poll loop runs for its current generation.
-    pub fn ensure(&self, ctx: &Arc<Context>, rule: &Arc<ExceptionRule>, every: Duration) {
+    pub fn ensure(&self, ctx: &Arc<RuleContext>, rule: &Arc<ExceptionRule>, every: Duration) {
         let generation = rule.metadata.generation;
         self.loops.ensure(
             &rule.namespace().unwrap_or_default(),
@@ -388,7 +389,7 @@ impl ChangePolls {
 }
 
 async fn change_poll_loop(
-    ctx: Weak<Context>,
+    ctx: Weak<RuleContext>,
     rule: Arc<ExceptionRule>,
     every: Duration,
     token: CancellationToken,

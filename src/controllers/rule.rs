@@ -3,16 +3,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::driver::{self, DEFAULT_RESYNC, DEPENDENCY_RECHECK, Reconciler, settle};
+use super::driver::{self, DEFAULT_RESYNC, DEPENDENCY_RECHECK, KindContext, Reconciler, settle};
 use super::routes;
 use super::validate::{FieldError, check_domain, check_schedule};
-use super::{Context, Error};
+use super::{Core, Error};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
+use super::approval::Approvals;
+use super::connection::OdooClients;
 use super::cronjob::{self, Applied};
+use super::events::RuleLocks;
+use super::routes::ChangePolls;
 use super::rule_scan::ScanReport;
+use super::scheduler::Scheduler;
 use crate::api::common::{
     ConditionSet, ConditionStatus, condition_types as ct, find_condition, reasons,
 };
@@ -20,8 +25,9 @@ use crate::api::rule::ExceptionRuleStatus;
 use crate::api::rule::{Execution, RuleMode, ScanOutcome};
 use crate::api::{ExceptionRule, OdooConnection};
 use crate::automation::{self, AutomationKey, AutomationSpec, SyncError, SyncMode};
-use crate::gateway::RoutePath;
+use crate::gateway::{Gateway, RoutePath};
 use crate::odoo::Secret;
+use crate::scan::HistoryCache;
 use crate::schedule::Schedule;
 
 /// How soon a rule whose automation could not be synced for a passing reason
@@ -29,7 +35,40 @@ use crate::schedule::Schedule;
 /// by the regular resync ([`DEFAULT_RESYNC`]) or an on-demand reconcile.
 const SYNC_RETRY: Duration = Duration::from_secs(30);
 
+/// What the ExceptionRule reconciler uses, and with it the rule's runs: its
+/// scheduled scans ([`scheduler`](super::scheduler)) and its event
+/// re-evaluations ([`events`](super::events), [`routes`]).
+pub struct RuleContext {
+    pub core: Arc<Core>,
+    /// Odoo clients, one per connection (the connection controller's).
+    pub odoo: Arc<OdooClients>,
+    /// Serves the rules' Odoo callback routes.
+    pub gateway: Gateway,
+    /// Timers and scans of scheduled rules (active on the leader only).
+    pub scheduler: Scheduler,
+    /// One rule's scans and event re-evaluations act one at a time, so that
+    /// two of them never both find a fingerprint missing and both create it.
+    pub rule_locks: RuleLocks,
+    /// Odoo 16 write_date poll loops standing in for the webhook action.
+    pub change_polls: ChangePolls,
+    /// Demand history of done moves, one entry per connection, shared by every
+    /// scheduled scan; on disk when `PLANOPS_CACHE_DIR` is set (the chart's volume).
+    pub history: HistoryCache,
+    /// How rules with `execution: CronJob` are materialised.
+    pub cronjobs: cronjob::CronJobSettings,
+    /// A run's approval gate asks for the governing policies' reconcile.
+    pub approvals: Arc<Approvals>,
+}
+
+impl KindContext for RuleContext {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+}
+
 impl Reconciler for ExceptionRule {
+    type Context = RuleContext;
+
     fn validate(&self) -> Vec<FieldError> {
         let spec = &self.spec;
         let mut errors = Vec::new();
@@ -81,7 +120,7 @@ impl Reconciler for ExceptionRule {
 
     async fn evaluate(
         obj: Arc<Self>,
-        ctx: Arc<Context>,
+        ctx: Arc<RuleContext>,
         conditions: &mut ConditionSet,
         status: &mut ExceptionRuleStatus,
     ) -> Result<Duration, Error> {
@@ -102,7 +141,7 @@ impl Reconciler for ExceptionRule {
             schedule_problem = sync_cronjob(&ctx, &obj, conditions, status).await?;
         } else if ran_as_cronjob(&obj) {
             remove_cronjob(&ctx, &obj).await?;
-            release_scan_status(&ctx.client, Some(&ctx.api_limiter), &obj)
+            release_scan_status(&ctx.core.client, Some(&ctx.core.api_limiter), &obj)
                 .await
                 .map_err(Error::Kube)?;
         }
@@ -234,10 +273,11 @@ impl Reconciler for ExceptionRule {
 
     /// Removes the rule's automation records from Odoo (the driver skips this
     /// under `deletionPolicy: Orphan`).
-    async fn cleanup(obj: Arc<Self>, ctx: Arc<Context>) -> Result<(), Error> {
+    async fn cleanup(obj: Arc<Self>, ctx: Arc<RuleContext>) -> Result<(), Error> {
         let namespace = obj.namespace().unwrap_or_default();
         let connection = &obj.spec.connection_ref.name;
         let known = ctx
+            .core
             .connections
             .get(&ObjectRef::<OdooConnection>::new(connection).within(&namespace))
             .is_some();
@@ -269,7 +309,7 @@ impl Reconciler for ExceptionRule {
 
     fn inactive(
         obj: &Self,
-        ctx: &Context,
+        ctx: &RuleContext,
         conditions: &mut ConditionSet,
         status: &mut ExceptionRuleStatus,
         reason: &str,
@@ -334,11 +374,11 @@ impl Reconciler for ExceptionRule {
         )
     }
 
-    fn forget(obj: &Self, ctx: &Context) {
+    fn forget(obj: &Self, ctx: &RuleContext) {
         let namespace = obj.namespace().unwrap_or_default();
         let name = obj.name_any();
         ctx.scheduler.forget(&namespace, &name);
-        ctx.metrics.forget_rule(&namespace, &name);
+        ctx.core.metrics.forget_rule(&namespace, &name);
         routes::remove_rule_route(ctx, &namespace, &name);
         ctx.rule_locks.forget(&namespace, &name);
     }
@@ -349,7 +389,7 @@ impl Reconciler for ExceptionRule {
 /// driver's synchronous `inactive` too), and one left from `execution:
 /// CronJob` is deleted, its scan's status fields released.
 fn inactive_schedule(
-    ctx: &Context,
+    ctx: &RuleContext,
     obj: &ExceptionRule,
     conditions: &mut ConditionSet,
     status: &mut ExceptionRuleStatus,
@@ -361,7 +401,7 @@ fn inactive_schedule(
     status.next_scan_time = None;
     let cronjob = obj.spec.execution == Execution::CronJob;
     if cronjob || ran_as_cronjob(obj) {
-        let client = ctx.client.clone();
+        let client = ctx.core.client.clone();
         let rule = obj.clone();
         tokio::spawn(async move {
             let result = if cronjob {
@@ -399,7 +439,7 @@ fn ran_as_cronjob(obj: &ExceptionRule) -> bool {
 /// Makes the rule's CronJob match its schedule and sets `Scheduled`. Returns
 /// what keeps it from running at all (no image to run).
 async fn sync_cronjob(
-    ctx: &Arc<Context>,
+    ctx: &Arc<RuleContext>,
     obj: &Arc<ExceptionRule>,
     conditions: &mut ConditionSet,
     status: &mut ExceptionRuleStatus,
@@ -453,9 +493,14 @@ async fn sync_cronjob(
         }
     };
     let job = cronjob::cronjob_name(&name);
-    let applied = cronjob::ensure(&ctx.client, &ctx.api_limiter, &namespace, &desired)
-        .await
-        .map_err(Error::Kube)?;
+    let applied = cronjob::ensure(
+        &ctx.core.client,
+        &ctx.core.api_limiter,
+        &namespace,
+        &desired,
+    )
+    .await
+    .map_err(Error::Kube)?;
     let was_scheduled = obj
         .status
         .as_ref()
@@ -468,7 +513,7 @@ async fn sync_cronjob(
         // At the same generation a difference is someone else's change.
         Applied::Created | Applied::Updated if was_scheduled => {
             driver::publish(
-                ctx,
+                &ctx.core,
                 obj.as_ref(),
                 EventType::Warning,
                 reasons::REPAIRED,
@@ -479,7 +524,7 @@ async fn sync_cronjob(
         }
         Applied::Created | Applied::Updated => {
             driver::publish(
-                ctx,
+                &ctx.core,
                 obj.as_ref(),
                 EventType::Normal,
                 "CronJobSynced",
@@ -540,13 +585,13 @@ async fn release_scan_status(
 }
 
 /// Deletes the CronJob a rule no longer runs as (and says so).
-async fn remove_cronjob(ctx: &Context, obj: &ExceptionRule) -> Result<(), Error> {
-    let deleted = cronjob::delete_owned(&ctx.client, Some(&ctx.api_limiter), obj)
+async fn remove_cronjob(ctx: &RuleContext, obj: &ExceptionRule) -> Result<(), Error> {
+    let deleted = cronjob::delete_owned(&ctx.core.client, Some(&ctx.core.api_limiter), obj)
         .await
         .map_err(Error::Kube)?;
     if deleted {
         driver::publish(
-            ctx,
+            &ctx.core,
             obj,
             EventType::Normal,
             "CronJobRemoved",
@@ -598,7 +643,7 @@ impl SyncProblem {
 /// `Synced`. Without `triggers.events` it removes records left from an
 /// earlier spec and sets no `Synced` condition.
 async fn sync_automation(
-    ctx: &Arc<Context>,
+    ctx: &Arc<RuleContext>,
     obj: &Arc<ExceptionRule>,
     conditions: &mut ConditionSet,
 ) -> Option<SyncProblem> {
@@ -651,6 +696,7 @@ async fn sync_automation(
         return None;
     }
     let callback = ctx
+        .core
         .connections
         .get(&ObjectRef::<OdooConnection>::new(connection_name).within(&namespace))
         .and_then(|c| c.spec.callback_base_url.clone());
@@ -666,7 +712,7 @@ async fn sync_automation(
             false,
         );
     };
-    let token = match super::hook_token::hook_token(&ctx.client, obj).await {
+    let token = match super::hook_token::hook_token(&ctx.core.client, obj).await {
         Ok(token) => token,
         Err(err) => {
             return fail(
@@ -764,7 +810,7 @@ async fn sync_automation(
             format!("{records} drifted in Odoo and were repaired: {changes}"),
         );
         driver::publish(
-            ctx,
+            &ctx.core,
             obj.as_ref(),
             EventType::Warning,
             reasons::REPAIRED,
@@ -780,7 +826,7 @@ async fn sync_automation(
             format!("{records} match the spec"),
         );
         driver::publish(
-            ctx,
+            &ctx.core,
             obj.as_ref(),
             EventType::Normal,
             "AutomationSynced",
@@ -796,7 +842,7 @@ async fn sync_automation(
 /// rules that still report `Synced` can own records, so others cost no Odoo
 /// call; `Synced` stays (False) until the removal succeeded.
 async fn remove_automation(
-    ctx: &Context,
+    ctx: &RuleContext,
     obj: &ExceptionRule,
     client: Option<crate::odoo::OdooClient>,
     key: &AutomationKey,
@@ -836,7 +882,7 @@ async fn remove_automation(
             if !removed.is_empty() {
                 let what: Vec<String> = removed.iter().map(ToString::to_string).collect();
                 driver::publish(
-                    ctx,
+                    &ctx.core,
                     obj,
                     EventType::Normal,
                     "AutomationRemoved",

@@ -24,10 +24,11 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Context;
+use super::Core;
 use super::driver::{self, ReconcileRequests};
 use super::kinds::PlanopsKind;
 use super::metrics::{ConnectionLabels, RuleLabels};
+use super::rule::RuleContext;
 use super::rule_scan::{self, Failure};
 pub use super::rule_scan::{ScanReport, memory_configmap_name};
 use super::tasks::{ObjectTasks, Stoppable};
@@ -118,7 +119,7 @@ impl Scheduler {
     /// the spec changed. Returns what the status should show.
     pub fn ensure(
         &self,
-        ctx: &Arc<Context>,
+        ctx: &Arc<RuleContext>,
         rule: &Arc<ExceptionRule>,
         schedule: Schedule,
     ) -> ScheduleView {
@@ -149,7 +150,7 @@ impl Scheduler {
                 MissedRun::Skip { scheduled, missed } => {
                     tracing::info!(namespace, rule = name, %scheduled, missed, "missed scan is past its starting deadline; skipped");
                     state.last_scheduled = Some(scheduled);
-                    ctx.metrics.scan_outcome("skipped");
+                    ctx.core.metrics.scan_outcome("skipped");
                     let ctx = ctx.clone();
                     let rule = rule.clone();
                     let note = format!(
@@ -157,7 +158,7 @@ impl Scheduler {
                     );
                     tokio::spawn(async move {
                         driver::publish(
-                            &ctx,
+                            &ctx.core,
                             rule.as_ref(),
                             EventType::Normal,
                             reasons::SCAN_SKIPPED,
@@ -212,7 +213,7 @@ fn last_scheduled_in_status(rule: &ExceptionRule) -> Option<Timestamp> {
 
 /// Sleeps until each scheduled time and starts its scan; runs until cancelled.
 async fn timer_loop(
-    ctx: Arc<Context>,
+    ctx: Arc<RuleContext>,
     rule: Arc<ExceptionRule>,
     schedule: Schedule,
     jitter_key: String,
@@ -248,7 +249,7 @@ async fn timer_loop(
 
 /// One due run: applies the concurrency policy and starts the scan.
 async fn fire(
-    ctx: &Arc<Context>,
+    ctx: &Arc<RuleContext>,
     rule: &Arc<ExceptionRule>,
     schedule: &Schedule,
     scheduled: Timestamp,
@@ -287,14 +288,14 @@ async fn fire(
     match decision {
         StartDecision::Skip => {
             tracing::info!(namespace, rule = name, %scheduled, "previous scan still running; skipped (concurrencyPolicy Forbid)");
-            ctx.metrics.scan_outcome("skipped");
-            driver::publish(ctx, rule.as_ref(), EventType::Normal, reasons::SCAN_SKIPPED, "Scan", format!("scan scheduled for {scheduled} skipped: the previous scan still runs (concurrencyPolicy Forbid)"))
+            ctx.core.metrics.scan_outcome("skipped");
+            driver::publish(&ctx.core, rule.as_ref(), EventType::Normal, reasons::SCAN_SKIPPED, "Scan", format!("scan scheduled for {scheduled} skipped: the previous scan still runs (concurrencyPolicy Forbid)"))
             .await;
         }
         StartDecision::ReplaceRunning | StartDecision::Start => {
             if decision == StartDecision::ReplaceRunning {
                 tracing::info!(namespace, rule = name, %scheduled, "cancelled the running scan (concurrencyPolicy Replace)");
-                driver::publish(ctx, rule.as_ref(), EventType::Normal, reasons::SCAN_REPLACED, "Scan", format!("the running scan was cancelled for the one scheduled at {scheduled} (concurrencyPolicy Replace)"))
+                driver::publish(&ctx.core, rule.as_ref(), EventType::Normal, reasons::SCAN_REPLACED, "Scan", format!("the running scan was cancelled for the one scheduled at {scheduled} (concurrencyPolicy Replace)"))
                 .await;
             }
             tokio::spawn(scan_task(
@@ -311,7 +312,7 @@ async fn fire(
 
 /// One scan with its actions; records the result and asks for a reconcile.
 async fn scan_task(
-    ctx: Arc<Context>,
+    ctx: Arc<RuleContext>,
     rule: Arc<ExceptionRule>,
     time_zone: jiff::tz::TimeZone,
     scheduled: Timestamp,
@@ -328,13 +329,14 @@ async fn scan_task(
         _ = token.cancelled() => None,
     };
     let duration = clock.elapsed();
+    let metrics = &ctx.core.metrics;
     let Some(result) = result else {
         // Replaced (or the controllers stopped). Actions are idempotent per
         // fingerprint, so stopping mid-write leaves nothing to repair.
-        ctx.metrics.scan_outcome("replaced");
+        metrics.scan_outcome("replaced");
         return;
     };
-    ctx.metrics
+    metrics
         .scan_duration
         .get_or_create(&RuleLabels {
             namespace: namespace.clone(),
@@ -347,25 +349,22 @@ async fn scan_task(
     };
     let report = match result {
         Ok((report, calls)) => {
-            ctx.metrics
-                .odoo_calls
-                .get_or_create(&conn_labels)
-                .inc_by(calls);
-            ctx.metrics.scan_outcome("succeeded");
+            metrics.odoo_calls.get_or_create(&conn_labels).inc_by(calls);
+            metrics.scan_outcome("succeeded");
             report
         }
         Err(failure) => {
-            ctx.metrics
+            metrics
                 .odoo_calls
                 .get_or_create(&conn_labels)
                 .inc_by(failure.calls);
             if failure.odoo {
-                ctx.metrics.odoo_errors.get_or_create(&conn_labels).inc();
+                metrics.odoo_errors.get_or_create(&conn_labels).inc();
             }
-            ctx.metrics.scan_outcome("failed");
+            metrics.scan_outcome("failed");
             tracing::warn!(namespace, rule = name, error = %failure.message, "scheduled scan failed");
             driver::publish(
-                &ctx,
+                &ctx.core,
                 rule.as_ref(),
                 EventType::Warning,
                 reasons::SCAN_FAILED,
@@ -397,7 +396,7 @@ async fn scan_task(
 
 /// Scan and act; the report and the Odoo calls made.
 async fn run(
-    ctx: &Arc<Context>,
+    ctx: &Arc<RuleContext>,
     rule: &ExceptionRule,
     time_zone: &jiff::tz::TimeZone,
 ) -> Result<(ScanReport, u64), Failure> {
@@ -411,6 +410,7 @@ async fn run(
     })?;
     // Every rule of a connection reads its demand history through the one cache.
     let history_key = ctx
+        .core
         .connections
         .get(&ObjectRef::<OdooConnection>::new(connection).within(&namespace))
         .map(|c| rule_scan::history_key(&namespace, &c));
@@ -419,7 +419,7 @@ async fn run(
     let memory = load_memory(ctx, &namespace, &name)
         .await
         .map_err(|e| Failure::local(format!("reading the scan memory: {e}")))?;
-    let secrets = read_secrets(ctx, rule, &namespace)
+    let secrets = read_secrets(&ctx.core, rule, &namespace)
         .await
         .map_err(|e| Failure::local(format!("reading notify secrets: {e}")))?;
     let today = Timestamp::now().to_zoned(time_zone.clone()).date();
@@ -431,8 +431,8 @@ async fn run(
         &secrets,
         history_key.as_ref().map(|k| (&ctx.history, k)),
         &super::approval::ListedPolicies {
-            client: &ctx.client,
-            limiter: Some(&ctx.api_limiter),
+            client: &ctx.core.client,
+            limiter: Some(&ctx.core.api_limiter),
         },
     )
     .await?;
@@ -442,14 +442,15 @@ async fn run(
             .map_err(|e| Failure::local(format!("saving the scan memory: {e}")))?;
     }
     super::approval::publish_gate(ctx, rule, &scanned.gate).await;
-    ctx.metrics
+    ctx.core
+        .metrics
         .set_exceptions_open(&namespace, &name, scanned.open_by_severity);
     Ok((scanned.report, scanned.calls))
 }
 
 /// The rule's scan memory: this process's copy, else its ConfigMap.
 pub(super) async fn load_memory(
-    ctx: &Context,
+    ctx: &RuleContext,
     namespace: &str,
     name: &str,
 ) -> Result<ScanMemory, kube::Error> {
@@ -458,8 +459,8 @@ pub(super) async fn load_memory(
     }) {
         return Ok(memory);
     }
-    ctx.api_limiter.until_ready().await;
-    let memory = rule_scan::read_memory(&ctx.client, namespace, name).await?;
+    ctx.core.api_limiter.until_ready().await;
+    let memory = rule_scan::read_memory(&ctx.core.client, namespace, name).await?;
     ctx.scheduler.rules.with(namespace, name, |state| {
         if let Some(state) = state {
             state.memory = Some(memory.clone());
@@ -469,12 +470,12 @@ pub(super) async fn load_memory(
 }
 
 pub(super) async fn save_memory(
-    ctx: &Context,
+    ctx: &RuleContext,
     rule: &ExceptionRule,
     memory: &ScanMemory,
 ) -> Result<(), kube::Error> {
-    ctx.api_limiter.until_ready().await;
-    rule_scan::write_memory(&ctx.client, rule, memory).await?;
+    ctx.core.api_limiter.until_ready().await;
+    rule_scan::write_memory(&ctx.core.client, rule, memory).await?;
     let namespace = rule.namespace().unwrap_or_default();
     ctx.scheduler
         .rules
@@ -488,9 +489,9 @@ pub(super) async fn save_memory(
 
 /// [`rule_scan::secret_values`] paced by the operator's API rate limit.
 pub(super) async fn read_secrets<K: PlanopsKind>(
-    ctx: &Context,
+    core: &Core,
     obj: &K,
     namespace: &str,
 ) -> Result<StaticSecrets, kube::Error> {
-    rule_scan::secret_values(&ctx.client, Some(&ctx.api_limiter), obj, namespace).await
+    rule_scan::secret_values(&core.client, Some(&core.api_limiter), obj, namespace).await
 }

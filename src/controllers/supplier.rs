@@ -26,16 +26,21 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::driver::{DEFAULT_RESYNC, DEPENDENCY_RECHECK, ReconcileRequests, Reconciler, settle};
+use super::connection::OdooClients;
+use super::driver::{
+    DEFAULT_RESYNC, DEPENDENCY_RECHECK, KindContext, ReconcileRequests, Reconciler, settle,
+};
 use super::routes;
+use super::rule::RuleContext;
 use super::tasks::{ObjectTasks, Stoppable};
 use super::validate::{FieldError, check_json_path};
-use super::{Context, Error};
+use super::{Core, Error};
 use crate::api::SupplierConnector;
 use crate::api::common::{
     ConditionSet, ConditionStatus, SecretKeyRef, condition_types as ct, reasons,
 };
 use crate::api::supplier::{EventCounts, LeadTimeStats, SupplierConnectorStatus, SupplierSelector};
+use crate::gateway::Gateway;
 use crate::odoo::{OdooClient, OdooError, SearchOptions, Secret};
 use crate::supplier::poll::{self, PollAuth, PollConfig};
 use crate::supplier::{EventError, Handled, SupplierRuntime, leadtime};
@@ -193,7 +198,28 @@ fn count(counts: &mut EventCounts, result: &Result<Handled, EventError>) {
     }
 }
 
+/// What the SupplierConnector reconciler and its poll loops use.
+pub struct SupplierContext {
+    pub core: Arc<Core>,
+    /// Odoo clients, one per connection (the connection controller's).
+    pub odoo: Arc<OdooClients>,
+    /// Serves the connectors' webhook routes.
+    pub gateway: Gateway,
+    /// Poll loops, event counts and caches of every connector (active on the leader only).
+    pub suppliers: Suppliers,
+    /// A supplier event re-evaluates the rules a connector names.
+    pub rules: Arc<RuleContext>,
+}
+
+impl KindContext for SupplierContext {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+}
+
 impl Reconciler for SupplierConnector {
+    type Context = SupplierContext;
+
     fn validate(&self) -> Vec<FieldError> {
         let mapping = &self.spec.mapping;
         let mut errors = Vec::new();
@@ -258,7 +284,7 @@ impl Reconciler for SupplierConnector {
 
     async fn evaluate(
         obj: Arc<Self>,
-        ctx: Arc<Context>,
+        ctx: Arc<SupplierContext>,
         conditions: &mut ConditionSet,
         status: &mut SupplierConnectorStatus,
     ) -> Result<Duration, Error> {
@@ -291,7 +317,7 @@ impl Reconciler for SupplierConnector {
             Ok(Ok(id)) => id,
             Ok(Err((reason, message))) => {
                 suppliers.stop(&namespace, &name);
-                routes::remove_supplier_route(&ctx, &namespace, &name);
+                routes::remove_supplier_route(&ctx.gateway, &namespace, &name);
                 status.partner_id = None;
                 settle(conditions, ConditionStatus::False, reason, message.clone());
                 conditions.set(ct::SYNCED, ConditionStatus::False, reason, message);
@@ -326,7 +352,7 @@ impl Reconciler for SupplierConnector {
         let runtime = match SupplierRuntime::new(&obj, partner) {
             Ok(runtime) => runtime,
             Err(err) => {
-                routes::remove_supplier_route(&ctx, &namespace, &name);
+                routes::remove_supplier_route(&ctx.gateway, &namespace, &name);
                 suppliers.stop(&namespace, &name);
                 return Ok(invalid(
                     &ctx,
@@ -343,12 +369,12 @@ impl Reconciler for SupplierConnector {
                 if let Err(err) =
                     routes::upsert_supplier_route(&ctx, &obj, webhook, runtime.clone()).await
                 {
-                    routes::remove_supplier_route(&ctx, &namespace, &name);
+                    routes::remove_supplier_route(&ctx.gateway, &namespace, &name);
                     suppliers.stop(&namespace, &name);
                     return Ok(invalid(&ctx, &namespace, &name, conditions, status, err));
                 }
             }
-            None => routes::remove_supplier_route(&ctx, &namespace, &name),
+            None => routes::remove_supplier_route(&ctx.gateway, &namespace, &name),
         }
         let mut synced = (ConditionStatus::True, sr::ACTIVE, String::new());
         if let Some(poll_spec) = &obj.spec.inbound.poll {
@@ -395,7 +421,7 @@ impl Reconciler for SupplierConnector {
 
     fn inactive(
         obj: &Self,
-        ctx: &Context,
+        ctx: &SupplierContext,
         conditions: &mut ConditionSet,
         status: &mut SupplierConnectorStatus,
         reason: &str,
@@ -403,7 +429,7 @@ impl Reconciler for SupplierConnector {
         let namespace = obj.namespace().unwrap_or_default();
         let name = obj.name_any();
         ctx.suppliers.stop(&namespace, &name);
-        routes::remove_supplier_route(ctx, &namespace, &name);
+        routes::remove_supplier_route(&ctx.gateway, &namespace, &name);
         ctx.suppliers.load(&namespace, &name, status);
         copy_state(ctx, &namespace, &name, status);
         conditions.set(
@@ -414,16 +440,16 @@ impl Reconciler for SupplierConnector {
         );
     }
 
-    fn forget(obj: &Self, ctx: &Context) {
+    fn forget(obj: &Self, ctx: &SupplierContext) {
         let namespace = obj.namespace().unwrap_or_default();
         ctx.suppliers.forget(&namespace, &obj.name_any());
-        routes::remove_supplier_route(ctx, &namespace, &obj.name_any());
+        routes::remove_supplier_route(&ctx.gateway, &namespace, &obj.name_any());
     }
 }
 
 /// The spec cannot be served as it is (mapping or webhook auth): nothing runs.
 fn invalid(
-    ctx: &Context,
+    ctx: &SupplierContext,
     namespace: &str,
     name: &str,
     conditions: &mut ConditionSet,
@@ -448,7 +474,7 @@ fn invalid(
 
 /// Odoo cannot be asked now: polling stops until it can.
 fn unavailable(
-    ctx: &Context,
+    ctx: &SupplierContext,
     obj: &SupplierConnector,
     conditions: &mut ConditionSet,
     status: &mut SupplierConnectorStatus,
@@ -473,7 +499,12 @@ fn unavailable(
 }
 
 /// The poll loop's and gateway's numbers into the status.
-fn copy_state(ctx: &Context, namespace: &str, name: &str, status: &mut SupplierConnectorStatus) {
+fn copy_state(
+    ctx: &SupplierContext,
+    namespace: &str,
+    name: &str,
+    status: &mut SupplierConnectorStatus,
+) {
     ctx.suppliers.connectors.with(namespace, name, |state| {
         if let Some(state) = state {
             status.events = Some(state.counts.clone());
@@ -486,7 +517,7 @@ fn copy_state(ctx: &Context, namespace: &str, name: &str, status: &mut SupplierC
 /// The supplier's partner id (cached for [`LEAD_TIME_REFRESH`]), or why it
 /// does not resolve.
 async fn partner(
-    ctx: &Context,
+    ctx: &SupplierContext,
     client: &OdooClient,
     namespace: &str,
     name: &str,
@@ -543,7 +574,7 @@ async fn partner(
 /// Lead-time statistics, measured at most every [`LEAD_TIME_REFRESH`]; a
 /// failed measurement keeps the last value.
 async fn lead_time(
-    ctx: &Context,
+    ctx: &SupplierContext,
     client: &OdooClient,
     namespace: &str,
     name: &str,
@@ -585,7 +616,7 @@ async fn lead_time(
 
 /// Starts the connector's poll loop, or restarts it when what it runs with changed.
 fn ensure_poll(
-    ctx: &Arc<Context>,
+    ctx: &Arc<SupplierContext>,
     obj: &Arc<SupplierConnector>,
     runtime: SupplierRuntime,
     partner: i64,
@@ -622,7 +653,7 @@ fn ensure_poll(
 }
 
 async fn poll_loop(
-    ctx: Arc<Context>,
+    ctx: Arc<SupplierContext>,
     obj: Arc<SupplierConnector>,
     runtime: SupplierRuntime,
     token: CancellationToken,
@@ -698,7 +729,7 @@ async fn poll_loop(
 /// whether to fetch the next page at once, and the outcome.
 #[allow(clippy::too_many_arguments)]
 async fn poll_round(
-    ctx: &Arc<Context>,
+    ctx: &Arc<SupplierContext>,
     obj: &SupplierConnector,
     spec: &crate::api::supplier::PollInbound,
     http: &reqwest::Client,
@@ -715,7 +746,7 @@ async fn poll_round(
         ));
     };
     let auth = tokio::select! {
-        auth = poll_auth(ctx, namespace, spec) => auth,
+        auth = poll_auth(&ctx.core, namespace, spec) => auth,
         _ = token.cancelled() => return None,
     };
     let auth = match auth {
@@ -736,7 +767,7 @@ async fn poll_round(
         _ = token.cancelled() => return None,
     };
     // The page's effects are in Odoo; the rules see them before the next page.
-    routes::reevaluate_named_rules(ctx, obj, &page.counts.product_ids).await;
+    routes::reevaluate_named_rules(&ctx.rules, obj, &page.counts.product_ids).await;
     ctx.suppliers
         .connectors
         .with_entry(namespace, name, |state| {
@@ -771,13 +802,13 @@ async fn poll_round(
 /// The poll credentials from their Secret, read for each poll so a rotated
 /// token is used at once; never logged.
 async fn poll_auth(
-    ctx: &Context,
+    core: &Core,
     namespace: &str,
     spec: &crate::api::supplier::PollInbound,
 ) -> Result<Option<PollAuth>, String> {
-    async fn value(ctx: &Context, namespace: &str, r: &SecretKeyRef) -> Result<Secret, String> {
-        let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), namespace);
-        ctx.api_limiter.until_ready().await;
+    async fn value(core: &Core, namespace: &str, r: &SecretKeyRef) -> Result<Secret, String> {
+        let api: Api<KubeSecret> = Api::namespaced(core.client.clone(), namespace);
+        core.api_limiter.until_ready().await;
         let secret = api
             .get_opt(&r.name)
             .await
@@ -793,13 +824,13 @@ async fn poll_auth(
         Ok(Secret::new(text.trim().to_string()))
     }
     if let Some(r) = &spec.bearer_token_ref {
-        return Ok(Some(PollAuth::bearer(value(ctx, namespace, r).await?)));
+        return Ok(Some(PollAuth::bearer(value(core, namespace, r).await?)));
     }
     if let Some(h) = &spec.header_auth {
         let header = poll::header_name(&h.header).map_err(|e| e.to_string())?;
         return Ok(Some(PollAuth {
             header,
-            value: value(ctx, namespace, &h.secret_ref).await?,
+            value: value(core, namespace, &h.secret_ref).await?,
         }));
     }
     Ok(None)
