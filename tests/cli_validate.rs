@@ -117,7 +117,7 @@ fn problems_are_one_line_each_with_file_document_object_and_field() {
     let has = |needle: &str| lines.iter().any(|l| l.starts_with(needle));
     assert!(
         has(
-            "tests/manifests/invalid/odc-timeout-range.yaml:doc#1 OdooConnection/default/invalid: spec.timeoutSeconds: 0 is below the minimum 1"
+            "tests/manifests/invalid/odc-timeout-range.yaml:doc#1 OdooConnection/default/invalid: spec.timeoutSeconds: 0 is less than the minimum of 1"
         ),
         "{text}"
     );

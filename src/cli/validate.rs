@@ -5,8 +5,9 @@
 //!
 //! 1. the CRD's OpenAPI schema, generated from the same Rust types as `crds/`
 //!    (types, required fields, enums, ranges, lengths, patterns, unknown
-//!    fields) and its CEL rules (exactly one detector, one auth scheme, ...;
-//!    see [`cel`]);
+//!    fields; checked by the `jsonschema` crate) and its CEL rules (exactly one
+//!    detector, one auth scheme, ...; evaluated by the `cel` crate), after the
+//!    API server's defaulting (see [`schema`]);
 //! 2. the operator's own semantic checks ([`Reconciler::validate`]: time zones,
 //!    cron, Odoo domains, JSONPath, ...), the very functions the reconcilers run;
 //! 3. references between the given documents: a `connectionRef` must name an
@@ -17,6 +18,7 @@
 //! Documents of other kinds (Secrets, ConfigMaps, ...) are skipped and counted.
 
 mod cel;
+mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
@@ -29,6 +31,8 @@ use crate::api::common::{GROUP, SecretKeyRef};
 use crate::api::{self, ApprovalPolicy, ExceptionRule, OdooConnection, SupplierConnector};
 use crate::controllers::driver::Reconciler;
 use crate::controllers::kinds::PlanopsKind;
+
+use self::schema::KindSchema;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -148,6 +152,14 @@ pub enum ValidateError {
     },
     #[error("rendering the CRD schema of {kind}: {message}")]
     Schema { kind: String, message: String },
+    #[error("the CRD schema of {kind}: {source}")]
+    SchemaCompile {
+        kind: String,
+        #[source]
+        source: schema::SchemaError,
+    },
+    #[error(transparent)]
+    CelEnvironment(#[from] cel::EnvError),
 }
 
 /// The YAML files under `paths`: directories recursively, sorted, `-` as stdin.
@@ -361,11 +373,13 @@ pub fn validate_documents(
             );
         }
         check_metadata(&doc.value, &mut push);
-        let mut schema_errors = Vec::new();
-        check_schema(schema, &doc.value, "", &mut schema_errors);
-        let schema_failed = !schema_errors.is_empty();
-        for (field, message) in schema_errors {
-            push(&field, message, Severity::Error);
+        let checked = schema.check(&doc.value);
+        let schema_failed = checked
+            .findings
+            .iter()
+            .any(|f| f.severity == Severity::Error);
+        for finding in checked.findings {
+            push(&finding.field, finding.message, finding.severity);
         }
         let key = (kind.to_string(), namespace.clone(), name.clone());
         match seen.get(&key) {
@@ -386,7 +400,9 @@ pub fn validate_documents(
         }
         // The typed checks need a document serde can read; when the schema
         // already failed, serde's message would only repeat it less precisely.
-        match typed(kind, &doc.value) {
+        // They read the object as the API server stores it, defaults filled
+        // in, as the operator will.
+        match typed(kind, &checked.normalized) {
             Ok(resource) => {
                 for e in semantic_errors(&resource) {
                     push(&e.field, e.message, Severity::Error);
@@ -510,12 +526,13 @@ fn is_dns_subdomain(name: &str) -> bool {
 
 /// The OpenAPI schema of each kind, from the same CRDs `planops crdgen` writes.
 struct Schemas {
-    /// kind → (served apiVersions, schema as JSON).
-    by_kind: BTreeMap<String, (Vec<String>, Value)>,
+    /// kind → (served apiVersions, schema).
+    by_kind: BTreeMap<String, (Vec<String>, KindSchema)>,
 }
 
 impl Schemas {
     fn new() -> Result<Schemas, ValidateError> {
+        let env = cel::environment()?;
         let mut by_kind = BTreeMap::new();
         for crd in api::all_crds() {
             let kind = crd.spec.names.kind.clone();
@@ -540,232 +557,15 @@ impl Schemas {
                 kind: kind.clone(),
                 message: "no served version has a schema".into(),
             })?;
+            let schema = KindSchema::new(env.clone(), &schema).map_err(|source| {
+                ValidateError::SchemaCompile {
+                    kind: kind.clone(),
+                    source,
+                }
+            })?;
             by_kind.insert(kind, (versions, schema));
         }
         Ok(Schemas { by_kind })
-    }
-}
-
-fn join(path: &str, field: &str) -> String {
-    if path.is_empty() {
-        field.to_string()
-    } else {
-        format!("{path}.{field}")
-    }
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-fn short(value: &Value) -> String {
-    let text = value.to_string();
-    if text.chars().count() > 60 {
-        format!("{}…", text.chars().take(60).collect::<String>())
-    } else {
-        text
-    }
-}
-
-/// Checks `value` against an OpenAPI v3 structural schema, the way the API
-/// server does, collecting `(field path, message)`.
-fn check_schema(schema: &Value, value: &Value, path: &str, errors: &mut Vec<(String, String)>) {
-    let at = |p: &str| {
-        if p.is_empty() {
-            "<root>".to_string()
-        } else {
-            p.to_string()
-        }
-    };
-    if value.is_null() {
-        if !schema
-            .get("nullable")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-            && !path.is_empty()
-        {
-            errors.push((at(path), "must not be null".into()));
-        }
-        return;
-    }
-    if let Some(expected) = schema.get("type").and_then(Value::as_str) {
-        let actual = type_name(value);
-        let ok = expected == actual
-            || (expected == "number" && actual == "integer")
-            // YAML writes 1.0 for an integral float; the API server accepts it.
-            || (expected == "integer" && value.as_f64().is_some_and(|f| f.fract() == 0.0));
-        if !ok {
-            errors.push((
-                at(path),
-                format!("must be of type {expected}, got {actual} {}", short(value)),
-            ));
-            return;
-        }
-    }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
-        && !allowed.contains(value)
-    {
-        let names: Vec<String> = allowed.iter().map(short).collect();
-        errors.push((
-            at(path),
-            format!("{} is not one of {}", short(value), names.join(", ")),
-        ));
-    }
-    match value {
-        Value::Number(n) => {
-            let x = n.as_f64().unwrap_or(0.0);
-            if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
-                let exclusive = schema
-                    .get("exclusiveMinimum")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                if x < min || (exclusive && x == min) {
-                    errors.push((
-                        at(path),
-                        format!(
-                            "{x} is below the minimum {}{min}",
-                            if exclusive { "(exclusive) " } else { "" }
-                        ),
-                    ));
-                }
-            }
-            if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
-                let exclusive = schema
-                    .get("exclusiveMaximum")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                if x > max || (exclusive && x == max) {
-                    errors.push((
-                        at(path),
-                        format!(
-                            "{x} is above the maximum {}{max}",
-                            if exclusive { "(exclusive) " } else { "" }
-                        ),
-                    ));
-                }
-            }
-        }
-        Value::String(s) => {
-            let len = s.chars().count() as u64;
-            if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
-                && len < min
-            {
-                errors.push((at(path), format!("must be at least {min} characters long")));
-            }
-            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
-                && len > max
-            {
-                errors.push((at(path), format!("must be at most {max} characters long")));
-            }
-            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-                match regex::Regex::new(pattern) {
-                    Ok(re) if !re.is_match(s) => errors.push((
-                        at(path),
-                        format!("{s:?} does not match the pattern {pattern}"),
-                    )),
-                    // A pattern Rust's engine cannot compile is left to the API server.
-                    _ => {}
-                }
-            }
-        }
-        Value::Array(items) => {
-            let len = items.len() as u64;
-            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
-                && len < min
-            {
-                errors.push((
-                    at(path),
-                    format!("must have at least {min} items, has {len}"),
-                ));
-            }
-            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
-                && len > max
-            {
-                errors.push((
-                    at(path),
-                    format!("must have at most {max} items, has {len}"),
-                ));
-            }
-            if let Some(item_schema) = schema.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    check_schema(item_schema, item, &format!("{path}[{i}]"), errors);
-                }
-            }
-        }
-        Value::Object(map) => {
-            let properties = schema.get("properties").and_then(Value::as_object);
-            if let Some(required) = schema.get("required").and_then(Value::as_array) {
-                for field in required.iter().filter_map(Value::as_str) {
-                    if map.get(field).is_none_or(Value::is_null) {
-                        errors.push((join(path, field), "is required".into()));
-                    }
-                }
-            }
-            let preserve = schema
-                .get("x-kubernetes-preserve-unknown-fields")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            let additional = schema.get("additionalProperties");
-            for (field, item) in map {
-                let child = join(path, field);
-                match properties.and_then(|p| p.get(field)) {
-                    Some(field_schema) => check_schema(field_schema, item, &child, errors),
-                    None => match additional {
-                        Some(s) if s.is_object() => check_schema(s, item, &child, errors),
-                        // The generated root schema lists only spec and status:
-                        // the API server owns the object envelope, and `status` is
-                        // the operator's to write (apply ignores it).
-                        _ if path.is_empty()
-                            && matches!(
-                                field.as_str(),
-                                "apiVersion" | "kind" | "metadata" | "status"
-                            ) => {}
-                        _ if properties.is_some() && !preserve => {
-                            errors.push((child, format!("unknown field {field:?}")))
-                        }
-                        _ => {}
-                    },
-                }
-            }
-            if let Some(rules) = schema
-                .get("x-kubernetes-validations")
-                .and_then(Value::as_array)
-            {
-                for rule in rules {
-                    let Some(text) = rule.get("rule").and_then(Value::as_str) else {
-                        continue;
-                    };
-                    // Outside the offline subset: the API server still checks it.
-                    if let Ok(false) = cel::check(text, value) {
-                        let field_path = rule
-                            .get("fieldPath")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .trim_start_matches('.');
-                        let field = if field_path.is_empty() {
-                            at(path)
-                        } else {
-                            join(path, field_path)
-                        };
-                        let message = rule
-                            .get("message")
-                            .and_then(Value::as_str)
-                            .map(str::to_string)
-                            .unwrap_or_else(|| format!("failed rule: {text}"));
-                        errors.push((field, message));
-                    }
-                }
-            }
-        }
-        _ => {}
     }
 }
 
@@ -873,47 +673,11 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn docs(yaml: &str) -> Vec<Document> {
         let (docs, problem) = parse_documents("t.yaml", yaml);
         assert!(problem.is_none(), "{problem:?}");
         docs
-    }
-
-    #[test]
-    fn schema_reports_type_enum_range_and_unknown_fields() {
-        let schema = json!({
-            "type": "object",
-            "required": ["a"],
-            "properties": {
-                "a": {"type": "integer", "minimum": 1, "maximum": 5},
-                "b": {"type": "string", "enum": ["X", "Y"]},
-                "c": {"type": "array", "maxItems": 1, "items": {"type": "string", "pattern": "^[a-z]+$"}},
-            }
-        });
-        let mut errors = Vec::new();
-        check_schema(
-            &schema,
-            &json!({"a": 9, "b": "Z", "c": ["ok", "NO"], "d": 1}),
-            "spec",
-            &mut errors,
-        );
-        let fields: Vec<&str> = errors.iter().map(|(f, _)| f.as_str()).collect();
-        assert_eq!(
-            fields,
-            ["spec.a", "spec.b", "spec.c", "spec.c[1]", "spec.d"]
-        );
-        errors.clear();
-        check_schema(&schema, &json!({"a": "x"}), "spec", &mut errors);
-        assert_eq!(errors[0].0, "spec.a");
-        assert!(
-            errors[0].1.contains("must be of type integer"),
-            "{errors:?}"
-        );
-        errors.clear();
-        check_schema(&schema, &json!({}), "spec", &mut errors);
-        assert_eq!(errors, [("spec.a".to_string(), "is required".to_string())]);
     }
 
     #[test]
