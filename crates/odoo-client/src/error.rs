@@ -181,6 +181,29 @@ impl OdooError {
         matches!(self.kind, ErrorKind::Authentication { .. })
     }
 
+    /// Whether Odoo may have applied the call although it failed (a timeout or
+    /// a reset after the request went out). For a write, only looking the record
+    /// up tells whether it landed; when that look-up fails too, the write's
+    /// outcome is unknown rather than failed.
+    pub fn may_have_committed(&self) -> bool {
+        self.transient_kind()
+            .is_some_and(TransientKind::may_have_committed)
+    }
+
+    /// Whether any other call on the same connection would fail alike (the
+    /// credentials, the client configuration, the server version), so that a
+    /// caller working through independent writes stops at it instead of failing
+    /// each in turn.
+    pub fn fails_every_call(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Authentication { .. }
+                | ErrorKind::SessionExpired { .. }
+                | ErrorKind::Config { .. }
+                | ErrorKind::UnsupportedVersion { .. }
+        )
+    }
+
     /// Odoo's exception name (`odoo.exceptions.AccessError`, ...) when Odoo reported one.
     pub fn exception_name(&self) -> Option<&str> {
         match &self.kind {
@@ -746,6 +769,36 @@ mod tests {
         assert!(!TransientKind::Http5xx { status: 503 }.may_have_committed());
         assert!(!TransientKind::Unreachable.may_have_committed());
         assert!(!TransientKind::SerializationFailure.may_have_committed());
+    }
+
+    #[test]
+    fn lost_replies_may_have_committed_and_refusals_did_not() {
+        assert!(OdooError::transient(TransientKind::ConnectionReset, "x").may_have_committed());
+        assert!(
+            !OdooError::transient(TransientKind::Http5xx { status: 503 }, "x").may_have_committed()
+        );
+        let refused = from_jsonrpc_error(&rpc_error("odoo.exceptions.UserError", "no"), None);
+        assert!(!refused.may_have_committed());
+    }
+
+    #[test]
+    fn only_connection_wide_errors_fail_every_call() {
+        assert!(
+            from_jsonrpc_error(&rpc_error("odoo.exceptions.AccessDenied", "no"), None)
+                .fails_every_call()
+        );
+        assert!(OdooError::config("bad URL").fails_every_call());
+        for name in [
+            "odoo.exceptions.AccessError",
+            "odoo.exceptions.ValidationError",
+            "builtins.ValueError",
+        ] {
+            assert!(
+                !from_jsonrpc_error(&rpc_error(name, "no"), None).fails_every_call(),
+                "{name}"
+            );
+        }
+        assert!(!OdooError::transient(TransientKind::Timeout, "x").fails_every_call());
     }
 
     #[test]
