@@ -177,6 +177,7 @@ async fn demo_rule(
             WriteOutcome::Snoozed => format!("{} snoozed", w.kind),
             WriteOutcome::Skipped(r) => format!("{} skipped ({r})", w.kind),
             WriteOutcome::Failed(r) => format!("{} failed ({r})", w.kind),
+            WriteOutcome::Unknown(r) => format!("{} unknown ({r})", w.kind),
         };
         *tally.entry(key).or_default() += 1;
     }
@@ -194,7 +195,9 @@ async fn demo_rule(
             WriteOutcome::Created(_) => "sent".to_string(),
             WriteOutcome::Existing(id) => format!("already there (#{id})"),
             WriteOutcome::Snoozed => "snoozed".to_string(),
-            WriteOutcome::Skipped(r) | WriteOutcome::Failed(r) => r.clone(),
+            WriteOutcome::Skipped(r) | WriteOutcome::Failed(r) | WriteOutcome::Unknown(r) => {
+                r.clone()
+            }
         };
         let detail: String = w.detail.chars().take(90).collect();
         println!("    {} → {what}: {detail}", w.kind);

@@ -156,7 +156,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     };
     let options = crate::scan::ScanOptions {
         history: cache.as_ref().map(|c| (c, &history_key)),
-        focus: None,
+        ..Default::default()
     };
     let policies = FilePolicies(
         super::objects_in::<ApprovalPolicy>(&text, "ApprovalPolicy")

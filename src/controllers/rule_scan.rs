@@ -141,7 +141,7 @@ pub async fn scan_rule(
         secrets,
         options: ScanOptions {
             history,
-            focus: None,
+            ..Default::default()
         },
         policies,
     }

@@ -143,6 +143,9 @@ pub mod reasons {
     pub const DELETING: &str = "Deleting";
     /// A scheduled scan failed (Event reason and `Ready` reason of an ExceptionRule).
     pub const SCAN_FAILED: &str = "ScanFailed";
+    /// `Ready` of an ExceptionRule: the last scan completed but left writes failed
+    /// or unknown, which the next scan retries.
+    pub const PARTIAL_FAILURE: &str = "PartialFailure";
     /// A scheduled scan was not started: the previous one still ran under
     /// `concurrencyPolicy: Forbid`, or a missed run was past its starting deadline.
     pub const SCAN_SKIPPED: &str = "ScanSkipped";

@@ -298,12 +298,24 @@ pub struct LastScan {
     pub exceptions_resolved: u64,
     /// Calls made to Odoo.
     pub odoo_calls: u64,
-    /// `Succeeded`, `Failed` or `Skipped`.
+    /// Writes the scan's actions did not make (Odoo refused or failed them); the next scan retries them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub writes_failed: u64,
+    /// Writes whose outcome is unknown (the reply was lost and the look-up failed too); the next scan looks them up before writing, so none is duplicated.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub writes_unknown: u64,
+    /// `Succeeded`, `Failed` or `Skipped`. A scan that completed is `Succeeded` even when some writes failed: see `writesFailed` and `writesUnknown`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<ScanOutcome>,
-    /// Why the scan failed or was skipped.
+    /// Why the scan failed or was skipped, or which writes it left to the next scan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+// serde's `skip_serializing_if` hands the field by reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One open exception, as listed in status.
@@ -340,4 +352,32 @@ pub struct ExceptionRuleStatus {
     /// The highest-priority open exceptions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub top_exceptions: Vec<ExceptionSummary>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_counts_are_optional_in_last_scan() {
+        // A status written before the counts existed still reads.
+        let older: LastScan = serde_json::from_value(serde_json::json!({
+            "startTime": "2026-01-01T06:00:00Z", "durationMillis": 5, "subjectsEvaluated": 2,
+            "exceptionsOpen": 1, "exceptionsOpened": 1, "exceptionsResolved": 0,
+            "odooCalls": 9, "outcome": "Succeeded"
+        }))
+        .unwrap();
+        assert_eq!((older.writes_failed, older.writes_unknown), (0, 0));
+        // Zero counts stay out of the status, so a clean scan writes what it did before.
+        let written = serde_json::to_value(&older).unwrap();
+        assert!(written.get("writesFailed").is_none(), "{written}");
+        let partial = LastScan {
+            writes_failed: 2,
+            writes_unknown: 1,
+            ..older
+        };
+        let written = serde_json::to_value(&partial).unwrap();
+        assert_eq!(written["writesFailed"], 2);
+        assert_eq!(written["writesUnknown"], 1);
+    }
 }

@@ -70,15 +70,13 @@ where
             id: returned_id(&value),
             after_lost_reply: false,
         }),
-        Err(err) if err.transient_kind().is_some_and(|k| k.may_have_committed()) => {
-            match find().await.map_err(PostError::Lookup)? {
-                Some(id) => Ok(Posted {
-                    id: Some(id),
-                    after_lost_reply: true,
-                }),
-                None => Err(PostError::Post(err)),
-            }
-        }
+        Err(err) if err.may_have_committed() => match find().await.map_err(PostError::Lookup)? {
+            Some(id) => Ok(Posted {
+                id: Some(id),
+                after_lost_reply: true,
+            }),
+            None => Err(PostError::Post(err)),
+        },
         Err(err) => Err(PostError::Post(err)),
     }
 }

@@ -14,7 +14,12 @@
 //! Before writing, one read per action finds what earlier scans already wrote for
 //! this rule. New records are created in one batched `create`; when its reply is
 //! lost ("committed, reply dropped") the records are looked up again by their key
-//! and only the missing ones are created, so a retry never duplicates. Activities of
+//! and only the missing ones are created, so a retry never duplicates. A write that
+//! fails, or whose reply is lost and cannot be confirmed by that look-up, is reported
+//! as [`WriteOutcome::Failed`] or [`WriteOutcome::Unknown`] and the other writes go
+//! on; the next scan looks before it writes, so it settles both without a duplicate.
+//! Only an error every call would meet (credentials, configuration) stops the run.
+//! Activities of
 //! the rule whose exception no longer shows are marked done with a note
 //! (`action_feedback`). An activity marked done is not re-raised for
 //! `snoozeDays` (default 7): Odoo's "done" message on the record, which quotes the
@@ -30,6 +35,7 @@ use jiff::civil::Date;
 use serde_json::{Map, Value, json};
 
 use crate::managed::{Note, PostError, Posted, post_note};
+use crate::scan::{Progress, Step};
 use odoo_client::{Call, OdooClient, OdooError, Record, RecordExt, Secret};
 use planops_api::common::SecretKeyRef;
 use planops_api::rule::{ActionSpec, Assignee, ExceptionRuleSpec, RuleMode};
@@ -37,7 +43,7 @@ use planops_engine::inputs::add_days;
 use planops_engine::{ExceptionNumbers, PlanningException, RuleRef, Severity, SubjectKind};
 
 /// Why actions could not be carried out.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ActionError {
     /// Odoo refused or failed a call.
     #[error("{what}: {error}")]
@@ -48,6 +54,16 @@ pub enum ActionError {
         /// because the message already carries it: chains would print it twice.
         error: OdooError,
     },
+}
+
+impl ActionError {
+    /// Whether every other write of the run would meet this error too, so that
+    /// the run stops; any other error fails the writes of one action only.
+    pub fn fails_every_call(&self) -> bool {
+        match self {
+            ActionError::Odoo { error, .. } => error.fails_every_call(),
+        }
+    }
 }
 
 fn odoo_err(what: &'static str) -> impl FnOnce(OdooError) -> ActionError {
@@ -288,8 +304,24 @@ pub enum WriteOutcome {
     Snoozed,
     /// Not written, with the reason (DryRun, missing user, missing secret, ...).
     Skipped(String),
-    /// Tried and failed, with the reason; the next scan retries.
+    /// Not written, with the reason: Odoo refused it, or failed it before it
+    /// could apply it, or it was never tried because what it depends on could
+    /// not be read. The next scan retries.
     Failed(String),
+    /// Perhaps written, with the reason: the reply was lost and looking the
+    /// record up by its key failed too. The next scan looks it up before
+    /// writing, so it is settled without a duplicate.
+    Unknown(String),
+}
+
+impl WriteOutcome {
+    /// The reason of a write left to the next scan.
+    fn unsettled(&self) -> Option<&str> {
+        match self {
+            WriteOutcome::Failed(reason) | WriteOutcome::Unknown(reason) => Some(reason),
+            _ => None,
+        }
+    }
 }
 
 /// The outcome of [`execute`].
@@ -299,6 +331,9 @@ pub struct ActionReport {
     pub results: Vec<(PlannedWrite, WriteOutcome)>,
     /// Activities marked done because their exception cleared.
     pub resolved: Vec<i64>,
+    /// Why marking cleared exceptions' activities done failed (counted as one
+    /// failed write); the next full scan tries again.
+    pub resolve_failed: Option<String>,
 }
 
 impl ActionReport {
@@ -315,6 +350,45 @@ impl ActionReport {
             .iter()
             .filter(|(_, o)| matches!(o, WriteOutcome::Existing(_)))
             .count()
+    }
+    /// Writes that were not made, marking cleared activities done included.
+    pub fn failed(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|(_, o)| matches!(o, WriteOutcome::Failed(_)))
+            .count()
+            + usize::from(self.resolve_failed.is_some())
+    }
+    /// Writes that may or may not have been made.
+    pub fn unknown(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|(_, o)| matches!(o, WriteOutcome::Unknown(_)))
+            .count()
+    }
+    /// The failed and unknown counts with the first reason, for a status or a
+    /// summary line; `None` when every write was settled.
+    pub fn unsettled(&self) -> Option<String> {
+        let (failed, unknown) = (self.failed(), self.unknown());
+        if failed + unknown == 0 {
+            return None;
+        }
+        let first = self
+            .results
+            .iter()
+            .find_map(|(w, o)| {
+                o.unsettled()
+                    .map(|reason| format!("{} for {}: {reason}", w.kind, w.subject))
+            })
+            .or_else(|| {
+                self.resolve_failed
+                    .as_ref()
+                    .map(|reason| format!("{}: {reason}", WriteKind::Resolve))
+            })
+            .unwrap_or_default();
+        Some(format!(
+            "{failed} writes failed and {unknown} are unknown; the next scan retries them. First: {first}"
+        ))
     }
     /// Fingerprints that got their first record in Odoo from this run.
     pub fn opened(&self) -> HashSet<&str> {
@@ -361,11 +435,27 @@ pub fn fingerprints_in(text: &str) -> Vec<String> {
 
 /// Carries out `plan`. In `DryRun` nothing is written and every write is reported
 /// as skipped.
+///
+/// An error of one action (a read it needs, a write Odoo refuses or that cannot be
+/// confirmed) becomes the outcome of that action's writes and the others go on;
+/// only an error that every call would meet ([`ActionError::fails_every_call`])
+/// is returned.
 pub async fn execute(
     client: &OdooClient,
     ctx: &ActionContext<'_>,
     plan: &ActionPlan,
     exceptions: &[PlanningException],
+) -> Result<ActionReport, ActionError> {
+    execute_with(client, ctx, plan, exceptions, None).await
+}
+
+/// [`execute`], telling `progress` how many writes are settled.
+pub async fn execute_with(
+    client: &OdooClient,
+    ctx: &ActionContext<'_>,
+    plan: &ActionPlan,
+    exceptions: &[PlanningException],
+    progress: Option<&dyn Progress>,
 ) -> Result<ActionReport, ActionError> {
     let mut report = ActionReport::default();
     if plan.mode == RuleMode::DryRun {
@@ -376,11 +466,17 @@ pub async fn execute(
             .collect();
         return Ok(report);
     }
+    let mut tally = Tally::new(progress, plan.writes.len());
     let by_fp: HashMap<&str, &PlanningException> = exceptions
         .iter()
         .map(|e| (e.fingerprint.as_str(), e))
         .collect();
-    let targets = resolve_targets(client, exceptions).await?;
+    // Draft RFQs and notifications need no target record: a failed read here
+    // fails only the activities and notes.
+    let targets = match resolve_targets(client, exceptions).await {
+        Err(err) if err.fails_every_call() => return Err(err),
+        targets => targets,
+    };
     let mut outcomes: Vec<Option<WriteOutcome>> = vec![None; plan.writes.len()];
     // Group the writes by action so each action costs one lookup and one batch.
     let mut by_action: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -407,63 +503,69 @@ pub async fn execute(
                 by_fp.get(w.fingerprint.as_str()).map(|e| (w, *e))
             })
             .collect();
-        let results = if let Some(a) = &action.activity {
-            let (results, open) = activities(client, ctx, a, &writes, &targets).await?;
-            open_activities.get_or_insert_with(Vec::new).extend(open);
-            results
-        } else if action.propose_purchase.is_some() {
-            purchases(client, &writes).await?
-        } else if action.chatter_note.is_some() {
-            chatter_notes(client, ctx, &writes, &targets).await?
-        } else if let Some(n) = &action.notify {
-            let opened: HashSet<String> = outcomes
-                .iter()
-                .zip(&plan.writes)
-                .filter(|(o, w)| {
-                    w.kind != WriteKind::Notify && matches!(o, Some(WriteOutcome::Created(_)))
-                })
-                .map(|(_, w)| w.fingerprint.clone())
-                .collect();
-            let only_new = ctx.spec.actions.iter().any(|a| a.notify.is_none());
-            notify(ctx, n, &writes, only_new.then_some(&opened)).await
-        } else {
-            Vec::new()
+        let settled_before = tally.done;
+        let attempt: Result<Vec<WriteOutcome>, ActionError> = async {
+            if let Some(a) = &action.activity {
+                let targets = targets.as_ref().map_err(ActionError::clone)?;
+                let (results, open) = activities(client, ctx, a, &writes, targets).await?;
+                open_activities.get_or_insert_with(Vec::new).extend(open);
+                Ok(results)
+            } else if action.propose_purchase.is_some() {
+                purchases(client, &writes).await
+            } else if action.chatter_note.is_some() {
+                let targets = targets.as_ref().map_err(ActionError::clone)?;
+                chatter_notes(client, ctx, &writes, targets, &mut tally).await
+            } else if let Some(n) = &action.notify {
+                let opened: HashSet<String> = outcomes
+                    .iter()
+                    .zip(&plan.writes)
+                    .filter(|(o, w)| {
+                        w.kind != WriteKind::Notify && matches!(o, Some(WriteOutcome::Created(_)))
+                    })
+                    .map(|(_, w)| w.fingerprint.clone())
+                    .collect();
+                let only_new = ctx.spec.actions.iter().any(|a| a.notify.is_none());
+                Ok(notify(ctx, n, &writes, only_new.then_some(&opened)).await)
+            } else {
+                Ok(Vec::new())
+            }
+        }
+        .await;
+        let results = match attempt {
+            Ok(results) => results,
+            Err(err) if err.fails_every_call() => return Err(err),
+            Err(err) => {
+                // Every error that reaches here came before the action wrote
+                // anything: its writes are failed, not unknown.
+                tracing::warn!(
+                    namespace = ctx.rule.namespace,
+                    rule = ctx.rule.rule,
+                    action = action_index,
+                    error = %err,
+                    "an action's writes could not be made; the next scan retries them"
+                );
+                let reason = format!("{err}; the next scan retries");
+                vec![WriteOutcome::Failed(reason); write_indexes.len()]
+            }
         };
         for (&i, outcome) in write_indexes.iter().zip(results) {
             outcomes[i] = Some(outcome);
         }
+        tally.settle(settled_before + write_indexes.len());
     }
     if plan.resolves_cleared {
-        let current: HashSet<&str> = exceptions.iter().map(|e| e.fingerprint.as_str()).collect();
-        let open = match open_activities {
-            Some(open) => open,
-            None => existing_activities(client, &ctx.rule, false)
-                .await?
-                .into_iter()
-                .map(|a| (a.id, a.fingerprint))
-                .collect(),
-        };
-        let stale: Vec<i64> = open
-            .into_iter()
-            .filter(|(_, fp)| !current.contains(fp.as_str()))
-            .map(|(id, _)| id)
-            .collect();
-        if !stale.is_empty() {
-            let feedback = format!(
-                "Resolved by PlanOps on {}: the exception no longer shows in a full scan of rule {}/{}.",
-                ctx.today, ctx.rule.namespace, ctx.rule.rule
-            );
-            client
-                .call(
-                    Call::new("mail.activity", "action_feedback")
-                        .ids(stale.clone())
-                        .kwarg("feedback", feedback)
-                        // Marking done twice is harmless: done activities are gone.
-                        .idempotent(true),
-                )
-                .await
-                .map_err(odoo_err("resolving cleared activities"))?;
-            report.resolved = stale;
+        match resolve_cleared(client, ctx, exceptions, open_activities).await {
+            Ok(resolved) => report.resolved = resolved,
+            Err(err) if err.fails_every_call() => return Err(err),
+            Err(err) => {
+                tracing::warn!(
+                    namespace = ctx.rule.namespace,
+                    rule = ctx.rule.rule,
+                    error = %err,
+                    "could not mark cleared exceptions' activities done; the next full scan retries"
+                );
+                report.resolve_failed = Some(format!("{err}; the next full scan retries"));
+            }
         }
     }
     report.results = plan
@@ -474,6 +576,86 @@ pub async fn execute(
         .map(|(w, o)| (w, o.unwrap_or(WriteOutcome::Skipped("no handler".into()))))
         .collect();
     Ok(report)
+}
+
+/// Counts settled writes for a [`Progress`], telling it only of changes.
+struct Tally<'a> {
+    progress: Option<&'a dyn Progress>,
+    done: usize,
+    total: usize,
+}
+
+impl<'a> Tally<'a> {
+    fn new(progress: Option<&'a dyn Progress>, total: usize) -> Tally<'a> {
+        if let Some(p) = progress {
+            p.step(Step::Writing { done: 0, total });
+        }
+        Tally {
+            progress,
+            done: 0,
+            total,
+        }
+    }
+
+    fn advance(&mut self) {
+        self.settle(self.done + 1);
+    }
+
+    fn settle(&mut self, done: usize) {
+        let done = done.min(self.total);
+        if done == self.done {
+            return;
+        }
+        self.done = done;
+        if let Some(p) = self.progress {
+            p.step(Step::Writing {
+                done,
+                total: self.total,
+            });
+        }
+    }
+}
+
+/// Marks done the rule's open activities whose exception no longer shows; the
+/// ids marked. `open` is what the activity actions already read, if any ran.
+async fn resolve_cleared(
+    client: &OdooClient,
+    ctx: &ActionContext<'_>,
+    exceptions: &[PlanningException],
+    open: Option<Vec<(i64, String)>>,
+) -> Result<Vec<i64>, ActionError> {
+    let current: HashSet<&str> = exceptions.iter().map(|e| e.fingerprint.as_str()).collect();
+    let open = match open {
+        Some(open) => open,
+        None => existing_activities(client, &ctx.rule, false)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a.fingerprint))
+            .collect(),
+    };
+    let stale: Vec<i64> = open
+        .into_iter()
+        .filter(|(_, fp)| !current.contains(fp.as_str()))
+        .map(|(id, _)| id)
+        .collect();
+    if stale.is_empty() {
+        return Ok(stale);
+    }
+    let feedback = format!(
+        "Resolved by PlanOps on {}: the exception no longer shows in a full scan of rule {}/{}.",
+        ctx.today, ctx.rule.namespace, ctx.rule.rule
+    );
+    client
+        .call(
+            Call::new("mail.activity", "action_feedback")
+                .ids(stale.clone())
+                .kwarg("feedback", feedback)
+                // Marking done twice is harmless: done activities are gone.
+                .idempotent(true),
+        )
+        .await
+        .map_err(odoo_err("resolving cleared activities"))?;
+    Ok(stale)
 }
 
 /// The Odoo record each exception's activity or note goes on.
@@ -796,18 +978,46 @@ fn found_by_fingerprint(rows: &[Record], field: &str, wanted: &[String]) -> Hash
 struct Creations {
     /// Keys whose record exists now (created by this call or found after a lost reply).
     ids: HashMap<String, i64>,
-    /// Keys Odoo refused or that could not be confirmed, with the reason; the next
-    /// scan tries them again.
+    /// Keys not created (refused, or failed before Odoo applied them), with the
+    /// reason; the next scan tries them again.
     failed: HashMap<String, String>,
+    /// Keys whose create may have landed but could not be confirmed, with the
+    /// reason; the next scan's look-up settles them.
+    unknown: HashMap<String, String>,
 }
 
 impl Creations {
-    /// The outcome of `key`: created, or failed with its reason.
+    /// The outcome of `key`: created, failed or unknown with its reason.
     fn outcome(&self, key: &str) -> WriteOutcome {
-        match (self.ids.get(key), self.failed.get(key)) {
-            (Some(&id), _) => WriteOutcome::Created(id),
-            (None, Some(reason)) => WriteOutcome::Failed(reason.clone()),
-            (None, None) => WriteOutcome::Failed("not created; the next scan retries".into()),
+        if let Some(&id) = self.ids.get(key) {
+            return WriteOutcome::Created(id);
+        }
+        if let Some(reason) = self.unknown.get(key) {
+            return WriteOutcome::Unknown(reason.clone());
+        }
+        WriteOutcome::Failed(
+            self.failed
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| "not created; the next scan retries".into()),
+        )
+    }
+
+    /// Records `pending` as not confirmed: unknown when an attempt may have
+    /// committed them, failed otherwise.
+    fn unconfirmed(
+        &mut self,
+        pending: Vec<(String, Map<String, Value>)>,
+        maybe_committed: bool,
+        reason: &str,
+    ) {
+        let into = if maybe_committed {
+            &mut self.unknown
+        } else {
+            &mut self.failed
+        };
+        for (key, _) in pending {
+            into.insert(key, reason.to_string());
         }
     }
 }
@@ -849,7 +1059,8 @@ where
 
 /// One batched create with the lost-reply repair of [`create_once`]. Returns the
 /// items Odoo refused outright, with the reason; transient failures that outlast
-/// the attempts are recorded in `out.failed`.
+/// the attempts are recorded in `out.failed`, or in `out.unknown` when an attempt
+/// may have committed and no look-up could tell.
 async fn create_batch<F, Fut>(
     client: &OdooClient,
     model: &'static str,
@@ -863,6 +1074,7 @@ where
 {
     let mut pending = items;
     let mut last_error = String::new();
+    let mut maybe_committed = false;
     for attempt in 0..4 {
         if pending.is_empty() {
             return Vec::new();
@@ -881,12 +1093,10 @@ where
                     // Creating again without knowing could duplicate: leave these
                     // to the next scan, which looks before it writes.
                     let reason = format!(
-                        "{model}: could not confirm a create after a lost reply: {e}; the next scan retries"
+                        "{model}: could not confirm a create after a lost reply: {e}; the next scan looks again"
                     );
                     tracing::warn!(model, error = %e, "look-up after a lost reply failed");
-                    for (key, _) in pending.drain(..) {
-                        out.failed.insert(key, reason.clone());
-                    }
+                    out.unconfirmed(pending, maybe_committed, &reason);
                     return Vec::new();
                 }
             }
@@ -902,8 +1112,9 @@ where
                 }
                 return Vec::new();
             }
-            Err(e) if e.transient_kind().is_some_and(|k| k.may_have_committed()) => {
+            Err(e) if e.may_have_committed() => {
                 tracing::warn!(model, error = %e, "create reply lost; looking the records up before retrying");
+                maybe_committed = true;
                 last_error = e.to_string();
             }
             Err(e) if e.is_transient() => {
@@ -923,16 +1134,28 @@ where
     // Attempts ran out on transient errors: a last look tells what landed.
     if !pending.is_empty() {
         let keys: Vec<String> = pending.iter().map(|(key, _)| key.clone()).collect();
-        let found = lookup(client, keys).await.unwrap_or_default();
-        for (key, _) in pending {
-            match found.get(&key) {
-                Some(&id) => {
-                    out.ids.insert(key, id);
+        match lookup(client, keys).await {
+            Ok(found) => {
+                for (key, _) in pending {
+                    match found.get(&key) {
+                        Some(&id) => {
+                            out.ids.insert(key, id);
+                        }
+                        None => {
+                            out.failed.insert(
+                                key,
+                                format!("{model}: {last_error}; the next scan retries"),
+                            );
+                        }
+                    }
                 }
-                None => {
-                    out.failed
-                        .insert(key, format!("{model}: {last_error}; the next scan retries"));
-                }
+            }
+            Err(e) => {
+                tracing::warn!(model, error = %e, "look-up after the last failed create failed");
+                let reason = format!(
+                    "{model}: {last_error}, and the look-up that would confirm it failed: {e}; the next scan looks again"
+                );
+                out.unconfirmed(pending, maybe_committed, &reason);
             }
         }
     }
@@ -1205,11 +1428,15 @@ async fn purchases(
                         WriteOutcome::Existing(id) | WriteOutcome::Created(id) => id,
                         _ => 0,
                     };
-                    match lines.failed.get(&format!("order:{order_id}")) {
-                        Some(reason) => WriteOutcome::Failed(format!(
-                            "RFQ {order_id} has no line yet: {reason}"
-                        )),
-                        None => outcome,
+                    let line = format!("order:{order_id}");
+                    if let Some(reason) = lines.failed.get(&line) {
+                        WriteOutcome::Failed(format!("RFQ {order_id} has no line yet: {reason}"))
+                    } else if let Some(reason) = lines.unknown.get(&line) {
+                        WriteOutcome::Unknown(format!(
+                            "RFQ {order_id} may have no line yet: {reason}"
+                        ))
+                    } else {
+                        outcome
                     }
                 }
                 Err(failed) => failed,
@@ -1241,6 +1468,7 @@ async fn chatter_notes(
     ctx: &ActionContext<'_>,
     writes: &[(&PlannedWrite, &PlanningException)],
     targets: &Targets,
+    tally: &mut Tally<'_>,
 ) -> Result<Vec<WriteOutcome>, ActionError> {
     let marker = rule_marker(&ctx.rule);
     let fps: Vec<String> = writes.iter().map(|(w, _)| w.fingerprint.clone()).collect();
@@ -1268,6 +1496,8 @@ async fn chatter_notes(
     // other actions go on.
     let mut refused: Option<String> = None;
     for (w, e) in writes {
+        // One post per note: against a slow Odoo these are what takes long.
+        tally.advance();
         if let Some(&id) = posted.get(&w.fingerprint) {
             outcomes.push(WriteOutcome::Existing(id));
             continue;
@@ -1298,9 +1528,14 @@ async fn chatter_notes(
             Ok(Posted { id: None, .. }) => outcomes.push(WriteOutcome::Failed(
                 "message_post answered no message id".into(),
             )),
-            Err(PostError::Lookup(err)) => {
-                return Err(odoo_err("checking a chatter note after a lost reply")(err));
+            Err(PostError::Lookup(err) | PostError::Post(err)) if err.fails_every_call() => {
+                return Err(odoo_err("posting chatter notes")(err));
             }
+            // Posting again now could duplicate the note; the next scan's look-up
+            // tells whether it is there.
+            Err(PostError::Lookup(err)) => outcomes.push(WriteOutcome::Unknown(format!(
+                "the reply to message_post was lost and looking the note up failed: {err}; the next scan looks again"
+            ))),
             Err(PostError::Post(err)) if err.is_transient() => outcomes.push(WriteOutcome::Failed(
                 format!("{err}; the next scan retries"),
             )),
@@ -1462,6 +1697,7 @@ mod tests {
             },
             report: ActionReport {
                 resolved: vec![11],
+                resolve_failed: Some("Odoo down".into()),
                 ..Default::default()
             },
             action_calls: 3,
@@ -1473,11 +1709,92 @@ mod tests {
         assert_eq!(status.exceptions_resolved, 1);
         assert_eq!(status.duration_millis, 42);
         assert_eq!(status.start_time, "2025-03-01T06:00:00Z");
+        assert_eq!((status.writes_failed, status.writes_unknown), (1, 0));
+        assert_eq!(
+            status.outcome,
+            Some(planops_api::rule::ScanOutcome::Succeeded)
+        );
+        assert!(
+            status
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("Odoo down")),
+            "{status:?}"
+        );
         let outcome = acted.outcome;
         let top = outcome.top_exceptions(1);
         assert_eq!(top.len(), 1);
         assert_eq!(top[0].fingerprint, outcome.exceptions[0].fingerprint);
         assert!(top[0].priority >= outcome.exceptions[1].priority);
+    }
+
+    #[test]
+    fn failed_and_unknown_writes_are_counted_with_the_first_reason() {
+        let write = |subject: &str| PlannedWrite {
+            action: 0,
+            kind: WriteKind::ChatterNote,
+            fingerprint: String::new(),
+            subject: subject.into(),
+            detail: String::new(),
+        };
+        let mut report = ActionReport {
+            results: vec![
+                (write("A"), WriteOutcome::Created(1)),
+                (write("B"), WriteOutcome::Existing(2)),
+                (write("C"), WriteOutcome::Unknown("reply lost".into())),
+                (write("D"), WriteOutcome::Failed("refused".into())),
+                (write("E"), WriteOutcome::Skipped("DryRun".into())),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            (
+                report.created(),
+                report.existing(),
+                report.failed(),
+                report.unknown()
+            ),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(
+            report.unsettled().as_deref(),
+            Some(
+                "1 writes failed and 1 are unknown; the next scan retries them. First: chatter note for C: reply lost"
+            )
+        );
+        report.resolve_failed = Some("Odoo down".into());
+        assert_eq!(report.failed(), 2);
+        report.results.truncate(2);
+        assert!(
+            report
+                .unsettled()
+                .unwrap()
+                .ends_with("First: resolve: Odoo down")
+        );
+        report.resolve_failed = None;
+        assert_eq!(report.unsettled(), None);
+    }
+
+    #[test]
+    fn a_create_that_may_have_committed_is_unknown_until_looked_up() {
+        let mut creations = Creations::default();
+        let items = |keys: &[&str]| keys.iter().map(|k| (k.to_string(), Map::new())).collect();
+        creations.unconfirmed(items(&["lost"]), true, "reply lost");
+        creations.unconfirmed(items(&["refused"]), false, "503");
+        creations.ids.insert("made".into(), 7);
+        assert_eq!(creations.outcome("made"), WriteOutcome::Created(7));
+        assert_eq!(
+            creations.outcome("lost"),
+            WriteOutcome::Unknown("reply lost".into())
+        );
+        assert_eq!(
+            creations.outcome("refused"),
+            WriteOutcome::Failed("503".into())
+        );
+        assert!(matches!(
+            creations.outcome("other"),
+            WriteOutcome::Failed(_)
+        ));
     }
 
     #[test]
@@ -1535,8 +1852,11 @@ impl Acted {
             exceptions_opened: self.report.opened().len() as u64,
             exceptions_resolved: self.report.resolved.len() as u64,
             odoo_calls: scan.calls.requests + self.action_calls,
+            writes_failed: self.report.failed() as u64,
+            writes_unknown: self.report.unknown() as u64,
+            // The scan itself succeeded; the counts say what it left undone.
             outcome: Some(planops_api::rule::ScanOutcome::Succeeded),
-            message: None,
+            message: self.report.unsettled(),
         }
     }
 }
@@ -1547,7 +1867,7 @@ pub enum RunError {
     /// The scan failed; nothing was written.
     #[error("scan: {0}")]
     Scan(#[from] crate::scan::ScanError),
-    /// The scan completed, acting on it failed.
+    /// The scan completed; acting on it met an error every write would meet.
     #[error("actions: {0}")]
     Actions(#[from] ActionError),
 }
@@ -1560,8 +1880,17 @@ pub async fn scan_and_act(
     memory: &crate::scan::ScanMemory,
     options: crate::scan::ScanOptions<'_>,
 ) -> Result<Acted, RunError> {
+    if let Some(p) = options.progress {
+        p.step(Step::Reading);
+    }
     let outcome =
         crate::scan::run_scan_with(client, &ctx.rule, ctx.spec, ctx.today, memory, options).await?;
+    if let Some(p) = options.progress {
+        p.step(Step::Found {
+            exceptions: outcome.exceptions.len(),
+            subjects: outcome.subjects_evaluated,
+        });
+    }
     let mut plan = plan(ctx.spec, &outcome.exceptions, ctx.today);
     if options.focus.is_some() {
         // A focused scan sees a few subjects; everything else it did not see must not
@@ -1569,7 +1898,7 @@ pub async fn scan_and_act(
         plan.resolves_cleared = false;
     }
     let before = client.calls_made();
-    let report = execute(client, ctx, &plan, &outcome.exceptions).await?;
+    let report = execute_with(client, ctx, &plan, &outcome.exceptions, options.progress).await?;
     let action_calls = client.calls_made().since(&before).requests;
     Ok(Acted {
         outcome,

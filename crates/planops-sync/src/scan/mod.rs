@@ -84,12 +84,41 @@ pub struct ScanOutcome {
 }
 
 /// Optional parts of a scan; the default is a scan with no cache.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct ScanOptions<'a> {
     /// Serve demand history from this cache, for this connection.
     pub history: Option<(&'a HistoryCache, &'a HistoryKey)>,
     /// Evaluate only these subjects (an event's), not the whole scope.
     pub focus: Option<&'a Focus>,
+    /// Told how far a scan and its actions got.
+    pub progress: Option<&'a dyn Progress>,
+}
+
+impl std::fmt::Debug for ScanOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanOptions")
+            .field("history", &self.history)
+            .field("focus", &self.focus)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// How far a run of a rule got, for someone waiting on it: against a slow Odoo
+/// a scan and its writes can take minutes (`planops scan` prints these).
+pub trait Progress: Send + Sync {
+    fn step(&self, step: Step);
+}
+
+/// A step of [`Progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Reading what the detector needs from Odoo.
+    Reading,
+    /// The scan is done.
+    Found { exceptions: usize, subjects: u64 },
+    /// `done` of the `total` planned writes are settled (written, found, or not).
+    Writing { done: usize, total: usize },
 }
 
 /// Scans `spec` (the rule `rule`) over Odoo as of `today`.
