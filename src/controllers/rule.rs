@@ -204,16 +204,20 @@ impl Reconciler for ExceptionRule {
                 view.last
             }
             // `planops scan` in the CronJob writes lastScan itself; what it
-            // wrote stands, and a failure shows on Ready like one in process.
+            // wrote stands, and a failure (or writes it left undone) shows on
+            // Ready like one in process.
             None if cronjob => obj
                 .status
                 .as_ref()
                 .and_then(|s| s.last_scan.as_ref())
-                .filter(|l| l.outcome == Some(ScanOutcome::Failed))
+                .filter(|l| {
+                    l.outcome == Some(ScanOutcome::Failed) || l.writes_failed + l.writes_unknown > 0
+                })
                 .map(|l| ScanReport {
                     last_scan: l.clone(),
                     top: status.top_exceptions.clone(),
-                    error: Some(l.message.clone().unwrap_or_default()),
+                    error: (l.outcome == Some(ScanOutcome::Failed))
+                        .then(|| l.message.clone().unwrap_or_default()),
                 }),
             None => ctx.scheduler.last(&namespace, &name),
         };
@@ -221,29 +225,15 @@ impl Reconciler for ExceptionRule {
         let mut scan_failed = false;
         match last {
             Some(report) => {
+                let (ready, reason, message) = report.readiness();
+                scan_failed = report.error.is_some();
                 status.last_scan = Some(report.last_scan);
                 // A failed scan keeps the last good list: the exceptions are still
                 // open in Odoo, the scan just could not confirm them.
-                if report.error.is_none() {
+                if !scan_failed {
                     status.top_exceptions = report.top;
                 }
-                match report.error {
-                    Some(error) => {
-                        scan_failed = true;
-                        settle(
-                            conditions,
-                            ConditionStatus::False,
-                            reasons::SCAN_FAILED,
-                            format!("the last scan failed: {error}"),
-                        )
-                    }
-                    None => settle(
-                        conditions,
-                        ConditionStatus::True,
-                        reasons::RECONCILED,
-                        "spec valid, dependencies ready, last scan succeeded",
-                    ),
-                }
+                settle(conditions, ready, reason, message);
             }
             None => settle(
                 conditions,

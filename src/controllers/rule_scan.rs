@@ -14,7 +14,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use super::kinds::PlanopsKind;
 use crate::actions::{Acted, RunError, StaticSecrets};
 use crate::api::ExceptionRule;
-use crate::api::common::FIELD_MANAGER;
+use crate::api::common::{ConditionStatus, FIELD_MANAGER, reasons};
 use crate::api::rule::{ExceptionSummary, LastScan, ScanOutcome};
 use crate::approval::gate::{GateReport, PolicySource};
 use crate::engine::{RuleRef, Severity};
@@ -58,6 +58,43 @@ impl ScanReport {
         self.last_scan.start_time = started.to_string();
         self.last_scan.scheduled_time = scheduled.map(|t| t.to_string());
         self.last_scan.duration_millis = duration.as_millis() as u64;
+    }
+
+    /// Writes the scan left to the next one (failed or unknown).
+    pub fn unsettled_writes(&self) -> u64 {
+        self.last_scan.writes_failed + self.last_scan.writes_unknown
+    }
+
+    /// What the rule's `Ready` says after this scan: `ScanFailed`,
+    /// `PartialFailure` with the counts while writes are left to the next scan,
+    /// else `Reconciled`. The message holds no time, so an unchanged outcome
+    /// writes no new condition.
+    pub fn readiness(&self) -> (ConditionStatus, &'static str, String) {
+        if let Some(error) = &self.error {
+            return (
+                ConditionStatus::False,
+                reasons::SCAN_FAILED,
+                format!("the last scan failed: {error}"),
+            );
+        }
+        if self.unsettled_writes() > 0 {
+            let detail = self.last_scan.message.clone().unwrap_or_else(|| {
+                format!(
+                    "{} writes failed and {} are unknown; the next scan retries them",
+                    self.last_scan.writes_failed, self.last_scan.writes_unknown
+                )
+            });
+            return (
+                ConditionStatus::False,
+                reasons::PARTIAL_FAILURE,
+                format!("the last scan completed with writes left undone: {detail}"),
+            );
+        }
+        (
+            ConditionStatus::True,
+            reasons::RECONCILED,
+            "spec valid, dependencies ready, last scan succeeded".into(),
+        )
     }
 }
 
@@ -332,5 +369,39 @@ mod tests {
         assert_eq!(report.last_scan.duration_millis, 12);
         assert_eq!(report.last_scan.scheduled_time, None);
         assert_eq!(report.error.as_deref(), Some("Odoo said no"));
+        assert_eq!(report.readiness().1, reasons::SCAN_FAILED);
+    }
+
+    #[test]
+    fn unsettled_writes_make_the_rule_not_ready_until_a_scan_settles_them() {
+        let mut report = ScanReport {
+            last_scan: LastScan {
+                outcome: Some(ScanOutcome::Succeeded),
+                ..Default::default()
+            },
+            top: Vec::new(),
+            error: None,
+        };
+        assert_eq!(
+            report.readiness(),
+            (
+                ConditionStatus::True,
+                reasons::RECONCILED,
+                "spec valid, dependencies ready, last scan succeeded".to_string()
+            )
+        );
+        report.last_scan.writes_unknown = 2;
+        report.last_scan.message = Some("0 writes failed and 2 are unknown; ...".into());
+        let (status, reason, message) = report.readiness();
+        assert_eq!(
+            (status, reason),
+            (ConditionStatus::False, reasons::PARTIAL_FAILURE)
+        );
+        assert!(
+            message.contains("0 writes failed and 2 are unknown"),
+            "{message}"
+        );
+        // Same counts, same words: a repeated partial failure changes no condition.
+        assert_eq!(report.readiness().2, message);
     }
 }

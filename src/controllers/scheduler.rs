@@ -350,7 +350,20 @@ async fn scan_task(
     let report = match result {
         Ok((report, calls)) => {
             metrics.odoo_calls.get_or_create(&conn_labels).inc_by(calls);
-            metrics.scan_outcome("succeeded");
+            if report.unsettled_writes() > 0 {
+                // Alertable apart from clean scans: writes keep failing while
+                // the scans themselves succeed.
+                metrics.scan_outcome("partial");
+                tracing::warn!(
+                    namespace,
+                    rule = name,
+                    writes_failed = report.last_scan.writes_failed,
+                    writes_unknown = report.last_scan.writes_unknown,
+                    "scheduled scan left writes to the next one"
+                );
+            } else {
+                metrics.scan_outcome("succeeded");
+            }
             report
         }
         Err(failure) => {
