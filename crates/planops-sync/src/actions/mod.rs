@@ -597,10 +597,6 @@ impl<'a> Tally<'a> {
         }
     }
 
-    fn advance(&mut self) {
-        self.settle(self.done + 1);
-    }
-
     fn settle(&mut self, done: usize) {
         let done = done.min(self.total);
         if done == self.done {
@@ -1495,9 +1491,10 @@ async fn chatter_notes(
     // alike: report it on each write without repeating the call, and let the rule's
     // other actions go on.
     let mut refused: Option<String> = None;
+    let settled_before = tally.done;
     for (w, e) in writes {
         // One post per note: against a slow Odoo these are what takes long.
-        tally.advance();
+        tally.settle(settled_before + outcomes.len());
         if let Some(&id) = posted.get(&w.fingerprint) {
             outcomes.push(WriteOutcome::Existing(id));
             continue;
