@@ -67,7 +67,7 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("Error: {}", planops::errors::chain(error.as_ref()));
-            std::process::ExitCode::FAILURE
+            planops::cli::exit_code(&error)
         }
     }
 }

@@ -12,6 +12,17 @@ pub mod validate;
 use anyhow::Context as _;
 use serde::Deserialize as _;
 
+/// The exit status for a command that failed with `error`: 1, except for a scan
+/// that completed with writes left undone ([`scan::EXIT_UNSETTLED`]), which a
+/// script or a Job may want to tell from one that could not run.
+pub fn exit_code(error: &anyhow::Error) -> std::process::ExitCode {
+    if error.downcast_ref::<scan::UnsettledWrites>().is_some() {
+        std::process::ExitCode::from(scan::EXIT_UNSETTLED)
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
 /// The objects of `kind` in a multi-document YAML stream; other kinds are skipped.
 pub fn objects_in<K: serde::de::DeserializeOwned>(
     yaml: &str,

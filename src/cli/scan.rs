@@ -2,10 +2,15 @@
 //! its actions (the rule's `mode` decides whether they write): a rule in the
 //! cluster (`planops scan <namespace>/<rule>`, what the CronJob of `execution:
 //! CronJob` runs) or in a file (`-f`, with the Odoo connection on the command line).
+//!
+//! It prints its progress on stderr (reading, exceptions found, writes settled),
+//! and exits with status [`EXIT_UNSETTLED`] when the run completed but left writes
+//! failed or unknown, 1 when it could not run.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
@@ -13,16 +18,79 @@ use serde_json::json;
 use futures::future::BoxFuture;
 use kube::ResourceExt as _;
 
-use crate::actions::{Acted, StaticSecrets};
+use crate::actions::{Acted, ActionReport, StaticSecrets, WriteOutcome};
 use crate::api::common::SCAN_FIELD_MANAGER;
 use crate::api::rule::ExceptionRuleSpec;
 use crate::api::rule::RuleMode;
-use crate::api::{ApprovalPolicy, ExceptionRule, OdooConnection};
+use crate::api::{ApprovalPolicy, ExceptionRule, OdooConnection, OdooConnectionSpec};
 use crate::approval::gate::{GateReport, PolicySource};
 use crate::engine::RuleRef;
-use crate::odoo::{OdooClient, OdooConfig, Secret};
+use crate::odoo::{OdooClient, Secret};
 use crate::run::RuleRun;
-use crate::scan::ScanMemory;
+use crate::scan::{Progress, ScanMemory, ScanOptions, Step};
+
+/// Exit status of a run that completed but left writes failed or unknown (1 is
+/// a run that could not complete). The next run settles them.
+pub const EXIT_UNSETTLED: u8 = 2;
+
+/// A run that completed with writes left to the next one; `planops scan` exits
+/// with [`EXIT_UNSETTLED`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{failed} writes failed and {unknown} are unknown; the next scan retries them")]
+pub struct UnsettledWrites {
+    pub failed: usize,
+    pub unknown: usize,
+}
+
+impl UnsettledWrites {
+    /// The writes `report` left undone, if any.
+    pub fn of(report: &ActionReport) -> Option<UnsettledWrites> {
+        let (failed, unknown) = (report.failed(), report.unknown());
+        (failed + unknown > 0).then_some(UnsettledWrites { failed, unknown })
+    }
+}
+
+/// Progress lines on stderr, so that someone waiting on a slow Odoo sees the
+/// run is alive; stdout keeps the result alone (`--output json`).
+struct StderrProgress {
+    rule: String,
+    last_write_line: Mutex<Option<Instant>>,
+}
+
+impl StderrProgress {
+    fn new(namespace: &str, name: &str) -> StderrProgress {
+        StderrProgress {
+            rule: format!("{namespace}/{name}"),
+            last_write_line: Mutex::new(None),
+        }
+    }
+}
+
+impl Progress for StderrProgress {
+    fn step(&self, step: Step) {
+        let rule = &self.rule;
+        match step {
+            Step::Reading => eprintln!("scan {rule}: reading Odoo"),
+            Step::Found {
+                exceptions,
+                subjects,
+            } => eprintln!("scan {rule}: {exceptions} exceptions found in {subjects} subjects"),
+            Step::Writing { done, total } => {
+                // Writes can settle many times a second: the first and last
+                // lines always, the ones between at most once a second.
+                let mut last = self
+                    .last_write_line
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let due = last.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+                if done == 0 || done == total || due {
+                    *last = Some(Instant::now());
+                    eprintln!("scan {rule}: writing {done}/{total}");
+                }
+            }
+        }
+    }
+}
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -98,10 +166,14 @@ fn secrets_from_env(specs: &[String]) -> anyhow::Result<StaticSecrets> {
     Ok(StaticSecrets(map))
 }
 
-/// Runs one scan and prints the result.
+/// Runs one scan and prints the result. Fails with [`UnsettledWrites`] when the
+/// run completed but left writes failed or unknown.
 pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     if let Some(target) = &args.target {
-        return Ok(run_in_cluster(target, &args).await?);
+        return match run_in_cluster(target, &args).await? {
+            Some(unsettled) => Err(unsettled.into()),
+            None => Ok(()),
+        };
     }
     let (Some(file), Some(odoo_url), Some(database), Some(login), Some(api_key_env)) = (
         &args.file,
@@ -134,12 +206,14 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     let api_key = std::env::var(api_key_env)
         .with_context(|| format!("environment variable {api_key_env} is not set"))?;
     let secrets = secrets_from_env(&args.secret_env)?;
-    let mut config = OdooConfig::new(odoo_url, database, login, Secret::new(api_key));
-    config.timeout = Duration::from_secs(60);
+    let connection = connection_spec(&text, &rule, odoo_url, database)
+        .with_context(|| format!("parsing {}", file.display()))?;
+    let config = crate::controllers::connection::client_config(&connection, login, &api_key);
     let client = OdooClient::connect(config)
         .await
         .context("connecting to Odoo")?;
     let name = rule.metadata.name.clone().unwrap_or_default();
+    let progress = StderrProgress::new(&args.namespace, &name);
     let rule_ref = RuleRef {
         namespace: &args.namespace,
         rule: &name,
@@ -156,6 +230,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     };
     let options = crate::scan::ScanOptions {
         history: cache.as_ref().map(|c| (c, &history_key)),
+        progress: Some(&progress),
         ..Default::default()
     };
     let policies = FilePolicies(
@@ -184,7 +259,47 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         &finished.acted,
         &finished.gate,
     )?;
-    Ok(())
+    match UnsettledWrites::of(&finished.acted.report) {
+        Some(unsettled) => Err(unsettled.into()),
+        None => Ok(()),
+    }
+}
+
+/// The connection the client is built from, as the operator builds it (timeout,
+/// protocol, rate limit, retries): the file's OdooConnection that the rule names,
+/// else one with the operator's defaults. The flags give URL and database.
+fn connection_spec(
+    text: &str,
+    rule: &ExceptionRule,
+    url: &str,
+    database: &str,
+) -> anyhow::Result<OdooConnectionSpec> {
+    let named = &rule.spec.connection_ref.name;
+    let mut spec = super::objects_in::<OdooConnection>(text, "OdooConnection")?
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some(named.as_str()))
+        .map(|c| c.spec)
+        .unwrap_or_else(|| OdooConnectionSpec {
+            url: String::new(),
+            database: String::new(),
+            protocol: Default::default(),
+            // Credentials come from --login and --api-key-env.
+            credentials_secret_ref: crate::api::connection::CredentialsSecretRef {
+                name: String::new(),
+                login_key: None,
+                api_key_key: None,
+            },
+            rate_limit: None,
+            timeout_seconds: None,
+            retry: None,
+            callback_base_url: None,
+            probe_interval_seconds: None,
+            suspend: None,
+            deletion_policy: None,
+        });
+    spec.url = url.to_string();
+    spec.database = database.to_string();
+    Ok(spec)
 }
 
 /// The ApprovalPolicies of the scanned file: they govern the run's drafts as
@@ -240,6 +355,13 @@ fn print_run(
                 })
                 .collect();
             let doc = json!({
+                "summary": {
+                    "created": report.created(),
+                    "existing": report.existing(),
+                    "failed": report.failed(),
+                    "unknown": report.unknown(),
+                    "resolved": report.resolved.len(),
+                },
                 "rule": name,
                 "namespace": namespace,
                 "mode": format!("{:?}", spec.mode),
@@ -276,11 +398,24 @@ fn print_run(
             );
             print!("{plan}");
             println!(
-                "created {}, already there {}, resolved {}",
+                "created {}, already there {}, failed {}, unknown {}, resolved {}",
                 report.created(),
                 report.existing(),
+                report.failed(),
+                report.unknown(),
                 report.resolved.len()
             );
+            for (w, o) in &report.results {
+                let (what, reason) = match o {
+                    WriteOutcome::Failed(reason) => ("failed", reason),
+                    WriteOutcome::Unknown(reason) => ("unknown", reason),
+                    _ => continue,
+                };
+                println!("  {what}: {} for {}: {reason}", w.kind, w.subject);
+            }
+            if let Some(reason) = &report.resolve_failed {
+                println!("  failed: resolving cleared activities: {reason}");
+            }
             for r in &gate.requested {
                 println!(
                     "approval: {} waits for ApprovalPolicy {} ({})",
@@ -361,7 +496,10 @@ fn kube_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ClusterSca
 /// from the cluster; the scan and actions the operator's scheduler runs; the
 /// result in the rule's `status.lastScan` (and a `ScanFailed` Event when it
 /// failed), written as field manager `planops-scan`.
-async fn run_in_cluster(target: &str, args: &ScanArgs) -> Result<(), ClusterScanError> {
+async fn run_in_cluster(
+    target: &str,
+    args: &ScanArgs,
+) -> Result<Option<UnsettledWrites>, ClusterScanError> {
     use crate::controllers::rule_scan::{self, ScanReport};
     let (namespace, name) = target
         .split_once('/')
@@ -416,6 +554,7 @@ async fn run_in_cluster(target: &str, args: &ScanArgs) -> Result<(), ClusterScan
             &scanned.run,
             &scanned.gate,
         )
+        .map(|()| UnsettledWrites::of(&scanned.run.report))
         .map_err(|e| ClusterScanError::ScanFailed {
             namespace: namespace.to_string(),
             name: name.to_string(),
@@ -526,13 +665,18 @@ async fn scan_in_cluster(
         .as_ref()
         .map(crate::scan::HistoryCache::persistent);
     let key = rule_scan::history_key(&namespace, &connection);
+    let progress = StderrProgress::new(&namespace, &name);
     let scanned = rule_scan::scan_rule(
         &odoo,
         rule,
         today,
         &memory,
         &secrets,
-        cache.as_ref().map(|c| (c, &key)),
+        ScanOptions {
+            history: cache.as_ref().map(|c| (c, &key)),
+            progress: Some(&progress),
+            ..Default::default()
+        },
         &ListedPolicies {
             client,
             limiter: None,

@@ -20,7 +20,7 @@ use crate::approval::gate::{GateReport, PolicySource};
 use crate::engine::{RuleRef, Severity};
 use crate::odoo::{OdooClient, Secret};
 use crate::run::RuleRun;
-use crate::scan::{HistoryCache, HistoryKey, ScanMemory, ScanOptions};
+use crate::scan::{HistoryKey, ScanMemory, ScanOptions};
 use crate::schedule::Schedule;
 
 /// The result of one finished scan, as the status shows it.
@@ -153,14 +153,15 @@ pub fn history_key(namespace: &str, connection: &crate::api::OdooConnection) -> 
     }
 }
 
-/// Runs `rule` ([`RuleRun`]: scan, actions, approval gate) as of `today`.
+/// Runs `rule` ([`RuleRun`]: scan, actions, approval gate) as of `today`, with
+/// `options`' history cache and progress (a full scan: any focus is ignored).
 pub async fn scan_rule(
     client: &OdooClient,
     rule: &ExceptionRule,
     today: jiff::civil::Date,
     memory: &ScanMemory,
     secrets: &StaticSecrets,
-    history: Option<(&HistoryCache, &HistoryKey)>,
+    options: ScanOptions<'_>,
     policies: &dyn PolicySource,
 ) -> Result<Scanned, Failure> {
     let namespace = rule.namespace().unwrap_or_default();
@@ -177,8 +178,8 @@ pub async fn scan_rule(
         memory,
         secrets,
         options: ScanOptions {
-            history,
-            ..Default::default()
+            focus: None,
+            ..options
         },
         policies,
     }

@@ -442,7 +442,10 @@ async fn run(
         today,
         &memory,
         &secrets,
-        history_key.as_ref().map(|k| (&ctx.history, k)),
+        crate::scan::ScanOptions {
+            history: history_key.as_ref().map(|k| (&ctx.history, k)),
+            ..Default::default()
+        },
         &super::approval::ListedPolicies {
             client: &ctx.core.client,
             limiter: Some(&ctx.core.api_limiter),
