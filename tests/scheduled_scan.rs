@@ -1117,3 +1117,90 @@ async fn a_cronjob_rule_without_an_image_to_run_is_stalled() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_cronjob_scan_that_leaves_writes_undone_exits_2_and_the_rule_is_not_ready() {
+    let (cluster, ns) = setup("cronjob-partial").await;
+    let server = private_odoo().await;
+    let client = odoo_client(&server).await;
+    let _operator = OperatorProcess::simple(cluster, &ns).await;
+    connect_odoo(cluster, &ns, &server).await;
+    let acme = support::odoo::vendor(&client, "Acme Refusals").await;
+    for code in ["T-N1", "T-N2"] {
+        support::odoo::product(&client, code, 20.0, Some((acme, 5))).await;
+    }
+    // Vendor price lines have no chatter: Odoo refuses each note.
+    let rule = json!({
+        "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
+        "metadata": {"name": "notes"},
+        "spec": {
+            "connectionRef": {"name": "odoo"},
+            "execution": "CronJob",
+            "detector": {"fieldThreshold": {
+                "model": "product.supplierinfo",
+                "domain": format!("[('partner_id', '=', {acme})]"),
+                "field": "delay",
+                "comparison": "Gt",
+                "value": 0,
+            }},
+            "triggers": {"schedule": {"cron": "0 6 * * *"}},
+            "actions": [{"chatterNote": {}}],
+        },
+    });
+    apply(cluster, &ns, &rule).await;
+    wait_ready(cluster, &ns, "ExceptionRule", "notes", "True", "Reconciled").await;
+
+    let out = planops_scan(&cluster.kubeconfig, &format!("{ns}/notes")).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("scan {ns}/notes: writing 2/2")),
+        "{stderr}"
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(printed["summary"]["failed"], 2);
+
+    let obj = wait_ready(
+        cluster,
+        &ns,
+        "ExceptionRule",
+        "notes",
+        "False",
+        "PartialFailure",
+    )
+    .await;
+    let last = &obj["status"]["lastScan"];
+    assert_eq!(last["outcome"], "Succeeded", "{last}");
+    assert_eq!(last["writesFailed"], 2, "{last}");
+    assert!(
+        last["writesUnknown"].is_null(),
+        "zero counts stay out: {last}"
+    );
+    let ready = obj["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .expect("Ready");
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("2 writes failed and 0 are unknown")
+            && message.contains("Odoo refused message_post"),
+        "{message}"
+    );
+
+    // Nothing changed in Odoo: a second run finds the same, and the status
+    // keeps its Ready condition as it was.
+    let transition = ready["lastTransitionTime"].clone();
+    let out = planops_scan(&cluster.kubeconfig, &format!("{ns}/notes")).await;
+    assert_eq!(out.status.code(), Some(2));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let obj = get(cluster, &ns, "ExceptionRule", "notes")
+        .await
+        .expect("rule");
+    let ready = obj["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .expect("Ready");
+    assert_eq!(ready["reason"], "PartialFailure");
+    assert_eq!(ready["lastTransitionTime"], transition);
+    server.shutdown().await;
+}
