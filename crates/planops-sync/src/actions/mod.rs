@@ -587,7 +587,8 @@ struct Tally<'a> {
 
 impl<'a> Tally<'a> {
     fn new(progress: Option<&'a dyn Progress>, total: usize) -> Tally<'a> {
-        if let Some(p) = progress {
+        // A scan that found nothing to write has no writing phase to announce.
+        if let Some(p) = progress.filter(|_| total > 0) {
             p.step(Step::Writing { done: 0, total });
         }
         Tally {
