@@ -780,6 +780,34 @@ async fn the_operator_polls_applies_each_confirmation_once_and_resumes_after_a_r
     assert!(obj["status"]["pollCursor"].is_null(), "{obj}");
     assert!(obj["status"]["partnerId"].is_null(), "{obj}");
 
+    // A poll URL at the cloud metadata address is refused before any request.
+    let mut metadata = manifest.clone();
+    metadata["metadata"] = json!({"name": "metadata"});
+    metadata["spec"]["inbound"] =
+        json!({"poll": {"url": "http://169.254.169.254/latest/meta-data"}});
+    apply(cluster, &ns, &metadata).await;
+    let obj = wait_ready(
+        cluster,
+        &ns,
+        "SupplierConnector",
+        "metadata",
+        "False",
+        "InvalidSpec",
+    )
+    .await;
+    let message = obj["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("spec.inbound.poll.url")
+            && message.contains("169.254.169.254 is a link-local address")
+            && message.contains("--allow-outbound"),
+        "{message}"
+    );
+
     // Kill the operator, add confirmations while it is down, start it again.
     drop(operator);
     feed.events.lock().unwrap().extend([
