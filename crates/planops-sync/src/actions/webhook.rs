@@ -11,6 +11,38 @@ use sha2::Sha256;
 
 use odoo_client::Secret;
 
+use crate::outbound::{self, Redirects};
+
+/// Timeout of one delivery.
+const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The client notifications go out with. It follows no redirect: the signed
+/// body and the URL's token are for the receiver configured, not for wherever
+/// it points next. It connects only where the process's outbound policy
+/// ([`outbound::policy`]) allows.
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    outbound::client(outbound::policy(), DELIVERY_TIMEOUT, Redirects::None)
+}
+
+/// Refuses a notify URL whose host is a refused literal address (names are
+/// checked when they resolve). The URL is a credential: messages name its
+/// host at most.
+pub fn check_destination(url: &Secret) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url.expose())
+        .map_err(|_| "the notify URL in the Secret is not a valid URL".to_string())?;
+    outbound::policy()
+        .check_url(&parsed)
+        .map_err(|denied| denied.to_string())
+}
+
+/// Why a delivery failed, without the URL.
+pub fn delivery_error(err: reqwest::Error) -> String {
+    match outbound::denial(&err) {
+        Some(denied) => denied.to_string(),
+        None => format!("delivery failed: {}", err.without_url()),
+    }
+}
+
 /// Why a signing secret cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigningError {
@@ -142,6 +174,38 @@ mod tests {
             sign(&Secret::new("whsec_"), ID, 1, b""),
             Err(SigningError::BadSecret)
         );
+    }
+
+    #[test]
+    fn refused_destinations_are_named_by_host_only() {
+        let err = check_destination(&Secret::new(
+            "http://169.254.169.254/hooks/T000/B000/XXXXtoken",
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("169.254.169.254") && err.contains("--allow-outbound"),
+            "{err}"
+        );
+        assert!(!err.contains("XXXXtoken"), "{err}");
+        let err = check_destination(&Secret::new("not a url XXXXtoken")).unwrap_err();
+        assert!(!err.contains("XXXXtoken"), "{err}");
+        assert!(check_destination(&Secret::new("https://hooks.example.com/XXXXtoken")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn names_of_refused_addresses_fail_at_connection() {
+        let err = client()
+            .unwrap()
+            .post("http://localhost:9/hook/XXXXtoken")
+            .send()
+            .await
+            .unwrap_err();
+        let message = delivery_error(err);
+        assert!(
+            message.contains("outbound request to localhost refused"),
+            "{message}"
+        );
+        assert!(!message.contains("XXXXtoken"), "{message}");
     }
 
     #[test]
