@@ -623,7 +623,7 @@ async fn lead_time_statistics_match_a_hand_computation() {
 /// A supplier API serving events from a list in pages of `PAGE`, cursor = index
 /// of the next event; requires `Authorization: Bearer <TOKEN>`.
 const PAGE: usize = 2;
-const TOKEN: &str = "supplier-token";
+const TOKEN: &str = "supplier-token-6c1d9e4f";
 
 #[derive(Clone, Default)]
 struct FeedState {

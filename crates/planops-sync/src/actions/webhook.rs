@@ -43,12 +43,21 @@ pub fn delivery_error(err: reqwest::Error) -> String {
     }
 }
 
+/// Shortest key accepted in a `whsec_` secret, in bytes: Standard Webhooks
+/// asks for 24 to 64 random bytes, and a short key can be guessed.
+pub const MIN_KEY_BYTES: usize = 24;
+
 /// Why a signing secret cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigningError {
     /// The secret is not `whsec_` followed by base64.
     #[error("the signing secret is not a Standard Webhooks secret (whsec_ followed by base64)")]
     BadSecret,
+    /// The key is shorter than [`MIN_KEY_BYTES`].
+    #[error(
+        "the signing secret holds a key of fewer than {MIN_KEY_BYTES} bytes after base64 decoding (Standard Webhooks asks for 24 to 64 random bytes)"
+    )]
+    ShortKey,
     /// The id contains a `.`, which would make the signed content ambiguous.
     #[error("webhook-id must not contain '.'")]
     BadId,
@@ -98,6 +107,9 @@ pub fn decode_secret(secret: &Secret) -> Result<Vec<u8>, SigningError> {
         .map_err(|_| SigningError::BadSecret)?;
     if key.is_empty() {
         return Err(SigningError::BadSecret);
+    }
+    if key.len() < MIN_KEY_BYTES {
+        return Err(SigningError::ShortKey);
     }
     Ok(key)
 }
@@ -210,9 +222,22 @@ mod tests {
 
     #[test]
     fn unpadded_secrets_decode_to_the_same_key() {
-        let padded = decode_secret(&Secret::new("whsec_dGVzdA==")).unwrap();
-        let unpadded = decode_secret(&Secret::new("whsec_dGVzdA")).unwrap();
-        assert_eq!(padded, b"test");
+        let padded =
+            decode_secret(&Secret::new("whsec_dHdlbnR5LWZpdmUgYnl0ZXMgb2Yga2V5IQ==")).unwrap();
+        let unpadded =
+            decode_secret(&Secret::new("whsec_dHdlbnR5LWZpdmUgYnl0ZXMgb2Yga2V5IQ")).unwrap();
+        assert_eq!(padded, b"twenty-five bytes of key!");
         assert_eq!(unpadded, padded);
+    }
+
+    #[test]
+    fn keys_shorter_than_24_bytes_are_refused() {
+        // 23 bytes once decoded.
+        let short = Secret::new("whsec_dHdlbnR5LXRocmVlIGJ5dGVzIGtleSE=");
+        assert_eq!(decode_secret(&short), Err(SigningError::ShortKey));
+        assert_eq!(sign(&short, ID, 1, b""), Err(SigningError::ShortKey));
+        assert!(!SigningError::ShortKey.to_string().contains("dHdl"));
+        // The reference vector's key is exactly 24 bytes.
+        assert_eq!(decode_secret(&Secret::new(SECRET)).unwrap().len(), 24);
     }
 }
