@@ -17,9 +17,9 @@ pub struct OutboundArgs {
         global = true,
         env = outbound::ALLOW_ENV,
         value_delimiter = ',',
-        num_args = 0..
+        value_parser = cidr_or_empty
     )]
-    pub allow_outbound: Vec<Cidr>,
+    pub allow_outbound: Vec<Option<Cidr>>,
     /// The cluster's Service (and Pod) networks, refused as poll and notify
     /// destinations like loopback (comma-separated CIDRs). Default: none;
     /// the Helm chart sets outbound.serviceCIDRs.
@@ -28,16 +28,26 @@ pub struct OutboundArgs {
         global = true,
         env = outbound::SERVICE_CIDR_ENV,
         value_delimiter = ',',
-        num_args = 0..
+        value_parser = cidr_or_empty
     )]
-    pub service_cidr: Vec<Cidr>,
+    pub service_cidr: Vec<Option<Cidr>>,
+}
+
+/// An empty entry means none: the chart sets the variables even when its
+/// lists are empty.
+fn cidr_or_empty(text: &str) -> Result<Option<Cidr>, outbound::CidrError> {
+    if text.trim().is_empty() {
+        Ok(None)
+    } else {
+        text.parse().map(Some)
+    }
 }
 
 impl OutboundArgs {
     pub fn policy(&self) -> OutboundPolicy {
         OutboundPolicy {
-            service_cidrs: self.service_cidr.clone(),
-            allow: self.allow_outbound.clone(),
+            service_cidrs: self.service_cidr.iter().flatten().copied().collect(),
+            allow: self.allow_outbound.iter().flatten().copied().collect(),
         }
     }
 
