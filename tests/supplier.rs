@@ -808,6 +808,46 @@ async fn the_operator_polls_applies_each_confirmation_once_and_resumes_after_a_r
         "{message}"
     );
 
+    // A webhook token too short to resist guessing: refused, never shown.
+    apply(
+        cluster,
+        &ns,
+        &json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "weak-hook"},
+            "stringData": {"token": "tooShort9"},
+        }),
+    )
+    .await;
+    let mut weak = manifest.clone();
+    weak["metadata"] = json!({"name": "weak"});
+    weak["spec"]["inbound"] = json!({
+        "webhook": {"auth": {"bearer": {"secretRef": {"name": "weak-hook", "key": "token"}}}},
+    });
+    apply(cluster, &ns, &weak).await;
+    let obj = wait_ready(
+        cluster,
+        &ns,
+        "SupplierConnector",
+        "weak",
+        "False",
+        "InvalidSecret",
+    )
+    .await;
+    let message = obj["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.starts_with(
+            "spec.inbound.webhook.auth.bearer.secretRef: the value of key \"token\" in Secret"
+        ) && message.ends_with("is shorter than 16 bytes"),
+        "{message}"
+    );
+    assert!(!obj.to_string().contains("tooShort9"), "{obj}");
+
     // Kill the operator, add confirmations while it is down, start it again.
     drop(operator);
     feed.events.lock().unwrap().extend([
