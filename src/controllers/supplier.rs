@@ -240,6 +240,30 @@ impl Reconciler for SupplierConnector {
         ] {
             check_json_path(&mut errors, field, path);
         }
+        if let Some(hmac) = self
+            .spec
+            .inbound
+            .webhook
+            .as_ref()
+            .and_then(|w| w.auth.hmac_sha256.as_ref())
+        {
+            for (field, name) in [
+                ("spec.inbound.webhook.auth.hmacSha256.header", &hmac.header),
+                (
+                    "spec.inbound.webhook.auth.hmacSha256.timestampHeader",
+                    &hmac.timestamp_header,
+                ),
+            ] {
+                if let Some(name) = name
+                    && axum::http::HeaderName::try_from(name.as_str()).is_err()
+                {
+                    errors.push(FieldError::new(
+                        field,
+                        format!("{name:?} is not an HTTP header name"),
+                    ));
+                }
+            }
+        }
         if let Some(poll) = &self.spec.inbound.poll {
             check_json_path(
                 &mut errors,

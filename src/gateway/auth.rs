@@ -97,6 +97,11 @@ pub enum RouteAuth {
         header: String,
         /// Text before the hex digest, e.g. `sha256=`; empty for none.
         prefix: String,
+        /// Header with the Unix seconds the sender signed at. Set: the MAC
+        /// covers `{timestamp}.{body}` and the timestamp must be within the
+        /// route's tolerance, so a captured delivery cannot be replayed later,
+        /// whatever the dedup memory lost. Unset: the MAC covers the body.
+        timestamp_header: Option<String>,
     },
     /// `Authorization: Bearer <token>`.
     Bearer { tokens: Vec<Secret> },
@@ -164,6 +169,7 @@ pub(crate) enum Verifier {
         keys: Vec<Vec<u8>>,
         header: axum::http::HeaderName,
         prefix: String,
+        timestamp: Option<(axum::http::HeaderName, Duration)>,
     },
     Bearer {
         digests: Vec<[u8; 32]>,
@@ -230,11 +236,21 @@ impl Verifier {
                 secrets,
                 header,
                 prefix,
+                timestamp_header,
             } => {
                 usable(secrets, SecretUse::Hmac)?;
                 let header_name = axum::http::HeaderName::try_from(header.as_str())
                     .map_err(|_| AuthConfigError::BadHeader(header.clone()))?;
+                let timestamp = timestamp_header
+                    .as_ref()
+                    .map(|name| {
+                        axum::http::HeaderName::try_from(name.as_str())
+                            .map(|name| (name, tolerance))
+                            .map_err(|_| AuthConfigError::BadHeader(name.clone()))
+                    })
+                    .transpose()?;
                 Verifier::Hmac {
+                    timestamp,
                     keys: secrets
                         .iter()
                         .map(|s| s.expose().as_bytes().to_vec())
@@ -282,7 +298,20 @@ impl Verifier {
                 keys,
                 header,
                 prefix,
-            } => verify_hmac(keys, headers, header, prefix, body).map(|()| Verified::default()),
+                timestamp,
+            } => {
+                // The MAC covers the timestamp as sent, not as re-printed.
+                let signed_at = match timestamp {
+                    Some((name, tolerance)) => {
+                        let text = header_text(headers, name.as_str())?;
+                        checked_timestamp(text, now, *tolerance)?;
+                        Some(text)
+                    }
+                    None => None,
+                };
+                verify_hmac(keys, headers, header, prefix, signed_at, body)
+                    .map(|()| Verified::default())
+            }
             Verifier::Bearer { digests } => {
                 let token = headers
                     .get(axum::http::header::AUTHORIZATION)
@@ -351,17 +380,7 @@ pub(crate) fn verify_standard(
     if id.is_empty() || id.len() > MAX_ID_LEN || id.contains('.') {
         return Err(AuthFailure::BadId);
     }
-    if timestamp.is_empty() || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(AuthFailure::BadTimestamp);
-    }
-    let timestamp: i64 = timestamp.parse().map_err(|_| AuthFailure::BadTimestamp)?;
-    let tolerance = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
-    if timestamp < now.saturating_sub(tolerance) {
-        return Err(AuthFailure::StaleTimestamp);
-    }
-    if timestamp > now.saturating_add(tolerance) {
-        return Err(AuthFailure::FutureTimestamp);
-    }
+    let timestamp = checked_timestamp(timestamp, now, tolerance)?;
     let presented: Vec<Vec<u8>> = signatures
         .split(' ')
         .filter_map(|entry| entry.strip_prefix("v1,"))
@@ -383,11 +402,30 @@ pub(crate) fn verify_standard(
     }
 }
 
+/// Unix seconds, digits only, within `tolerance` of `now` either way.
+fn checked_timestamp(text: &str, now: i64, tolerance: Duration) -> Result<i64, AuthFailure> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AuthFailure::BadTimestamp);
+    }
+    let timestamp: i64 = text.parse().map_err(|_| AuthFailure::BadTimestamp)?;
+    let tolerance = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
+    if timestamp < now.saturating_sub(tolerance) {
+        return Err(AuthFailure::StaleTimestamp);
+    }
+    if timestamp > now.saturating_add(tolerance) {
+        return Err(AuthFailure::FutureTimestamp);
+    }
+    Ok(timestamp)
+}
+
+/// `signed_at`: the checked timestamp header when the route has one;
+/// the MAC then covers `{timestamp}.{body}`.
 fn verify_hmac(
     keys: &[Vec<u8>],
     headers: &HeaderMap,
     header: &axum::http::HeaderName,
     prefix: &str,
+    signed_at: Option<&str>,
     body: &[u8],
 ) -> Result<(), AuthFailure> {
     let value = headers
@@ -404,6 +442,10 @@ fn verify_hmac(
             Ok(mac) => mac,
             Err(_) => unreachable!("HMAC takes keys of any length"),
         };
+        if let Some(timestamp) = signed_at {
+            mac.update(timestamp.as_bytes());
+            mac.update(b".");
+        }
         mac.update(body);
         // verify_slice is constant-time and refuses a tag of the wrong length.
         if mac.verify_slice(&digest).is_ok() {
@@ -641,6 +683,7 @@ mod tests {
                     secrets: vec![Secret::new(secret)],
                     header: DEFAULT_HMAC_HEADER.into(),
                     prefix: String::new(),
+                    timestamp_header: None,
                 },
                 DEFAULT_TOLERANCE,
             )
@@ -677,6 +720,7 @@ mod tests {
                 ],
                 header: "X-Hub-Signature-256".into(),
                 prefix: "sha256=".into(),
+                timestamp_header: None,
             },
             DEFAULT_TOLERANCE,
         )
@@ -704,6 +748,67 @@ mod tests {
             check(&v, &HeaderMap::new(), body, 0),
             Err(AuthFailure::MissingHeader)
         );
+    }
+
+    #[test]
+    fn hmac_with_a_timestamp_header_signs_the_time_and_refuses_old_deliveries() {
+        let secret = "a-shared-hmac-secret-of-32-bytes";
+        let v = Verifier::new(
+            &RouteAuth::HmacSha256 {
+                secrets: vec![Secret::new(secret)],
+                header: "X-Signature".into(),
+                prefix: "sha256=".into(),
+                timestamp_header: Some("X-Signature-Timestamp".into()),
+            },
+            Duration::from_secs(300),
+        )
+        .unwrap();
+        let body = r#"{"po":"ACME-1"}"#;
+        let signature = |content: &str| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(content.as_bytes());
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        };
+        let sent_at = 1_700_000_000i64;
+        let signed = signature(&format!("{sent_at}.{body}"));
+        let delivery =
+            |ts: &str, sig: &str| headers(&[("x-signature-timestamp", ts), ("x-signature", sig)]);
+        let h = delivery(&sent_at.to_string(), &signed);
+        assert_eq!(check(&v, &h, body, sent_at + 60), Ok(Verified::default()));
+        // The same delivery replayed after the window: refused, with no memory
+        // of having seen it (a restarted gateway).
+        assert_eq!(
+            check(&v, &h, body, sent_at + 301),
+            Err(AuthFailure::StaleTimestamp)
+        );
+        assert_eq!(
+            check(&v, &h, body, sent_at - 301),
+            Err(AuthFailure::FutureTimestamp)
+        );
+        // A fresh timestamp on a replayed signature does not verify: the time is signed.
+        let moved = delivery(&(sent_at + 400).to_string(), &signed);
+        assert_eq!(
+            check(&v, &moved, body, sent_at + 400),
+            Err(AuthFailure::NoMatchingSignature)
+        );
+        // The body-only signature of a route without the header is refused here.
+        let body_only = delivery(&sent_at.to_string(), &signature(body));
+        assert_eq!(
+            check(&v, &body_only, body, sent_at),
+            Err(AuthFailure::NoMatchingSignature)
+        );
+        let missing = headers(&[("x-signature", signed.as_str())]);
+        assert_eq!(
+            check(&v, &missing, body, sent_at),
+            Err(AuthFailure::MissingHeader)
+        );
+        for bad in ["", "17e8", "-1", "1700000000.5"] {
+            assert_eq!(
+                check(&v, &delivery(bad, &signed), body, sent_at),
+                Err(AuthFailure::BadTimestamp),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
