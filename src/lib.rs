@@ -10,7 +10,7 @@
 //! | [`api`] | `planops-api` | the custom resources and their whole schema |
 //! | [`engine`], [`schedule`] | `planops-engine` | pure planning logic, no I/O |
 //! | [`odoo`] | `odoo-client` | Odoo's external API |
-//! | [`scan`], [`actions`], [`automation`], [`approval`], [`supplier`] | `planops-sync` | reads and writes in Odoo |
+//! | [`scan`], [`actions`], [`automation`], [`approval`], [`supplier`], [`outbound`] | `planops-sync` | reads and writes in Odoo, and where outbound requests may go |
 //! | `sim` | `odoo-sim` | the Odoo simulator (feature `simulator`, on by default) |
 //!
 //! The Odoo behaviours PlanOps relies on are in `docs/odoo.md`.
@@ -26,4 +26,4 @@ pub use odoo_sim as sim;
 pub use planops_api as api;
 pub use planops_engine as engine;
 pub use planops_engine::schedule;
-pub use planops_sync::{actions, approval, automation, run, scan, supplier};
+pub use planops_sync::{actions, approval, automation, outbound, run, scan, supplier};

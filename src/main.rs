@@ -13,6 +13,8 @@ struct Cli {
         default_value = "text"
     )]
     log_format: LogFormat,
+    #[command(flatten)]
+    outbound: planops::cli::outbound::OutboundArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,6 +65,7 @@ fn init_tracing(format: LogFormat) {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    cli.outbound.install();
     match run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -14,6 +14,9 @@ fn planops(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_planops"))
         .args(args)
         .current_dir(repo())
+        // Whatever the shell allows, the tests judge against the default policy.
+        .env_remove("PLANOPS_ALLOW_OUTBOUND")
+        .env_remove("PLANOPS_SERVICE_CIDR")
         .output()
         .expect("running planops")
 }
@@ -224,6 +227,119 @@ data: {}
             .any(|p| p["field"] == "spec.connectionRef.name"),
         "{report:#}"
     );
+}
+
+#[test]
+fn secrets_are_never_printed_whether_in_a_secret_or_pasted_into_a_reference() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let long_url = format!(
+        "https://hooks.example.com/services/T0001/B0001/{}",
+        "PastedUrlToken".repeat(20)
+    );
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: team-hook}}
+stringData:
+  url: http://169.254.169.254/hooks/MetadataUrlToken
+  secret: whsec_dHdlbnR5LXRocmVlIGJ5dGVzIGtleSE=
+---
+apiVersion: planops.io/v1alpha1
+kind: ExceptionRule
+metadata: {{name: costly}}
+spec:
+  connectionRef: {{name: odoo}}
+  detector:
+    fieldThreshold: {{model: product.product, domain: "[]", field: standard_price, comparison: Gt, value: 100}}
+  triggers: {{schedule: {{cron: "0 6 * * *"}}}}
+  actions:
+    - notify:
+        urlSecretRef: {{name: team-hook, key: url}}
+        signingSecretRef: {{name: team-hook, key: secret}}
+    - notify:
+        urlSecretRef: {{name: "{long_url}", key: url}}
+---
+apiVersion: planops.io/v1alpha1
+kind: SupplierConnector
+metadata: {{name: acme}}
+spec:
+  connectionRef: {{name: odoo}}
+  supplier: {{name: Acme}}
+  inbound:
+    webhook:
+      auth:
+        standardWebhooks:
+          secretRefs:
+            - {{name: whsec_PastedSigningSecretAAAAAAAAAAAA, key: secret}}
+  mapping: {{eventType: $.type, purchaseOrderRef: $.po}}
+"#
+    );
+    let file = dir.path().join("secrets.yaml");
+    std::fs::write(&file, manifest).expect("writing manifest");
+    let path = file.to_string_lossy().to_string();
+    for output in ["text", "json"] {
+        let out = planops(&["validate", "-o", output, "-f", &path]);
+        assert_eq!(out.status.code(), Some(1));
+        let text = stdout(&out);
+        for secret in [
+            "PastedUrlToken",
+            "PastedSigningSecret",
+            "MetadataUrlToken",
+            "dHdlbnR5",
+        ] {
+            assert!(
+                !text.contains(secret),
+                "{output} output shows {secret}: {text}"
+            );
+        }
+        for field in [
+            "spec.actions[0].notify.urlSecretRef",
+            "spec.actions[0].notify.signingSecretRef",
+            "spec.actions[1].notify.urlSecretRef.name",
+            "spec.inbound.webhook.auth.standardWebhooks.secretRefs[0].name",
+        ] {
+            assert!(
+                text.contains(field),
+                "{output} output lacks {field}: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn allow_outbound_admits_a_refused_address() {
+    let manifest = "tests/manifests/invalid/offline/supc-poll-url-loopback.yaml";
+    assert_eq!(
+        planops(&["validate", "-f", manifest]).status.code(),
+        Some(1)
+    );
+    let out = planops(&[
+        "validate",
+        "--allow-outbound",
+        "127.0.0.0/8",
+        "-f",
+        manifest,
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = Command::new(env!("CARGO_BIN_EXE_planops"))
+        .args(["validate", "-f", manifest])
+        .current_dir(repo())
+        .env("PLANOPS_ALLOW_OUTBOUND", "127.0.0.1")
+        .output()
+        .expect("running planops");
+    assert!(out.status.success(), "{}", stdout(&out));
+    // The service ranges are refused like loopback.
+    let out = planops(&[
+        "validate",
+        "--service-cidr",
+        "127.0.0.0/8",
+        "--allow-outbound",
+        "",
+        "-f",
+        manifest,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
 }
 
 #[test]

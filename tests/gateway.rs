@@ -503,7 +503,7 @@ async fn full_hint_queue_drops_and_counts() {
             RouteConfig::new(
                 RouteKind::OdooHint,
                 RouteAuth::Bearer {
-                    tokens: vec![Secret::new("b-token")],
+                    tokens: vec![Secret::new("b-token-4f9a2c7e1d")],
                 },
             ),
             recorder.clone(),
@@ -515,7 +515,7 @@ async fn full_hint_queue_drops_and_counts() {
         let response = client()
             .post(&url)
             .header("content-type", "application/json")
-            .header("authorization", "Bearer b-token")
+            .header("authorization", "Bearer b-token-4f9a2c7e1d")
             .body(json!({"_model": "sale.order", "_id": id}).to_string())
             .send()
             .await

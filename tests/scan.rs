@@ -798,8 +798,18 @@ async fn receiver() -> (
     (url, seen)
 }
 
+/// The notify receivers of these tests listen on loopback, which the
+/// outbound policy refuses by default; every other refusal stays.
+fn allow_loopback_receivers() {
+    let _ = planops::outbound::install(planops::outbound::OutboundPolicy {
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    });
+}
+
 #[tokio::test]
 async fn notify_sends_one_signed_webhook_when_an_exception_opens() {
+    allow_loopback_receivers();
     let server = start().await;
     let client = connect(&server).await;
     product(&client, "B", 150.0, None).await;
@@ -855,6 +865,61 @@ async fn notify_sends_one_signed_webhook_when_an_exception_opens() {
         json!(outcome.exceptions[0].fingerprint)
     );
     assert_eq!(payload["data"]["numbers"]["actual"], json!(150.0));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn notify_never_posts_to_a_refused_address() {
+    allow_loopback_receivers();
+    let server = start().await;
+    let client = connect(&server).await;
+    product(&client, "M", 150.0, None).await;
+    let mut spec = rule(COST_RULE);
+    // Notify alone: every run announces every exception.
+    spec.actions = vec![
+        serde_yaml_ng::from_str("notify: {urlSecretRef: {name: hook, key: url}, minSeverity: Low}")
+            .unwrap(),
+    ];
+    let outcome = run(&client, "meta", &spec).await;
+    assert_eq!(outcome.exceptions.len(), 1);
+    // The cloud metadata address, and loopback over IPv6: the policy above
+    // allows neither.
+    for url in [
+        "http://169.254.169.254/latest/XXXXtoken",
+        "http://[::1]:9/XXXXtoken",
+    ] {
+        let secrets = actions::StaticSecrets(
+            [("hook/url".to_string(), Secret::new(url))]
+                .into_iter()
+                .collect(),
+        );
+        let ctx = ActionContext {
+            rule: rule_ref("meta"),
+            spec: &spec,
+            today: TODAY,
+            secrets: &secrets,
+        };
+        let plan = actions::plan(&spec, &outcome.exceptions, TODAY);
+        let report = actions::execute(&client, &ctx, &plan, &outcome.exceptions)
+            .await
+            .unwrap();
+        let failed: Vec<&String> = report
+            .results
+            .iter()
+            .filter(|(w, _)| w.kind == WriteKind::Notify)
+            .filter_map(|(_, o)| match o {
+                WriteOutcome::Failed(message) => Some(message),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failed.len(), 1, "{:?}", report.results);
+        assert!(
+            failed[0].contains("outbound request to") && failed[0].contains("--allow-outbound"),
+            "{}",
+            failed[0]
+        );
+        assert!(!failed[0].contains("XXXXtoken"), "{}", failed[0]);
+    }
     server.shutdown().await;
 }
 

@@ -643,6 +643,11 @@ async fn cronjob_execution_materialises_an_owned_cronjob_whose_command_scans_wit
         pod["containers"][0]["args"],
         json!(["scan", format!("{ns}/nightly")])
     );
+    // The scan's notify requests obey the operator's --allow-outbound.
+    assert_eq!(
+        pod["containers"][0]["env"],
+        json!([{"name": "PLANOPS_ALLOW_OUTBOUND", "value": "127.0.0.0/8"}])
+    );
     let obj = eventually("Scheduled=True naming the CronJob", || async {
         let obj = get(cluster, &ns, "ExceptionRule", "nightly").await?;
         let scheduled = obj["status"]["conditions"]

@@ -623,7 +623,7 @@ async fn lead_time_statistics_match_a_hand_computation() {
 /// A supplier API serving events from a list in pages of `PAGE`, cursor = index
 /// of the next event; requires `Authorization: Bearer <TOKEN>`.
 const PAGE: usize = 2;
-const TOKEN: &str = "supplier-token";
+const TOKEN: &str = "supplier-token-6c1d9e4f";
 
 #[derive(Clone, Default)]
 struct FeedState {
@@ -779,6 +779,74 @@ async fn the_operator_polls_applies_each_confirmation_once_and_resumes_after_a_r
     );
     assert!(obj["status"]["pollCursor"].is_null(), "{obj}");
     assert!(obj["status"]["partnerId"].is_null(), "{obj}");
+
+    // A poll URL at the cloud metadata address is refused before any request.
+    let mut metadata = manifest.clone();
+    metadata["metadata"] = json!({"name": "metadata"});
+    metadata["spec"]["inbound"] =
+        json!({"poll": {"url": "http://169.254.169.254/latest/meta-data"}});
+    apply(cluster, &ns, &metadata).await;
+    let obj = wait_ready(
+        cluster,
+        &ns,
+        "SupplierConnector",
+        "metadata",
+        "False",
+        "InvalidSpec",
+    )
+    .await;
+    let message = obj["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("spec.inbound.poll.url")
+            && message.contains("169.254.169.254 is a link-local address")
+            && message.contains("--allow-outbound"),
+        "{message}"
+    );
+
+    // A webhook token too short to resist guessing: refused, never shown.
+    apply(
+        cluster,
+        &ns,
+        &json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "weak-hook"},
+            "stringData": {"token": "tooShort9"},
+        }),
+    )
+    .await;
+    let mut weak = manifest.clone();
+    weak["metadata"] = json!({"name": "weak"});
+    weak["spec"]["inbound"] = json!({
+        "webhook": {"auth": {"bearer": {"secretRef": {"name": "weak-hook", "key": "token"}}}},
+    });
+    apply(cluster, &ns, &weak).await;
+    let obj = wait_ready(
+        cluster,
+        &ns,
+        "SupplierConnector",
+        "weak",
+        "False",
+        "InvalidSecret",
+    )
+    .await;
+    let message = obj["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.starts_with(
+            "spec.inbound.webhook.auth.bearer.secretRef: the value of key \"token\" in Secret"
+        ) && message.ends_with("is shorter than 16 bytes"),
+        "{message}"
+    );
+    assert!(!obj.to_string().contains("tooShort9"), "{obj}");
 
     // Kill the operator, add confirmations while it is down, start it again.
     drop(operator);

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod crdgen;
 #[cfg(feature = "simulator")]
 pub mod demo;
+pub mod outbound;
 pub mod plan;
 pub mod scan;
 pub mod table;

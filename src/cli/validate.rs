@@ -13,14 +13,18 @@
 //! 3. references between the given documents: a `connectionRef` must name an
 //!    `OdooConnection` of the same namespace (a warning when it is not among the
 //!    files, since it may already be in the cluster), Secret keys must exist in
-//!    the Secrets given, names must be unique.
+//!    the Secrets given and their values must suit their use (signing secrets
+//!    and tokens long enough, notify URLs not at a refused literal address,
+//!    see `--allow-outbound`), names must be unique. No message quotes a
+//!    secret's value, nor a Secret reference that is not a valid name (often
+//!    the secret itself, pasted in the wrong place).
 //!
 //! Documents of other kinds (Secrets, ConfigMaps, ...) are skipped and counted.
 
 mod cel;
 mod schema;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
@@ -30,7 +34,10 @@ use serde_json::Value;
 use crate::api::common::{GROUP, SecretKeyRef};
 use crate::api::{self, ApprovalPolicy, ExceptionRule, OdooConnection, SupplierConnector};
 use crate::controllers::driver::Reconciler;
-use crate::controllers::kinds::PlanopsKind;
+use crate::controllers::kinds::{PlanopsKind, secret_use};
+use crate::controllers::validate::{is_secret_key, is_secret_name};
+use crate::gateway::check_secret;
+use crate::odoo::Secret;
 
 use self::schema::KindSchema;
 
@@ -286,7 +293,7 @@ pub fn validate_documents(
         ..Report::default()
     };
     let mut resources = Vec::new();
-    let mut secrets: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut secrets: BTreeMap<(String, String), SecretData> = BTreeMap::new();
     let mut seen: BTreeMap<(String, String, String), &Document> = BTreeMap::new();
     // Each parsed resource with the document it came from, for the cross-references.
     let mut parsed: Vec<(&Document, String, String)> = Vec::new();
@@ -326,7 +333,7 @@ pub fn validate_documents(
         let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
         if group != GROUP {
             if kind == "Secret" && api_version == "v1" {
-                secrets.insert((namespace.clone(), name.clone()), secret_keys(&doc.value));
+                secrets.insert((namespace.clone(), name.clone()), secret_data(&doc.value));
             }
             if kind.is_empty() || api_version.is_empty() {
                 push(
@@ -444,19 +451,36 @@ pub fn validate_documents(
                 );
             }
         }
-        for (field, secret_ref) in secret_refs(resource) {
+        // A reference that is no name may be a pasted secret: the semantic
+        // checks already refused it without quoting it, and nothing else may.
+        let named = secret_refs(resource)
+            .into_iter()
+            .filter(|(_, r)| is_secret_name(&r.name) && is_secret_key(&r.key));
+        for (field, secret_ref) in named {
             match secrets.get(&(namespace.clone(), secret_ref.name.clone())) {
-                Some(keys) if !keys.contains(&secret_ref.key) => push(
+                Some(data) if !data.contains_key(&secret_ref.key) => push(
                     field,
                     format!(
                         "Secret {namespace}/{} has no key {:?} (it has {})",
                         secret_ref.name,
                         secret_ref.key,
-                        keys.iter().cloned().collect::<Vec<_>>().join(", ")
+                        data.keys().cloned().collect::<Vec<_>>().join(", ")
                     ),
                     Severity::Error,
                 ),
-                Some(_) => {}
+                Some(data) => {
+                    let value = data.get(&secret_ref.key).cloned().flatten();
+                    if let Some(message) = value.and_then(|v| secret_value_problem(&field, &v)) {
+                        push(
+                            field,
+                            format!(
+                                "the value of key {:?} in Secret {namespace}/{} {message}",
+                                secret_ref.key, secret_ref.name
+                            ),
+                            Severity::Error,
+                        );
+                    }
+                }
                 None => push(
                     field,
                     format!(
@@ -480,12 +504,49 @@ pub fn validate_documents(
     Ok((report, resources))
 }
 
-fn secret_keys(secret: &Value) -> BTreeSet<String> {
-    ["data", "stringData"]
-        .iter()
-        .filter_map(|f| secret.get(f).and_then(Value::as_object))
-        .flat_map(|m| m.keys().cloned())
-        .collect()
+/// A Secret's keys with their values, where they can be read: `stringData`
+/// as it is, `data` decoded from base64.
+type SecretData = BTreeMap<String, Option<Secret>>;
+
+fn secret_data(secret: &Value) -> SecretData {
+    use base64::Engine as _;
+    let mut out = SecretData::new();
+    for (field, encoded) in [("data", true), ("stringData", false)] {
+        let Some(map) = secret.get(field).and_then(Value::as_object) else {
+            continue;
+        };
+        for (key, value) in map {
+            let text = value.as_str().and_then(|text| {
+                if !encoded {
+                    return Some(text.to_string());
+                }
+                base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .ok()
+                    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            });
+            // stringData wins over data, as in the API server.
+            if !encoded || !out.contains_key(key) {
+                out.insert(key.clone(), text.map(Secret::new));
+            }
+        }
+    }
+    out
+}
+
+/// What is wrong with the value a field's Secret key holds, in words that
+/// never include the value: a signing secret or token too weak for its use,
+/// a notify URL at an address the outbound policy refuses.
+fn secret_value_problem(field: &str, value: &Secret) -> Option<String> {
+    if let Some(kind) = secret_use(field) {
+        return check_secret(kind, value).err().map(|e| e.to_string());
+    }
+    if field.starts_with("spec.actions[") && field.ends_with("].notify.urlSecretRef") {
+        return crate::actions::webhook::check_destination(value)
+            .err()
+            .map(|refused| format!("is not a permitted notify URL: {refused}"));
+    }
+    None
 }
 
 fn check_metadata(doc: &Value, push: &mut impl FnMut(&str, String, Severity)) {
@@ -516,12 +577,7 @@ fn check_metadata(doc: &Value, push: &mut impl FnMut(&str, String, Severity)) {
 }
 
 fn is_dns_subdomain(name: &str) -> bool {
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !name.is_empty()
-        && name.len() <= 253
-        && name.starts_with(alnum)
-        && name.ends_with(alnum)
-        && name.chars().all(|c| alnum(c) || c == '-' || c == '.')
+    is_secret_name(name)
 }
 
 /// The OpenAPI schema of each kind, from the same CRDs `planops crdgen` writes.
@@ -585,10 +641,10 @@ fn typed(kind: &str, value: &Value) -> Result<Resource, String> {
 /// The reconcilers' own checks: one definition, shared with the operator.
 fn semantic_errors(resource: &Resource) -> Vec<crate::controllers::validate::FieldError> {
     match resource {
-        Resource::Connection(r) => r.validate(),
-        Resource::Rule(r) => r.validate(),
-        Resource::Supplier(r) => r.validate(),
-        Resource::Approval(r) => r.validate(),
+        Resource::Connection(r) => r.check_spec(),
+        Resource::Rule(r) => r.check_spec(),
+        Resource::Supplier(r) => r.check_spec(),
+        Resource::Approval(r) => r.check_spec(),
     }
 }
 

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::ExceptionRule;
 use crate::api::common::FIELD_MANAGER;
+use crate::outbound::OutboundPolicy;
 use crate::schedule::{ConcurrencyPolicy, ScheduleSpec};
 
 /// How the operator materialises CronJobs (its `--scan-image` and
@@ -24,6 +25,9 @@ pub struct CronJobSettings {
     pub image: Option<String>,
     /// The ServiceAccount, in the rule's namespace, the scan pods run as.
     pub service_account: String,
+    /// The operator's outbound policy: a scan's notify requests obey the
+    /// same `--allow-outbound` and `--service-cidr` as the operator's.
+    pub outbound: OutboundPolicy,
 }
 
 /// Selects the CronJobs PlanOps makes (the watch that repairs them).
@@ -101,7 +105,7 @@ pub fn desired(
     rule: &ExceptionRule,
     schedule: &ScheduleSpec,
     image: &str,
-    service_account: &str,
+    settings: &CronJobSettings,
 ) -> Result<Value, String> {
     let namespace = rule.namespace().unwrap_or_default();
     let name = rule.name_any();
@@ -134,7 +138,7 @@ pub fn desired(
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
-                        "serviceAccountName": service_account,
+                        "serviceAccountName": settings.service_account,
                         "automountServiceAccountToken": true,
                         "restartPolicy": "Never",
                         "enableServiceLinks": false,
@@ -163,6 +167,15 @@ pub fn desired(
             },
         },
     });
+    let env: Vec<Value> = settings
+        .outbound
+        .env()
+        .into_iter()
+        .map(|(name, value)| json!({"name": name, "value": value}))
+        .collect();
+    if !env.is_empty() {
+        spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"] = json!(env);
+    }
     if let Some(deadline) = schedule.starting_deadline_seconds {
         spec["startingDeadlineSeconds"] = json!(deadline);
     }

@@ -15,7 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use rand::RngExt;
 
-use super::kinds::{CommonStatus, PlanopsKind};
+use super::kinds::{self, CommonStatus, PlanopsKind};
 use super::validate::FieldError;
 use super::{Core, Error};
 use crate::api::OdooConnection;
@@ -23,6 +23,7 @@ use crate::api::common::{
     ConditionSet, ConditionStatus, DeletionPolicy, FIELD_MANAGER, FINALIZER,
     RECONCILE_REQUESTED_ANNOTATION, condition_types as ct, find_condition, is_paused, reasons,
 };
+use crate::gateway::check_secret;
 
 /// How often a healthy resource is looked at again when nothing changed, as a
 /// safety net for missed watch events.
@@ -42,6 +43,15 @@ pub trait Reconciler: PlanopsKind {
     /// Checks the schema cannot express (time zones, cron, domains, ...), each
     /// error naming its field. Also run offline by `planops validate`.
     fn validate(&self) -> Vec<FieldError>;
+
+    /// [`Reconciler::validate`] and the checks every kind shares (the Secret
+    /// references' names and keys): what the reconciler and `planops
+    /// validate` run.
+    fn check_spec(&self) -> Vec<FieldError> {
+        let mut errors = self.validate();
+        errors.extend(super::validate::check_secret_refs(&self.secret_refs()));
+        errors
+    }
 
     /// Kind-specific work once the spec is valid and dependencies are there.
     /// Sets the `Ready` condition (and any type-specific ones) and status
@@ -242,7 +252,7 @@ async fn evaluate_active<K: Reconciler>(
     status: &mut K::Status,
 ) -> Result<Option<Duration>, Error> {
     let core = ctx.core();
-    let errors = obj.validate();
+    let errors = obj.check_spec();
     if !errors.is_empty() {
         let message = FieldError::join(&errors);
         conditions
@@ -318,21 +328,39 @@ async fn evaluate_active<K: Reconciler>(
             );
             return Ok(None);
         };
-        let has_key = secret
+        let value = secret
             .data
             .as_ref()
-            .is_some_and(|d| d.contains_key(&secret_ref.key))
-            || secret
-                .string_data
-                .as_ref()
-                .is_some_and(|d| d.contains_key(&secret_ref.key));
-        if !has_key {
+            .and_then(|d| d.get(&secret_ref.key))
+            .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned())
+            .or_else(|| {
+                secret
+                    .string_data
+                    .as_ref()
+                    .and_then(|d| d.get(&secret_ref.key).cloned())
+            });
+        let Some(value) = value else {
             waiting(
                 conditions,
                 reasons::SECRET_KEY_MISSING,
                 format!(
                     "{field}: Secret {namespace}/{} has no key {:?}",
                     secret_ref.name, secret_ref.key
+                ),
+            );
+            return Ok(None);
+        };
+        if let Some(kind) = kinds::secret_use(&field)
+            && let Err(problem) = check_secret(kind, &crate::odoo::Secret::new(value))
+        {
+            // Waiting, not stalled: fixing the Secret reconciles the object
+            // through the Secret watch.
+            waiting(
+                conditions,
+                reasons::INVALID_SECRET,
+                format!(
+                    "{field}: the value of key {:?} in Secret {namespace}/{} {problem}",
+                    secret_ref.key, secret_ref.name
                 ),
             );
             return Ok(None);

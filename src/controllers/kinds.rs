@@ -12,6 +12,7 @@ use crate::api::{
     ApprovalPolicy, ApprovalPolicyStatus, ExceptionRule, ExceptionRuleStatus, OdooConnection,
     OdooConnectionStatus, SupplierConnector, SupplierConnectorStatus,
 };
+use crate::gateway::SecretUse;
 
 /// A PlanOps kind's status: its own fields around the shared [`StatusCore`].
 pub trait CommonStatus: Clone + Debug + Default + PartialEq + Serialize + Send + Sync {
@@ -43,6 +44,23 @@ pub trait PlanopsKind:
     /// concerns this object: one its spec names, or one PlanOps keeps for it.
     fn uses_secret(&self, name: &str) -> bool {
         self.secret_refs().iter().any(|(_, r)| r.name == name)
+    }
+}
+
+/// What the Secret key named at `field` (a field of
+/// [`PlanopsKind::secret_refs`]) is used as, when its value must have a form:
+/// the signing secrets and tokens a webhook or notification is checked with.
+pub fn secret_use(field: &str) -> Option<SecretUse> {
+    if field.starts_with("spec.inbound.webhook.auth.standardWebhooks.secretRefs[")
+        || (field.starts_with("spec.actions[") && field.ends_with("].notify.signingSecretRef"))
+    {
+        Some(SecretUse::StandardWebhooks)
+    } else if field == "spec.inbound.webhook.auth.hmacSha256.secretRef" {
+        Some(SecretUse::Hmac)
+    } else if field == "spec.inbound.webhook.auth.bearer.secretRef" {
+        Some(SecretUse::Token)
+    } else {
+        None
     }
 }
 
@@ -202,5 +220,74 @@ impl PlanopsKind for ApprovalPolicy {
     /// The callback token's Secret (see `ExceptionRule`).
     fn uses_secret(&self, name: &str) -> bool {
         crate::automation::approval_hook_secret_name(&kube::ResourceExt::name_any(self)) == name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `secret_use` reads the field paths `secret_refs` writes: both must move together.
+    #[test]
+    fn every_signing_secret_and_token_field_has_its_use() {
+        let supplier: SupplierConnector = serde_json::from_value(serde_json::json!({
+            "apiVersion": "planops.io/v1alpha1", "kind": "SupplierConnector",
+            "metadata": {"name": "s"},
+            "spec": {
+                "connectionRef": {"name": "odoo"},
+                "supplier": {"name": "Acme"},
+                "inbound": {
+                    "webhook": {"auth": {
+                        "standardWebhooks": {"secretRefs": [{"name": "a", "key": "k"}, {"name": "b", "key": "k"}]},
+                        "hmacSha256": {"secretRef": {"name": "h", "key": "k"}},
+                        "bearer": {"secretRef": {"name": "t", "key": "k"}},
+                    }},
+                    "poll": {"url": "https://x.example", "bearerTokenRef": {"name": "p", "key": "k"}},
+                },
+                "mapping": {"eventType": "$.t", "purchaseOrderRef": "$.po"},
+            },
+        }))
+        .unwrap();
+        let uses: Vec<(String, Option<SecretUse>)> = supplier
+            .secret_refs()
+            .into_iter()
+            .map(|(field, r)| (r.name, secret_use(&field)))
+            .collect();
+        assert_eq!(
+            uses,
+            [
+                ("a".to_string(), Some(SecretUse::StandardWebhooks)),
+                ("b".to_string(), Some(SecretUse::StandardWebhooks)),
+                ("h".to_string(), Some(SecretUse::Hmac)),
+                ("t".to_string(), Some(SecretUse::Token)),
+                // A supplier's own API key: its length is the supplier's business.
+                ("p".to_string(), None),
+            ]
+        );
+        let rule: ExceptionRule = serde_json::from_value(serde_json::json!({
+            "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
+            "metadata": {"name": "r"},
+            "spec": {
+                "connectionRef": {"name": "odoo"},
+                "detector": {"demandSpike": {}},
+                "triggers": {"schedule": {"cron": "0 6 * * *"}},
+                "actions": [{"activity": {"assignee": {"user": "admin"}}},
+                            {"notify": {"urlSecretRef": {"name": "u", "key": "url"},
+                                        "signingSecretRef": {"name": "s", "key": "secret"}}}],
+            },
+        }))
+        .unwrap();
+        let uses: Vec<(String, Option<SecretUse>)> = rule
+            .secret_refs()
+            .into_iter()
+            .map(|(field, r)| (r.name, secret_use(&field)))
+            .collect();
+        assert_eq!(
+            uses,
+            [
+                ("u".to_string(), None),
+                ("s".to_string(), Some(SecretUse::StandardWebhooks)),
+            ]
+        );
     }
 }

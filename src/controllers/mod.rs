@@ -379,6 +379,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         cronjob::CronJobSettings {
             image: args.scan_image.clone().filter(|i| !i.is_empty()),
             service_account: args.scan_service_account.clone(),
+            outbound: crate::outbound::policy().clone(),
         },
     ));
 

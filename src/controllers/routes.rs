@@ -197,6 +197,7 @@ pub async fn supplier_route_config(
                 .clone()
                 .unwrap_or_else(|| DEFAULT_HMAC_HEADER.to_string()),
             prefix: hmac.prefix.clone().unwrap_or_default(),
+            timestamp_header: hmac.timestamp_header.clone(),
         }
     } else if let Some(bearer) = &auth.bearer {
         RouteAuth::Bearer {

@@ -464,7 +464,7 @@ async fn sync_cronjob(
             retry: None,
         }));
     };
-    let desired = match cronjob::desired(obj, schedule, image, &ctx.cronjobs.service_account) {
+    let desired = match cronjob::desired(obj, schedule, image, &ctx.cronjobs) {
         Ok(desired) => desired,
         // validate() refuses such a cron first; reported rather than unwrapped.
         Err(reason) => {

@@ -240,6 +240,30 @@ impl Reconciler for SupplierConnector {
         ] {
             check_json_path(&mut errors, field, path);
         }
+        if let Some(hmac) = self
+            .spec
+            .inbound
+            .webhook
+            .as_ref()
+            .and_then(|w| w.auth.hmac_sha256.as_ref())
+        {
+            for (field, name) in [
+                ("spec.inbound.webhook.auth.hmacSha256.header", &hmac.header),
+                (
+                    "spec.inbound.webhook.auth.hmacSha256.timestampHeader",
+                    &hmac.timestamp_header,
+                ),
+            ] {
+                if let Some(name) = name
+                    && axum::http::HeaderName::try_from(name.as_str()).is_err()
+                {
+                    errors.push(FieldError::new(
+                        field,
+                        format!("{name:?} is not an HTTP header name"),
+                    ));
+                }
+            }
+        }
         if let Some(poll) = &self.spec.inbound.poll {
             check_json_path(
                 &mut errors,
@@ -251,11 +275,18 @@ impl Reconciler for SupplierConnector {
                 "spec.inbound.poll.nextCursorPath",
                 poll.next_cursor_path.as_deref(),
             );
-            if let Err(err) = reqwest::Url::parse(&poll.url) {
-                errors.push(FieldError::new(
+            match reqwest::Url::parse(&poll.url) {
+                Err(err) => errors.push(FieldError::new(
                     "spec.inbound.poll.url",
                     format!("is not a URL: {err}"),
-                ));
+                )),
+                // A literal address can be judged now; names are checked
+                // each time they resolve.
+                Ok(url) => {
+                    if let Err(denied) = crate::outbound::policy().check_url(&url) {
+                        errors.push(FieldError::new("spec.inbound.poll.url", denied.to_string()));
+                    }
+                }
             }
             if let Some(h) = &poll.header_auth
                 && let Err(err) = poll::header_name(&h.header)
@@ -664,10 +695,7 @@ async fn poll_loop(
     let Some(spec) = obj.spec.inbound.poll.clone() else {
         return;
     };
-    let http = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-    {
+    let http = match poll::PollClient::new(crate::outbound::policy()) {
         Ok(http) => http,
         Err(err) => {
             tracing::error!(error = %err, "cannot build the HTTP client for polling");
@@ -732,7 +760,7 @@ async fn poll_round(
     ctx: &Arc<SupplierContext>,
     obj: &SupplierConnector,
     spec: &crate::api::supplier::PollInbound,
-    http: &reqwest::Client,
+    http: &poll::PollClient,
     runtime: &SupplierRuntime,
     namespace: &str,
     name: &str,

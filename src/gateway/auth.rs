@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::actions::webhook::{decode_secret, signed_content_mac};
+use crate::actions::webhook::{SigningError, decode_secret, signed_content_mac};
 use crate::odoo::Secret;
 
 /// Default Standard Webhooks timestamp tolerance, past and future (the
@@ -25,6 +25,61 @@ pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 pub const DEFAULT_HMAC_HEADER: &str = "X-Signature-256";
 /// Longest `webhook-id` accepted; ids are dedup keys held in memory.
 pub const MAX_ID_LEN: usize = 256;
+/// Shortest HMAC key accepted, in bytes: the decoded key of a `whsec_`
+/// secret, the text of an `hmacSha256` secret. Standard Webhooks asks for 24
+/// to 64 random bytes.
+pub const MIN_KEY_BYTES: usize = 24;
+/// Shortest bearer or query token accepted, in bytes.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
+/// What a secret is used as, which decides what it must look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretUse {
+    /// A `whsec_` secret, to verify or sign Standard Webhooks.
+    StandardWebhooks,
+    /// The key of a hex HMAC-SHA256 signature.
+    Hmac,
+    /// A bearer or query token.
+    Token,
+}
+
+/// Why a secret's value cannot be used. Never shows the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretValueError {
+    #[error("is empty")]
+    Empty,
+    #[error("is not a Standard Webhooks secret (whsec_ followed by base64)")]
+    NotStandard,
+    #[error(
+        "holds a key of fewer than {MIN_KEY_BYTES} bytes after base64 decoding (Standard Webhooks asks for 24 to 64 random bytes)"
+    )]
+    ShortStandardKey,
+    #[error("is shorter than {min} bytes")]
+    TooShort { min: usize },
+}
+
+/// Checks a secret for its use: format, and a length that guessing cannot
+/// reach. Whitespace around the value does not count (it is trimmed when read).
+pub fn check_secret(kind: SecretUse, secret: &Secret) -> Result<(), SecretValueError> {
+    let text = secret.expose().trim();
+    if text.is_empty() {
+        return Err(SecretValueError::Empty);
+    }
+    match kind {
+        SecretUse::StandardWebhooks => match decode_secret(&Secret::new(text)) {
+            Ok(_) => Ok(()),
+            Err(SigningError::ShortKey) => Err(SecretValueError::ShortStandardKey),
+            Err(_) => Err(SecretValueError::NotStandard),
+        },
+        SecretUse::Hmac if text.len() < MIN_KEY_BYTES => {
+            Err(SecretValueError::TooShort { min: MIN_KEY_BYTES })
+        }
+        SecretUse::Token if text.len() < MIN_TOKEN_BYTES => Err(SecretValueError::TooShort {
+            min: MIN_TOKEN_BYTES,
+        }),
+        SecretUse::Hmac | SecretUse::Token => Ok(()),
+    }
+}
 
 /// How a route authenticates its callers. Each list holds the secrets that are
 /// valid right now: during a rotation the old and the new one.
@@ -42,6 +97,11 @@ pub enum RouteAuth {
         header: String,
         /// Text before the hex digest, e.g. `sha256=`; empty for none.
         prefix: String,
+        /// Header with the Unix seconds the sender signed at. Set: the MAC
+        /// covers `{timestamp}.{body}` and the timestamp must be within the
+        /// route's tolerance, so a captured delivery cannot be replayed later,
+        /// whatever the dedup memory lost. Unset: the MAC covers the body.
+        timestamp_header: Option<String>,
     },
     /// `Authorization: Bearer <token>`.
     Bearer { tokens: Vec<Secret> },
@@ -60,6 +120,11 @@ pub enum AuthConfigError {
     BadStandardSecret(usize),
     #[error("secret #{0} is empty")]
     EmptySecret(usize),
+    #[error("secret #{index} {problem}")]
+    WeakSecret {
+        index: usize,
+        problem: SecretValueError,
+    },
     #[error("the signature header name {0:?} is not a valid HTTP header name")]
     BadHeader(String),
 }
@@ -104,6 +169,7 @@ pub(crate) enum Verifier {
         keys: Vec<Vec<u8>>,
         header: axum::http::HeaderName,
         prefix: String,
+        timestamp: Option<(axum::http::HeaderName, Duration)>,
     },
     Bearer {
         digests: Vec<[u8; 32]>,
@@ -133,14 +199,19 @@ pub(crate) struct Verified {
     pub webhook_id: Option<String>,
 }
 
-fn non_empty(secrets: &[Secret]) -> Result<(), AuthConfigError> {
+/// Every secret of a route, checked for its use.
+fn usable(secrets: &[Secret], kind: SecretUse) -> Result<(), AuthConfigError> {
     if secrets.is_empty() {
         return Err(AuthConfigError::NoSecret);
     }
-    match secrets.iter().position(Secret::is_empty) {
-        Some(index) => Err(AuthConfigError::EmptySecret(index)),
-        None => Ok(()),
+    for (index, secret) in secrets.iter().enumerate() {
+        check_secret(kind, secret).map_err(|problem| match problem {
+            SecretValueError::Empty => AuthConfigError::EmptySecret(index),
+            SecretValueError::NotStandard => AuthConfigError::BadStandardSecret(index),
+            problem => AuthConfigError::WeakSecret { index, problem },
+        })?;
     }
+    Ok(())
 }
 
 fn token_digest(token: &[u8]) -> [u8; 32] {
@@ -151,7 +222,7 @@ impl Verifier {
     pub(crate) fn new(auth: &RouteAuth, tolerance: Duration) -> Result<Verifier, AuthConfigError> {
         Ok(match auth {
             RouteAuth::StandardWebhooks { secrets } => {
-                non_empty(secrets)?;
+                usable(secrets, SecretUse::StandardWebhooks)?;
                 let keys = secrets
                     .iter()
                     .enumerate()
@@ -165,11 +236,21 @@ impl Verifier {
                 secrets,
                 header,
                 prefix,
+                timestamp_header,
             } => {
-                non_empty(secrets)?;
+                usable(secrets, SecretUse::Hmac)?;
                 let header_name = axum::http::HeaderName::try_from(header.as_str())
                     .map_err(|_| AuthConfigError::BadHeader(header.clone()))?;
+                let timestamp = timestamp_header
+                    .as_ref()
+                    .map(|name| {
+                        axum::http::HeaderName::try_from(name.as_str())
+                            .map(|name| (name, tolerance))
+                            .map_err(|_| AuthConfigError::BadHeader(name.clone()))
+                    })
+                    .transpose()?;
                 Verifier::Hmac {
+                    timestamp,
                     keys: secrets
                         .iter()
                         .map(|s| s.expose().as_bytes().to_vec())
@@ -179,7 +260,7 @@ impl Verifier {
                 }
             }
             RouteAuth::Bearer { tokens } => {
-                non_empty(tokens)?;
+                usable(tokens, SecretUse::Token)?;
                 Verifier::Bearer {
                     digests: tokens
                         .iter()
@@ -188,7 +269,7 @@ impl Verifier {
                 }
             }
             RouteAuth::QueryToken { tokens } => {
-                non_empty(tokens)?;
+                usable(tokens, SecretUse::Token)?;
                 Verifier::Query {
                     digests: tokens
                         .iter()
@@ -217,7 +298,20 @@ impl Verifier {
                 keys,
                 header,
                 prefix,
-            } => verify_hmac(keys, headers, header, prefix, body).map(|()| Verified::default()),
+                timestamp,
+            } => {
+                // The MAC covers the timestamp as sent, not as re-printed.
+                let signed_at = match timestamp {
+                    Some((name, tolerance)) => {
+                        let text = header_text(headers, name.as_str())?;
+                        checked_timestamp(text, now, *tolerance)?;
+                        Some(text)
+                    }
+                    None => None,
+                };
+                verify_hmac(keys, headers, header, prefix, signed_at, body)
+                    .map(|()| Verified::default())
+            }
             Verifier::Bearer { digests } => {
                 let token = headers
                     .get(axum::http::header::AUTHORIZATION)
@@ -286,17 +380,7 @@ pub(crate) fn verify_standard(
     if id.is_empty() || id.len() > MAX_ID_LEN || id.contains('.') {
         return Err(AuthFailure::BadId);
     }
-    if timestamp.is_empty() || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(AuthFailure::BadTimestamp);
-    }
-    let timestamp: i64 = timestamp.parse().map_err(|_| AuthFailure::BadTimestamp)?;
-    let tolerance = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
-    if timestamp < now.saturating_sub(tolerance) {
-        return Err(AuthFailure::StaleTimestamp);
-    }
-    if timestamp > now.saturating_add(tolerance) {
-        return Err(AuthFailure::FutureTimestamp);
-    }
+    let timestamp = checked_timestamp(timestamp, now, tolerance)?;
     let presented: Vec<Vec<u8>> = signatures
         .split(' ')
         .filter_map(|entry| entry.strip_prefix("v1,"))
@@ -318,11 +402,30 @@ pub(crate) fn verify_standard(
     }
 }
 
+/// Unix seconds, digits only, within `tolerance` of `now` either way.
+fn checked_timestamp(text: &str, now: i64, tolerance: Duration) -> Result<i64, AuthFailure> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AuthFailure::BadTimestamp);
+    }
+    let timestamp: i64 = text.parse().map_err(|_| AuthFailure::BadTimestamp)?;
+    let tolerance = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
+    if timestamp < now.saturating_sub(tolerance) {
+        return Err(AuthFailure::StaleTimestamp);
+    }
+    if timestamp > now.saturating_add(tolerance) {
+        return Err(AuthFailure::FutureTimestamp);
+    }
+    Ok(timestamp)
+}
+
+/// `signed_at`: the checked timestamp header when the route has one;
+/// the MAC then covers `{timestamp}.{body}`.
 fn verify_hmac(
     keys: &[Vec<u8>],
     headers: &HeaderMap,
     header: &axum::http::HeaderName,
     prefix: &str,
+    signed_at: Option<&str>,
     body: &[u8],
 ) -> Result<(), AuthFailure> {
     let value = headers
@@ -339,6 +442,10 @@ fn verify_hmac(
             Ok(mac) => mac,
             Err(_) => unreachable!("HMAC takes keys of any length"),
         };
+        if let Some(timestamp) = signed_at {
+            mac.update(timestamp.as_bytes());
+            mac.update(b".");
+        }
         mac.update(body);
         // verify_slice is constant-time and refuses a tag of the wrong length.
         if mac.verify_slice(&digest).is_ok() {
@@ -544,11 +651,59 @@ mod tests {
             AuthConfigError::EmptySecret(0)
         );
         let auth = RouteAuth::Bearer {
-            tokens: vec![Secret::new("tok-3a9f1c")],
+            tokens: vec![Secret::new("tok-3a9f1c-7d2e4b8a")],
         };
         assert!(!format!("{auth:?}").contains("tok-3a9f1c"));
         let verifier = Verifier::new(&auth, DEFAULT_TOLERANCE).unwrap();
         assert!(!format!("{verifier:?}").contains("tok-3a9f1c"));
+    }
+
+    #[test]
+    fn short_secrets_are_refused_without_showing_them() {
+        // 23 bytes once decoded.
+        let short_whsec = "whsec_dHdlbnR5LXRocmVlIGJ5dGVzIGtleSE=";
+        let err = Verifier::new(
+            &RouteAuth::StandardWebhooks {
+                secrets: vec![Secret::new(SECRET), Secret::new(short_whsec)],
+            },
+            DEFAULT_TOLERANCE,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            AuthConfigError::WeakSecret {
+                index: 1,
+                problem: SecretValueError::ShortStandardKey
+            }
+        );
+        assert!(!err.to_string().contains("dHdl"), "{err}");
+        let hmac = |secret: &str| {
+            Verifier::new(
+                &RouteAuth::HmacSha256 {
+                    secrets: vec![Secret::new(secret)],
+                    header: DEFAULT_HMAC_HEADER.into(),
+                    prefix: String::new(),
+                    timestamp_header: None,
+                },
+                DEFAULT_TOLERANCE,
+            )
+        };
+        let err = hmac("23-byte-hmac-secret-xyz").unwrap_err();
+        assert_eq!(err.to_string(), "secret #0 is shorter than 24 bytes");
+        assert!(hmac("24-byte-hmac-secret-wxyz").is_ok());
+        let bearer = |token: &str| {
+            Verifier::new(
+                &RouteAuth::Bearer {
+                    tokens: vec![Secret::new(token)],
+                },
+                DEFAULT_TOLERANCE,
+            )
+        };
+        let err = bearer("fifteen-bytes-x").unwrap_err();
+        assert_eq!(err.to_string(), "secret #0 is shorter than 16 bytes");
+        assert!(bearer("sixteen-bytes-xy").is_ok());
+        // Whitespace does not count towards the length.
+        assert!(check_secret(SecretUse::Token, &Secret::new("  fifteen-bytes-x \n")).is_err());
     }
 
     #[test]
@@ -559,9 +714,13 @@ mod tests {
         let github = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
         let v = Verifier::new(
             &RouteAuth::HmacSha256 {
-                secrets: vec![Secret::new("old"), Secret::new(secret)],
+                secrets: vec![
+                    Secret::new("an-older-secret-for-rotation"),
+                    Secret::new(secret),
+                ],
                 header: "X-Hub-Signature-256".into(),
                 prefix: "sha256=".into(),
+                timestamp_header: None,
             },
             DEFAULT_TOLERANCE,
         )
@@ -592,37 +751,104 @@ mod tests {
     }
 
     #[test]
+    fn hmac_with_a_timestamp_header_signs_the_time_and_refuses_old_deliveries() {
+        let secret = "a-shared-hmac-secret-of-32-bytes";
+        let v = Verifier::new(
+            &RouteAuth::HmacSha256 {
+                secrets: vec![Secret::new(secret)],
+                header: "X-Signature".into(),
+                prefix: "sha256=".into(),
+                timestamp_header: Some("X-Signature-Timestamp".into()),
+            },
+            Duration::from_secs(300),
+        )
+        .unwrap();
+        let body = r#"{"po":"ACME-1"}"#;
+        let signature = |content: &str| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(content.as_bytes());
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        };
+        let sent_at = 1_700_000_000i64;
+        let signed = signature(&format!("{sent_at}.{body}"));
+        let delivery =
+            |ts: &str, sig: &str| headers(&[("x-signature-timestamp", ts), ("x-signature", sig)]);
+        let h = delivery(&sent_at.to_string(), &signed);
+        assert_eq!(check(&v, &h, body, sent_at + 60), Ok(Verified::default()));
+        // The same delivery replayed after the window: refused, with no memory
+        // of having seen it (a restarted gateway).
+        assert_eq!(
+            check(&v, &h, body, sent_at + 301),
+            Err(AuthFailure::StaleTimestamp)
+        );
+        assert_eq!(
+            check(&v, &h, body, sent_at - 301),
+            Err(AuthFailure::FutureTimestamp)
+        );
+        // A fresh timestamp on a replayed signature does not verify: the time is signed.
+        let moved = delivery(&(sent_at + 400).to_string(), &signed);
+        assert_eq!(
+            check(&v, &moved, body, sent_at + 400),
+            Err(AuthFailure::NoMatchingSignature)
+        );
+        // The body-only signature of a route without the header is refused here.
+        let body_only = delivery(&sent_at.to_string(), &signature(body));
+        assert_eq!(
+            check(&v, &body_only, body, sent_at),
+            Err(AuthFailure::NoMatchingSignature)
+        );
+        let missing = headers(&[("x-signature", signed.as_str())]);
+        assert_eq!(
+            check(&v, &missing, body, sent_at),
+            Err(AuthFailure::MissingHeader)
+        );
+        for bad in ["", "17e8", "-1", "1700000000.5"] {
+            assert_eq!(
+                check(&v, &delivery(bad, &signed), body, sent_at),
+                Err(AuthFailure::BadTimestamp),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn bearer_and_query_tokens() {
         let bearer = Verifier::new(
             &RouteAuth::Bearer {
-                tokens: vec![Secret::new("t0ken-a"), Secret::new("t0ken-b")],
+                tokens: vec![
+                    Secret::new("t0ken-a-9f8e7d6c5b"),
+                    Secret::new("t0ken-b-9f8e7d6c5b"),
+                ],
             },
             DEFAULT_TOLERANCE,
         )
         .unwrap();
         for (value, ok) in [
-            ("Bearer t0ken-a", true),
-            ("bearer t0ken-b", true),
-            ("Bearer t0ken-c", false),
-            ("Bearer t0ken-a-longer", false),
-            ("Basic t0ken-a", false),
-            ("t0ken-a", false),
+            ("Bearer t0ken-a-9f8e7d6c5b", true),
+            ("bearer t0ken-b-9f8e7d6c5b", true),
+            ("Bearer t0ken-c-9f8e7d6c5b", false),
+            ("Bearer t0ken-a-9f8e7d6c5b-longer", false),
+            ("Basic t0ken-a-9f8e7d6c5b", false),
+            ("t0ken-a-9f8e7d6c5b", false),
         ] {
             let h = headers(&[("authorization", value)]);
             assert_eq!(check(&bearer, &h, "", 0).is_ok(), ok, "{value}");
         }
         let query = Verifier::new(
             &RouteAuth::QueryToken {
-                tokens: vec![Secret::new("a b+c")],
+                tokens: vec![Secret::new("a b+c-0123456789ab")],
             },
             DEFAULT_TOLERANCE,
         )
         .unwrap();
         let run = |q: Option<&str>| query.verify(&HeaderMap::new(), q, b"{}", 0);
-        assert!(run(Some("token=a%20b%2Bc")).is_ok());
-        assert!(run(Some("x=1&token=a+b%2Bc")).is_ok());
+        assert!(run(Some("token=a%20b%2Bc-0123456789ab")).is_ok());
+        assert!(run(Some("x=1&token=a+b%2Bc-0123456789ab")).is_ok());
         assert_eq!(run(Some("token=a%20b")), Err(AuthFailure::WrongToken));
-        assert_eq!(run(Some("tok=a%20b%2Bc")), Err(AuthFailure::MissingToken));
+        assert_eq!(
+            run(Some("tok=a%20b%2Bc-0123456789ab")),
+            Err(AuthFailure::MissingToken)
+        );
         assert_eq!(run(None), Err(AuthFailure::MissingToken));
     }
 }

@@ -48,7 +48,10 @@ use serde_json_path::JsonPath;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc};
 
-pub use auth::{AuthConfigError, DEFAULT_HMAC_HEADER, DEFAULT_TOLERANCE, MAX_ID_LEN, RouteAuth};
+pub use auth::{
+    AuthConfigError, DEFAULT_HMAC_HEADER, DEFAULT_TOLERANCE, MAX_ID_LEN, MIN_KEY_BYTES,
+    MIN_TOKEN_BYTES, RouteAuth, SecretUse, SecretValueError, check_secret,
+};
 pub use metrics::{GatewayMetrics, RejectLabels, RejectReason, RouteCounts, RouteLabels};
 
 use auth::Verifier;

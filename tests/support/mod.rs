@@ -30,6 +30,10 @@ pub async fn setup(prefix: &str) -> (&'static TestCluster, String) {
     (cluster, ns)
 }
 
+/// What the test operators may reach besides public addresses
+/// (`--allow-outbound`): the loopback servers of the tests.
+pub const TEST_ALLOW_OUTBOUND: &str = "127.0.0.0/8";
+
 /// The image the test operators are told they run (`PLANOPS_IMAGE`).
 pub const TEST_IMAGE: &str = "ghcr.io/planops/planops:test";
 
@@ -185,6 +189,9 @@ impl OperatorProcess {
             ))
             .arg(format!("--identity={}", opts.identity))
             .arg(format!("--label-leader-pod={}", opts.label_leader_pod))
+            // Poll and notify tests serve on loopback, which the operator
+            // refuses by default.
+            .arg(format!("--allow-outbound={TEST_ALLOW_OUTBOUND}"))
             .env("KUBECONFIG", kubeconfig)
             // The image of the CronJobs of `execution: CronJob` rules (no
             // kubelet here runs them; tests run their command themselves).
@@ -543,6 +550,8 @@ pub async fn planops_scan(kubeconfig: &std::path::Path, target: &str) -> std::pr
     tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
         .args(["scan", target, "--output", "json"])
         .env("KUBECONFIG", kubeconfig)
+        // What the operator puts in its CronJobs' environment.
+        .env("PLANOPS_ALLOW_OUTBOUND", TEST_ALLOW_OUTBOUND)
         .env_remove("PLANOPS_CACHE_DIR")
         .stdin(std::process::Stdio::null())
         .output()

@@ -141,6 +141,7 @@ def test_defaults():
     assert env["PLANOPS_CONCURRENCY"] == "8"
     assert env["PLANOPS_API_QPS"] == "20" and env["PLANOPS_API_BURST"] == "40"
     assert env["PLANOPS_LOG_FORMAT"] == "text" and env["RUST_LOG"] == "info"
+    assert env["PLANOPS_ALLOW_OUTBOUND"] == "" and env["PLANOPS_SERVICE_CIDR"] == ""
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["PLANOPS_CACHE_DIR"] == "/var/cache/planops"
@@ -352,6 +353,14 @@ def test_scan_service_account_name():
     env = env_of(one(docs, "Deployment"))
     assert env["PLANOPS_SCAN_SERVICE_ACCOUNT"] == "scanner"
     assert env["PLANOPS_IMAGE"] == "ghcr.io/planops/planops:1.2.3"
+
+
+def test_outbound_policy():
+    docs = render("outbound.allow={10.96.40.12/32,127.0.0.1}", "outbound.serviceCIDRs={10.96.0.0/12,fd00::/108}")
+    env = env_of(one(docs, "Deployment", "planops"))
+    assert env["PLANOPS_ALLOW_OUTBOUND"] == "10.96.40.12/32,127.0.0.1"
+    assert env["PLANOPS_SERVICE_CIDR"] == "10.96.0.0/12,fd00::/108"
+    assert "outbound" in render_fails("outbound.allow={example.com}")
 
 
 def test_rejected_values():

@@ -131,6 +131,9 @@ pub mod reasons {
     pub const CONNECTION_NOT_READY: &str = "ConnectionNotReady";
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     pub const SECRET_KEY_MISSING: &str = "SecretKeyMissing";
+    /// A Secret's value cannot serve its use: not a `whsec_` secret where one
+    /// is needed, or shorter than the minimum for a signing key or token.
+    pub const INVALID_SECRET: &str = "InvalidSecret";
     pub const CONNECTED: &str = "Connected";
     pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
     pub const UNREACHABLE: &str = "Unreachable";

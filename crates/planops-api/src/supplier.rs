@@ -114,7 +114,7 @@ pub struct InboundSpec {
 pub struct WebhookInbound {
     /// How a delivery proves it comes from the supplier.
     pub auth: WebhookAuth,
-    /// Largest accepted delivery age (and clock skew), in seconds, against replays. Default 300.
+    /// Largest accepted delivery age (and clock skew), in seconds, against replays: for Standard Webhooks, and for hmacSha256 with a timestampHeader. Default 300.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub timestamp_tolerance_seconds: Option<u32>,
@@ -167,6 +167,10 @@ pub struct HmacAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub prefix: Option<String>,
+    /// Header carrying the Unix time in seconds at which the sender signed, for example `X-Signature-Timestamp`. Set: the signature covers `<timestamp>.<body>` and a delivery outside `timestampToleranceSeconds` is refused, even after a restart. Unset: the signature covers the body alone, and only the gateway's in-memory dedup stops a replayed delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub timestamp_header: Option<String>,
 }
 
 /// A static bearer token.

@@ -8,6 +8,8 @@
 //! - [`automation`]: the Odoo automation rules PlanOps manages.
 //! - [`managed`]: the observe → create → observe-again steps every writer shares.
 //! - [`supplier`]: supplier confirmations and delays written onto purchase orders.
+//! - [`outbound`]: where poll and notify requests may go (no loopback, link-local
+//!   or cluster service addresses unless allowed), checked when names resolve.
 //! - [`run`]: one rule run (scan, actions, approval gate), the one sequence the
 //!   scheduler, the event path and `planops scan` share.
 
@@ -15,6 +17,7 @@ pub mod actions;
 pub mod approval;
 pub mod automation;
 pub mod managed;
+pub mod outbound;
 pub mod run;
 pub mod scan;
 pub mod supplier;

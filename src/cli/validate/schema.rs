@@ -362,6 +362,11 @@ impl KindSchema {
                         .map_or_else(|| property.to_string(), str::to_string);
                     push(join(&path, &name), error.to_string());
                 }
+                // A Secret reference that breaks the schema (too long, not a
+                // string) may be the secret itself: never quote it.
+                _ if is_secret_reference(&path) => {
+                    push(at(&path), error.masked_with("the value").to_string())
+                }
                 _ => push(
                     at(&path),
                     error.masked_with(short(error.instance())).to_string(),
@@ -557,6 +562,13 @@ fn at(path: &str) -> String {
     }
 }
 
+/// Whether `path` is inside a reference to a Secret (`urlSecretRef.name`,
+/// `secretRefs[0].key`, `bearerTokenRef`, `credentialsSecretRef.loginKey`).
+fn is_secret_reference(path: &str) -> bool {
+    let path = path.to_ascii_lowercase();
+    path.contains("secretref") || path.contains("tokenref")
+}
+
 /// A value as a message quotes it: its JSON, cut at 60 characters.
 fn short(value: &Value) -> String {
     let text = value.to_string();
@@ -680,6 +692,43 @@ mod tests {
             errors(&schema, json!({"name": "n", "tags": ["t"]})),
             [("spec".to_string(), "tags need a note".to_string())]
         );
+    }
+
+    #[test]
+    fn secret_references_are_never_quoted() {
+        let reference = json!({"type": "object", "properties": {
+            "name": {"type": "string", "maxLength": 20},
+            "key": {"type": "string"},
+        }});
+        let schema = kind_schema(json!({"type": "object", "properties": {
+            "urlSecretRef": reference,
+            "plain": {"type": "string", "maxLength": 20},
+        }}));
+        let pasted = "https://hooks.example.com/services/T000/B000/XXXXXXXX";
+        let found = errors(
+            &schema,
+            json!({"urlSecretRef": {"name": pasted, "key": 7}, "plain": pasted}),
+        );
+        let fields: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.plain",
+                "spec.urlSecretRef.key",
+                "spec.urlSecretRef.name"
+            ]
+        );
+        assert!(
+            found[0].1.contains("XXXXXXXX"),
+            "other fields still quote: {found:?}"
+        );
+        for (_, message) in &found[1..] {
+            assert!(
+                !message.contains("XXXXXXXX") && !message.contains('7'),
+                "{message}"
+            );
+            assert!(message.starts_with("the value "), "{message}");
+        }
     }
 
     #[test]

@@ -1584,11 +1584,8 @@ async fn notify(
             .collect();
     };
     let signing = spec.signing_secret_ref.as_ref().map(|r| ctx.secrets.get(r));
-    let http = match reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(15))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
+    let destination = webhook::check_destination(&url);
+    let http = match webhook::client() {
         Ok(c) => c,
         Err(e) => {
             return writes
@@ -1603,6 +1600,10 @@ async fn notify(
             out.push(WriteOutcome::Skipped(
                 "already notified when it opened".into(),
             ));
+            continue;
+        }
+        if let Err(refused) = &destination {
+            out.push(WriteOutcome::Failed(refused.clone()));
             continue;
         }
         let body = match serde_json::to_vec(&notification_body(ctx, e)) {
@@ -1638,7 +1639,7 @@ async fn notify(
             Ok(resp) if resp.status().is_success() => WriteOutcome::Created(0),
             // The URL is a credential: report the status only.
             Ok(resp) => WriteOutcome::Failed(format!("receiver answered {}", resp.status())),
-            Err(err) => WriteOutcome::Failed(format!("delivery failed: {}", err.without_url())),
+            Err(err) => WriteOutcome::Failed(webhook::delivery_error(err)),
         });
     }
     out

@@ -11,12 +11,53 @@ use sha2::Sha256;
 
 use odoo_client::Secret;
 
+use crate::outbound::{self, Redirects};
+
+/// Timeout of one delivery.
+const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The client notifications go out with. It follows no redirect: the signed
+/// body and the URL's token are for the receiver configured, not for wherever
+/// it points next. It connects only where the process's outbound policy
+/// ([`outbound::policy`]) allows.
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    outbound::client(outbound::policy(), DELIVERY_TIMEOUT, Redirects::None)
+}
+
+/// Refuses a notify URL whose host is a refused literal address (names are
+/// checked when they resolve). The URL is a credential: messages name its
+/// host at most.
+pub fn check_destination(url: &Secret) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url.expose())
+        .map_err(|_| "the notify URL in the Secret is not a valid URL".to_string())?;
+    outbound::policy()
+        .check_url(&parsed)
+        .map_err(|denied| denied.to_string())
+}
+
+/// Why a delivery failed, without the URL.
+pub fn delivery_error(err: reqwest::Error) -> String {
+    match outbound::denial(&err) {
+        Some(denied) => denied.to_string(),
+        None => format!("delivery failed: {}", err.without_url()),
+    }
+}
+
+/// Shortest key accepted in a `whsec_` secret, in bytes: Standard Webhooks
+/// asks for 24 to 64 random bytes, and a short key can be guessed.
+pub const MIN_KEY_BYTES: usize = 24;
+
 /// Why a signing secret cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigningError {
     /// The secret is not `whsec_` followed by base64.
     #[error("the signing secret is not a Standard Webhooks secret (whsec_ followed by base64)")]
     BadSecret,
+    /// The key is shorter than [`MIN_KEY_BYTES`].
+    #[error(
+        "the signing secret holds a key of fewer than {MIN_KEY_BYTES} bytes after base64 decoding (Standard Webhooks asks for 24 to 64 random bytes)"
+    )]
+    ShortKey,
     /// The id contains a `.`, which would make the signed content ambiguous.
     #[error("webhook-id must not contain '.'")]
     BadId,
@@ -66,6 +107,9 @@ pub fn decode_secret(secret: &Secret) -> Result<Vec<u8>, SigningError> {
         .map_err(|_| SigningError::BadSecret)?;
     if key.is_empty() {
         return Err(SigningError::BadSecret);
+    }
+    if key.len() < MIN_KEY_BYTES {
+        return Err(SigningError::ShortKey);
     }
     Ok(key)
 }
@@ -145,10 +189,55 @@ mod tests {
     }
 
     #[test]
+    fn refused_destinations_are_named_by_host_only() {
+        let err = check_destination(&Secret::new(
+            "http://169.254.169.254/hooks/T000/B000/XXXXtoken",
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("169.254.169.254") && err.contains("--allow-outbound"),
+            "{err}"
+        );
+        assert!(!err.contains("XXXXtoken"), "{err}");
+        let err = check_destination(&Secret::new("not a url XXXXtoken")).unwrap_err();
+        assert!(!err.contains("XXXXtoken"), "{err}");
+        assert!(check_destination(&Secret::new("https://hooks.example.com/XXXXtoken")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn names_of_refused_addresses_fail_at_connection() {
+        let err = client()
+            .unwrap()
+            .post("http://localhost:9/hook/XXXXtoken")
+            .send()
+            .await
+            .unwrap_err();
+        let message = delivery_error(err);
+        assert!(
+            message.contains("outbound request to localhost refused"),
+            "{message}"
+        );
+        assert!(!message.contains("XXXXtoken"), "{message}");
+    }
+
+    #[test]
     fn unpadded_secrets_decode_to_the_same_key() {
-        let padded = decode_secret(&Secret::new("whsec_dGVzdA==")).unwrap();
-        let unpadded = decode_secret(&Secret::new("whsec_dGVzdA")).unwrap();
-        assert_eq!(padded, b"test");
+        let padded =
+            decode_secret(&Secret::new("whsec_dHdlbnR5LWZpdmUgYnl0ZXMgb2Yga2V5IQ==")).unwrap();
+        let unpadded =
+            decode_secret(&Secret::new("whsec_dHdlbnR5LWZpdmUgYnl0ZXMgb2Yga2V5IQ")).unwrap();
+        assert_eq!(padded, b"twenty-five bytes of key!");
         assert_eq!(unpadded, padded);
+    }
+
+    #[test]
+    fn keys_shorter_than_24_bytes_are_refused() {
+        // 23 bytes once decoded.
+        let short = Secret::new("whsec_dHdlbnR5LXRocmVlIGJ5dGVzIGtleSE=");
+        assert_eq!(decode_secret(&short), Err(SigningError::ShortKey));
+        assert_eq!(sign(&short, ID, 1, b""), Err(SigningError::ShortKey));
+        assert!(!SigningError::ShortKey.to_string().contains("dHdl"));
+        // The reference vector's key is exactly 24 bytes.
+        assert_eq!(decode_secret(&Secret::new(SECRET)).unwrap().len(), 24);
     }
 }

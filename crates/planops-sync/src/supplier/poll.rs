@@ -23,6 +23,7 @@ use serde_json::Value;
 use serde_json_path::JsonPath;
 
 use super::{Delivery, EventError, SupplierRuntime, handle_event};
+use crate::outbound::{self, OutboundPolicy, Redirects};
 use odoo_client::{OdooClient, Secret};
 use planops_api::supplier::PollInbound;
 
@@ -32,6 +33,8 @@ pub const DEFAULT_INTERVAL_SECONDS: u32 = 300;
 const MAX_RESPONSE_BYTES: usize = 16 << 20;
 /// Pages fetched back to back while a backlog drains, before waiting an interval.
 pub const MAX_PAGES_PER_ROUND: usize = 20;
+/// Timeout of one poll request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Credentials for the supplier API, read from a Secret.
 #[derive(Clone)]
@@ -110,6 +113,24 @@ impl PollConfig {
     }
 }
 
+/// The HTTP client of a connector's poll loop, with the outbound policy it
+/// connects under. It follows redirects only within the polled URL's origin,
+/// so the credential header never reaches another host.
+#[derive(Debug, Clone)]
+pub struct PollClient {
+    http: reqwest::Client,
+    policy: OutboundPolicy,
+}
+
+impl PollClient {
+    pub fn new(policy: &OutboundPolicy) -> Result<PollClient, reqwest::Error> {
+        Ok(PollClient {
+            http: outbound::client(policy, REQUEST_TIMEOUT, Redirects::SameOrigin)?,
+            policy: policy.clone(),
+        })
+    }
+}
+
 /// The header name of `headerAuth`, checked.
 pub fn header_name(name: &str) -> Result<HeaderName, PollConfigError> {
     HeaderName::from_bytes(name.as_bytes()).map_err(|_| PollConfigError::Header(name.into()))
@@ -155,7 +176,7 @@ pub struct PollPage {
 
 /// GETs one page from `cursor` and applies its items.
 pub async fn poll_once(
-    http: &reqwest::Client,
+    http: &PollClient,
     config: &PollConfig,
     cursor: Option<&str>,
     client: &OdooClient,
@@ -235,7 +256,7 @@ pub async fn poll_once(
 }
 
 async fn fetch(
-    http: &reqwest::Client,
+    client: &PollClient,
     config: &PollConfig,
     cursor: Option<&str>,
 ) -> Result<Value, PollError> {
@@ -246,7 +267,15 @@ async fn fetch(
     }
     // Errors name the configured URL, never the request's headers.
     let shown = config.url.to_string();
-    let mut request = http
+    client
+        .policy
+        .check_url(&url)
+        .map_err(|denied| PollError::Request {
+            url: shown.clone(),
+            message: denied.to_string(),
+        })?;
+    let mut request = client
+        .http
         .get(url)
         .header(reqwest::header::ACCEPT, "application/json");
     if let Some(auth) = &config.auth {
@@ -260,9 +289,21 @@ async fn fetch(
     }
     let response = request.send().await.map_err(|e| PollError::Request {
         url: shown.clone(),
-        message: e.without_url().to_string(),
+        message: match outbound::denial(&e) {
+            Some(denied) => denied.to_string(),
+            None => e.without_url().to_string(),
+        },
     })?;
     let status = response.status();
+    if status.is_redirection() {
+        return Err(PollError::Request {
+            url: shown,
+            message: format!(
+                "HTTP {}: redirected to another origin, which is not followed (the credentials would go with it); poll the final URL",
+                status.as_u16()
+            ),
+        });
+    }
     if !status.is_success() {
         return Err(PollError::Status {
             url: shown,
@@ -347,6 +388,119 @@ mod tests {
         ));
         assert!(header_name("X-Api-Key").is_ok());
         assert!(header_name("bad header").is_err());
+    }
+
+    /// A loopback HTTP server that records each request's head and answers
+    /// with `answer(path)`.
+    async fn server(
+        answer: fn(&str) -> String,
+    ) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                log.lock().unwrap().push(head);
+                let _ = stream.write_all(answer(&path).as_bytes()).await;
+            }
+        });
+        (port, seen)
+    }
+
+    fn loopback_allowed() -> OutboundPolicy {
+        OutboundPolicy {
+            allow: vec!["127.0.0.0/8".parse().unwrap()],
+            ..OutboundPolicy::default()
+        }
+    }
+
+    fn config_with_key(url: String) -> PollConfig {
+        let spec: PollInbound = serde_json::from_value(serde_json::json!({"url": url})).unwrap();
+        let auth = PollAuth {
+            header: header_name("X-Api-Key").unwrap(),
+            value: Secret::new("key-5f1e9a7c3b"),
+        };
+        PollConfig::new(&spec, Some(auth)).unwrap()
+    }
+
+    fn ok_json(_: &str) -> String {
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 13\r\nconnection: close\r\n\r\n{\"events\":[]}".into()
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_another_origin_is_not_followed_and_the_key_stays_home() {
+        let (other, other_seen) = server(ok_json).await;
+        // The port of the second server, for the first one's fixed answer.
+        static OTHER: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+        OTHER.set(other).unwrap();
+        let (first, first_seen) = server(|_| {
+            format!(
+                "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{}/steal\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                OTHER.get().unwrap()
+            )
+        })
+        .await;
+        let client = PollClient::new(&loopback_allowed()).unwrap();
+        let config = config_with_key(format!("http://127.0.0.1:{first}/events"));
+        let result = fetch(&client, &config, None).await;
+        assert!(
+            other_seen.lock().unwrap().is_empty(),
+            "the other origin was asked: {:?}",
+            other_seen.lock().unwrap()
+        );
+        assert!(first_seen.lock().unwrap()[0].contains("x-api-key: key-5f1e9a7c3b"));
+        let err = result.unwrap_err().to_string();
+        assert!(
+            err.contains("HTTP 302: redirected to another origin"),
+            "{err}"
+        );
+        assert!(!err.contains("key-5f1e9a7c3b"));
+    }
+
+    #[tokio::test]
+    async fn a_redirect_within_the_origin_is_followed() {
+        let (port, seen) = server(|path| {
+            if path == "/events" {
+                "HTTP/1.1 301 Moved Permanently\r\nlocation: /v2/events\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into()
+            } else {
+                ok_json(path)
+            }
+        })
+        .await;
+        let client = PollClient::new(&loopback_allowed()).unwrap();
+        let config = config_with_key(format!("http://127.0.0.1:{port}/events"));
+        let body = fetch(&client, &config, None).await.unwrap();
+        assert_eq!(body, serde_json::json!({"events": []}));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert!(seen[1].starts_with("get /v2/events "), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn refused_addresses_are_never_asked() {
+        let (port, seen) = server(ok_json).await;
+        let client = PollClient::new(&OutboundPolicy::default()).unwrap();
+        for host in ["127.0.0.1", "localhost"] {
+            let config = config_with_key(format!("http://{host}:{port}/events"));
+            let err = fetch(&client, &config, None).await.unwrap_err().to_string();
+            assert!(
+                err.contains("is a loopback address") && err.contains("--allow-outbound"),
+                "{err}"
+            );
+        }
+        assert!(seen.lock().unwrap().is_empty());
     }
 
     #[test]
