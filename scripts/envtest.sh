@@ -9,6 +9,11 @@
 #                                                    start etcd + kube-apiserver, state in DIR,
 #                                                    print DIR/kubeconfig
 #   scripts/envtest.sh stop DIR                      stop them, remove the etcd data
+#   scripts/envtest.sh down DIR [--kill]             stop them but keep the etcd data, the
+#                                                    ports and the certificates (--kill: SIGKILL,
+#                                                    as a crash would), for `up`
+#   scripts/envtest.sh up DIR                        start them again after `down`, on the same
+#                                                    ports: the kubeconfig stays valid
 #
 # start writes DIR/kubeconfig (admin token, the server's self-signed CA),
 # DIR/env (export lines for KUBECONFIG, PLANOPS_TEST_KUBECONFIG,
@@ -273,17 +278,23 @@ launch() {
   echo $! >"$dir/$name.pid"
 }
 
-try_start() {
-  local dir="$1" ep pp ap
-  read -r ep pp ap < <(pick_ports 3)
-  rm -rf "$dir/etcd-data"
+# etcd on the client port $2 and peer port $3, keeping whatever data DIR holds.
+launch_etcd() {
+  local dir="$1" ep="$2" pp="$3"
   launch "$dir" etcd "$BIN_DIR/etcd" \
     --name=envtest --data-dir="$dir/etcd-data" \
     --listen-client-urls="http://127.0.0.1:$ep" --advertise-client-urls="http://127.0.0.1:$ep" \
     --listen-peer-urls="http://127.0.0.1:$pp" --initial-advertise-peer-urls="http://127.0.0.1:$pp" \
     --initial-cluster="envtest=http://127.0.0.1:$pp" \
     --unsafe-no-fsync=true --log-level=warn
-  wait_ready "http://127.0.0.1:$ep/health" "$(cat "$dir/etcd.pid")" etcd "$dir" || return 1
+  wait_ready "http://127.0.0.1:$ep/health" "$(cat "$dir/etcd.pid")" etcd "$dir"
+}
+
+# kube-apiserver on port $3 against etcd on $2. Its self-signed certificate is
+# generated into DIR/certs once and reused on a later launch, so a kubeconfig
+# written for the first launch still verifies the server after `up`.
+launch_apiserver() {
+  local dir="$1" ep="$2" ap="$3"
   # A loopback advertise address keeps the self-signed cert valid for
   # 127.0.0.1; the endpoint reconciler refuses loopback, and nothing needs the
   # kubernetes Service endpoints here, so it is off.
@@ -300,8 +311,18 @@ try_start() {
     --service-account-issuer="https://127.0.0.1:$ap" \
     --service-account-key-file="$dir/sa.pub" \
     --service-account-signing-key-file="$dir/sa.key"
-  wait_ready "https://127.0.0.1:$ap/readyz" "$(cat "$dir/kube-apiserver.pid")" kube-apiserver "$dir" || return 1
+  wait_ready "https://127.0.0.1:$ap/readyz" "$(cat "$dir/kube-apiserver.pid")" kube-apiserver "$dir"
+}
+
+try_start() {
+  local dir="$1" ep pp ap
+  read -r ep pp ap < <(pick_ports 3)
+  rm -rf "$dir/etcd-data"
+  launch_etcd "$dir" "$ep" "$pp" || return 1
+  launch_apiserver "$dir" "$ep" "$ap" || return 1
   echo "$ap" >"$dir/port"
+  # For `up`: the same ports again, so clients keep their address.
+  echo "$ep $pp $ap" >"$dir/ports"
 }
 
 write_kubeconfig() {
@@ -376,8 +397,9 @@ cmd_start() {
       if [[ -n "$watch" ]]; then
         # Detached, so it outlives the caller; ends itself after a normal stop.
         setsid bash -c '
-          while kill -0 "$1" 2>/dev/null && [[ -f "$2/kube-apiserver.pid" ]]; do sleep 1; done
-          [[ -f "$2/kube-apiserver.pid" ]] && exec "$3" stop "$2"' \
+          running() { [[ -f "$2/kube-apiserver.pid" || -f "$2/.down" ]]; }
+          while kill -0 "$1" 2>/dev/null && running "$@"; do sleep 1; done
+          running "$@" && exec "$3" stop "$2"' \
           envtest-watchdog "$watch" "$dir" "$SELF" </dev/null >>"$dir/watchdog.log" 2>&1 &
         echo $! >"$dir/watchdog.pid"
       fi
@@ -403,10 +425,52 @@ cmd_stop() {
   rm -f "$dir/watchdog.pid"
   stop_one "$dir" kube-apiserver
   stop_one "$dir" etcd
-  rm -rf "$dir/etcd-data"
+  rm -rf "$dir/etcd-data" "$dir/.down"
   if [[ -f "$dir/.ephemeral" ]]; then
     rm -rf "$dir"
   fi
+}
+
+# Stops the control plane of DIR but keeps what `up` needs: the etcd data, the
+# ports, the certificates and the tokens. `.down` tells the watchdog (and a
+# later `stop`) that the control plane is still there to clean up.
+cmd_down() {
+  local dir="" kill=0 name pid i
+  while (($#)); do
+    case "$1" in
+      --kill) kill=1; shift ;;
+      -*) die "unknown option $1" ;;
+      *) [[ -z "$dir" ]] || die "one DIR only"; dir="$1"; shift ;;
+    esac
+  done
+  [[ -n "$dir" && -f "$dir/ports" ]] || die "usage: $0 down DIR [--kill] (DIR started by this script)"
+  : >"$dir/.down"
+  for name in kube-apiserver etcd; do
+    if ((kill)); then
+      pid=$(cat "$dir/$name.pid" 2>/dev/null) || continue
+      alive "$pid" "$name" && kill -KILL "$pid" 2>/dev/null
+      for ((i = 0; i < 50; i++)); do alive "$pid" "$name" || break; sleep 0.1; done
+      rm -f "$dir/$name.pid"
+    else
+      stop_one "$dir" "$name"
+    fi
+  done
+}
+
+cmd_up() {
+  local dir="${1:?usage: $0 up DIR}" ep pp ap started=$SECONDS
+  [[ -f "$dir/ports" ]] || die "$dir has no saved ports (start it with this script first)"
+  if alive "$(cat "$dir/kube-apiserver.pid" 2>/dev/null)" kube-apiserver ||
+    alive "$(cat "$dir/etcd.pid" 2>/dev/null)" etcd; then
+    die "the control plane in $dir is already running"
+  fi
+  read -r ep pp ap <"$dir/ports"
+  if ! launch_etcd "$dir" "$ep" "$pp" || ! launch_apiserver "$dir" "$ep" "$ap"; then
+    show_logs "$dir"
+    die "control plane did not come back up; logs in $dir"
+  fi
+  rm -f "$dir/.down"
+  log "control plane back up in $((SECONDS - started))s: $ap"
 }
 
 main() {
@@ -415,7 +479,9 @@ main() {
     bin) echo "$BIN_DIR" ;;
     start) shift; cmd_start "$@" ;;
     stop) shift; cmd_stop "$@" ;;
-    *) echo "usage: $0 build|bin|start DIR [--watch PID] [--ephemeral]|stop DIR" >&2; exit 2 ;;
+    down) shift; cmd_down "$@" ;;
+    up) shift; cmd_up "$@" ;;
+    *) echo "usage: $0 build|bin|start DIR [--watch PID] [--ephemeral]|stop DIR|down DIR [--kill]|up DIR" >&2; exit 2 ;;
   esac
 }
 
