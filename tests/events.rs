@@ -21,11 +21,11 @@ mod support;
 use std::time::Instant;
 
 use jiff::civil::Date;
-use planops::actions::webhook::sign;
-use planops::odoo::{OdooClient, RecordExt, Secret};
+use planops::odoo::{OdooClient, RecordExt};
 use planops::sim::{DatasetParams, Edition, FaultConfig, OdooVersion, SimConfig, SimServer};
 use serde_json::{Value, json};
 use support::odoo::{self, count, create, deliveries, obj, product, vendor, warehouse};
+use support::suppliers::{AcmeOrder, SIGNING_SECRET, acme_order, apply_acme_connector, deliver};
 use support::*;
 
 fn today() -> Date {
@@ -357,36 +357,6 @@ async fn a_hint_sent_before_odoos_commit_is_acted_on_once_the_write_is_visible()
     server.shutdown().await;
 }
 
-const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// Posts `body` to the connector's route, signed as Standard Webhooks with
-/// `secret` at `timestamp`; the status and the JSON answer.
-async fn deliver(
-    operator: &OperatorProcess,
-    ns: &str,
-    id: &str,
-    timestamp: i64,
-    secret: &str,
-    body: &str,
-) -> (u16, Value) {
-    let headers = sign(&Secret::new(secret), id, timestamp, body.as_bytes()).expect("signing");
-    let response = reqwest::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{}/hooks/suppliers/{ns}/acme",
-            operator.port
-        ))
-        .header("content-type", "application/json")
-        .header("webhook-id", headers.id)
-        .header("webhook-timestamp", headers.timestamp.to_string())
-        .header("webhook-signature", headers.signature)
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("posting to the gateway");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 async fn planned(client: &OdooClient, line: i64) -> String {
     client
         .read("purchase.order.line", &[line], &["date_planned"])
@@ -399,104 +369,6 @@ async fn planned(client: &OdooClient, line: i64) -> String {
         .to_string()
 }
 
-/// A confirmed purchase order from Acme (`ACME-4711`) for 100 of `E2E-S1`, due in 4 days.
-struct AcmeOrder {
-    po: i64,
-    line: i64,
-    po_name: String,
-    eta: Date,
-}
-
-async fn acme_order(client: &OdooClient) -> AcmeOrder {
-    let acme = create(
-        client,
-        "res.partner",
-        json!({"name": "Acme Supplies", "is_company": true, "supplier_rank": 1, "ref": "ACME"}),
-    )
-    .await;
-    let item = product(client, "E2E-S1", 10.0, Some((acme, 5))).await;
-    let eta = planops::engine::inputs::add_days(today(), 4);
-    let po = create(
-        client,
-        "purchase.order",
-        json!({"partner_id": acme, "partner_ref": "ACME-4711", "state": "purchase"}),
-    )
-    .await;
-    let line = create(
-        client,
-        "purchase.order.line",
-        json!({"order_id": po, "product_id": item, "product_qty": 100.0, "price_unit": 5.0,
-               "date_planned": format!("{eta} 10:00:00")}),
-    )
-    .await;
-    let po_name = client
-        .read("purchase.order", &[po], &["name"])
-        .await
-        .expect("reading the PO")[0]
-        .str_field("name")
-        .ok()
-        .flatten()
-        .expect("the PO's name")
-        .to_string();
-    AcmeOrder {
-        po,
-        line,
-        po_name,
-        eta,
-    }
-}
-
-/// The `acme` connector (Standard Webhooks, secret in `acme-hooks`), ready.
-async fn apply_acme_connector(cluster: &support::TestCluster, ns: &str, reevaluate: &[&str]) {
-    apply(
-        cluster,
-        ns,
-        &json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "acme-hooks"},
-            "stringData": {"secret": SIGNING_SECRET},
-        }),
-    )
-    .await;
-    let rules: Vec<Value> = reevaluate.iter().map(|r| json!({"name": r})).collect();
-    apply(
-        cluster,
-        ns,
-        &json!({
-            "apiVersion": "planops.io/v1alpha1", "kind": "SupplierConnector",
-            "metadata": {"name": "acme"},
-            "spec": {
-                "connectionRef": {"name": "odoo"},
-                "supplier": {"ref": "ACME"},
-                "inbound": {"webhook": {
-                    "auth": {"standardWebhooks": {"secretRefs": [{"name": "acme-hooks", "key": "secret"}]}},
-                    "maxBodyBytes": 4096,
-                }},
-                "mapping": {
-                    "eventType": "$.type",
-                    "eventTypeValues": {"order.delayed": "Delay"},
-                    "eventId": "$.id",
-                    "purchaseOrderRef": "$.po",
-                    "lines": "$.lines[*]",
-                    "productCode": "$.sku",
-                    "promisedDate": "$.eta",
-                },
-                "effects": {"reevaluateRules": rules},
-            },
-        }),
-    )
-    .await;
-    wait_ready(
-        cluster,
-        ns,
-        "SupplierConnector",
-        "acme",
-        "True",
-        "Reconciled",
-    )
-    .await;
-}
-
 #[tokio::test]
 async fn a_signed_supplier_delay_moves_the_date_once_and_raises_the_delay_at_once() {
     let (cluster, ns) = setup("ev-supplier").await;
@@ -507,6 +379,7 @@ async fn a_signed_supplier_delay_moves_the_date_once_and_raises_the_delay_at_onc
         line,
         po_name,
         eta,
+        ..
     } = acme_order(&client).await;
 
     let operator = OperatorProcess::simple(cluster, &ns).await;
@@ -529,7 +402,7 @@ async fn a_signed_supplier_delay_moves_the_date_once_and_raises_the_delay_at_onc
         }),
     )
     .await;
-    apply_acme_connector(cluster, &ns, &["late-supply"]).await;
+    apply_acme_connector(cluster, &ns, &["late-supply"], None).await;
     eventually("the delay rule's first scan", || async {
         let obj = get(cluster, &ns, "ExceptionRule", "late-supply").await?;
         obj["status"]["lastScan"]["startTime"]
@@ -652,7 +525,7 @@ async fn edge_gateway_replicas_pass_events_to_the_leader_and_nothing_happens_twi
     let callback = format!("http://127.0.0.1:{}", edge_a.port);
     connect_odoo_with(cluster, &ns, &server, Some(&callback)).await;
     apply(cluster, &ns, &stockout_rule()).await;
-    apply_acme_connector(cluster, &ns, &[]).await;
+    apply_acme_connector(cluster, &ns, &[], None).await;
     apply(
         cluster,
         &ns,

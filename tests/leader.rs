@@ -7,25 +7,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::PostParams;
 use support::*;
 
 const LEASE_SECONDS: u64 = 6;
-
-async fn holder(cluster: &support::TestCluster, ns: &str) -> Option<String> {
-    let leases: Api<Lease> = Api::namespaced(cluster.client(), ns);
-    leases
-        .get_opt("planops-leader")
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
-}
 
 /// Pod objects named like the replicas (nothing runs them: there is no
 /// kubelet), for the replicas to label.
@@ -59,12 +46,6 @@ async fn labelled(cluster: &support::TestCluster, ns: &str) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-async fn leader_gauge(op: &OperatorProcess) -> Option<bool> {
-    let (_, body) = op.get("/metrics").await?;
-    let line = body.lines().find(|l| l.starts_with("planops_leader "))?;
-    Some(line.ends_with(" 1"))
 }
 
 #[tokio::test]
@@ -105,13 +86,13 @@ async fn one_replica_leads_and_a_standby_takes_over_after_sigkill() {
     for identity in ["replica-a", "replica-b"] {
         replicas.push(start(identity).await);
     }
-    let first = eventually("a lease holder", || holder(cluster, &ns)).await;
+    let first = eventually("a lease holder", || lease_holder(cluster, &ns)).await;
     wait_ready(cluster, &ns, "OdooConnection", "odoo", "True", "Connected").await;
 
     // Exactly one replica believes it leads.
     let flags = eventually("both replicas report leadership", || async {
-        let a = leader_gauge(&replicas[0]).await?;
-        let b = leader_gauge(&replicas[1]).await?;
+        let a = replicas[0].leads().await?;
+        let b = replicas[1].leads().await?;
         (a != b).then_some((a, b))
     })
     .await;
@@ -130,7 +111,7 @@ async fn one_replica_leads_and_a_standby_takes_over_after_sigkill() {
     let standby = &replicas[0];
 
     let second = eventually("the standby to take the lease", || async {
-        holder(cluster, &ns).await.filter(|h| *h != first)
+        lease_holder(cluster, &ns).await.filter(|h| *h != first)
     })
     .await;
     let takeover = killed_at.elapsed();
@@ -167,7 +148,7 @@ async fn one_replica_leads_and_a_standby_takes_over_after_sigkill() {
         "Reconciled",
     )
     .await;
-    assert_eq!(leader_gauge(standby).await, Some(true));
+    assert_eq!(standby.leads().await, Some(true));
 }
 
 #[tokio::test]
@@ -196,12 +177,12 @@ async fn sigterm_stops_the_leader_cleanly_and_releases_the_lease() {
     };
     let mut leader = start("first").await;
     eventually("the first replica to lead", || async {
-        holder(cluster, &ns).await.filter(|h| h == "first")
+        lease_holder(cluster, &ns).await.filter(|h| h == "first")
     })
     .await;
     let standby = start("second").await;
     eventually("the standby to be up", || async {
-        leader_gauge(&standby).await.filter(|leads| !leads)
+        standby.leads().await.filter(|leads| !leads)
     })
     .await;
 
@@ -215,16 +196,16 @@ async fn sigterm_stops_the_leader_cleanly_and_releases_the_lease() {
     assert!(exit.success(), "SIGTERM is a clean shutdown, got {exit}");
 
     // The leader gives the Lease up on its way out rather than letting it expire.
-    let left = holder(cluster, &ns).await;
+    let left = lease_holder(cluster, &ns).await;
     assert_ne!(left.as_deref(), Some("first"), "the Lease was released");
     eventually("the standby to take the released lease", || async {
-        holder(cluster, &ns).await.filter(|h| h == "second")
+        lease_holder(cluster, &ns).await.filter(|h| h == "second")
     })
     .await;
     // The Lease names the new holder a moment before that process has started
     // leading and says so on its gauge.
     eventually("the standby to report that it leads", || async {
-        leader_gauge(&standby).await.filter(|leads| *leads)
+        standby.leads().await.filter(|leads| *leads)
     })
     .await;
 }

@@ -85,27 +85,6 @@ fn tz(name: &str) -> jiff::tz::TimeZone {
     jiff::tz::TimeZone::get(name).expect("a known time zone")
 }
 
-fn timestamp(v: &Value) -> Option<Timestamp> {
-    v.as_str()?.parse().ok()
-}
-
-/// The rule's lastScan once it is a succeeded scan scheduled after `after`.
-async fn wait_scan_after(
-    cluster: &support::TestCluster,
-    ns: &str,
-    name: &str,
-    after: Option<Timestamp>,
-) -> Value {
-    eventually(&format!("a scan of {name} after {after:?}"), || async {
-        let obj = get(cluster, ns, "ExceptionRule", name).await?;
-        let last = obj["status"]["lastScan"].clone();
-        let scheduled = timestamp(&last["scheduledTime"])?;
-        let newer = after.is_none_or(|a| scheduled > a);
-        (newer && last["outcome"] == "Succeeded").then_some(obj)
-    })
-    .await
-}
-
 #[tokio::test]
 async fn scheduled_scans_run_on_time_act_once_and_survive_a_restart() {
     let (cluster, ns) = setup("sched").await;

@@ -67,7 +67,9 @@ pub struct KStatus {
 
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 static CLUSTER: tokio::sync::OnceCell<TestCluster> = tokio::sync::OnceCell::const_new();
-static INSTALLED_CRD_DIRS: tokio::sync::Mutex<BTreeSet<PathBuf>> =
+/// `(kubeconfig, CRD dir)` pairs already installed: a test with a control
+/// plane of its own ([`OwnControlPlane`]) installs the CRDs there too.
+static INSTALLED_CRD_DIRS: tokio::sync::Mutex<BTreeSet<(PathBuf, PathBuf)>> =
     tokio::sync::Mutex::const_new(BTreeSet::new());
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -129,9 +131,9 @@ async fn envtest(args: &[&str]) -> String {
 }
 
 /// Builds the binaries (a no-op when cached) and starts a private control
-/// plane that is stopped and deleted once this process is gone.
-async fn start_private_control_plane() -> PathBuf {
-    eprintln!("PLANOPS_TEST_KUBECONFIG not set: starting a control plane for this test binary");
+/// plane that is stopped and deleted once this process is gone; its state
+/// directory and kubeconfig.
+async fn start_private_control_plane() -> (String, PathBuf) {
     envtest(&["build"]).await;
     let dir = tempfile::Builder::new()
         .prefix("planops-envtest-")
@@ -140,15 +142,70 @@ async fn start_private_control_plane() -> PathBuf {
         .keep();
     let dir = dir.to_str().expect("temp dir path is UTF-8").to_owned();
     let pid = std::process::id().to_string();
-    PathBuf::from(envtest(&["start", &dir, "--watch", &pid, "--ephemeral"]).await)
+    let kubeconfig = PathBuf::from(envtest(&["start", &dir, "--watch", &pid, "--ephemeral"]).await);
+    (dir, kubeconfig)
+}
+
+/// A control plane of one test's own, for tests that stop and restart
+/// kube-apiserver and etcd: doing that to the shared one would break every
+/// test running beside it. Stopped and deleted when dropped (and by the
+/// watchdog if the test binary dies first).
+pub struct OwnControlPlane {
+    dir: String,
+    pub cluster: TestCluster,
+}
+
+impl OwnControlPlane {
+    pub async fn start() -> OwnControlPlane {
+        let (dir, kubeconfig) = start_private_control_plane().await;
+        OwnControlPlane {
+            dir,
+            cluster: TestCluster::from_kubeconfig(kubeconfig).await,
+        }
+    }
+
+    /// Stops kube-apiserver and etcd, keeping etcd's data; `kill`: SIGKILL,
+    /// as a crash or an OOM kill would, instead of SIGTERM.
+    pub async fn down(&self, kill: bool) {
+        let mut args = vec!["down", self.dir.as_str()];
+        if kill {
+            args.push("--kill");
+        }
+        envtest(&args).await;
+    }
+
+    /// Starts them again on the same ports, with the same data and certificates.
+    pub async fn up(&self) {
+        envtest(&["up", &self.dir]).await;
+    }
+}
+
+impl Drop for OwnControlPlane {
+    fn drop(&mut self) {
+        // Synchronous: Drop cannot await, and the runtime may be shutting down.
+        let _ = std::process::Command::new("bash")
+            .arg(envtest_script())
+            .args(["stop", &self.dir])
+            .stdin(std::process::Stdio::null())
+            .status();
+    }
 }
 
 impl TestCluster {
     async fn connect() -> TestCluster {
         let kubeconfig = match std::env::var_os("PLANOPS_TEST_KUBECONFIG") {
             Some(path) if !path.is_empty() => PathBuf::from(path),
-            _ => start_private_control_plane().await,
+            _ => {
+                eprintln!(
+                    "PLANOPS_TEST_KUBECONFIG not set: starting a control plane for this test binary"
+                );
+                start_private_control_plane().await.1
+            }
         };
+        TestCluster::from_kubeconfig(kubeconfig).await
+    }
+
+    async fn from_kubeconfig(kubeconfig: PathBuf) -> TestCluster {
         let file = Kubeconfig::read_from(&kubeconfig)
             .unwrap_or_else(|e| panic!("reading {}: {e}", kubeconfig.display()));
         let config = Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
@@ -195,8 +252,9 @@ impl TestCluster {
             .as_ref()
             .canonicalize()
             .unwrap_or_else(|e| panic!("CRD dir {}: {e}", dir.as_ref().display()));
+        let key = (self.kubeconfig.clone(), dir.clone());
         let mut installed = INSTALLED_CRD_DIRS.lock().await;
-        if installed.contains(&dir) {
+        if installed.contains(&key) {
             return;
         }
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -211,7 +269,7 @@ impl TestCluster {
             self.apply_crds_yaml(&text, &file.display().to_string())
                 .await;
         }
-        installed.insert(dir);
+        installed.insert(key);
     }
 
     /// Server-side applies the CRDs in one YAML text (e.g. written inline in a

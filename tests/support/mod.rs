@@ -16,6 +16,7 @@ use serde_json::Value;
 
 pub mod control_plane;
 pub mod odoo;
+pub mod suppliers;
 
 pub use control_plane::*;
 
@@ -23,11 +24,16 @@ pub use control_plane::*;
 /// after `prefix` for one test.
 pub async fn setup(prefix: &str) -> (&'static TestCluster, String) {
     let cluster = cluster().await;
+    let ns = setup_on(cluster, prefix).await;
+    (cluster, ns)
+}
+
+/// [`setup`] on a given control plane (e.g. an [`OwnControlPlane`]).
+pub async fn setup_on(cluster: &TestCluster, prefix: &str) -> String {
     cluster
         .install_crds(Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"))
         .await;
-    let ns = cluster.namespace(prefix).await;
-    (cluster, ns)
+    cluster.namespace(prefix).await
 }
 
 /// What the test operators may reach besides public addresses
@@ -257,6 +263,45 @@ impl OperatorProcess {
         }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Resident memory (`VmRSS` of /proc/<pid>/status), in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Open file descriptors (entries of /proc/<pid>/fd): sockets included.
+    pub fn open_fds(&self) -> Option<usize> {
+        Some(
+            std::fs::read_dir(format!("/proc/{}/fd", self.pid()?))
+                .ok()?
+                .count(),
+        )
+    }
+
+    /// Whether the process is still running (it has not exited, or crashed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// `planops_leader` from `/metrics`: whether this replica says it leads.
+    pub async fn leads(&self) -> Option<bool> {
+        let (_, body) = self.get("/metrics").await?;
+        let line = body.lines().find(|l| l.starts_with("planops_leader "))?;
+        Some(line.ends_with(" 1"))
+    }
+
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
         let resp = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port))
             .await
@@ -280,6 +325,42 @@ where
         assert!(start.elapsed() < SETTLE, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Who holds the operator's Lease (`planops-leader`) in `namespace`, if anyone.
+pub async fn lease_holder(cluster: &TestCluster, namespace: &str) -> Option<String> {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(cluster.client(), namespace);
+    leases
+        .get_opt("planops-leader")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
+/// An RFC 3339 timestamp of a status field.
+pub fn timestamp(v: &Value) -> Option<jiff::Timestamp> {
+    v.as_str()?.parse().ok()
+}
+
+/// The rule's object once its lastScan is a succeeded scan scheduled after `after`.
+pub async fn wait_scan_after(
+    cluster: &TestCluster,
+    ns: &str,
+    name: &str,
+    after: Option<jiff::Timestamp>,
+) -> Value {
+    eventually(&format!("a scan of {name} after {after:?}"), || async {
+        let obj = get(cluster, ns, "ExceptionRule", name).await?;
+        let last = obj["status"]["lastScan"].clone();
+        let scheduled = timestamp(&last["scheduledTime"])?;
+        let newer = after.is_none_or(|a| scheduled > a);
+        (newer && last["outcome"] == "Succeeded").then_some(obj)
+    })
+    .await
 }
 
 pub fn planops_api(cluster: &TestCluster, namespace: &str, kind: &str) -> Api<DynamicObject> {
