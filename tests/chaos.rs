@@ -350,10 +350,12 @@ async fn leader_killed_mid_burst_of_supplier_events_each_event_is_applied_once()
     // What the killed leader had started on without answering: the resend
     // must complete these without doing their first part again.
     let effects = EventEffects::read(&client).await;
-    let started_unanswered = unacked
+    let left: Vec<(u64, u64)> = unacked
         .iter()
-        .filter(|n| effects.of(&ns, &format!("evt-{n}")) != (0, 0))
-        .count();
+        .map(|n| effects.of(&ns, &format!("evt-{n}")))
+        .collect();
+    let half_done = left.iter().filter(|e| **e == (0, 1)).count();
+    let done_unanswered = left.iter().filter(|e| **e == (1, 1)).count();
 
     // The sender retries what it has no 2xx for; the standby now leads.
     let ports = [standby.port];
@@ -370,8 +372,9 @@ async fn leader_killed_mid_burst_of_supplier_events_each_event_is_applied_once()
         .filter(|a| a["duplicate"] == true || a["detail"]["duplicate"] == true)
         .count();
     eprintln!(
-        "{} of {EVENTS} acknowledged before the kill; {} resent: {started_unanswered} had \
-         effects in Odoo from the killed leader, {duplicates} were answered as duplicates",
+        "{} of {EVENTS} acknowledged before the kill; {} resent: the killed leader had left \
+         {half_done} half done (attachment, no note) and {done_unanswered} done without \
+         answering; {duplicates} resends were answered as duplicates",
         EVENTS - unacked.len(),
         unacked.len()
     );
