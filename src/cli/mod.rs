@@ -103,22 +103,37 @@ mod tests {
         }
         let nine = |alias: &str| vec![alias; 9].join(",");
         let mut laughs = format!("a: &a [{}]\n", nine("\"lol\""));
-        for (name, previous) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().zip("abcdefgh".chars()) {
-            laughs.push_str(&format!("{name}: &{name} [{}]\n", nine(&format!("*{previous}"))));
+        for (name, previous) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip("abcdefgh".chars())
+        {
+            laughs.push_str(&format!(
+                "{name}: &{name} [{}]\n",
+                nine(&format!("*{previous}"))
+            ));
         }
         let (_, error) = yaml_documents(&laughs);
-        assert!(error.expect("an error").1.contains("repetition limit exceeded"));
+        assert!(
+            error
+                .expect("an error")
+                .1
+                .contains("repetition limit exceeded")
+        );
         let huge = format!("# {}", "x".repeat(MAX_MANIFEST_BYTES));
         let (_, error) = yaml_documents(&huge);
         assert_eq!(
             error.expect("an error").1,
-            format!("the text is {} bytes long; the limit is {MAX_MANIFEST_BYTES}", huge.len())
+            format!(
+                "the text is {} bytes long; the limit is {MAX_MANIFEST_BYTES}",
+                huge.len()
+            )
         );
     }
 
     #[test]
     fn documents_are_numbered_and_empty_ones_skipped() {
-        let (documents, error) = yaml_documents("---\n# nothing\n---\nkind: A\n---\nkind: B\n---\n[\n");
+        let (documents, error) =
+            yaml_documents("---\n# nothing\n---\nkind: A\n---\nkind: B\n---\n[\n");
         let kinds: Vec<(usize, &str)> = documents
             .iter()
             .map(|(i, v)| (*i, v["kind"].as_str().unwrap_or("-")))

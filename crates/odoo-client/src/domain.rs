@@ -409,7 +409,11 @@ impl Domain {
                             (_, other) => parts.push(other),
                         }
                     }
-                    if is_and { Expr::And(parts) } else { Expr::Or(parts) }
+                    if is_and {
+                        Expr::And(parts)
+                    } else {
+                        Expr::Or(parts)
+                    }
                 }
             };
             stack.push(expr);
@@ -479,7 +483,12 @@ struct Shape {
 impl Shape {
     fn of(term: &Term, operands: &[Shape]) -> Shape {
         let connector = match term {
-            Term::Leaf(_) => return Shape { connector: None, depth: 1 },
+            Term::Leaf(_) => {
+                return Shape {
+                    connector: None,
+                    depth: 1,
+                };
+            }
             Term::Not => '!',
             Term::And => '&',
             Term::Or => '|',
@@ -488,7 +497,13 @@ impl Shape {
         // double negation cancels: neither adds a level.
         let deepest = operands
             .iter()
-            .map(|o| if o.connector == Some(connector) { o.depth - 1 } else { o.depth })
+            .map(|o| {
+                if o.connector == Some(connector) {
+                    o.depth - 1
+                } else {
+                    o.depth
+                }
+            })
             .max()
             .unwrap_or(0);
         Shape {
@@ -1190,7 +1205,10 @@ mod tests {
 
     #[test]
     fn chains_of_one_connector_become_one_node() {
-        let domain = Domain::parse(r#"["|","|",["a","=",1],["b","=",2],"&",["c","=",3],["d","=",4],["e","=",5]]"#).unwrap();
+        let domain = Domain::parse(
+            r#"["|","|",["a","=",1],["b","=",2],"&",["c","=",3],["d","=",4],["e","=",5]]"#,
+        )
+        .unwrap();
         let Expr::And(top) = domain.expr() else {
             panic!("an implicit and expected")
         };

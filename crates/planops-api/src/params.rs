@@ -716,6 +716,7 @@ pub struct FieldThresholdParams {
     /// Python-literal form copied from Odoo (`[('state', '=', 'sale')]`). Default: all
     /// records (`[]`).
     #[serde(default)]
+    #[schemars(length(max = 8192))]
     pub domain: String,
     /// Numeric (integer, float, monetary or boolean) field compared, e.g. `quantity`.
     #[schemars(length(min = 1, max = 128))]
@@ -726,6 +727,7 @@ pub struct FieldThresholdParams {
     pub value: f64,
     /// Field used as the record's label in exceptions. Default `display_name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
     pub subject_field: Option<String>,
     /// Fixed severity of every match. Default: from `spec.severity` thresholds on the
     /// priority, which is |field − value| for this detector.

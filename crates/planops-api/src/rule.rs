@@ -107,7 +107,7 @@ pub struct ScopeSpec {
     pub product_domain: Option<String>,
     /// Warehouse codes (`stock.warehouse.code`), for example `["WH", "EAST"]`. Empty: all warehouses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 64)))]
     pub warehouses: Vec<String>,
 }
 
@@ -141,7 +141,7 @@ pub struct EventTriggerSpec {
     pub operations: Vec<RecordOperation>,
     /// Fields whose change fires the trigger on write. Empty: any field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 50))]
+    #[schemars(length(max = 50), inner(length(min = 1, max = 128)))]
     pub watched_fields: Vec<String>,
     /// Odoo domain the record must match after the change (JSON or Python-literal form).
     #[serde(default, skip_serializing_if = "Option::is_none")]

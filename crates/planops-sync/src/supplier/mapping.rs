@@ -512,11 +512,17 @@ mod tests {
         // Nested filters that never close made the parser backtrack for
         // seconds at 20 levels, doubling with each more.
         let backtracking = format!("$[?{}", "@[?".repeat(20));
-        assert_eq!(parse_json_path(&backtracking).unwrap_err(), JsonPathError::TooDeep);
+        assert_eq!(
+            parse_json_path(&backtracking).unwrap_err(),
+            JsonPathError::TooDeep
+        );
         let long = format!("$.{}", "a".repeat(MAX_JSON_PATH_LEN));
         assert_eq!(
             parse_json_path(&long).unwrap_err().to_string(),
-            format!("{} bytes long; the limit is {MAX_JSON_PATH_LEN}", long.len())
+            format!(
+                "{} bytes long; the limit is {MAX_JSON_PATH_LEN}",
+                long.len()
+            )
         );
         // Brackets inside names and strings are text, not nesting.
         let quoted = format!("$['{}'][?@.kind == '{}']", "[".repeat(20), "(".repeat(20));
