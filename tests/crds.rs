@@ -131,9 +131,20 @@ async fn crds_install_and_explain_nested_fields() {
         ),
     ];
     for (field, expected) in cases {
-        let out = cluster
+        // The API server publishes a new CRD's OpenAPI a moment after it is
+        // Established, later still while other tests install CRDs.
+        let mut out = cluster
             .kubectl(&["explain", field, "--api-version=planops.io/v1alpha1"])
             .await;
+        for _ in 0..30 {
+            if out.status.success() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            out = cluster
+                .kubectl(&["explain", field, "--api-version=planops.io/v1alpha1"])
+                .await;
+        }
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),

@@ -70,18 +70,19 @@ pub enum ParamsError {
     #[error("spec.detector must set exactly one detector; found {0}")]
     SeveralDetectors(String),
     /// A field holds a value outside its meaningful range.
-    #[error("spec.detector.{field}: {reason}")]
+    #[error("spec.{field}: {reason}")]
     Invalid {
-        /// Dotted path of the field below `spec.detector` (or `spec.severity`).
+        /// Dotted path of the field below `spec`, e.g. `detector.demandSpike.baselineDays`.
         field: String,
         /// What is wrong with it.
         reason: String,
     },
 }
 
+/// A detector field out of range; `field` is relative to `spec.detector`.
 fn invalid(field: &str, reason: impl Into<String>) -> ParamsError {
     ParamsError::Invalid {
-        field: field.to_owned(),
+        field: format!("detector.{field}"),
         reason: reason.into(),
     }
 }

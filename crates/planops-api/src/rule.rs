@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{DeletionPolicy, LocalObjectRef, SecretKeyRef, StatusCore};
-use crate::params::{DetectorSpec, Severity, SeverityThresholds};
+use crate::params::{DetectorKind, DetectorSpec, ParamsError, Severity, SeverityThresholds};
 use crate::schedule::ScheduleSpec;
 
 /// Finds one kind of planning exception in Odoo and puts it in front of the accountable person.
@@ -95,6 +95,18 @@ pub struct ExceptionRuleSpec {
     /// `Delete` (default) removes the Odoo automation and open activities PlanOps created for this rule on deletion; `Orphan` leaves them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+}
+
+impl ExceptionRuleSpec {
+    /// What a scan checks before it reads anything: the detector's ranges and
+    /// cross-field rules and the severity thresholds. The reconciler and
+    /// `planops validate` run the same, so a spec every scan would refuse is
+    /// refused (`Stalled/InvalidSpec`) before it is scheduled.
+    pub fn validate_params(&self) -> Result<DetectorKind, ParamsError> {
+        let kind = self.detector.validate()?;
+        self.severity.clone().unwrap_or_default().validate()?;
+        Ok(kind)
+    }
 }
 
 /// Products and warehouses a rule looks at.

@@ -143,15 +143,14 @@ pub async fn run_scan_with(
 ) -> Result<ScanOutcome, ScanError> {
     let started = std::time::Instant::now();
     let before = client.calls_made();
-    let kind = spec.detector.validate()?;
-    let thresholds = spec.severity.clone().unwrap_or_default();
-    thresholds.validate()?;
+    let kind = spec.validate_params()?;
     let mut plan = fetch::FetchPlan::for_rule(spec, kind, today)?;
     if let Some(focus) = options.focus {
         plan.narrow_to(focus);
     }
     let fetched = fetch::fetch_with(client, &plan, memory, options.history).await?;
     let subjects_evaluated = fetched.subjects();
+    let thresholds = spec.severity.clone().unwrap_or_default();
     let exceptions = evaluate(rule, spec, &thresholds, &fetched.input)?;
     let calls = client.calls_made().since(&before);
     let duration = started.elapsed();
