@@ -530,9 +530,9 @@ async fn rejection_cancels(edition: Edition) {
         ]),
     )
     .await;
-    assert!(
-        closed >= 1,
-        "the exception's activity was closed with the reason"
+    assert_eq!(
+        closed, 1,
+        "the exception's activity was closed once, with the reason"
     );
     let rejected = w.wait_event("Rejected").await;
     assert!(rejected.contains("price too high"), "{rejected}");
