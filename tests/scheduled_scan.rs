@@ -237,6 +237,7 @@ async fn dry_run_scans_and_writes_nothing() {
     connect_odoo(cluster, &ns, &server).await;
     let activities = count(&client, "mail.activity", json!([])).await;
     let orders = count(&client, "purchase.order", json!([])).await;
+    let before = server.stats().model_calls;
 
     let mut rule = cost_rule("dry", json!({"cron": "*/3 * * * * *"}));
     rule["spec"]["mode"] = json!("DryRun");
@@ -254,6 +255,28 @@ async fn dry_run_scans_and_writes_nothing() {
     assert!(obj["status"]["lastScan"]["exceptionsOpen"].as_u64() > Some(0));
     assert_eq!(count(&client, "mail.activity", json!([])).await, activities);
     assert_eq!(count(&client, "purchase.order", json!([])).await, orders);
+    // Not only no activity or RFQ: no call that could change anything at all
+    // (the rule's chatter notes included).
+    const READS: [&str; 8] = [
+        "search_read",
+        "read",
+        "search",
+        "search_count",
+        "read_group",
+        "fields_get",
+        "check_access_rights",
+        "context_get",
+    ];
+    let mutating: Vec<(String, u64)> = server
+        .stats()
+        .model_calls
+        .into_iter()
+        .filter(|(key, calls)| {
+            let method = key.rsplit('/').next().unwrap_or_default();
+            *calls > before.get(key).copied().unwrap_or(0) && !READS.contains(&method)
+        })
+        .collect();
+    assert!(mutating.is_empty(), "a DryRun rule called {mutating:?}");
     server.shutdown().await;
 }
 

@@ -298,7 +298,10 @@ async fn a_delay_moves_the_promised_date_once() {
             !matches!(method, "search_read" | "read" | "search" | "search_count")
         })
         .collect();
-    assert!(writes.is_empty(), "a replay called {writes:?}: {replay_methods:?}");
+    assert!(
+        writes.is_empty(),
+        "a replay called {writes:?}: {replay_methods:?}"
+    );
     assert!(first_calls > replay_calls);
     assert_eq!(evidence(&client, f.order).await, (1, 1));
 
