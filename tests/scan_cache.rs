@@ -226,6 +226,53 @@ async fn persisted_cache_survives_a_restart_and_a_corrupt_file_is_rebuilt() {
     server.shutdown().await;
 }
 
+/// The same URL and database name, but another database behind them (a
+/// restore, a recreated database): Odoo's `database.uuid` tells, and the
+/// history read from the file is not trusted.
+#[tokio::test]
+async fn another_database_uuid_behind_the_same_name_rebuilds_the_history() {
+    let (server, client) = start().await;
+    let (products, locations) = scope(&client).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = key(&server);
+    let (first, stats) = HistoryCache::persistent(dir.path())
+        .demand_history(&client, &key, TODAY, DAYS, &products, &locations)
+        .await
+        .expect("first");
+    assert!(stats.rebuilt);
+    let (_, stats) = HistoryCache::persistent(dir.path())
+        .demand_history(&client, &key, TODAY, DAYS, &products, &locations)
+        .await
+        .expect("unchanged");
+    assert!(!stats.rebuilt, "the same database is served from the file");
+
+    let parameter = client
+        .search(
+            "ir.config_parameter",
+            &json!([["key", "=", "database.uuid"]]),
+            &SearchOptions::default(),
+        )
+        .await
+        .expect("finding database.uuid");
+    assert_eq!(parameter.len(), 1, "the simulator has a database.uuid");
+    client
+        .write(
+            "ir.config_parameter",
+            &parameter,
+            vals(&[("value", json!("6f1d7e0a-restored-copy"))]),
+        )
+        .await
+        .expect("replacing database.uuid");
+    // A new process reads the file back, and finds it is another database's.
+    let (again, stats) = HistoryCache::persistent(dir.path())
+        .demand_history(&client, &key, TODAY, DAYS, &products, &locations)
+        .await
+        .expect("after the uuid changed");
+    assert!(stats.rebuilt, "a history from another database was trusted");
+    assert_eq!(again, first);
+    server.shutdown().await;
+}
+
 fn rule_with(detector: &str) -> ExceptionRuleSpec {
     serde_yaml_ng::from_str(&format!(
         r#"
