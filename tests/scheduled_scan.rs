@@ -581,12 +581,35 @@ async fn example_stockout_seasonal_opens_activities_and_rfqs() {
         .map(|e| e.fingerprint.as_str())
         .collect();
     assert!(!urgent.is_empty(), "the data set has urgent stockouts");
-    let rfqs = count(&client, "purchase.order", json!([["origin", "in", urgent]])).await;
+    // Exactly the urgent ones with a quantity and a vendor to order from get
+    // one RFQ each: none missing, none twice, none for the others.
+    let orderable: Vec<&str> = expected
+        .iter()
+        .filter(|e| e.severity <= planops::engine::Severity::High)
+        .filter(|e| match &e.numbers {
+            planops::engine::ExceptionNumbers::ProjectedStockout(n) => {
+                n.suggested_order_qty > 0.0 && n.supplier_id.is_some()
+            }
+            _ => false,
+        })
+        .map(|e| e.fingerprint.as_str())
+        .collect();
     assert!(
-        rfqs > 0 && rfqs as usize <= urgent.len(),
-        "{rfqs} RFQs for {} urgent",
-        urgent.len()
+        !orderable.is_empty(),
+        "the data set has orderable stockouts"
     );
+    let all: Vec<&str> = expected.iter().map(|e| e.fingerprint.as_str()).collect();
+    let rfqs = count(&client, "purchase.order", json!([["origin", "in", all]])).await;
+    assert_eq!(rfqs as usize, orderable.len(), "RFQs for {orderable:?}");
+    for fingerprint in orderable {
+        let one = count(
+            &client,
+            "purchase.order",
+            json!([["origin", "=", fingerprint]]),
+        )
+        .await;
+        assert_eq!(one, 1, "{fingerprint}");
+    }
     server.shutdown().await;
 }
 
