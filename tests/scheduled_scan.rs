@@ -325,7 +325,34 @@ async fn forbid_skips_a_run_while_the_previous_scan_is_slow() {
     server
         .set_faults(FaultConfig::default())
         .expect("no faults");
-    wait_scan_after(cluster, &ns, "slow", None).await;
+    let mut reported = Vec::new();
+    let mut after = None;
+    for _ in 0..3 {
+        let obj = wait_scan_after(cluster, &ns, "slow", after).await;
+        after = timestamp(&obj["status"]["lastScan"]["scheduledTime"]);
+        reported.extend(after);
+    }
+    // A skipped run did not run: no scan reported under a skipped time.
+    let skipped: Vec<Timestamp> = kube_events(cluster, &ns)
+        .await
+        .into_iter()
+        .filter(|(reason, _)| reason == "ScanSkipped")
+        .filter_map(|(_, message)| {
+            message
+                .strip_prefix("scan scheduled for ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(!skipped.is_empty(), "ScanSkipped events name their time");
+    for time in &reported {
+        assert!(
+            !skipped.contains(time),
+            "{time} was skipped and yet reported"
+        );
+    }
     server.shutdown().await;
 }
 
