@@ -79,6 +79,9 @@ pub struct ScanOutcome {
     pub duration: Duration,
     /// Memory to hand to the next scan of the rule.
     pub memory: ScanMemory,
+    /// Whether the stock snapshot was read in full or brought up to date,
+    /// when the detector reads stock.
+    pub stock_snapshot: Option<snapshot::SnapshotStats>,
     /// The day the scan planned from.
     pub today: Date,
 }
@@ -170,6 +173,7 @@ pub async fn run_scan_with(
         calls,
         duration,
         memory: fetched.memory,
+        stock_snapshot: fetched.stock_snapshot,
         today,
     })
 }
