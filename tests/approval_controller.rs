@@ -340,11 +340,8 @@ impl World {
 
     /// The value of one series on `/metrics` (0 when absent).
     async fn counter(&self, series: &str) -> u64 {
-        self.metrics()
-            .await
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
-            .unwrap_or(0.0) as u64
+        let operator = self.operator.as_ref().expect("a running operator");
+        operator.counter(series).await
     }
 
     async fn restart_operator(&mut self) {

@@ -979,6 +979,24 @@ async fn replace_cancels_the_running_scan_for_the_new_one() {
     let (cluster, ns, server, operator) =
         overlapping_scans("sched-replace", "replaced", "Replace", 2000).await;
     wait_kube_event(cluster, &ns, "ScanReplaced").await;
+    // A cancelled scan stops calling Odoo. Every call takes 2 s and a scan is
+    // replaced every 2 s, so each gets about one call in; scans that went on
+    // after their cancellation would pile up and multiply the calls.
+    // Counted by the metric: Events of one reason are aggregated.
+    let replacements = || operator.counter("planops_scans_total{outcome=\"replaced\"}");
+    let (first, calls_before) = (replacements().await, server.stats().total_requests);
+    let last = eventually("four more replacements", || async {
+        let now = replacements().await;
+        (now >= first + 4).then_some(now)
+    })
+    .await;
+    let calls = server.stats().total_requests - calls_before;
+    let replaced = (last - first) as u64;
+    eprintln!("{calls} Odoo calls over {replaced} replacements");
+    assert!(
+        calls <= 2 * (replaced + 1),
+        "{calls} Odoo calls over {replaced} replacements: cancelled scans went on"
+    );
     let metrics = operator.get("/metrics").await.expect("metrics").1;
     assert!(
         metrics.contains("planops_scans_total{outcome=\"replaced\"}"),
