@@ -29,6 +29,9 @@ pub fn exit_code(error: &anyhow::Error) -> std::process::ExitCode {
 /// `planops validate` in a CI job from reading whatever it is pointed at.
 pub const MAX_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
 
+/// A document's number in its text (from 1) with what it holds or why it failed.
+pub type Numbered<T> = (usize, T);
+
 /// The documents of a multi-document YAML text as JSON values, numbered from 1,
 /// empty documents (a leading `---`, comments only) left out. A syntax error
 /// ends the list: the rest of the text cannot be trusted after it, so it comes
@@ -36,7 +39,7 @@ pub const MAX_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
 ///
 /// The YAML parser refuses nesting deeper than 128 levels and alias
 /// expansion beyond its repetition limit, each in time linear in the input.
-pub fn yaml_documents(text: &str) -> (Vec<(usize, serde_json::Value)>, Option<(usize, String)>) {
+pub fn yaml_documents(text: &str) -> (Vec<Numbered<serde_json::Value>>, Option<Numbered<String>>) {
     if text.len() > MAX_MANIFEST_BYTES {
         let message = format!(
             "the text is {} bytes long; the limit is {MAX_MANIFEST_BYTES}",
@@ -101,7 +104,7 @@ mod tests {
             assert_eq!(index, 1);
             assert!(message.contains("recursion limit exceeded"), "{message}");
         }
-        let nine = |alias: &str| vec![alias; 9].join(",");
+        let nine = |alias: &str| [alias; 9].join(",");
         let mut laughs = format!("a: &a [{}]\n", nine("\"lol\""));
         for (name, previous) in ["b", "c", "d", "e", "f", "g", "h", "i"]
             .iter()
