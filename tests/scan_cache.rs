@@ -596,6 +596,43 @@ async fn spike_and_order_at_risk_scans_find_through_the_snapshot_what_a_full_rea
     assert_ne!(full, before, "the receipts should cover the order");
     let (warm, _) = detector_scan(&client, at_risk, cached).await;
     assert_same(&warm, &full, "orders at risk after new receipts");
+
+    // A customer takes a hundred times the usual yesterday: the product
+    // spikes in a full read, and the warm scan finds the same.
+    let spike = "{demandSpike: {recentDays: 7, baselineDays: 21}}";
+    let (before, _) = detector_scan(&client, spike, None).await;
+    let customers = client
+        .search(
+            "stock.location",
+            &json!([["usage", "=", "customer"]]),
+            &SearchOptions::default(),
+        )
+        .await
+        .expect("customer location")[0];
+    client
+        .create(
+            "stock.move",
+            vec![vals(&[
+                ("name", json!("PlanOps test delivery")),
+                ("product_id", json!(product)),
+                ("product_uom_qty", json!(5000.0)),
+                ("location_id", json!(stocks[0])),
+                ("location_dest_id", json!(customers)),
+                ("state", json!("done")),
+                ("date", json!("2025-02-28 10:00:00")),
+            ])],
+        )
+        .await
+        .expect("a large delivery");
+    let (full, _) = detector_scan(&client, spike, None).await;
+    assert_ne!(full, before, "the delivery should change the spikes");
+    assert!(
+        full.iter().any(|e| e.subject.ids[0] == product),
+        "the product should spike"
+    );
+    let warm = scan_outcome(&client, spike, cached).await;
+    assert!(!snapshot_rebuilt(&warm), "a new done move is a delta");
+    assert_same(&warm.exceptions, &full, "spikes after a large delivery");
     server.shutdown().await;
 }
 
