@@ -46,8 +46,17 @@ fn body_1k() -> String {
     format!("{head}{}{tail}", "x".repeat(1024 - head.len() - tail.len()))
 }
 
-async fn send(client: &reqwest::Client, url: &str, body: &str, id: u64) -> (bool, Duration) {
-    let started = Instant::now();
+/// Sends one signed delivery. Latency counts from `due`, when the request was
+/// meant to leave: a fixed-rate sender that falls behind must not hide the
+/// wait (coordinated omission).
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+    id: u64,
+    due: Instant,
+) -> (bool, Duration) {
+    let started = due;
     let ts = jiff::Timestamp::now().as_second();
     let Ok(headers) = sign(
         &Secret::new(SECRET),
@@ -107,7 +116,7 @@ async fn saturation(url: &str, seconds: u64, next_id: Arc<AtomicU64>) -> Run {
             let mut failed = 0;
             while Instant::now() < deadline {
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
-                let (ok, latency) = send(&client, &url, &body, id).await;
+                let (ok, latency) = send(&client, &url, &body, id, Instant::now()).await;
                 if ok {
                     latencies.push(latency);
                 } else {
@@ -136,20 +145,24 @@ async fn saturation(url: &str, seconds: u64, next_id: Arc<AtomicU64>) -> Run {
 async fn fixed_rate(url: &str, seconds: u64, next_id: Arc<AtomicU64>) -> Run {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let body = Arc::new(body_1k());
-    let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / FIXED_RATE));
+    let period = Duration::from_nanos(1_000_000_000 / FIXED_RATE);
+    let mut ticker = tokio::time::interval(period);
+    // Late ticks fire at once to catch up; their latency still counts from
+    // when they were due.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let total = FIXED_RATE * seconds;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(total as usize);
-    for _ in 0..total {
+    for i in 0..total {
         ticker.tick().await;
+        let due = started + period * i as u32;
         let client = client.clone();
         let url = url.to_string();
         let body = body.clone();
         let id = next_id.fetch_add(1, Ordering::Relaxed);
-        tasks.push(tokio::spawn(
-            async move { send(&client, &url, &body, id).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            send(&client, &url, &body, id, due).await
+        }));
     }
     let mut latencies = Vec::new();
     let mut failed = 0;

@@ -598,10 +598,26 @@ async fn the_records_make_odoo_call_the_gateway_for_matching_writes() {
             .write(MODEL, &[line], unwatched)
             .await
             .expect("write");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Proven silent by a later write that fires, not by a pause: 17 and
+        // 18 post before the write returns; 19 starts sending when the write
+        // commits, so a misfire would be under way before the marker.
+        let marker = |date: &str| {
+            let mut vals = Map::new();
+            vals.insert("date_planned".into(), json!(date));
+            vals
+        };
+        client
+            .write(MODEL, &[line], marker("2031-01-03 08:00:00"))
+            .await
+            .expect("write");
+        wait_for_deliveries(&received, seen + 1).await;
+        let new: Vec<Value> = received.0.lock().unwrap()[seen..]
+            .iter()
+            .map(|(_, _, b)| b["date_planned"].clone())
+            .collect();
         assert_eq!(
-            received.0.lock().unwrap().len(),
-            seen,
+            new,
+            [json!("2031-01-03 08:00:00")],
             "{version:?}: an unwatched field fired the webhook"
         );
 
@@ -617,12 +633,20 @@ async fn the_records_make_odoo_call_the_gateway_for_matching_writes() {
             .expect("cancel");
         let seen = received.0.lock().unwrap().len();
         client.write(MODEL, &[other], vals).await.expect("write");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        client
+            .write(MODEL, &[line], marker("2031-01-04 08:00:00"))
+            .await
+            .expect("write");
+        wait_for_deliveries(&received, seen + 1).await;
         let after: Vec<i64> = received.0.lock().unwrap()[seen..]
             .iter()
             .filter_map(|(_, _, b)| b["_id"].as_i64())
             .collect();
-        assert!(!after.contains(&other), "{version:?}: {after:?}");
+        assert_eq!(
+            after,
+            [line],
+            "{version:?}: the line outside the domain fired"
+        );
         server.shutdown().await;
     }
 }
@@ -1197,7 +1221,9 @@ async fn a_rule_fires_only_when_a_watched_value_really_changes() {
         write(json!({"state": "purchase"})).await;
         write(json!({"state": "purchase", "partner_ref": "checked"})).await;
         write(json!({"partner_ref": "checked again"})).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Proven silent by the change below, which fires after them (17 and
+        // 18 post before the write returns; 19 starts sending when the write
+        // commits, so a misfire would be under way before the marker..
         let bodies: Vec<Value> = received
             .0
             .lock()
@@ -1207,11 +1233,11 @@ async fn a_rule_fires_only_when_a_watched_value_really_changes() {
             .collect();
         assert_eq!(bodies.len(), 1, "{version:?}: {bodies:?}");
         assert_eq!(bodies[0]["state"], "purchase");
-        // A real change out of the domain and back in fires again.
+        // A real change out of the domain and back in fires again, and is
+        // the only delivery after the first.
         write(json!({"state": "sent"})).await;
         write(json!({"state": "purchase"})).await;
         wait_for_deliveries(&received, 2).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(received.0.lock().unwrap().len(), 2, "{version:?}");
         server.shutdown().await;
     }

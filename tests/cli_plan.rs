@@ -61,9 +61,13 @@ fn plan_lists_schedule_owned_records_and_actions() {
     );
     assert_eq!(delay["events"]["model"], "purchase.order.line");
     assert_eq!(delay["events"]["trigger"], "on_write");
+    // The route the gateway serves (tests/events.rs posts to the same path).
     assert_eq!(
         delay["events"]["webhookUrl"],
-        "http://127.0.0.1:8080/hooks/rules/default/supplier-delay"
+        format!(
+            "http://127.0.0.1:8080{}",
+            planops::automation::hook_path("default", "supplier-delay")
+        )
     );
     let models: Vec<&str> = delay["odooRecords"]
         .as_array()
@@ -243,4 +247,46 @@ fn evaluate_with_the_built_in_simulator() {
         text.ends_with("1 rules planned from 1 PlanOps resources; evaluated in DryRun: nothing was written to Odoo\n"),
         "{text}"
     );
+
+    // What the evaluation found and would write, not just that it ran.
+    let out = planops(&[
+        "plan",
+        "-f",
+        "examples/supplier-delays/supplier-delay.yaml",
+        "--evaluate",
+        "--sim",
+        "-o",
+        "json",
+    ]);
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan -o json");
+    let evaluation = &plan["rules"][0]["evaluation"];
+    let exceptions = evaluation["exceptions"].as_array().expect("exceptions");
+    // The simulator's data set has late lines and a vendor whose lead time slipped.
+    assert!(exceptions.len() >= 2, "{evaluation}");
+    assert!(
+        evaluation["subjectsEvaluated"].as_u64() >= Some(exceptions.len() as u64),
+        "{evaluation}"
+    );
+    let reasons: std::collections::BTreeSet<&str> = exceptions
+        .iter()
+        .filter_map(|e| e["numbers"]["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["Late", "LeadTimeDeterioration"].into_iter().collect(),
+        "{evaluation}"
+    );
+    // Both actions (an activity and a chatter note, minimum severity Low)
+    // apply to every exception, once each.
+    let writes = evaluation["writes"].as_array().expect("writes");
+    for exception in exceptions {
+        let fingerprint = &exception["fingerprint"];
+        let kinds: Vec<&str> = writes
+            .iter()
+            .filter(|w| &w["fingerprint"] == fingerprint)
+            .filter_map(|w| w["kind"].as_str())
+            .collect();
+        assert_eq!(kinds, ["activity", "chatter note"], "{fingerprint}");
+    }
+    assert_eq!(writes.len(), 2 * exceptions.len());
 }

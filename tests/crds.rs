@@ -37,6 +37,77 @@ fn checked_in_crds_match_the_rust_types() {
     }
 }
 
+/// Every string property of the CRDs, as (kind, dotted path, schema).
+fn string_properties() -> Vec<(String, String, serde_json::Value)> {
+    fn walk(
+        kind: &str,
+        path: &str,
+        schema: &serde_json::Value,
+        out: &mut Vec<(String, String, serde_json::Value)>,
+    ) {
+        if schema["type"] == "string" {
+            out.push((kind.to_string(), path.to_string(), schema.clone()));
+        }
+        if let Some(properties) = schema["properties"].as_object() {
+            for (name, child) in properties {
+                walk(kind, &format!("{path}.{name}"), child, out);
+            }
+        }
+        for nested in ["items", "additionalProperties"] {
+            if schema[nested].is_object() {
+                walk(kind, &format!("{path}[]"), &schema[nested], out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for crd in planops::api::all_crds() {
+        let version = &crd.spec.versions[0];
+        let schema = serde_json::to_value(&version.schema).expect("schema as JSON");
+        walk(
+            &crd.spec.names.kind,
+            "",
+            &schema["openAPIV3Schema"],
+            &mut out,
+        );
+    }
+    out
+}
+
+/// The API server refuses what the operator's parsers would refuse for size,
+/// so an over-long domain or path never reaches a reconcile.
+#[test]
+fn domain_and_json_path_fields_carry_the_parsers_limits() {
+    use planops::odoo::domain::MAX_TEXT_LEN;
+    use planops::supplier::mapping::MAX_JSON_PATH_LEN;
+    let properties = string_properties();
+    let (mut domains, mut paths) = (0, 0);
+    for (kind, path, schema) in &properties {
+        let name = path.rsplit('.').next().unwrap_or_default();
+        let limit = if name == "domain" || name.ends_with("Domain") {
+            domains += 1;
+            MAX_TEXT_LEN
+        } else if kind == "SupplierConnector"
+            && path.starts_with(".spec.")
+            && !path.contains("[]")
+            && (path.contains(".mapping.") || name.ends_with("Path"))
+        {
+            paths += 1;
+            MAX_JSON_PATH_LEN
+        } else {
+            continue;
+        };
+        assert_eq!(
+            schema["maxLength"].as_u64(),
+            Some(limit as u64),
+            "{kind}{path}"
+        );
+    }
+    // Rule scope, event filter and field threshold; policy product and partner.
+    assert_eq!(domains, 5, "{properties:?}");
+    // Seven mapping paths, the poll items and next-cursor paths.
+    assert_eq!(paths, 9);
+}
+
 #[tokio::test]
 async fn crds_install_and_explain_nested_fields() {
     let cluster = support::cluster().await;
@@ -60,9 +131,20 @@ async fn crds_install_and_explain_nested_fields() {
         ),
     ];
     for (field, expected) in cases {
-        let out = cluster
+        // The API server publishes a new CRD's OpenAPI a moment after it is
+        // Established, later still while other tests install CRDs.
+        let mut out = cluster
             .kubectl(&["explain", field, "--api-version=planops.io/v1alpha1"])
             .await;
+        for _ in 0..30 {
+            if out.status.success() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            out = cluster
+                .kubectl(&["explain", field, "--api-version=planops.io/v1alpha1"])
+                .await;
+        }
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),

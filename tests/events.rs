@@ -264,9 +264,11 @@ async fn confirmed_order_raises_the_stockout_activity(version: OdooVersion) {
     assert_eq!(activities(&client, &ns, "stockout").await.len(), 1);
 
     // A wrong token is refused without saying why.
+    // The path `planops plan` prints and the automation's webhook calls.
     let url = format!(
-        "http://127.0.0.1:{}/hooks/odoo/{ns}/stockout?token=wrong",
-        operator.port
+        "http://127.0.0.1:{}{}?token=wrong",
+        operator.port,
+        planops::automation::hook_path(&ns, "stockout")
     );
     let refused = reqwest::Client::new()
         .post(&url)

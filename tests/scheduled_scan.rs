@@ -216,6 +216,7 @@ async fn dry_run_scans_and_writes_nothing() {
     connect_odoo(cluster, &ns, &server).await;
     let activities = count(&client, "mail.activity", json!([])).await;
     let orders = count(&client, "purchase.order", json!([])).await;
+    let before = server.stats().model_calls;
 
     let mut rule = cost_rule("dry", json!({"cron": "*/3 * * * * *"}));
     rule["spec"]["mode"] = json!("DryRun");
@@ -233,6 +234,28 @@ async fn dry_run_scans_and_writes_nothing() {
     assert!(obj["status"]["lastScan"]["exceptionsOpen"].as_u64() > Some(0));
     assert_eq!(count(&client, "mail.activity", json!([])).await, activities);
     assert_eq!(count(&client, "purchase.order", json!([])).await, orders);
+    // Not only no activity or RFQ: no call that could change anything at all
+    // (the rule's chatter notes included).
+    const READS: [&str; 8] = [
+        "search_read",
+        "read",
+        "search",
+        "search_count",
+        "read_group",
+        "fields_get",
+        "check_access_rights",
+        "context_get",
+    ];
+    let mutating: Vec<(String, u64)> = server
+        .stats()
+        .model_calls
+        .into_iter()
+        .filter(|(key, calls)| {
+            let method = key.rsplit('/').next().unwrap_or_default();
+            *calls > before.get(key).copied().unwrap_or(0) && !READS.contains(&method)
+        })
+        .collect();
+    assert!(mutating.is_empty(), "a DryRun rule called {mutating:?}");
     server.shutdown().await;
 }
 
@@ -281,7 +304,34 @@ async fn forbid_skips_a_run_while_the_previous_scan_is_slow() {
     server
         .set_faults(FaultConfig::default())
         .expect("no faults");
-    wait_scan_after(cluster, &ns, "slow", None).await;
+    let mut reported = Vec::new();
+    let mut after = None;
+    for _ in 0..3 {
+        let obj = wait_scan_after(cluster, &ns, "slow", after).await;
+        after = timestamp(&obj["status"]["lastScan"]["scheduledTime"]);
+        reported.extend(after);
+    }
+    // A skipped run did not run: no scan reported under a skipped time.
+    let skipped: Vec<Timestamp> = kube_events(cluster, &ns)
+        .await
+        .into_iter()
+        .filter(|(reason, _)| reason == "ScanSkipped")
+        .filter_map(|(_, message)| {
+            message
+                .strip_prefix("scan scheduled for ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(!skipped.is_empty(), "ScanSkipped events name their time");
+    for time in &reported {
+        assert!(
+            !skipped.contains(time),
+            "{time} was skipped and yet reported"
+        );
+    }
     server.shutdown().await;
 }
 
@@ -537,12 +587,35 @@ async fn example_stockout_seasonal_opens_activities_and_rfqs() {
         .map(|e| e.fingerprint.as_str())
         .collect();
     assert!(!urgent.is_empty(), "the data set has urgent stockouts");
-    let rfqs = count(&client, "purchase.order", json!([["origin", "in", urgent]])).await;
+    // Exactly the urgent ones with a quantity and a vendor to order from get
+    // one RFQ each: none missing, none twice, none for the others.
+    let orderable: Vec<&str> = expected
+        .iter()
+        .filter(|e| e.severity <= planops::engine::Severity::High)
+        .filter(|e| match &e.numbers {
+            planops::engine::ExceptionNumbers::ProjectedStockout(n) => {
+                n.suggested_order_qty > 0.0 && n.supplier_id.is_some()
+            }
+            _ => false,
+        })
+        .map(|e| e.fingerprint.as_str())
+        .collect();
     assert!(
-        rfqs > 0 && rfqs as usize <= urgent.len(),
-        "{rfqs} RFQs for {} urgent",
-        urgent.len()
+        !orderable.is_empty(),
+        "the data set has orderable stockouts"
     );
+    let all: Vec<&str> = expected.iter().map(|e| e.fingerprint.as_str()).collect();
+    let rfqs = count(&client, "purchase.order", json!([["origin", "in", all]])).await;
+    assert_eq!(rfqs as usize, orderable.len(), "RFQs for {orderable:?}");
+    for fingerprint in orderable {
+        let one = count(
+            &client,
+            "purchase.order",
+            json!([["origin", "=", fingerprint]]),
+        )
+        .await;
+        assert_eq!(one, 1, "{fingerprint}");
+    }
     server.shutdown().await;
 }
 
@@ -885,6 +958,24 @@ async fn replace_cancels_the_running_scan_for_the_new_one() {
     let (cluster, ns, server, operator) =
         overlapping_scans("sched-replace", "replaced", "Replace", 2000).await;
     wait_kube_event(cluster, &ns, "ScanReplaced").await;
+    // A cancelled scan stops calling Odoo. Every call takes 2 s and a scan is
+    // replaced every 2 s, so each gets about one call in; scans that went on
+    // after their cancellation would pile up and multiply the calls.
+    // Counted by the metric: Events of one reason are aggregated.
+    let replacements = || operator.counter("planops_scans_total{outcome=\"replaced\"}");
+    let (first, calls_before) = (replacements().await, server.stats().total_requests);
+    let last = eventually("four more replacements", || async {
+        let now = replacements().await;
+        (now >= first + 4).then_some(now)
+    })
+    .await;
+    let calls = server.stats().total_requests - calls_before;
+    let replaced = (last - first) as u64;
+    eprintln!("{calls} Odoo calls over {replaced} replacements");
+    assert!(
+        calls <= 2 * (replaced + 1),
+        "{calls} Odoo calls over {replaced} replacements: cancelled scans went on"
+    );
     let metrics = operator.get("/metrics").await.expect("metrics").1;
     assert!(
         metrics.contains("planops_scans_total{outcome=\"replaced\"}"),

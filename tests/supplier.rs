@@ -277,9 +277,11 @@ async fn a_delay_moves_the_promised_date_once() {
 
     // The same event again: nothing new.
     let calls = client.requests_made();
+    let before = client.calls_made();
     let started = std::time::Instant::now();
     let again = send(&client, &runtime, &delay).await.unwrap();
     let replay_calls = client.requests_made() - calls;
+    let replay_methods = client.calls_made().since(&before).by_method;
     println!(
         "first delivery: {first_calls} Odoo calls in {first_time:?}; replay: {replay_calls} calls in {:?}",
         started.elapsed()
@@ -289,6 +291,17 @@ async fn a_delay_moves_the_promised_date_once() {
     assert!(!again.applied.note_posted);
     // A replay only reads: PO, lines, products, attachment, note.
     assert_eq!(replay_calls, 5);
+    let writes: Vec<&String> = replay_methods
+        .keys()
+        .filter(|key| {
+            let method = key.rsplit('/').next().unwrap_or_default();
+            !matches!(method, "search_read" | "read" | "search" | "search_count")
+        })
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "a replay called {writes:?}: {replay_methods:?}"
+    );
     assert!(first_calls > replay_calls);
     assert_eq!(evidence(&client, f.order).await, (1, 1));
 

@@ -344,7 +344,7 @@ fn describe(
         .and_then(|c| c.spec.callback_base_url.clone());
     let mut odoo_records = Vec::new();
     let events = spec.triggers.events.as_ref().map(|e| {
-        let route = format!("/hooks/rules/{}/{name}", plan.namespace);
+        let route = crate::automation::hook_path(&plan.namespace, &name);
         let url = match &callback {
             Some(base) => format!("{}{route}", base.trim_end_matches('/')),
             None => format!(

@@ -220,42 +220,26 @@ fn read_text(path: &Path) -> Result<String, ValidateError> {
 /// Splits a multi-document YAML text. A syntax error becomes a problem of the
 /// document it is in; the rest of the file cannot be trusted after it.
 pub fn parse_documents(file: &str, text: &str) -> (Vec<Document>, Option<Problem>) {
-    let mut docs = Vec::new();
-    for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let index = i + 1;
-        let problem = |message: String| Problem {
+    let (documents, error) = super::yaml_documents(text);
+    let documents = documents
+        .into_iter()
+        .map(|(index, value)| Document {
             file: file.to_string(),
-            document: index,
-            kind: "-".into(),
-            namespace: "-".into(),
-            name: "-".into(),
-            field: "-".into(),
-            message,
-            severity: Severity::Error,
-        };
-        let yaml = match serde_yaml_ng::Value::deserialize(de) {
-            Ok(v) => v,
-            Err(e) => return (docs, Some(problem(format!("invalid YAML: {e}")))),
-        };
-        if yaml.is_null() {
-            // An empty document (a leading `---`, comments only) is no resource.
-            continue;
-        }
-        match serde_json::to_value(&yaml) {
-            Ok(value) => docs.push(Document {
-                file: file.to_string(),
-                index,
-                value,
-            }),
-            Err(e) => {
-                return (
-                    docs,
-                    Some(problem(format!("YAML that JSON cannot hold: {e}"))),
-                );
-            }
-        }
-    }
-    (docs, None)
+            index,
+            value,
+        })
+        .collect();
+    let problem = error.map(|(index, message)| Problem {
+        file: file.to_string(),
+        document: index,
+        kind: "-".into(),
+        namespace: "-".into(),
+        name: "-".into(),
+        field: "-".into(),
+        message,
+        severity: Severity::Error,
+    });
+    (documents, problem)
 }
 
 /// Reads and validates the manifests under `paths`; also returns the resources

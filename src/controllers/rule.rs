@@ -21,6 +21,7 @@ use super::scheduler::Scheduler;
 use crate::api::common::{
     ConditionSet, ConditionStatus, condition_types as ct, find_condition, reasons,
 };
+use crate::api::params::ParamsError;
 use crate::api::rule::ExceptionRuleStatus;
 use crate::api::rule::{Execution, RuleMode, ScanOutcome};
 use crate::api::{ExceptionRule, OdooConnection};
@@ -72,8 +73,12 @@ impl Reconciler for ExceptionRule {
     fn validate(&self) -> Vec<FieldError> {
         let spec = &self.spec;
         let mut errors = Vec::new();
-        if let Err(err) = spec.detector.kind() {
-            errors.push(FieldError::new("spec.detector", err.to_string()));
+        match spec.validate_params() {
+            Ok(_) => {}
+            Err(ParamsError::Invalid { field, reason }) => {
+                errors.push(FieldError::new(format!("spec.{field}"), reason))
+            }
+            Err(err) => errors.push(FieldError::new("spec.detector", err.to_string())),
         }
         if let Some(threshold) = &spec.detector.field_threshold {
             check_domain(

@@ -46,15 +46,20 @@ pub fn check_domain(errors: &mut Vec<FieldError>, field: &str, text: Option<&str
     }
 }
 
-/// Checks an RFC 9535 JSONPath expression.
+/// Checks an RFC 9535 JSONPath expression, within PlanOps' limits.
 pub fn check_json_path(errors: &mut Vec<FieldError>, field: &str, text: Option<&str>) {
-    if let Some(text) = text
-        && let Err(err) = serde_json_path::JsonPath::parse(text)
-    {
-        errors.push(FieldError::new(
+    use crate::supplier::mapping::{JsonPathError, parse_json_path};
+    let Some(text) = text else { return };
+    match parse_json_path(text) {
+        Ok(_) => {}
+        // Too long to be worth quoting back.
+        Err(err @ JsonPathError::TooLong { .. }) => {
+            errors.push(FieldError::new(field, format!("the JSONPath is {err}")))
+        }
+        Err(err) => errors.push(FieldError::new(
             field,
-            format!("{text:?} is not a JSONPath expression: {err}"),
-        ));
+            format!("{text:?} is not a JSONPath expression PlanOps accepts: {err}"),
+        )),
     }
 }
 

@@ -378,7 +378,10 @@ impl Gateway {
         let event_id_path = config
             .event_id_path
             .as_deref()
-            .map(|p| JsonPath::parse(p).map_err(|e| RouteConfigError::EventIdPath(e.to_string())))
+            .map(|p| {
+                crate::supplier::mapping::parse_json_path(p)
+                    .map_err(|e| RouteConfigError::EventIdPath(e.to_string()))
+            })
             .transpose()?;
         let mut routes = self.write_routes();
         let existing = routes.get(&path);

@@ -81,8 +81,39 @@ def test_signed_deliveries_dedup_and_refusals():
 
 
 def test_gateway_agrees_with_the_python_verifier():
-    # What the Python library itself accepts, the gateway accepts, and the
-    # Python verifier accepts the headers this test sends.
-    body = json.dumps({"po": "PO0042"})
-    headers = signed(body, "msg_check")
-    assert Webhook(SECRET).verify(body, headers) == {"po": "PO0042"}
+    # Each delivery goes to both verifiers: the Python library's verdict and
+    # the gateway's answer must agree, and exactly one of them is genuine.
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    body = json.dumps({"po": "PO0077"})
+    genuine = signed(body, f"msg_{uuid.uuid4().hex}")
+    now = int(datetime.now(tz=timezone.utc).timestamp())
+    version, signature = genuine["webhook-signature"].split(",", 1)
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    cases = {
+        "genuine": (body, genuine),
+        "body changed": (body.replace("77", "78"), genuine),
+        "id changed": (body, {**genuine, "webhook-id": genuine["webhook-id"] + "x"}),
+        "timestamp moved": (body, {**genuine, "webhook-timestamp": str(now + 1)}),
+        "timestamp too old": (
+            body,
+            signed(body, f"msg_{uuid.uuid4().hex}", when=datetime.now(tz=timezone.utc) - timedelta(hours=1)),
+        ),
+        "signature flipped": (body, {**genuine, "webhook-signature": f"{version},{flipped}"}),
+        "unknown version": (body, {**genuine, "webhook-signature": f"v9,{signature}"}),
+        "no signature": (body, {k: v for k, v in genuine.items() if k != "webhook-signature"}),
+    }
+    verdicts = {}
+    for name, (payload, headers) in cases.items():
+        try:
+            Webhook(SECRET).verify(payload, headers)
+            python_accepts = True
+        except WebhookVerificationError:
+            python_accepts = False
+        status, _ = post(payload, headers)
+        assert status in (200, 401), (name, status)
+        verdicts[name] = (python_accepts, status == 200)
+    assert verdicts["genuine"] == (True, True), verdicts
+    disagreements = {n: v for n, v in verdicts.items() if v[0] != v[1]}
+    assert not disagreements, disagreements
+    assert [n for n, v in verdicts.items() if v[1]] == ["genuine"], verdicts

@@ -309,6 +309,15 @@ impl OperatorProcess {
         let status = resp.status().as_u16();
         Some((status, resp.text().await.unwrap_or_default()))
     }
+
+    /// The value of one series on `/metrics`, e.g.
+    /// `planops_scans_total{outcome="replaced"}` (0 when absent).
+    pub async fn counter(&self, series: &str) -> u64 {
+        let (_, body) = self.get("/metrics").await.unwrap_or_default();
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    }
 }
 
 /// Polls `check` until it returns `Some`, panicking with `what` after `SETTLE`.

@@ -153,6 +153,26 @@ pub enum Expr<'a> {
     Leaf(&'a Condition),
 }
 
+/// The longest domain text accepted, in bytes. Real domains are a few hundred
+/// bytes; the bound keeps a hostile manifest from costing more than that. The
+/// CRD fields that hold a domain carry the same `maxLength`.
+pub const MAX_TEXT_LEN: usize = 8192;
+
+/// How deep lists may nest in a domain's text: a leaf is two levels (the domain
+/// and the leaf), a list value three, and each `any` sub-domain adds two more.
+/// Parsing recurses per level, so the bound is what keeps a crafted domain from
+/// overflowing a worker thread's stack.
+pub const MAX_NESTING: usize = 32;
+
+/// How deep `any` / `not any` sub-domains may nest.
+pub const MAX_SUBDOMAIN_DEPTH: usize = 8;
+
+/// How deep the expression tree may be, counting a chain of the same connector
+/// (`'|', '|', '|', a, b, c, d`) as one level, as [`Domain::expr`] builds it.
+/// Real domains stay under ten; the bound keeps whoever walks the tree
+/// recursively (the simulator's evaluator, the tree's drop) within the stack.
+pub const MAX_TREE_DEPTH: usize = 64;
+
 /// Why a domain was rejected; positions point at the offending element.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DomainError {
@@ -187,6 +207,10 @@ pub enum DomainError {
     },
     #[error("domain syntax error at character {position}: {reason}")]
     Syntax { position: usize, reason: String },
+    #[error("the domain is {length} bytes long; the limit is {limit}")]
+    TooLong { length: usize, limit: usize },
+    #[error("the domain nests {what} deeper than the limit of {limit} levels")]
+    TooDeep { what: &'static str, limit: usize },
 }
 
 impl Domain {
@@ -219,6 +243,7 @@ impl Domain {
 
     /// Parses the JSON form (`[["a","=",1],"|",...]`) from text.
     pub fn parse_json(text: &str) -> Result<Domain, DomainError> {
+        check_length(text)?;
         let value: Value = serde_json::from_str(text).map_err(|err| DomainError::Syntax {
             position: err.column(),
             reason: err.to_string(),
@@ -229,12 +254,14 @@ impl Domain {
     /// Parses the Python-literal form users copy out of Odoo, e.g.
     /// `[('categ_id.name', '=', 'Seasonal'), '|', ('x', '!=', False)]`.
     pub fn parse_python(text: &str) -> Result<Domain, DomainError> {
+        check_length(text)?;
         let value = python::parse(text)?;
         Domain::from_json_value(&value)
     }
 
     /// Parses either form: JSON first, then the Python literal.
     pub fn parse(text: &str) -> Result<Domain, DomainError> {
+        check_length(text)?;
         match serde_json::from_str::<Value>(text) {
             Ok(value) => Domain::from_json_value(&value),
             Err(_) => Domain::parse_python(text),
@@ -243,6 +270,23 @@ impl Domain {
 
     /// Validates a JSON value as a domain.
     pub fn from_json_value(value: &Value) -> Result<Domain, DomainError> {
+        if nesting(value) > MAX_NESTING {
+            return Err(DomainError::TooDeep {
+                what: "lists",
+                limit: MAX_NESTING,
+            });
+        }
+        Domain::from_json_value_at(value, 0)
+    }
+
+    /// `depth`: how many `any` sub-domains enclose this one.
+    fn from_json_value_at(value: &Value, depth: usize) -> Result<Domain, DomainError> {
+        if depth > MAX_SUBDOMAIN_DEPTH {
+            return Err(DomainError::TooDeep {
+                what: "'any' sub-domains",
+                limit: MAX_SUBDOMAIN_DEPTH,
+            });
+        }
         let Value::Array(items) = value else {
             return Err(DomainError::NotAList {
                 found: short_text(value),
@@ -250,30 +294,38 @@ impl Domain {
         };
         let mut terms = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
-            terms.push(parse_term(index, item)?);
+            terms.push(parse_term(index, item, depth)?);
         }
         Domain::from_terms(terms)
     }
 
     fn check_arity(&self) -> Result<(), DomainError> {
-        // Scanning right to left, a stack depth counts complete expressions
-        // available to the connector being looked at.
-        let mut available = 0usize;
+        // Scanning right to left, the stack holds the complete expressions
+        // available to the connector being looked at, as their tree shape.
+        let mut available: Vec<Shape> = Vec::new();
         for (index, term) in self.terms.iter().enumerate().rev() {
             let expected = match term {
                 Term::Leaf(_) => 0,
                 Term::Not => 1,
                 Term::And | Term::Or => 2,
             };
-            if available < expected {
+            if available.len() < expected {
                 return Err(DomainError::MissingOperands {
                     index,
                     text: term_text(term),
                     expected,
-                    found: available,
+                    found: available.len(),
                 });
             }
-            available = available - expected + 1;
+            let operands = available.split_off(available.len() - expected);
+            let shape = Shape::of(term, &operands);
+            if shape.depth > MAX_TREE_DEPTH {
+                return Err(DomainError::TooDeep {
+                    what: "connectors",
+                    limit: MAX_TREE_DEPTH,
+                });
+            }
+            available.push(shape);
         }
         Ok(())
     }
@@ -331,20 +383,47 @@ impl Domain {
         Domain { terms }
     }
 
-    /// The domain as a tree.
+    /// The domain as a tree. Chains of one connector become one node
+    /// (`'|', '|', a, b, c` is `Or([a, b, c])`), so the tree is as deep as
+    /// [`MAX_TREE_DEPTH`] allows at most.
     pub fn expr(&self) -> Expr<'_> {
-        if self.terms.is_empty() {
-            return Expr::True;
+        // Prefix notation read right to left: operands are on the stack, the
+        // first operand on top, when their connector comes.
+        let mut stack: Vec<Expr<'_>> = Vec::new();
+        for term in self.terms.iter().rev() {
+            let expr = match term {
+                Term::Leaf(c) => Expr::Leaf(c),
+                Term::Not => match stack.pop() {
+                    Some(Expr::Not(inner)) => *inner,
+                    Some(inner) => Expr::Not(Box::new(inner)),
+                    None => Expr::True,
+                },
+                Term::And | Term::Or => {
+                    let is_and = matches!(term, Term::And);
+                    let mut parts = Vec::new();
+                    for operand in [stack.pop(), stack.pop()].into_iter().flatten() {
+                        match (is_and, operand) {
+                            (true, Expr::And(inner)) | (false, Expr::Or(inner)) => {
+                                parts.extend(inner)
+                            }
+                            (_, other) => parts.push(other),
+                        }
+                    }
+                    if is_and {
+                        Expr::And(parts)
+                    } else {
+                        Expr::Or(parts)
+                    }
+                }
+            };
+            stack.push(expr);
         }
-        let mut position = 0usize;
-        let mut parts = Vec::new();
-        while position < self.terms.len() {
-            parts.push(build_expr(&self.terms, &mut position));
-        }
-        if parts.len() == 1 {
-            parts.pop().unwrap_or(Expr::True)
-        } else {
-            Expr::And(parts)
+        // What is left are the top-level expressions, implicitly and-ed.
+        stack.reverse();
+        match stack.len() {
+            0 => Expr::True,
+            1 => stack.pop().unwrap_or(Expr::True),
+            _ => Expr::And(stack),
         }
     }
 
@@ -394,34 +473,104 @@ impl Domain {
     }
 }
 
-fn build_expr<'a>(terms: &'a [Term], position: &mut usize) -> Expr<'a> {
-    let Some(term) = terms.get(*position) else {
-        return Expr::True;
-    };
-    *position += 1;
-    match term {
-        Term::Leaf(c) => Expr::Leaf(c),
-        Term::Not => Expr::Not(Box::new(build_expr(terms, position))),
-        Term::And => {
-            let left = build_expr(terms, position);
-            let right = build_expr(terms, position);
-            Expr::And(vec![left, right])
-        }
-        Term::Or => {
-            let left = build_expr(terms, position);
-            let right = build_expr(terms, position);
-            Expr::Or(vec![left, right])
+/// The connector and depth of a sub-expression, as [`Domain::expr`] nests it.
+#[derive(Clone, Copy)]
+struct Shape {
+    connector: Option<char>,
+    depth: usize,
+}
+
+impl Shape {
+    fn of(term: &Term, operands: &[Shape]) -> Shape {
+        let connector = match term {
+            Term::Leaf(_) => {
+                return Shape {
+                    connector: None,
+                    depth: 1,
+                };
+            }
+            Term::Not => '!',
+            Term::And => '&',
+            Term::Or => '|',
+        };
+        // An operand with the same connector merges into this node, and a
+        // double negation cancels: neither adds a level.
+        let deepest = operands
+            .iter()
+            .map(|o| {
+                if o.connector == Some(connector) {
+                    o.depth - 1
+                } else {
+                    o.depth
+                }
+            })
+            .max()
+            .unwrap_or(0);
+        Shape {
+            connector: Some(connector),
+            depth: deepest + 1,
         }
     }
 }
 
+/// How deep lists and objects nest in `value`, counted without recursion so
+/// that a value built in code, with no parser's limit, cannot exhaust the stack.
+fn nesting(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 1usize)];
+    while let Some((value, depth)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth);
+        pending.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
+}
+
+fn check_length(text: &str) -> Result<(), DomainError> {
+    if text.len() > MAX_TEXT_LEN {
+        return Err(DomainError::TooLong {
+            length: text.len(),
+            limit: MAX_TEXT_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// At most 80 characters of the value's JSON, for messages. Serialising stops
+/// once enough is written: every element of a nested domain is described, so
+/// a full serialisation at each level would make validation quadratic.
 fn short_text(value: &Value) -> String {
-    let text = value.to_string();
-    if text.chars().count() > 80 {
-        let cut: String = text.chars().take(77).collect();
+    const SHOWN: usize = 80;
+    /// Enough bytes for `SHOWN` characters of any width, plus one to tell.
+    const ENOUGH: usize = SHOWN * 4 + 1;
+    struct Bounded(Vec<u8>);
+    impl std::io::Write for Bounded {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let room = ENOUGH - self.0.len();
+            if room == 0 {
+                return Err(std::io::Error::other("enough for a message"));
+            }
+            let taken = buf.len().min(room);
+            self.0.extend_from_slice(&buf[..taken]);
+            Ok(taken)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut written = Bounded(Vec::new());
+    // The only error is the one `Bounded` raises when it has enough.
+    let _ = serde_json::to_writer(&mut written, value);
+    let text = String::from_utf8_lossy(&written.0);
+    if text.chars().count() > SHOWN {
+        let cut: String = text.chars().take(SHOWN - 3).collect();
         format!("{cut}...")
     } else {
-        text
+        text.into_owned()
     }
 }
 
@@ -434,7 +583,7 @@ fn term_text(term: &Term) -> String {
     }
 }
 
-fn parse_term(index: usize, item: &Value) -> Result<Term, DomainError> {
+fn parse_term(index: usize, item: &Value, depth: usize) -> Result<Term, DomainError> {
     let text = short_text(item);
     match item {
         Value::String(s) => match s.as_str() {
@@ -490,7 +639,7 @@ fn parse_term(index: usize, item: &Value) -> Result<Term, DomainError> {
                     operator: op_text.clone(),
                 })?;
             let value = parts[2].clone();
-            check_value(index, &text, operator, &value)?;
+            check_value(index, &text, operator, &value, depth)?;
             Ok(Term::Leaf(Condition {
                 path,
                 operator,
@@ -519,7 +668,13 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-fn check_value(index: usize, text: &str, op: Operator, value: &Value) -> Result<(), DomainError> {
+fn check_value(
+    index: usize,
+    text: &str,
+    op: Operator,
+    value: &Value,
+    depth: usize,
+) -> Result<(), DomainError> {
     let bad = |reason: String| DomainError::BadValue {
         index,
         text: text.to_string(),
@@ -527,9 +682,12 @@ fn check_value(index: usize, text: &str, op: Operator, value: &Value) -> Result<
     };
     match op {
         Operator::Any | Operator::NotAny => match value {
-            Value::Array(_) => Domain::from_json_value(value)
-                .map(|_| ())
-                .map_err(|err| bad(format!("invalid sub-domain: {err}"))),
+            Value::Array(_) => match Domain::from_json_value_at(value, depth + 1) {
+                Ok(_) => Ok(()),
+                // Reported as it is, not wrapped once per enclosing level.
+                Err(err @ DomainError::TooDeep { .. }) => Err(err),
+                Err(err) => Err(bad(format!("invalid sub-domain: {err}"))),
+            },
             other => Err(bad(format!(
                 "'{}' needs a sub-domain (list), got {}",
                 op.as_str(),
@@ -609,13 +767,14 @@ impl schemars::JsonSchema for Domain {
 
 /// A small parser for the Python literal subset domains use.
 mod python {
-    use super::DomainError;
+    use super::{DomainError, MAX_NESTING};
     use serde_json::{Number, Value};
 
     pub(super) fn parse(text: &str) -> Result<Value, DomainError> {
         let mut parser = Parser {
             chars: text.char_indices().collect(),
             pos: 0,
+            depth: 0,
         };
         let value = parser.value()?;
         parser.skip_ws();
@@ -628,6 +787,8 @@ mod python {
     struct Parser {
         chars: Vec<(usize, char)>,
         pos: usize,
+        /// Lists and tuples open around the current position.
+        depth: usize,
     }
 
     impl Parser {
@@ -696,12 +857,20 @@ mod python {
         }
 
         fn sequence(&mut self, close: char) -> Result<Value, DomainError> {
+            if self.depth == MAX_NESTING {
+                return Err(DomainError::TooDeep {
+                    what: "lists",
+                    limit: MAX_NESTING,
+                });
+            }
+            self.depth += 1;
             self.pos += 1;
             let mut items = Vec::new();
             loop {
                 self.skip_ws();
                 if self.peek() == Some(close) {
                     self.pos += 1;
+                    self.depth -= 1;
                     return Ok(Value::Array(items));
                 }
                 items.push(self.value()?);
@@ -906,6 +1075,159 @@ mod tests {
             domain.to_json_value(),
             json!([["a", "=", 1000.0], ["b", "!=", 0]])
         );
+    }
+
+    /// Runs `check` on a thread with a Tokio worker's stack, where the
+    /// operator parses domains.
+    fn on_a_worker_stack(check: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(check)
+            .expect("spawning a thread")
+            .join()
+            .expect("the check panicked or overflowed its stack");
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused_without_exhausting_the_stack() {
+        on_a_worker_stack(|| {
+            for opening in ["[", "(", "[("] {
+                let text = opening.repeat(4000);
+                let err = Domain::parse(&text).unwrap_err();
+                assert_eq!(
+                    err,
+                    DomainError::TooDeep {
+                        what: "lists",
+                        limit: MAX_NESTING
+                    },
+                    "{text:.20}"
+                );
+            }
+            // JSON nests within serde_json's own limit, but beyond ours.
+            let json = format!("{}{}", "[".repeat(100), "]".repeat(100));
+            assert!(matches!(
+                Domain::parse_json(&json),
+                Err(DomainError::TooDeep { .. })
+            ));
+            // A value built in code has no parser's limit at all.
+            let mut value = json!([]);
+            for _ in 0..100_000 {
+                value = Value::Array(vec![value]);
+            }
+            assert!(matches!(
+                Domain::from_json_value(&value),
+                Err(DomainError::TooDeep { .. })
+            ));
+            // serde_json drops a deep Value recursively; leak it rather than test that.
+            std::mem::forget(value);
+        });
+    }
+
+    /// `[["a","any",[["a","any",[... ["x","=",1] ...]]]]]` with `levels` sub-domains.
+    fn nested_any(levels: usize) -> String {
+        let mut text = r#"[["x","=",1]]"#.to_string();
+        for _ in 0..levels {
+            text = format!(r#"[["line_ids","any",{text}]]"#);
+        }
+        text
+    }
+
+    #[test]
+    fn subdomains_nest_up_to_the_limit() {
+        let deepest = Domain::parse(&nested_any(MAX_SUBDOMAIN_DEPTH)).unwrap();
+        assert_eq!(deepest.terms().len(), 1);
+        let python = Domain::parse_python(&deepest.to_python()).unwrap();
+        assert_eq!(python, deepest);
+        assert_eq!(
+            Domain::parse(&nested_any(MAX_SUBDOMAIN_DEPTH + 1)).unwrap_err(),
+            DomainError::TooDeep {
+                what: "'any' sub-domains",
+                limit: MAX_SUBDOMAIN_DEPTH
+            }
+        );
+    }
+
+    #[test]
+    fn long_domains_are_refused_naming_the_limit() {
+        let leaf = r#"["name","=","x"],"#;
+        let text = format!("[{}]", leaf.repeat(MAX_TEXT_LEN / leaf.len() + 1));
+        let err = Domain::parse(&text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the domain is {} bytes long; the limit is {MAX_TEXT_LEN}",
+                text.len()
+            )
+        );
+        // The longest accepted domain: connectors and leaves up to the limit.
+        let leaves = (MAX_TEXT_LEN - 2) / (leaf.len() + 4);
+        let text = format!(
+            "[{}{}]",
+            r#""&","#.repeat(leaves - 1),
+            leaf.repeat(leaves).trim_end_matches(',')
+        );
+        assert!(text.len() <= MAX_TEXT_LEN);
+        on_a_worker_stack(move || {
+            let domain = Domain::parse(&text).unwrap();
+            // Every consumer walks the tree; none may recurse past the stack.
+            assert!(matches!(domain.expr(), Expr::And(parts) if parts.len() == leaves));
+            let json = domain.to_json_value().to_string();
+            assert_eq!(Domain::parse(&json).unwrap(), domain);
+            let negations = (MAX_TEXT_LEN - 20) / 4;
+            let text = format!(r#"[{}["a","=",1]]"#, r#""!","#.repeat(negations));
+            let domain = Domain::parse(&text).unwrap();
+            // A double negation cancels: an odd number of them is one.
+            assert!(matches!(domain.expr(), Expr::Not(inner) if matches!(*inner, Expr::Leaf(_))));
+        });
+    }
+
+    /// `'!', '&'` repeated `pairs` times: every pair adds two levels to the tree.
+    fn alternating(pairs: usize) -> String {
+        let leaf = r#"["a","=",1]"#;
+        let mut terms = vec![r#""!","&""#.to_string(); pairs];
+        terms.extend(vec![leaf.to_string(); pairs + 1]);
+        format!("[{}]", terms.join(","))
+    }
+
+    #[test]
+    fn the_expression_tree_is_bounded() {
+        let deep = alternating(MAX_TREE_DEPTH / 2 - 1);
+        let domain = Domain::parse(&deep).unwrap();
+        assert!(matches!(domain.expr(), Expr::Not(_)));
+        assert_eq!(
+            Domain::parse(&alternating(MAX_TREE_DEPTH / 2 + 1)).unwrap_err(),
+            DomainError::TooDeep {
+                what: "connectors",
+                limit: MAX_TREE_DEPTH
+            }
+        );
+    }
+
+    #[test]
+    fn chains_of_one_connector_become_one_node() {
+        let domain = Domain::parse(
+            r#"["|","|",["a","=",1],["b","=",2],"&",["c","=",3],["d","=",4],["e","=",5]]"#,
+        )
+        .unwrap();
+        let Expr::And(top) = domain.expr() else {
+            panic!("an implicit and expected")
+        };
+        assert_eq!(top.len(), 2);
+        let Expr::Or(alternatives) = &top[0] else {
+            panic!("an or expected")
+        };
+        assert_eq!(alternatives.len(), 3);
+        assert!(matches!(&alternatives[2], Expr::And(both) if both.len() == 2));
+        assert!(matches!(&top[1], Expr::Leaf(c) if c.path == "e"));
+    }
+
+    #[test]
+    fn messages_show_a_bounded_excerpt() {
+        let long = json!(["name", "=", "é".repeat(500)]);
+        let excerpt = short_text(&long);
+        assert_eq!(excerpt.chars().count(), 80);
+        assert!(excerpt.ends_with("..."));
+        assert_eq!(short_text(&json!(["a", "=", 1])), r#"["a","=",1]"#);
     }
 
     #[test]

@@ -304,6 +304,10 @@ fn seed_base(store: &mut Store, cfg: &SimConfig) {
             json!({"name": "United States", "code": "US"}),
         ),
         ("product.category", json!({"name": "All"})),
+        (
+            "ir.config_parameter",
+            json!({"key": "database.uuid", "value": DATABASE_UUID}),
+        ),
     ];
     for (model, vals) in steps {
         // The seed values are fixed literals; failure would be a programming error
@@ -390,8 +394,12 @@ const READ_ONLY_FOR_USERS: &[&str] = &[
     "ir.model.fields",
     "ir.model.fields.selection",
 ];
-/// Models a non-admin user may not touch at all.
-const FORBIDDEN_FOR_USERS: &[&str] = &["res.users.apikeys"];
+/// Models a non-admin user may not touch at all (system parameters need
+/// Settings rights in Odoo).
+const FORBIDDEN_FOR_USERS: &[&str] = &["res.users.apikeys", "ir.config_parameter"];
+
+/// The simulated database's `database.uuid`, as Odoo generates one per database.
+const DATABASE_UUID: &str = "6c3e2b1a-9f4d-4e8b-a1c7-5d0f2e9b8a34";
 
 /// Deleting records deletes their external ids with them, as Odoo's unlink
 /// does: the name can then be given to a new record.

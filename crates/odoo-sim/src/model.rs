@@ -724,6 +724,14 @@ pub fn registry(version: OdooVersion, edition: Edition) -> Registry {
     m.name_field("complete_name").order("module, model, name");
     models.push(m.build());
 
+    // System parameters; `database.uuid` tells a restored or recreated
+    // database from the one a client cached data from.
+    let mut m = ModelBuilder::new("ir.config_parameter", "System Parameter");
+    m.char("key", "Key").req().index();
+    m.text("value", "Value").req();
+    m.name_field("key").order("key");
+    models.push(m.build());
+
     let mut m = ModelBuilder::new("ir.attachment", "Attachment");
     m.char("name", "Name").req();
     m.char("res_model", "Resource Model");

@@ -145,9 +145,11 @@ pub struct ApprovalLevel {
     pub name: String,
     /// Approvers by Odoo login.
     #[serde(default)]
+    #[schemars(length(max = 50), inner(length(min = 1, max = 256)))]
     pub users: Vec<String>,
     /// Approver groups by external id (for example `purchase.group_purchase_manager`) or full name.
     #[serde(default)]
+    #[schemars(length(max = 20), inner(length(min = 1, max = 256)))]
     pub groups: Vec<String>,
     /// Approvals needed at this level. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]

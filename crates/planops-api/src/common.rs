@@ -26,7 +26,10 @@ pub const RECONCILE_REQUESTED_ANNOTATION: &str = "reconcile.fluxcd.io/requestedA
 #[serde(rename_all = "camelCase")]
 pub struct LocalObjectRef {
     /// Name of the referenced resource, in this resource's namespace.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
 }
 

@@ -70,18 +70,19 @@ pub enum ParamsError {
     #[error("spec.detector must set exactly one detector; found {0}")]
     SeveralDetectors(String),
     /// A field holds a value outside its meaningful range.
-    #[error("spec.detector.{field}: {reason}")]
+    #[error("spec.{field}: {reason}")]
     Invalid {
-        /// Dotted path of the field below `spec.detector` (or `spec.severity`).
+        /// Dotted path of the field below `spec`, e.g. `detector.demandSpike.baselineDays`.
         field: String,
         /// What is wrong with it.
         reason: String,
     },
 }
 
+/// A detector field out of range; `field` is relative to `spec.detector`.
 fn invalid(field: &str, reason: impl Into<String>) -> ParamsError {
     ParamsError::Invalid {
-        field: field.to_owned(),
+        field: format!("detector.{field}"),
         reason: reason.into(),
     }
 }
@@ -716,6 +717,7 @@ pub struct FieldThresholdParams {
     /// Python-literal form copied from Odoo (`[('state', '=', 'sale')]`). Default: all
     /// records (`[]`).
     #[serde(default)]
+    #[schemars(length(max = 8192))]
     pub domain: String,
     /// Numeric (integer, float, monetary or boolean) field compared, e.g. `quantity`.
     #[schemars(length(min = 1, max = 128))]
@@ -726,6 +728,7 @@ pub struct FieldThresholdParams {
     pub value: f64,
     /// Field used as the record's label in exceptions. Default `display_name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
     pub subject_field: Option<String>,
     /// Fixed severity of every match. Default: from `spec.severity` thresholds on the
     /// priority, which is |field − value| for this detector.

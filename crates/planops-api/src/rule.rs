@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{DeletionPolicy, LocalObjectRef, SecretKeyRef, StatusCore};
-use crate::params::{DetectorSpec, Severity, SeverityThresholds};
+use crate::params::{DetectorKind, DetectorSpec, ParamsError, Severity, SeverityThresholds};
 use crate::schedule::ScheduleSpec;
 
 /// Finds one kind of planning exception in Odoo and puts it in front of the accountable person.
@@ -97,6 +97,18 @@ pub struct ExceptionRuleSpec {
     pub deletion_policy: Option<DeletionPolicy>,
 }
 
+impl ExceptionRuleSpec {
+    /// What a scan checks before it reads anything: the detector's ranges and
+    /// cross-field rules and the severity thresholds. The reconciler and
+    /// `planops validate` run the same, so a spec every scan would refuse is
+    /// refused (`Stalled/InvalidSpec`) before it is scheduled.
+    pub fn validate_params(&self) -> Result<DetectorKind, ParamsError> {
+        let kind = self.detector.validate()?;
+        self.severity.clone().unwrap_or_default().validate()?;
+        Ok(kind)
+    }
+}
+
 /// Products and warehouses a rule looks at.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -107,7 +119,7 @@ pub struct ScopeSpec {
     pub product_domain: Option<String>,
     /// Warehouse codes (`stock.warehouse.code`), for example `["WH", "EAST"]`. Empty: all warehouses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 64)))]
     pub warehouses: Vec<String>,
 }
 
@@ -141,7 +153,7 @@ pub struct EventTriggerSpec {
     pub operations: Vec<RecordOperation>,
     /// Fields whose change fires the trigger on write. Empty: any field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 50))]
+    #[schemars(length(max = 50), inner(length(min = 1, max = 128)))]
     pub watched_fields: Vec<String>,
     /// Odoo domain the record must match after the change (JSON or Python-literal form).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -248,6 +248,7 @@ pub struct MappingSpec {
     pub event_type: String,
     /// Supplier event type values mapped to normalised types, for example `{"order.delayed": "Delay"}`. Unset: the value must already be one of the normalised names.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 100))]
     pub event_type_values: BTreeMap<String, SupplierEventType>,
     /// Path to a unique event id used for deduplication. Default: the `webhook-id` header, else a hash of the body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -290,6 +291,7 @@ pub struct EffectsSpec {
     pub lead_time_window_days: Option<u32>,
     /// `ExceptionRule`s (same namespace) re-evaluated at once for the affected products.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
     pub reevaluate_rules: Vec<LocalObjectRef>,
 }
 

@@ -1685,6 +1685,7 @@ mod tests {
             },
             duration: std::time::Duration::from_millis(42),
             memory: crate::scan::ScanMemory::default(),
+            stock_snapshot: None,
             today,
         };
         let acted = Acted {

@@ -137,6 +137,8 @@ pub struct Fetched {
     pub input: PlanningInput,
     /// Memory for the next scan.
     pub memory: ScanMemory,
+    /// What the stock snapshot did, when the detector reads stock.
+    pub stock_snapshot: Option<super::snapshot::SnapshotStats>,
     detector: DetectorKind,
 }
 
@@ -182,6 +184,7 @@ pub async fn fetch_with(
         return Ok(Fetched {
             input,
             memory: next_memory,
+            stock_snapshot: None,
             detector: plan.detector,
         });
     }
@@ -194,6 +197,7 @@ pub async fn fetch_with(
     };
     input.warehouses = warehouses;
 
+    let mut stock_snapshot = None;
     if needs.products {
         let kept = history.filter(|_| needs.stock_items && !plan.focused);
         let view = match kept {
@@ -211,6 +215,7 @@ pub async fn fetch_with(
             changed_products = view.stats.changed_products,
             "stock inputs"
         );
+        stock_snapshot = Some(view.stats);
         input.products = view.products;
         input.items = view.items;
     }
@@ -256,6 +261,7 @@ pub async fn fetch_with(
     Ok(Fetched {
         input,
         memory: next_memory,
+        stock_snapshot,
         detector: plan.detector,
     })
 }

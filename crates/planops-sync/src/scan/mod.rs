@@ -79,6 +79,9 @@ pub struct ScanOutcome {
     pub duration: Duration,
     /// Memory to hand to the next scan of the rule.
     pub memory: ScanMemory,
+    /// Whether the stock snapshot was read in full or brought up to date,
+    /// when the detector reads stock.
+    pub stock_snapshot: Option<snapshot::SnapshotStats>,
     /// The day the scan planned from.
     pub today: Date,
 }
@@ -143,15 +146,14 @@ pub async fn run_scan_with(
 ) -> Result<ScanOutcome, ScanError> {
     let started = std::time::Instant::now();
     let before = client.calls_made();
-    let kind = spec.detector.validate()?;
-    let thresholds = spec.severity.clone().unwrap_or_default();
-    thresholds.validate()?;
+    let kind = spec.validate_params()?;
     let mut plan = fetch::FetchPlan::for_rule(spec, kind, today)?;
     if let Some(focus) = options.focus {
         plan.narrow_to(focus);
     }
     let fetched = fetch::fetch_with(client, &plan, memory, options.history).await?;
     let subjects_evaluated = fetched.subjects();
+    let thresholds = spec.severity.clone().unwrap_or_default();
     let exceptions = evaluate(rule, spec, &thresholds, &fetched.input)?;
     let calls = client.calls_made().since(&before);
     let duration = started.elapsed();
@@ -171,6 +173,7 @@ pub async fn run_scan_with(
         calls,
         duration,
         memory: fetched.memory,
+        stock_snapshot: fetched.stock_snapshot,
         today,
     })
 }

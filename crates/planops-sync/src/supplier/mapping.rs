@@ -114,6 +114,68 @@ impl MappingError {
     }
 }
 
+/// The longest JSONPath accepted, in bytes; the CRD fields say the same.
+pub const MAX_JSON_PATH_LEN: usize = 512;
+
+/// How deep brackets and parentheses may nest in a JSONPath. The parser
+/// backtracks through nested filters in time exponential in their depth (a
+/// 63-byte path of 20 unclosed `[?@` takes seconds to refuse), so the depth
+/// is bounded before it runs. Real mappings nest two or three levels.
+pub const MAX_JSON_PATH_NESTING: usize = 8;
+
+/// Why a text is not a JSONPath PlanOps accepts.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JsonPathError {
+    #[error("{length} bytes long; the limit is {MAX_JSON_PATH_LEN}")]
+    TooLong { length: usize },
+    #[error("brackets nest deeper than the limit of {MAX_JSON_PATH_NESTING} levels")]
+    TooDeep,
+    #[error("{0}")]
+    Syntax(String),
+}
+
+/// Parses an RFC 9535 JSONPath within the length and nesting limits: the one
+/// parser for the mapping, the poll paths and validation.
+pub fn parse_json_path(text: &str) -> Result<JsonPath, JsonPathError> {
+    if text.len() > MAX_JSON_PATH_LEN {
+        return Err(JsonPathError::TooLong { length: text.len() });
+    }
+    if nesting_outside_strings(text) > MAX_JSON_PATH_NESTING {
+        return Err(JsonPathError::TooDeep);
+    }
+    JsonPath::parse(text).map_err(|e| JsonPathError::Syntax(e.to_string()))
+}
+
+/// The deepest nesting of `[` and `(` outside quoted names and strings.
+fn nesting_outside_strings(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in text.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '[' | '(' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                ']' | ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    deepest
+}
+
 /// A parsed path with its source text, for error messages.
 #[derive(Debug, Clone)]
 struct Path {
@@ -123,7 +185,7 @@ struct Path {
 
 impl Path {
     fn compile(field: &'static str, text: &str) -> Result<Path, CompileError> {
-        JsonPath::parse(text)
+        parse_json_path(text)
             .map(|path| Path {
                 text: text.to_string(),
                 path,
@@ -444,6 +506,37 @@ fn quote(text: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn json_paths_are_bounded_before_the_parser_runs() {
+        // Nested filters that never close made the parser backtrack for
+        // seconds at 20 levels, doubling with each more.
+        let backtracking = format!("$[?{}", "@[?".repeat(20));
+        assert_eq!(
+            parse_json_path(&backtracking).unwrap_err(),
+            JsonPathError::TooDeep
+        );
+        let long = format!("$.{}", "a".repeat(MAX_JSON_PATH_LEN));
+        assert_eq!(
+            parse_json_path(&long).unwrap_err().to_string(),
+            format!(
+                "{} bytes long; the limit is {MAX_JSON_PATH_LEN}",
+                long.len()
+            )
+        );
+        // Brackets inside names and strings are text, not nesting.
+        let quoted = format!("$['{}'][?@.kind == '{}']", "[".repeat(20), "(".repeat(20));
+        assert!(parse_json_path(&quoted).is_ok());
+        // The worst case the limit admits still finishes (a test that hangs
+        // here is the failure), on a worker thread's stack.
+        let at_the_limit = format!("$[?{}", "@[?".repeat(MAX_JSON_PATH_NESTING - 1));
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || assert!(parse_json_path(&at_the_limit).is_err()))
+            .expect("spawning a thread")
+            .join()
+            .expect("parsing overflowed the stack");
+    }
 
     fn spec(value: Value) -> MappingSpec {
         serde_json::from_value(value).expect("a mapping spec")

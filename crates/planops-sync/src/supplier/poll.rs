@@ -90,7 +90,7 @@ impl PollConfig {
     pub fn new(spec: &PollInbound, auth: Option<PollAuth>) -> Result<PollConfig, PollConfigError> {
         let path = |field: &'static str, text: Option<&str>, default: &str| {
             let text = text.unwrap_or(default);
-            JsonPath::parse(text).map_err(|e| PollConfigError::Path {
+            super::mapping::parse_json_path(text).map_err(|e| PollConfigError::Path {
                 field,
                 text: text.to_string(),
                 message: e.to_string(),
@@ -287,7 +287,7 @@ async fn fetch(
         value.set_sensitive(true);
         request = request.header(auth.header.clone(), value);
     }
-    let response = request.send().await.map_err(|e| PollError::Request {
+    let mut response = request.send().await.map_err(|e| PollError::Request {
         url: shown.clone(),
         message: match outbound::denial(&e) {
             Some(denied) => denied.to_string(),
@@ -310,24 +310,27 @@ async fn fetch(
             status: status.as_u16(),
         });
     }
+    let too_large = || PollError::Body {
+        url: shown.clone(),
+        message: format!("larger than {MAX_RESPONSE_BYTES} bytes"),
+    };
     if response
         .content_length()
         .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
     {
-        return Err(PollError::Body {
-            url: shown,
-            message: format!("larger than {MAX_RESPONSE_BYTES} bytes"),
-        });
+        return Err(too_large());
     }
-    let bytes = response.bytes().await.map_err(|e| PollError::Request {
+    // Read chunk by chunk: a chunked answer has no length to check up front,
+    // and buffering it whole before counting would let a supplier exhaust memory.
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| PollError::Request {
         url: shown.clone(),
         message: e.without_url().to_string(),
-    })?;
-    if bytes.len() > MAX_RESPONSE_BYTES {
-        return Err(PollError::Body {
-            url: shown,
-            message: format!("larger than {MAX_RESPONSE_BYTES} bytes"),
-        });
+    })? {
+        if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
     }
     serde_json::from_slice(&bytes).map_err(|e| PollError::Body {
         url: shown,
@@ -501,6 +504,47 @@ mod tests {
             );
         }
         assert!(seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_endless_chunked_answer_is_cut_at_the_limit() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Chunks without end and no content-length: only counting while
+        // reading can refuse it; reading it whole first never returns.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+            let chunk = format!("{:x}\r\n{}\r\n", 1 << 16, " ".repeat(1 << 16));
+            let mut out = stream.write_all(head.as_bytes()).await;
+            while out.is_ok() {
+                out = stream.write_all(chunk.as_bytes()).await;
+                counter.fetch_add(1 << 16, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let client = PollClient::new(&loopback_allowed()).unwrap();
+        let config = config_with_key(format!("http://127.0.0.1:{port}/events"));
+        // Not a speed bound: without the limit the read never ends.
+        let read = tokio::time::timeout(Duration::from_secs(300), fetch(&client, &config, None));
+        let err = read
+            .await
+            .expect("the endless answer was read on and on")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("larger than {MAX_RESPONSE_BYTES} bytes")),
+            "{err}"
+        );
+        // The connection was dropped soon after the limit, not read on.
+        let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(sent < 4 * MAX_RESPONSE_BYTES, "{sent} bytes were sent");
     }
 
     #[test]
