@@ -37,6 +37,13 @@ impl Element {
     }
 }
 
+/// How deep elements may nest in a request. Each level of a value takes three
+/// (`value`, `array`, `data`), so this admits values as deep as the 128 levels
+/// serde_json allows a JSON-RPC request. The element tree is decoded and
+/// dropped recursively: without the bound, a request of a few hundred
+/// kilobytes of `<x>` overflowed the stack and aborted the process.
+pub const MAX_ELEMENT_DEPTH: usize = 400;
+
 fn parse_document(xml: &[u8]) -> Result<Element, XmlRpcError> {
     let text = std::str::from_utf8(xml).map_err(|_| bad("request is not valid UTF-8"))?;
     let mut reader = quick_xml::Reader::from_str(text);
@@ -46,6 +53,12 @@ fn parse_document(xml: &[u8]) -> Result<Element, XmlRpcError> {
             .read_event()
             .map_err(|error| bad(format!("not well-formed: {error}")))?;
         match event {
+            // The stack holds the document's root too, hence `>`.
+            Event::Start(_) if stack.len() > MAX_ELEMENT_DEPTH => {
+                return Err(bad(format!(
+                    "elements nest deeper than {MAX_ELEMENT_DEPTH} levels"
+                )));
+            }
             Event::Start(start) => stack.push(Element {
                 name: local_name(start.local_name().as_ref()),
                 ..Element::default()
@@ -444,6 +457,38 @@ bG8=</base64></value>
         assert!(parse_method_call(b"<methodResponse/>").is_err());
         let bomb = br#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><methodCall><methodName>&lol;</methodName></methodCall>"#;
         assert!(parse_method_call(bomb).is_err());
+    }
+
+    /// Found by the `xmlrpc` fuzz target: deep nesting overflowed the stack.
+    #[test]
+    fn deep_nesting_is_refused_without_exhausting_the_stack() {
+        let call = |levels: usize, open: &str, close: &str| {
+            format!(
+                "<methodCall><methodName>m</methodName><params><param>{}<value><int>1</int></value>{}</param></params></methodCall>",
+                open.repeat(levels),
+                close.repeat(levels)
+            )
+        };
+        let array = ("<value><array><data>", "</data></array></value>");
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                for (open, close) in [array, ("<x>", "</x>"), ("<x>", "")] {
+                    let err = parse_method_call(call(200_000, open, close).as_bytes()).unwrap_err();
+                    assert_eq!(err.0, "elements nest deeper than 400 levels");
+                }
+                // A value 128 levels deep, as deep as JSON-RPC takes, still parses.
+                let (_, params) =
+                    parse_method_call(call(128, array.0, array.1).as_bytes()).unwrap();
+                let mut value = &params[0];
+                for _ in 0..128 {
+                    value = &value[0];
+                }
+                assert_eq!(value, &json!(1));
+            })
+            .expect("spawning a thread")
+            .join()
+            .expect("the parser panicked or overflowed its stack");
     }
 
     #[test]
