@@ -74,15 +74,18 @@ fn parse_document(xml: &[u8]) -> Result<Element, XmlRpcError> {
                 let finished = stack.pop().ok_or_else(|| bad("unbalanced end tag"))?;
                 current(&mut stack)?.children.push(finished);
             }
+            // XML 1.0 line endings, as Python's expat reads them: `\r\n` and
+            // `\r` become `\n`, while NEL and U+2028 stay text (quick-xml's
+            // default, XML 1.1, turned them into `\n`; found by fuzzing).
             Event::Text(content) => {
                 let decoded = content
-                    .xml_content()
+                    .xml10_content()
                     .map_err(|error| bad(format!("bad text: {error}")))?;
                 current(&mut stack)?.text.push_str(&decoded);
             }
             Event::CData(content) => {
                 let decoded = content
-                    .decode()
+                    .xml10_content()
                     .map_err(|error| bad(format!("bad CDATA: {error}")))?;
                 current(&mut stack)?.text.push_str(&decoded);
             }
@@ -515,13 +518,17 @@ bG8=</base64></value>
 
     #[test]
     fn encoded_values_parse_back() {
-        let value = json!([1, "two", false, 3.25, {"nested": ["x", {"y": -1}]}]);
+        // NEL and U+2028 are no line endings in XML 1.0.
+        let value = json!([1, "two", false, 3.25, {"nested": ["x", {"y": -1}]}, "a\u{85}b\u{2028}c", {"\u{85}": 1}]);
         let response = encode_response(&value).unwrap();
         let call = response
             .replace("methodResponse", "methodCall")
             .replace("<params>", "<methodName>echo</methodName><params>");
         let (_, params) = parse_method_call(call.as_bytes()).unwrap();
         assert_eq!(params[0], value);
+        // A carriage return is a line end, in text and CDATA alike.
+        let xml = b"<methodCall><methodName>m</methodName><params><param><value><string>a\r\nb\rc<![CDATA[d\r\ne]]></string></value></param></params></methodCall>";
+        assert_eq!(parse_method_call(xml).unwrap().1[0], json!("a\nb\ncd\ne"));
     }
 
     #[test]
