@@ -331,8 +331,15 @@ pub fn encode_fault(code: &Value, message: &str) -> String {
     let mut out = String::from(
         "<?xml version='1.0'?>\n<methodResponse>\n<fault>\n<value><struct>\n<member>\n<name>faultCode</name>\n",
     );
-    // Codes are small ints or strings; neither can fail to marshal.
-    let _ = encode_value(code, &mut out);
+    // The simulator's codes are small ints or strings, which always marshal.
+    // Any other value that cannot (None, a big int) goes as its text rather
+    // than leave a half-written element behind (found by fuzzing).
+    let mut encoded = String::new();
+    if encode_value(code, &mut encoded).is_err() {
+        encoded.clear();
+        let _ = encode_value(&Value::String(code.to_string()), &mut encoded);
+    }
+    out.push_str(&encoded);
     out.push_str("</member>\n<member>\n<name>faultString</name>\n");
     let _ = encode_value(&Value::String(message.to_string()), &mut out);
     out.push_str("</member>\n</struct></value>\n</fault>\n</methodResponse>\n");
@@ -540,5 +547,12 @@ bG8=</base64></value>
         );
         let legacy = encode_fault(&json!("warning -- AccessError\n\nno"), "");
         assert!(legacy.contains("<string>warning -- AccessError\n\nno</string>"));
+        // A code that cannot marshal goes as text, in a well-formed document.
+        let odd = encode_fault(&json!([1_i64 << 31, null]), "x");
+        assert!(odd.contains("<value><string>[2147483648,null]</string></value>"));
+        let call = odd
+            .replace("methodResponse", "methodCall")
+            .replace("<fault>", "<methodName>m</methodName><fault>");
+        assert!(parse_method_call(call.as_bytes()).is_ok());
     }
 }
