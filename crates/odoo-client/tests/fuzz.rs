@@ -301,7 +301,7 @@ fn check(input: Input) -> Result<(), TestCaseError> {
 
 #[test]
 fn fuzz_domain() {
-    harness::fuzz("domain", 600, input(), check);
+    harness::fuzz("domain", 4000, input(), check);
 }
 
 #[test]

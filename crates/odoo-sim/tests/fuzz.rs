@@ -281,12 +281,11 @@ fn unmarshallable(value: &Value) -> bool {
     while let Some(value) = pending.pop() {
         match value {
             Value::Null => return true,
-            Value::Number(n) => {
+            Value::Number(n)
                 if n.as_i64().is_some_and(|i| i32::try_from(i).is_err())
-                    || (n.is_u64() && n.as_i64().is_none())
-                {
-                    return true;
-                }
+                    || (n.is_u64() && n.as_i64().is_none()) =>
+            {
+                return true;
             }
             Value::Array(items) => pending.extend(items),
             Value::Object(map) => pending.extend(map.values()),
@@ -404,7 +403,7 @@ fn check_xml(input: XmlInput) -> Result<(), TestCaseError> {
 
 #[test]
 fn fuzz_xmlrpc() {
-    harness::fuzz("xmlrpc", 500, xml_input(), check_xml);
+    harness::fuzz("xmlrpc", 3000, xml_input(), check_xml);
 }
 
 #[test]
@@ -986,7 +985,7 @@ fn check_json(sim: &RefCell<Sim>, input: JsonInput) -> Result<(), TestCaseError>
 #[test]
 fn fuzz_jsonrpc() {
     let sim = RefCell::new(Sim::new());
-    harness::fuzz("jsonrpc", 300, json_input(), |input| {
+    harness::fuzz("jsonrpc", 2000, json_input(), |input| {
         check_json(&sim, input)
     });
     println!(

@@ -295,13 +295,16 @@ fn check_mapping(spec: &Value, payload: &Value) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A line of a fitting payload: product code, quantity, promised (y, m, d).
+type Line = (Value, Option<f64>, Option<(i16, i8, i8)>);
+
 /// An event and the payload a supplier would send for it.
 #[derive(Debug, Clone)]
 struct Fitting {
     kind: SupplierEventType,
     id: Option<String>,
     po: Value,
-    lines: Vec<(Value, Option<f64>, Option<(i16, i8, i8)>)>,
+    lines: Vec<Line>,
     noise: Value,
 }
 
@@ -449,7 +452,7 @@ fn check(input: Input) -> Result<(), TestCaseError> {
 
 #[test]
 fn fuzz_jsonpath() {
-    harness::fuzz("jsonpath", 400, input(), check);
+    harness::fuzz("jsonpath", 3000, input(), check);
 }
 
 /// Corpus files: a `.json` file is `{"spec": ..., "payload": ...}`, any other

@@ -575,7 +575,7 @@ fn check(input: Input) -> Result<(), TestCaseError> {
 
 #[test]
 fn fuzz_signatures() {
-    harness::fuzz("signatures", 300, input(), check);
+    harness::fuzz("signatures", 3000, input(), check);
 }
 
 /// Corpus files are HTTP-like: `name: value` header lines, a blank line, the
