@@ -456,6 +456,9 @@ fn verify_hmac(
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::actions::webhook::sign;

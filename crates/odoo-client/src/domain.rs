@@ -709,13 +709,28 @@ fn check_value(
         },
         Operator::In | Operator::NotIn => match value {
             Value::Object(_) => Err(bad(format!("'{}' needs a list", op.as_str()))),
-            _ => Ok(()),
+            _ => no_object_inside(value).map_err(bad),
         },
         _ => match value {
             Value::Object(_) => Err(bad("objects are not valid domain values".into())),
-            _ => Ok(()),
+            _ => no_object_inside(value).map_err(bad),
         },
     }
+}
+
+/// Objects are no domain values at any depth: a list holding one has no
+/// Python-literal form (Odoo stores `filter_domain` as one), so it could not
+/// be written back the way it was read.
+fn no_object_inside(value: &Value) -> Result<(), String> {
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(_) => return Err("objects are not valid domain values".into()),
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Display for Domain {
@@ -965,8 +980,15 @@ mod python {
                 .filter(|c| *c != '_')
                 .collect();
             let is_float = text.contains(['.', 'e', 'E']);
-            if !is_float && let Ok(int) = text.parse::<i64>() {
-                return Ok(Value::Number(int.into()));
+            // Python's ints have no bound; the ones JSON carries exactly stay
+            // ints (a u64 past i64::MAX too), larger ones become floats.
+            if !is_float {
+                if let Ok(int) = text.parse::<i64>() {
+                    return Ok(Value::Number(int.into()));
+                }
+                if let Ok(int) = text.parse::<u64>() {
+                    return Ok(Value::Number(int.into()));
+                }
             }
             match text.parse::<f64>().ok().and_then(Number::from_f64) {
                 Some(n) => Ok(Value::Number(n)),
@@ -1064,6 +1086,43 @@ mod tests {
         assert_eq!(Domain::parse_python(&python).unwrap(), domain);
         // `parse` detects either form.
         assert_eq!(Domain::parse(text).unwrap(), domain);
+    }
+
+    /// Found by the `domain` fuzz target: both were accepted but did not
+    /// come back from their Python-literal form.
+    #[test]
+    fn what_is_accepted_comes_back_from_python() {
+        let big = Domain::parse_json(r#"[["id","=",9223372036854775808]]"#).unwrap();
+        assert_eq!(Domain::parse_python(&big.to_python()).unwrap(), big);
+        assert_eq!(
+            Domain::parse_python("[('id', '=', 18446744073709551615)]")
+                .unwrap()
+                .to_json_value(),
+            json!([["id", "=", u64::MAX]])
+        );
+        // Past u64, a float, as before.
+        assert_eq!(
+            Domain::parse_python("[('id', '=', 18446744073709551616)]")
+                .unwrap()
+                .to_json_value(),
+            json!([["id", "=", 18446744073709551616.0]])
+        );
+        // serde_json's float_roundtrip: the JSON text gives the same number back.
+        let float = Domain::parse_json(r#"[["id","=",-9.200373647622161e+226]]"#).unwrap();
+        assert_eq!(Domain::parse(&float.to_string()).unwrap(), float);
+        for text in [
+            r#"[["a","in",[{"x":1}]]]"#,
+            r#"[["a","=",[[{"x":1}]]]]"#,
+            r#"[["a","not in",[1,{"x":1}]]]"#,
+        ] {
+            assert!(
+                matches!(
+                    Domain::parse_json(text),
+                    Err(DomainError::BadValue { index: 0, .. })
+                ),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -222,38 +222,13 @@ impl Wire {
         let answer = self
             .post_json(path, HeaderMap::new(), &envelope, count_as)
             .await?;
-        if !answer.status.is_success() {
-            let status = answer.status.as_u16();
-            if let Some(err) = transport_status(status, retry_after(&answer.headers), &answer.body)
-            {
-                return Err(err);
-            }
-            let snippet = error::body_snippet(&answer.body);
-            return Err(match status {
-                500..=599 => OdooError::transient(
-                    error::TransientKind::Http5xx { status },
-                    format!("HTTP {status}: {snippet}"),
-                ),
-                404 => OdooError::protocol(format!(
-                    "{path} not found (HTTP 404); on Odoo 19+ use the JSON-2 protocol"
-                )),
-                _ => {
-                    OdooError::protocol(format!("unexpected HTTP {status} from {path}: {snippet}"))
-                }
-            });
-        }
-        let mut reply: Map<String, Value> = serde_json::from_slice(&answer.body).map_err(|e| {
-            OdooError::protocol(format!(
-                "{path} answered with invalid JSON-RPC ({e}): {}",
-                error::body_snippet(&answer.body)
-            ))
-        })?;
-        if let Some(error) = reply.get("error") {
-            return Err(from_jsonrpc_error(error, target));
-        }
-        // Odoo leaves `result` out when the method returned None
-        // (`action_apply_inventory`, `button_cancel`, ...).
-        Ok(reply.remove("result").unwrap_or(Value::Null))
+        decode_jsonrpc_answer(
+            path,
+            answer.status.as_u16(),
+            retry_after(&answer.headers),
+            &answer.body,
+            target,
+        )
     }
 
     /// Reads the server version without authenticating: `common.version` on
@@ -291,6 +266,46 @@ impl Wire {
             .map_err(|e| OdooError::protocol(format!("/web/version answered invalid JSON: {e}")))?;
         ServerVersion::from_version_info(&info)
     }
+}
+
+/// Turns the bytes of a JSON-RPC answer into the call's `result` or a typed
+/// error: the HTTP status first, then the envelope's `error` member. Free of
+/// I/O so that the fuzz tests can feed it any answer.
+pub fn decode_jsonrpc_answer(
+    path: &str,
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    target: Option<CallTarget<'_>>,
+) -> Result<Value, OdooError> {
+    if !(200..300).contains(&status) {
+        if let Some(err) = transport_status(status, retry_after, body) {
+            return Err(err);
+        }
+        let snippet = error::body_snippet(body);
+        return Err(match status {
+            500..=599 => OdooError::transient(
+                error::TransientKind::Http5xx { status },
+                format!("HTTP {status}: {snippet}"),
+            ),
+            404 => OdooError::protocol(format!(
+                "{path} not found (HTTP 404); on Odoo 19+ use the JSON-2 protocol"
+            )),
+            _ => OdooError::protocol(format!("unexpected HTTP {status} from {path}: {snippet}")),
+        });
+    }
+    let mut reply: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+        OdooError::protocol(format!(
+            "{path} answered with invalid JSON-RPC ({e}): {}",
+            error::body_snippet(body)
+        ))
+    })?;
+    if let Some(error) = reply.get("error") {
+        return Err(from_jsonrpc_error(error, target));
+    }
+    // Odoo leaves `result` out when the method returned None
+    // (`action_apply_inventory`, `button_cancel`, ...).
+    Ok(reply.remove("result").unwrap_or(Value::Null))
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -476,23 +491,12 @@ impl Json2Transport {
                 (&call.model, &call.method),
             )
             .await?;
-        if !answer.status.is_success() {
-            return Err(from_json2_failure(
-                answer.status.as_u16(),
-                retry_after(&answer.headers),
-                &answer.body,
-                Some(call.target()),
-            ));
-        }
-        if answer.body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&answer.body).map_err(|e| {
-            OdooError::protocol(format!(
-                "JSON-2 answered invalid JSON ({e}): {}",
-                error::body_snippet(&answer.body)
-            ))
-        })
+        decode_json2_answer(
+            answer.status.as_u16(),
+            retry_after(&answer.headers),
+            &answer.body,
+            Some(call.target()),
+        )
     }
 }
 
@@ -508,6 +512,28 @@ impl Transport for Json2Transport {
     fn execute<'a>(&'a self, call: &'a Call) -> BoxFuture<'a, Result<Value, OdooError>> {
         Box::pin(self.post(call))
     }
+}
+
+/// Turns the bytes of a JSON-2 answer into the method's return value or a
+/// typed error; an empty body is a method that returned nothing.
+pub fn decode_json2_answer(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    target: Option<CallTarget<'_>>,
+) -> Result<Value, OdooError> {
+    if !(200..300).contains(&status) {
+        return Err(from_json2_failure(status, retry_after, body, target));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        OdooError::protocol(format!(
+            "JSON-2 answered invalid JSON ({e}): {}",
+            error::body_snippet(body)
+        ))
+    })
 }
 
 /// `json/2/<model>/<method>`, refusing names that would change the path.

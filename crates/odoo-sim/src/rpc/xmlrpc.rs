@@ -37,6 +37,13 @@ impl Element {
     }
 }
 
+/// How deep elements may nest in a request. Each level of a value takes three
+/// (`value`, `array`, `data`), so this admits values as deep as the 128 levels
+/// serde_json allows a JSON-RPC request. The element tree is decoded and
+/// dropped recursively: without the bound, a request of a few hundred
+/// kilobytes of `<x>` overflowed the stack and aborted the process.
+pub const MAX_ELEMENT_DEPTH: usize = 400;
+
 fn parse_document(xml: &[u8]) -> Result<Element, XmlRpcError> {
     let text = std::str::from_utf8(xml).map_err(|_| bad("request is not valid UTF-8"))?;
     let mut reader = quick_xml::Reader::from_str(text);
@@ -46,6 +53,12 @@ fn parse_document(xml: &[u8]) -> Result<Element, XmlRpcError> {
             .read_event()
             .map_err(|error| bad(format!("not well-formed: {error}")))?;
         match event {
+            // The stack holds the document's root too, hence `>`.
+            Event::Start(_) if stack.len() > MAX_ELEMENT_DEPTH => {
+                return Err(bad(format!(
+                    "elements nest deeper than {MAX_ELEMENT_DEPTH} levels"
+                )));
+            }
             Event::Start(start) => stack.push(Element {
                 name: local_name(start.local_name().as_ref()),
                 ..Element::default()
@@ -61,15 +74,18 @@ fn parse_document(xml: &[u8]) -> Result<Element, XmlRpcError> {
                 let finished = stack.pop().ok_or_else(|| bad("unbalanced end tag"))?;
                 current(&mut stack)?.children.push(finished);
             }
+            // XML 1.0 line endings, as Python's expat reads them: `\r\n` and
+            // `\r` become `\n`, while NEL and U+2028 stay text (quick-xml's
+            // default, XML 1.1, turned them into `\n`; found by fuzzing).
             Event::Text(content) => {
                 let decoded = content
-                    .xml_content()
+                    .xml10_content()
                     .map_err(|error| bad(format!("bad text: {error}")))?;
                 current(&mut stack)?.text.push_str(&decoded);
             }
             Event::CData(content) => {
                 let decoded = content
-                    .decode()
+                    .xml10_content()
                     .map_err(|error| bad(format!("bad CDATA: {error}")))?;
                 current(&mut stack)?.text.push_str(&decoded);
             }
@@ -315,8 +331,15 @@ pub fn encode_fault(code: &Value, message: &str) -> String {
     let mut out = String::from(
         "<?xml version='1.0'?>\n<methodResponse>\n<fault>\n<value><struct>\n<member>\n<name>faultCode</name>\n",
     );
-    // Codes are small ints or strings; neither can fail to marshal.
-    let _ = encode_value(code, &mut out);
+    // The simulator's codes are small ints or strings, which always marshal.
+    // Any other value that cannot (None, a big int) goes as its text rather
+    // than leave a half-written element behind (found by fuzzing).
+    let mut encoded = String::new();
+    if encode_value(code, &mut encoded).is_err() {
+        encoded.clear();
+        let _ = encode_value(&Value::String(code.to_string()), &mut encoded);
+    }
+    out.push_str(&encoded);
     out.push_str("</member>\n<member>\n<name>faultString</name>\n");
     let _ = encode_value(&Value::String(message.to_string()), &mut out);
     out.push_str("</member>\n</struct></value>\n</fault>\n</methodResponse>\n");
@@ -446,6 +469,38 @@ bG8=</base64></value>
         assert!(parse_method_call(bomb).is_err());
     }
 
+    /// Found by the `xmlrpc` fuzz target: deep nesting overflowed the stack.
+    #[test]
+    fn deep_nesting_is_refused_without_exhausting_the_stack() {
+        let call = |levels: usize, open: &str, close: &str| {
+            format!(
+                "<methodCall><methodName>m</methodName><params><param>{}<value><int>1</int></value>{}</param></params></methodCall>",
+                open.repeat(levels),
+                close.repeat(levels)
+            )
+        };
+        let array = ("<value><array><data>", "</data></array></value>");
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                for (open, close) in [array, ("<x>", "</x>"), ("<x>", "")] {
+                    let err = parse_method_call(call(200_000, open, close).as_bytes()).unwrap_err();
+                    assert_eq!(err.0, "elements nest deeper than 400 levels");
+                }
+                // A value 128 levels deep, as deep as JSON-RPC takes, still parses.
+                let (_, params) =
+                    parse_method_call(call(128, array.0, array.1).as_bytes()).unwrap();
+                let mut value = &params[0];
+                for _ in 0..128 {
+                    value = &value[0];
+                }
+                assert_eq!(value, &json!(1));
+            })
+            .expect("spawning a thread")
+            .join()
+            .expect("the parser panicked or overflowed its stack");
+    }
+
     #[test]
     fn encodes_responses_and_refuses_none_and_big_ints() {
         let xml = encode_response(
@@ -470,13 +525,17 @@ bG8=</base64></value>
 
     #[test]
     fn encoded_values_parse_back() {
-        let value = json!([1, "two", false, 3.25, {"nested": ["x", {"y": -1}]}]);
+        // NEL and U+2028 are no line endings in XML 1.0.
+        let value = json!([1, "two", false, 3.25, {"nested": ["x", {"y": -1}]}, "a\u{85}b\u{2028}c", {"\u{85}": 1}]);
         let response = encode_response(&value).unwrap();
         let call = response
             .replace("methodResponse", "methodCall")
             .replace("<params>", "<methodName>echo</methodName><params>");
         let (_, params) = parse_method_call(call.as_bytes()).unwrap();
         assert_eq!(params[0], value);
+        // A carriage return is a line end, in text and CDATA alike.
+        let xml = b"<methodCall><methodName>m</methodName><params><param><value><string>a\r\nb\rc<![CDATA[d\r\ne]]></string></value></param></params></methodCall>";
+        assert_eq!(parse_method_call(xml).unwrap().1[0], json!("a\nb\ncd\ne"));
     }
 
     #[test]
@@ -488,5 +547,12 @@ bG8=</base64></value>
         );
         let legacy = encode_fault(&json!("warning -- AccessError\n\nno"), "");
         assert!(legacy.contains("<string>warning -- AccessError\n\nno</string>"));
+        // A code that cannot marshal goes as text, in a well-formed document.
+        let odd = encode_fault(&json!([1_i64 << 31, null]), "x");
+        assert!(odd.contains("<value><string>[2147483648,null]</string></value>"));
+        let call = odd
+            .replace("methodResponse", "methodCall")
+            .replace("<fault>", "<methodName>m</methodName><fault>");
+        assert!(parse_method_call(call.as_bytes()).is_ok());
     }
 }

@@ -140,14 +140,31 @@ pub fn parse_json_path(text: &str) -> Result<JsonPath, JsonPathError> {
     if text.len() > MAX_JSON_PATH_LEN {
         return Err(JsonPathError::TooLong { length: text.len() });
     }
-    if nesting_outside_strings(text) > MAX_JSON_PATH_NESTING {
+    let shape = shape_outside_strings(text);
+    if shape.deepest > MAX_JSON_PATH_NESTING {
         return Err(JsonPathError::TooDeep);
+    }
+    // serde_json_path 0.7 panics ("we do not use streaming parsers") when the
+    // text ends inside a `\u` escape of a quoted string (`$['\u`): its string
+    // parser reads one character in nom's streaming mode. Only a string left
+    // open at the end can get there, and such a path is invalid anyway.
+    if shape.open_string {
+        return Err(JsonPathError::Syntax(
+            "a quoted name or string is not closed".into(),
+        ));
     }
     JsonPath::parse(text).map_err(|e| JsonPathError::Syntax(e.to_string()))
 }
 
-/// The deepest nesting of `[` and `(` outside quoted names and strings.
-fn nesting_outside_strings(text: &str) -> usize {
+/// What [`parse_json_path`] checks before the parser runs.
+struct Shape {
+    /// The deepest nesting of `[` and `(` outside quoted names and strings.
+    deepest: usize,
+    /// The text ends inside a quoted name or string.
+    open_string: bool,
+}
+
+fn shape_outside_strings(text: &str) -> Shape {
     let (mut depth, mut deepest) = (0usize, 0usize);
     let mut quote: Option<char> = None;
     let mut escaped = false;
@@ -173,7 +190,10 @@ fn nesting_outside_strings(text: &str) -> usize {
             },
         }
     }
-    deepest
+    Shape {
+        deepest,
+        open_string: quote.is_some(),
+    }
 }
 
 /// A parsed path with its source text, for error messages.
@@ -524,6 +544,23 @@ mod tests {
                 long.len()
             )
         );
+        // Found by the `jsonpath` fuzz target: the parser panicked on a text
+        // ending inside a unicode escape; every such text is now refused.
+        for open in [
+            r"$['\u",
+            r"$['\uD",
+            r"$['\uD800\u",
+            r"$['\uD800\uD",
+            r#"$[?@.a == "\u"#,
+            "$['abc",
+        ] {
+            assert_eq!(
+                parse_json_path(open).unwrap_err().to_string(),
+                "a quoted name or string is not closed",
+                "{open}"
+            );
+        }
+        assert!(parse_json_path(r"$['\u00e9']").is_ok());
         // Brackets inside names and strings are text, not nesting.
         let quoted = format!("$['{}'][?@.kind == '{}']", "[".repeat(20), "(".repeat(20));
         assert!(parse_json_path(&quoted).is_ok());
