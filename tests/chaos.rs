@@ -74,30 +74,17 @@ async fn priced_products(client: &OdooClient) -> usize {
     .await as usize
 }
 
-/// A rule that flags every product with a cost and, for each, opens an
-/// activity and posts a chatter note: two records per product, each carrying
-/// the exception's fingerprint. The notes are posted one call each, so
-/// against a slow Odoo the scan spends seconds writing them.
+/// `support::cost_rule` on `cron` that also posts a chatter note per product:
+/// two records per product, each carrying the exception's fingerprint. The
+/// notes are posted one call each, so against a slow Odoo the scan spends
+/// seconds writing them.
 fn cost_rule(name: &str, cron: &str) -> Value {
-    json!({
-        "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
-        "metadata": {"name": name},
-        "spec": {
-            "connectionRef": {"name": "odoo"},
-            "detector": {"fieldThreshold": {
-                "model": "product.product",
-                "domain": "[('standard_price', '>', 0)]",
-                "field": "standard_price",
-                "comparison": "Gt",
-                "value": 0,
-            }},
-            "triggers": {"schedule": {"cron": cron}},
-            "actions": [
-                {"activity": {"assignee": {"user": "admin"}}},
-                {"chatterNote": {}},
-            ],
-        },
-    })
+    let mut rule = support::cost_rule(name, json!({"cron": cron}));
+    rule["spec"]["actions"]
+        .as_array_mut()
+        .expect("actions")
+        .push(json!({"chatterNote": {}}));
+    rule
 }
 
 /// What a rule wrote in Odoo, by record: `(model, id)` → the fingerprints in

@@ -53,12 +53,7 @@ async fn start_version(version: OdooVersion) -> SimServer {
 }
 
 async fn connect(server: &SimServer) -> OdooClient {
-    let key = server.db.admin_api_key();
-    let secret = if key.is_empty() {
-        Secret::new("admin-pw")
-    } else {
-        Secret::new(key)
-    };
+    let secret = Secret::new(admin_key(server));
     let client = odoo::connect_to(server, "acme", "admin", secret).await;
     // Real Odoo lists every model in ir.model; a simulator that does not yet gets
     // the rows activities point to.
@@ -994,36 +989,8 @@ async fn planops_scan_prints_json_and_dry_run_writes_nothing() {
         COST_RULE.replace('\n', "\n  ")
     );
     std::fs::write(&file, manifest).unwrap();
-    let key = server.db.admin_api_key();
-    let key = if key.is_empty() {
-        "admin-pw".to_string()
-    } else {
-        key
-    };
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
-        .args(["scan", "-f"])
-        .arg(&file)
-        .args([
-            "--odoo-url",
-            &server.url,
-            "--database",
-            "acme",
-            "--login",
-            "admin",
-        ])
-        .args([
-            "--api-key-env",
-            "PLANOPS_TEST_ODOO_KEY",
-            "--dry-run",
-            "--today",
-            "2025-03-01",
-            "--output",
-            "json",
-        ])
-        .env("PLANOPS_TEST_ODOO_KEY", &key)
-        .output()
-        .await
-        .unwrap();
+    let key = admin_key(&server);
+    let output = planops_scan_file(&server, &file, &["--dry-run", "--output", "json"]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(!stderr.contains(&key), "the API key leaked: {stderr}");
@@ -1364,18 +1331,23 @@ async fn locked_sales_orders_keep_their_open_lines_on_every_version() {
     }
 }
 
+/// The admin's API key, or its password where the version has no keys.
+fn admin_key(server: &SimServer) -> String {
+    let key = server.db.admin_api_key();
+    if key.is_empty() {
+        "admin-pw".to_string()
+    } else {
+        key
+    }
+}
+
 /// Runs `planops scan -f file` against `server` as admin, with `extra` arguments.
 async fn planops_scan_file(
     server: &SimServer,
     file: &std::path::Path,
     extra: &[&str],
 ) -> std::process::Output {
-    let key = server.db.admin_api_key();
-    let key = if key.is_empty() {
-        "admin-pw".to_string()
-    } else {
-        key
-    };
+    let key = admin_key(server);
     tokio::process::Command::new(env!("CARGO_BIN_EXE_planops"))
         .args(["scan", "-f"])
         .arg(file)

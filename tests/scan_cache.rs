@@ -61,6 +61,21 @@ fn key(server: &SimServer) -> HistoryKey {
     }
 }
 
+/// The first stock location of `usage` (`customer`, `supplier`, ...).
+async fn location_of_usage(client: &OdooClient, usage: &str) -> i64 {
+    client
+        .search(
+            "stock.location",
+            &json!([["usage", "=", usage]]),
+            &SearchOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{usage} location: {e}"))
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("the data set has a {usage} location"))
+}
+
 /// Internal location → warehouse, and every product.
 async fn scope(client: &OdooClient) -> (HashSet<i64>, HashMap<i64, i64>) {
     let locations = client
@@ -131,14 +146,7 @@ async fn warm_lookup_costs_a_handful_of_calls_and_sees_new_moves() {
 
     // A move done yesterday (what a delivery validated since the last scan leaves).
     let (&location, &warehouse) = locations.iter().min().expect("a location");
-    let customer = client
-        .search(
-            "stock.location",
-            &json!([["usage", "=", "customer"]]),
-            &SearchOptions::default(),
-        )
-        .await
-        .expect("customer location")[0];
+    let customer = location_of_usage(&client, "customer").await;
     let product = *products.iter().min().expect("a product");
     let mut vals = Map::new();
     vals.insert("product_id".into(), json!(product));
@@ -423,14 +431,7 @@ async fn a_warm_stockout_scan_reads_only_what_changed_and_finds_what_a_full_read
         )
         .await
         .expect("stock location")[0];
-    let vendors = client
-        .search(
-            "stock.location",
-            &json!([["usage", "=", "supplier"]]),
-            &SearchOptions::default(),
-        )
-        .await
-        .expect("vendor location")[0];
+    let vendors = location_of_usage(&client, "supplier").await;
 
     // A receipt planned for tomorrow.
     client
@@ -558,14 +559,7 @@ async fn spike_and_order_at_risk_scans_find_through_the_snapshot_what_a_full_rea
         .expect("sale line")[0]["product_id"][0]
         .as_i64()
         .expect("product id");
-    let vendors = client
-        .search(
-            "stock.location",
-            &json!([["usage", "=", "supplier"]]),
-            &SearchOptions::default(),
-        )
-        .await
-        .expect("vendor location")[0];
+    let vendors = location_of_usage(&client, "supplier").await;
     let stocks = client
         .search(
             "stock.location",
@@ -601,14 +595,7 @@ async fn spike_and_order_at_risk_scans_find_through_the_snapshot_what_a_full_rea
     // spikes in a full read, and the warm scan finds the same.
     let spike = "{demandSpike: {recentDays: 7, baselineDays: 21}}";
     let (before, _) = detector_scan(&client, spike, None).await;
-    let customers = client
-        .search(
-            "stock.location",
-            &json!([["usage", "=", "customer"]]),
-            &SearchOptions::default(),
-        )
-        .await
-        .expect("customer location")[0];
+    let customers = location_of_usage(&client, "customer").await;
     client
         .create(
             "stock.move",

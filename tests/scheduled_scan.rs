@@ -51,27 +51,6 @@ fn marker(ns: &str, rule: &str) -> Value {
     json!([["note", "ilike", format!("planops-rule {ns}/{rule}")]])
 }
 
-/// A rule that flags every product with a cost (the data set gives them all one)
-/// and gives each an activity.
-fn cost_rule(name: &str, schedule: Value) -> Value {
-    json!({
-        "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
-        "metadata": {"name": name},
-        "spec": {
-            "connectionRef": {"name": "odoo"},
-            "detector": {"fieldThreshold": {
-                "model": "product.product",
-                "domain": "[('standard_price', '>', 0)]",
-                "field": "standard_price",
-                "comparison": "Gt",
-                "value": 0,
-            }},
-            "triggers": {"schedule": schedule},
-            "actions": [{"activity": {"assignee": {"user": "admin"}}}],
-        },
-    })
-}
-
 /// Every 5 s during this hour and the next in `ZONE`, so the cron fires only if
 /// the zone is honoured (Kathmandu is UTC+05:45: its hours are nobody else's).
 fn zoned_schedule() -> (Value, [i8; 2]) {

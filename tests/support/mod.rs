@@ -648,3 +648,24 @@ pub async fn planops_scan(kubeconfig: &std::path::Path, target: &str) -> std::pr
         .await
         .expect("running planops scan")
 }
+
+/// A rule that flags every product with a cost (the data set gives them all one)
+/// and gives each an activity.
+pub fn cost_rule(name: &str, schedule: Value) -> Value {
+    serde_json::json!({
+        "apiVersion": "planops.io/v1alpha1", "kind": "ExceptionRule",
+        "metadata": {"name": name},
+        "spec": {
+            "connectionRef": {"name": "odoo"},
+            "detector": {"fieldThreshold": {
+                "model": "product.product",
+                "domain": "[('standard_price', '>', 0)]",
+                "field": "standard_price",
+                "comparison": "Gt",
+                "value": 0,
+            }},
+            "triggers": {"schedule": schedule},
+            "actions": [{"activity": {"assignee": {"user": "admin"}}}],
+        },
+    })
+}
