@@ -5,6 +5,9 @@
 //!
 //! - The leader SIGKILLed half-way through a scan's writes: the standby takes
 //!   the Lease and finishes the scan without writing anything twice.
+//! - The leader cut off from the API server (but not from Odoo): it stops
+//!   acting on its own clock before its Lease expires, so the standby that
+//!   takes the Lease never scans beside it, and nothing is written twice.
 //! - The leader SIGKILLed in the middle of a burst of signed supplier events:
 //!   the sender retries what was not acknowledged, as a real sender does, and
 //!   each event is applied once.
@@ -181,24 +184,32 @@ async fn mid_write(client: &OdooClient, ns: &str, rule: &str, subjects: usize) -
     written
 }
 
+/// An operator replica with leader election in `ns`, reaching the API server
+/// through `kubeconfig` (the cluster's own when `None`).
+async fn elected(
+    cluster: &TestCluster,
+    ns: &str,
+    identity: &str,
+    kubeconfig: Option<&std::path::Path>,
+) -> OperatorProcess {
+    OperatorProcess::start(
+        cluster,
+        OperatorOptions {
+            namespace: ns,
+            identity,
+            leader_election: true,
+            lease_duration_seconds: LEASE_SECONDS,
+            kubeconfig,
+            label_leader_pod: false,
+        },
+    )
+    .await
+}
+
 /// Two operator replicas with leader election in `ns`; the leader first.
 async fn two_replicas(cluster: &TestCluster, ns: &str) -> (OperatorProcess, OperatorProcess) {
-    let start = |identity: &'static str| async move {
-        OperatorProcess::start(
-            cluster,
-            OperatorOptions {
-                namespace: ns,
-                identity,
-                leader_election: true,
-                lease_duration_seconds: LEASE_SECONDS,
-                kubeconfig: None,
-                label_leader_pod: false,
-            },
-        )
-        .await
-    };
-    let a = start("replica-a").await;
-    let b = start("replica-b").await;
+    let a = elected(cluster, ns, "replica-a", None).await;
+    let b = elected(cluster, ns, "replica-b", None).await;
     let holder = eventually("a lease holder", || lease_holder(cluster, ns)).await;
     if holder == a.identity { (a, b) } else { (b, a) }
 }
@@ -379,6 +390,175 @@ async fn leader_killed_mid_burst_of_supplier_events_each_event_is_applied_once()
     server.shutdown().await;
 }
 
+/// A TCP relay to the API server that can be cut, as a network partition
+/// would: while cut, nothing passes either way and connections hang (no
+/// reset); once healed, the hung connections close and new ones pass.
+struct Relay {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    async fn start(cluster: &TestCluster) -> Relay {
+        let upstream = cluster
+            .config
+            .cluster_url
+            .authority()
+            .expect("the API server URL has a host and port")
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the relay");
+        let port = listener.local_addr().expect("relay address").port();
+        let (cut, _) = tokio::sync::watch::channel(false);
+        let partition = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut partition = partition.subscribe();
+                let upstream = upstream.clone();
+                let cut_already = *partition.borrow();
+                let mut healed = partition.clone();
+                tokio::spawn(async move {
+                    let relay = async {
+                        if cut_already {
+                            // Accepted but never passed on: the hold below has it.
+                            std::future::pending::<()>().await;
+                        }
+                        let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await
+                        else {
+                            return;
+                        };
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    };
+                    tokio::select! {
+                        _ = relay => {}
+                        _ = async { partition.wait_for(|cut| *cut).await.is_ok() } => {
+                            // Hold the connection, silent, until the partition heals.
+                            let _ = async { healed.wait_for(|cut| !*cut).await.is_ok() }.await;
+                        }
+                    }
+                });
+            }
+        });
+        Relay { port, cut }
+    }
+
+    /// A kubeconfig in `dir` like the cluster's, through this relay.
+    fn kubeconfig(&self, cluster: &TestCluster, dir: &std::path::Path) -> std::path::PathBuf {
+        let admin = std::fs::read_to_string(&cluster.kubeconfig).expect("reading the kubeconfig");
+        let mut config: Value = serde_yaml_ng::from_str(&admin).expect("kubeconfig is YAML");
+        config["clusters"][0]["cluster"]["server"] =
+            json!(format!("https://127.0.0.1:{}", self.port));
+        let path = dir.join("kubeconfig-relayed");
+        std::fs::write(
+            &path,
+            serde_yaml_ng::to_string(&config).expect("kubeconfig serialises"),
+        )
+        .expect("writing the relayed kubeconfig");
+        path
+    }
+
+    fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    fn heal(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+const SUCCEEDED_SCANS: &str = r#"planops_scans_total{outcome="succeeded"}"#;
+
+#[tokio::test]
+async fn leader_cut_off_from_the_api_server_stops_acting_before_the_standby_takes_over() {
+    let (cluster, ns) = setup("chaos-partition").await;
+    let server = sim(20).await;
+    let client = odoo::connect(&server).await;
+    let subjects = priced_products(&client).await;
+    let relay = Relay::start(cluster).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let relayed = relay.kubeconfig(cluster, dir.path());
+    // The leader reaches the API server only through the relay; it starts
+    // first and holds the Lease before the standby exists.
+    let leader = elected(cluster, &ns, "replica-a", Some(&relayed)).await;
+    eventually("replica-a to hold the Lease", || async {
+        lease_holder(cluster, &ns)
+            .await
+            .filter(|h| h == "replica-a")
+    })
+    .await;
+    let standby = elected(cluster, &ns, "replica-b", None).await;
+    connect_odoo(cluster, &ns, &server).await;
+    apply(cluster, &ns, &cost_rule("steady", "*/2 * * * * *")).await;
+    wait_scan_after(cluster, &ns, "steady", None).await;
+    Written::read(&client, &ns, "steady")
+        .await
+        .assert_once(subjects, "before the partition");
+
+    relay.cut();
+    // Odoo is still reachable: new exceptions appear for whoever scans.
+    let fresh = 5;
+    for n in 0..fresh {
+        odoo::product(&client, &format!("PARTITION-{n}"), 7.0, None).await;
+    }
+    // Sampled until the standby holds the Lease: when did the cut-off leader
+    // stop saying it leads, and how many scans had it run by then.
+    let mut stepped_down: Option<u64> = None;
+    let started = Instant::now();
+    loop {
+        if stepped_down.is_none() && leader.leads().await == Some(false) {
+            stepped_down = Some(leader.counter(SUCCEEDED_SCANS).await);
+        }
+        if lease_holder(cluster, &ns).await.as_deref() == Some("replica-b") {
+            break;
+        }
+        assert!(
+            started.elapsed() < SETTLE,
+            "the standby did not take the Lease of a cut-off leader"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let scans_at_step_down =
+        stepped_down.expect("the standby took the Lease while the cut-off leader still led");
+
+    // The standby scans the new exceptions once; the old leader scans no more.
+    let took_over = Timestamp::now();
+    let obj = wait_scan_after(cluster, &ns, "steady", Some(took_over)).await;
+    let first = timestamp(&obj["status"]["lastScan"]["scheduledTime"]);
+    wait_scan_after(cluster, &ns, "steady", first).await;
+    assert_eq!(
+        leader.counter(SUCCEEDED_SCANS).await,
+        scans_at_step_down,
+        "the cut-off leader scanned after it stepped down"
+    );
+    assert_eq!(leader.leads().await, Some(false));
+    assert_eq!(standby.leads().await, Some(true));
+    Written::read(&client, &ns, "steady")
+        .await
+        .assert_once(subjects + fresh, "after the takeover");
+
+    // Healed: the old leader learns the Lease is taken and stays a standby.
+    relay.heal();
+    let healed = Timestamp::now();
+    let obj = wait_scan_after(cluster, &ns, "steady", Some(healed)).await;
+    let first = timestamp(&obj["status"]["lastScan"]["scheduledTime"]);
+    wait_scan_after(cluster, &ns, "steady", first).await;
+    assert_eq!(leader.leads().await, Some(false));
+    assert_eq!(
+        leader.counter(SUCCEEDED_SCANS).await,
+        scans_at_step_down,
+        "the old leader scanned after the partition healed"
+    );
+    assert_eq!(
+        lease_holder(cluster, &ns).await.as_deref(),
+        Some("replica-b")
+    );
+    Written::read(&client, &ns, "steady")
+        .await
+        .assert_once(subjects + fresh, "after the partition healed");
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn apiserver_and_etcd_killed_and_restarted_the_operator_recovers_and_writes_once() {
     let own = OwnControlPlane::start().await;
@@ -387,18 +567,7 @@ async fn apiserver_and_etcd_killed_and_restarted_the_operator_recovers_and_write
     let server = sim(20).await;
     let client = odoo::connect(&server).await;
     let subjects = priced_products(&client).await;
-    let mut operator = OperatorProcess::start(
-        cluster,
-        OperatorOptions {
-            namespace: &ns,
-            identity: "solo",
-            leader_election: true,
-            lease_duration_seconds: LEASE_SECONDS,
-            kubeconfig: None,
-            label_leader_pod: false,
-        },
-    )
-    .await;
+    let mut operator = elected(cluster, &ns, "solo", None).await;
     connect_odoo(cluster, &ns, &server).await;
     apply(cluster, &ns, &cost_rule("steady", "*/3 * * * * *")).await;
     wait_scan_after(cluster, &ns, "steady", None).await;

@@ -10,6 +10,7 @@ pub mod events;
 pub mod hook_token;
 pub mod http;
 pub mod kinds;
+pub mod leadership;
 pub mod metrics;
 pub mod routes;
 pub mod rule;
@@ -207,6 +208,8 @@ pub struct Core {
     /// Client-side rate limit on requests to the API server outside the watches.
     pub api_limiter: DefaultDirectRateLimiter,
     pub connections: ConnectionIndex,
+    /// The term during which this replica may act; see [`leadership`].
+    pub term: leadership::Term,
 }
 
 impl Core {
@@ -230,6 +233,7 @@ impl Core {
             metrics,
             api_limiter: RateLimiter::direct(quota),
             connections,
+            term: leadership::Term::default(),
         }
     }
 }
@@ -251,6 +255,16 @@ struct Controllers {
 }
 
 impl Controllers {
+    /// No longer leading (or shutting down): no scan may run on a standby, and
+    /// its gateway sends senders to retry until another replica leads.
+    fn stand_by(&self) {
+        self.rules.scheduler.stop_all();
+        self.suppliers.suppliers.stop_all();
+        self.approvals.approvals.stop_all();
+        self.rules.change_polls.stop_all();
+        self.gateway.set_standby(true);
+    }
+
     fn new(core: Arc<Core>, gateway: Gateway, cronjobs: cronjob::CronJobSettings) -> Controllers {
         let odoo = Arc::new(connection::OdooClients::default());
         let approvals = Arc::new(approval::Approvals::default());
@@ -387,7 +401,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     // A restarted container may find its Pod still labelled from before the crash.
     gateway_pod.set(false).await;
     if args.leader_election {
-        run_with_leader_election(
+        leadership::run_with_leader_election(
             &args,
             &identity,
             controllers,
@@ -399,7 +413,8 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     } else {
         metrics.leader.set(1);
         gateway_pod.set(true).await;
-        run_controllers(controllers, scopes, args.concurrency, shutdown.clone()).await;
+        let term = controllers.core.term.begin(&shutdown);
+        run_controllers(controllers, scopes, args.concurrency, term).await;
     }
     gateway_pod.set(false).await;
     shutdown.cancel();
@@ -560,90 +575,14 @@ fn start_connection_reflectors(
     index
 }
 
-async fn run_with_leader_election(
-    args: &OperatorArgs,
-    identity: &str,
-    controllers: Arc<Controllers>,
-    scopes: Vec<Option<String>>,
-    gateway_pod: &GatewayPod,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let duration = args.lease_duration_seconds.max(3);
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(
-        controllers.core.client.clone(),
-        &args.lease_name,
-    )
-    .with_namespace(&args.lease_namespace)
-    .with_identity(identity)
-    .with_duration(duration)
-    .with_grace((duration / 3).max(1))
-    .build()
-    .await
-    .context("setting up leader election")?;
-    let (mut is_leader, lease_task) = manager.watch().await;
-    let mut leading: Option<(CancellationToken, tokio::task::JoinHandle<()>)> = None;
-    loop {
-        let leader_now = *is_leader.borrow_and_update();
-        match (leader_now, leading.is_some()) {
-            (true, false) => {
-                tracing::info!(identity, "acquired the leader lease; starting controllers");
-                controllers.core.metrics.leader.set(1);
-                let token = shutdown.child_token();
-                let task = tokio::spawn(run_controllers(
-                    controllers.clone(),
-                    scopes.clone(),
-                    args.concurrency,
-                    token.clone(),
-                ));
-                leading = Some((token, task));
-                gateway_pod.set(true).await;
-            }
-            (false, true) => {
-                tracing::warn!(identity, "lost the leader lease; stopping controllers");
-                controllers.core.metrics.leader.set(0);
-                gateway_pod.set(false).await;
-                if let Some((token, task)) = leading.take() {
-                    token.cancel();
-                    let _ = task.await;
-                }
-            }
-            _ => {}
-        }
-        tokio::select! {
-            changed = is_leader.changed() => {
-                if changed.is_err() {
-                    anyhow::bail!("leader election stopped unexpectedly");
-                }
-            }
-            _ = shutdown.cancelled() => break,
-        }
-    }
-    if let Some((token, task)) = leading.take() {
-        gateway_pod.set(false).await;
-        token.cancel();
-        let _ = task.await;
-    }
-    controllers.core.metrics.leader.set(0);
-    // Closing the channel makes the lease manager release the Lease, so a
-    // standby takes over at once instead of waiting for expiry.
-    drop(is_leader);
-    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
-        Ok(Ok(Ok(_))) => tracing::info!("released the leader lease"),
-        Ok(Ok(Err(err))) => tracing::warn!(error = %err, "could not release the leader lease"),
-        Ok(Err(err)) => tracing::warn!(error = %err, "leader election task failed"),
-        Err(_) => tracing::warn!("timed out releasing the leader lease"),
-    }
-    Ok(())
-}
-
-/// Runs the four controllers for every scope until `shutdown`.
+/// Runs the four controllers for every scope until `term` ends.
 async fn run_controllers(
     controllers: Arc<Controllers>,
     scopes: Vec<Option<String>>,
     concurrency: u16,
-    shutdown: CancellationToken,
+    term: CancellationToken,
 ) {
+    let shutdown = term;
     let Controllers {
         gateway,
         connections,
@@ -705,13 +644,7 @@ async fn run_controllers(
             tracing::error!(error = %err, "controller task panicked");
         }
     }
-    // No longer leading (or shutting down): no scan may run on a standby, and
-    // its gateway sends senders to retry until another replica leads.
-    rules.scheduler.stop_all();
-    suppliers.suppliers.stop_all();
-    approvals.approvals.stop_all();
-    rules.change_polls.stop_all();
-    gateway.set_standby(true);
+    controllers.stand_by();
 }
 
 /// One controller: the kind itself, the Secrets it names, and (for kinds that

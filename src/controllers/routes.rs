@@ -366,7 +366,7 @@ impl ChangePolls {
             &rule.name_any(),
             |running| running.generation == generation && !running.token.is_cancelled(),
             || {
-                let token = CancellationToken::new();
+                let token = ctx.core.term.work();
                 tokio::spawn(change_poll_loop(
                     Arc::downgrade(ctx),
                     rule.clone(),
