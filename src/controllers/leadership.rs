@@ -80,29 +80,27 @@ fn held_until(lease: &Lease, identity: &str) -> Option<SystemTime> {
     renewed.checked_add(Duration::from_secs(duration))
 }
 
-/// Watches the one Lease and publishes [`held_until`]. The watch restarts on
-/// its own after an outage; while it is down, nothing new is published, so
-/// the deadline from before the outage stands.
+/// Watches the one Lease and publishes [`held_until`] until the task is
+/// aborted. The watch restarts on its own after an outage; while it is down,
+/// nothing new is published, so the deadline from before the outage stands.
 fn watch_lease(
     client: &Client,
     namespace: &str,
     name: &str,
     identity: &str,
-    shutdown: CancellationToken,
-) -> watch::Receiver<Option<SystemTime>> {
+) -> (
+    watch::Receiver<Option<SystemTime>>,
+    tokio::task::JoinHandle<()>,
+) {
     let (sender, receiver) = watch::channel(None);
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let identity = identity.to_string();
     let events = watcher(api, config).default_backoff();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut events = std::pin::pin!(events);
         loop {
-            let event = tokio::select! {
-                event = events.next() => event,
-                _ = shutdown.cancelled() => return,
-            };
-            let held = match event {
+            let held = match events.next().await {
                 None => return,
                 Some(Ok(watcher::Event::Apply(lease) | watcher::Event::InitApply(lease))) => {
                     held_until(&lease, &identity)
@@ -117,7 +115,7 @@ fn watch_lease(
             sender.send_replace(held);
         }
     });
-    receiver
+    (receiver, task)
 }
 
 /// How long before the Lease would expire the leader stops acting when it
@@ -158,13 +156,8 @@ pub(super) async fn run_with_leader_election(
         Duration::from_secs(duration_seconds),
         Duration::from_secs(grace_seconds),
     );
-    let mut held = watch_lease(
-        &client,
-        &args.lease_namespace,
-        &args.lease_name,
-        identity,
-        shutdown.clone(),
-    );
+    let (mut held, lease_watch) =
+        watch_lease(&client, &args.lease_namespace, &args.lease_name, identity);
     let (mut is_leader, lease_task) = manager.watch().await;
     let mut leading: Option<tokio::task::JoinHandle<()>> = None;
     loop {
@@ -220,6 +213,7 @@ pub(super) async fn run_with_leader_election(
         }
     }
     step_down(&controllers, leading.take(), gateway_pod).await;
+    lease_watch.abort();
     // Closing the channel makes the lease manager release the Lease, so a
     // standby takes over at once instead of waiting for expiry.
     drop(is_leader);
