@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::odoo::{self, count, create, deliveries, obj, vendor, warehouse};
+use support::odoo::{self, count, create, deliveries, deliveries_by_day, obj, vendor, warehouse};
 
 const TODAY: Date = date(2025, 3, 1);
 
@@ -523,8 +523,7 @@ actions:
     server.shutdown().await;
 }
 
-/// Done deliveries of `qty` a day to customers over the last `days` days, `spike`
-/// a day over the last week.
+/// Scope of the stock detectors' rules: the test products (`T-…`) in TW1.
 const STOCK_SCOPE: &str = r#"
 scope:
   productDomain: "[('default_code', '=like', 'T-%')]"
@@ -594,6 +593,61 @@ async fn demand_spike_flags_the_product_whose_last_week_jumped() {
         other => panic!("{other:?}"),
     }
     let _ = steady;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_seasonal_spike_rule_reads_last_year_and_does_not_flag_the_usual_peak() {
+    let server = start().await;
+    let client = connect(&server).await;
+    let wh = warehouse(&client).await;
+    // 3 a day for two years, except 15 a day last week and in the same week a
+    // season (52 weeks) before: a peak that comes back every year.
+    let peak = product(&client, "P", 20.0, None).await;
+    let season = i64::from(planops::engine::params::SEASON_DAYS);
+    deliveries_by_day(&client, &wh, peak, TODAY, 2 * season, |back| {
+        let in_peak_week = |b: i64| (1..=7).contains(&b);
+        if in_peak_week(back) || in_peak_week(back - season) {
+            15.0
+        } else {
+            3.0
+        }
+    })
+    .await;
+    let spike = |seasonal: bool| {
+        rule(&format!(
+            "{STOCK_SCOPE}detector: {{demandSpike: {{recentDays: 7, baselineDays: 84, seasonal: {seasonal}}}}}"
+        ))
+    };
+    // Against the weeks before it only, 105 against the usual 21 is a spike.
+    let plain = run(&client, "plain", &spike(false)).await;
+    let flagged: Vec<i64> = plain.exceptions.iter().map(|e| e.subject.ids[0]).collect();
+    assert_eq!(flagged, vec![peak]);
+
+    // Seasonal: the scan reads the year before as well, where the same week sold
+    // 105 against 21: a lift of 5, so 105 is what the season expects.
+    let seasonal = run(&client, "seasonal", &spike(true)).await;
+    assert!(
+        seasonal.exceptions.is_empty(),
+        "{:?}",
+        seasonal
+            .exceptions
+            .iter()
+            .map(|e| &e.narrative)
+            .collect::<Vec<_>>()
+    );
+    // Twice the peak this year is a spike even so, measured against the season.
+    deliveries_by_day(&client, &wh, peak, TODAY, 7, |_| 15.0).await;
+    let doubled = run(&client, "seasonal", &spike(true)).await;
+    assert_eq!(doubled.exceptions.len(), 1);
+    match &doubled.exceptions[0].numbers {
+        ExceptionNumbers::DemandSpike(n) => {
+            assert_eq!(n.recent_qty, 210.0);
+            assert_eq!(n.seasonal_factor, Some(5.0));
+            assert_eq!(n.change_qty, 105.0);
+        }
+        other => panic!("{other:?}"),
+    }
     server.shutdown().await;
 }
 

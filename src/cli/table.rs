@@ -18,11 +18,14 @@ pub fn key_numbers(e: &PlanningException) -> String {
             n.suggested_order_qty
         ),
         ExceptionNumbers::DemandSpike(n) => format!(
-            "{:.0} in {}..{} vs median {:.0}{}",
+            "{:.0} in {}..{} vs median {:.0}{}{}",
             n.recent_qty,
             n.window_start,
             n.window_end,
             n.baseline_median,
+            n.seasonal_factor
+                .map(|f| format!(" × season {f:.2}"))
+                .unwrap_or_default(),
             n.robust_z
                 .map(|z| format!(", z {z:.1}"))
                 .unwrap_or_default()

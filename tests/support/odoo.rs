@@ -195,12 +195,27 @@ pub async fn deliveries(
     qty: f64,
     spike: f64,
 ) {
+    deliveries_by_day(client, wh, product, today, days, |back| {
+        if back <= 7 { spike } else { qty }
+    })
+    .await;
+}
+
+/// One done delivery a day for the `days` days before `today`, of
+/// `qty(days back)` (1 is yesterday).
+pub async fn deliveries_by_day(
+    client: &OdooClient,
+    wh: &TestWarehouse,
+    product: i64,
+    today: Date,
+    days: i64,
+    qty: impl Fn(i64) -> f64,
+) {
     let mut vals = Vec::new();
     for back in 1..=days {
         let day = planops::engine::inputs::add_days(today, -back);
-        let q = if back <= 7 { spike } else { qty };
         vals.push(obj(json!({
-            "name": "OUT", "product_id": product, "product_uom_qty": q, "state": "done",
+            "name": "OUT", "product_id": product, "product_uom_qty": qty(back), "state": "done",
             "date": format!("{day} 10:00:00"), "location_id": wh.stock, "location_dest_id": wh.customers
         })));
     }

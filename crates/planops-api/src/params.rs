@@ -153,7 +153,7 @@ impl DetectorSpec {
         if let Some(p) = &self.projected_stockout {
             p.history_days()
         } else if let Some(p) = &self.demand_spike {
-            p.recent_days() + p.baseline_days()
+            p.history_days()
         } else {
             0
         }
@@ -198,7 +198,9 @@ impl DetectorSpec {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ForecastMethod {
     /// Classify the series (Syntetos–Boylan: average demand interval ADI ≥ 1.32 days
-    /// is intermittent) and use `Sba` for intermittent series, `Ses` otherwise.
+    /// is intermittent) and use `Sba` for intermittent series; `Seasonal` for other
+    /// series whose history shows a season (at least 476 days, with weekly demand
+    /// correlating r ≥ 0.5 with the same weeks a year before); `Ses` otherwise.
     #[default]
     Auto,
     /// Plain average of the history window.
@@ -207,6 +209,10 @@ pub enum ForecastMethod {
     Ses,
     /// Croston's method with the Syntetos–Boylan bias correction (for intermittent demand).
     Sba,
+    /// The same days of earlier years (52-week seasons), averaged, times this year's
+    /// trend (the last 8 weeks against the same weeks a year before, within 0.5–2).
+    /// Needs a year and 8 weeks of history; with less it forecasts as `Auto` would.
+    Seasonal,
 }
 
 /// How safety stock is set.
@@ -271,7 +277,7 @@ pub struct ProjectedStockoutParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 7, max = 730))]
     pub history_days: Option<u32>,
-    /// Forecast method: Auto (default), MovingAverage, Ses or Sba.
+    /// Forecast method: Auto (default), MovingAverage, Ses, Sba or Seasonal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forecast_method: Option<ForecastMethod>,
     /// Smoothing constant α of Ses and Sba, a fraction. Default 0.1.
@@ -399,6 +405,13 @@ impl ProjectedStockoutParams {
     }
 }
 
+/// One season of the seasonal methods: 52 weeks, so each day lines up with the
+/// same weekday a year before.
+pub const SEASON_DAYS: u32 = 364;
+/// History a verdict on seasonality needs: a season, plus 16 weeks that each have
+/// their counterpart a season before.
+pub const SEASONALITY_HISTORY_DAYS: u32 = SEASON_DAYS + 16 * 7;
+
 /// Which side of the baseline counts as a spike.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum SpikeDirection {
@@ -445,6 +458,13 @@ pub struct DemandSpikeParams {
     /// Up (default), Down or Both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direction: Option<SpikeDirection>,
+    /// Compare with the same weeks a year before: where the history shows a season
+    /// (weekly demand correlating r ≥ 0.5 with the same weeks a year earlier), the
+    /// baseline is scaled by how the recent window stood against the baseline windows
+    /// a year ago, so a December like last December is not a spike. Reads a year more
+    /// history (at least 476 days). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seasonal: Option<bool>,
 }
 
 impl DemandSpikeParams {
@@ -471,6 +491,20 @@ impl DemandSpikeParams {
     /// Direction, default Up.
     pub fn direction(&self) -> SpikeDirection {
         self.direction.unwrap_or_default()
+    }
+    /// Whether the baseline is scaled by last year's season, default false.
+    pub fn seasonal(&self) -> bool {
+        self.seasonal.unwrap_or(false)
+    }
+    /// Days of history read: the recent and baseline windows, and with `seasonal`
+    /// the same windows a season before (at least enough to judge seasonality).
+    pub fn history_days(&self) -> u32 {
+        let windows = self.recent_days() + self.baseline_days();
+        if self.seasonal() {
+            (windows + SEASON_DAYS).max(SEASONALITY_HISTORY_DAYS)
+        } else {
+            windows
+        }
     }
 
     fn validate(&self) -> Result<(), ParamsError> {

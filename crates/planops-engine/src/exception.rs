@@ -201,6 +201,10 @@ pub struct SpikeNumbers {
     pub days_of_cover_at_recent_rate: Option<f64>,
     /// Demand classification of the baseline.
     pub demand_class: DemandClass,
+    /// Seasonal lift the baseline was scaled by (`seasonal`): the recent window a
+    /// season earlier over the median of the baseline windows then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seasonal_factor: Option<f64>,
 }
 
 /// Why a supplier-delay exception was raised.

@@ -20,6 +20,7 @@ pub mod field_threshold;
 pub mod inputs;
 pub mod order_risk;
 pub mod schedule;
+pub mod season;
 pub mod spike;
 pub mod stats;
 pub mod stockout;

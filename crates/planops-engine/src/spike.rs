@@ -20,6 +20,13 @@
 //! equal, e.g. a dead item that suddenly sells) M is undefined and the volume rules
 //! alone decide.
 //!
+//! With `seasonal`, where the history shows a season ([`season::seasonality`]
+//! r ≥ 0.5), the same windows a season (52 weeks) earlier give the lift
+//! f = (last year's recent window) / (median of last year's baseline windows),
+//! and the recent total is judged against the baseline scaled by it: the
+//! z-score of x / f, and the change x − f · median. A December like last
+//! December is then not a spike; a December twice last December's lift is.
+//!
 //! Priority = impact × urgency: impact = |x − median| × `standard_price` (the quantity
 //! when the cost is 0); urgency of an upward spike = [`urgency`](super::exception::urgency)
 //! of the days on hand lasts at the recent rate against the vendor lead time, of a
@@ -33,6 +40,7 @@ use super::exception::{
 };
 use super::inputs::{PlanningInput, Product, Warehouse, add_days};
 use super::params::{DemandSpikeParams, ForecastMethod, SeverityThresholds, SpikeDirection};
+use super::season;
 use super::stats;
 use super::stockout::item_subject;
 
@@ -74,13 +82,20 @@ pub fn detect(
                 .take(window_count)
                 .map(|w| w.iter().map(|&v| f64::from(v).max(0.0)).sum::<f64>()),
         );
-        let score = stats::robust_z(x, &windows, &mut scratch);
-        let change = x - score.median;
+        let lift = if params.seasonal() {
+            seasonal_lift(series, recent, window_count, &mut scratch)
+        } else {
+            None
+        };
+        let factor = lift.map_or(1.0, |l| l.factor);
+        let score = stats::robust_z(x / factor, &windows, &mut scratch);
+        let expected = score.median * factor;
+        let change = x - expected;
         let up = change >= params.min_change_qty()
             && x >= params.min_recent_qty()
             && score.z.is_none_or(|z| z >= threshold);
         let down = -change >= params.min_change_qty()
-            && score.median >= params.min_recent_qty()
+            && expected >= params.min_recent_qty()
             && score.z.is_none_or(|z| z <= -threshold);
         let flagged = match direction {
             SpikeDirection::Up => up,
@@ -125,21 +140,36 @@ pub fn detect(
             || "undefined (baseline never varies)".to_owned(),
             |z| format!("{z:.2}"),
         );
-        let summary = format!(
-            "{}: demand {x:.0} in the last {recent} days, {word} the usual {:.0}",
-            subject.label, score.median
-        );
+        let summary = match lift {
+            Some(_) => format!(
+                "{}: demand {x:.0} in the last {recent} days, {word} the {expected:.0} expected for the season",
+                subject.label
+            ),
+            None => format!(
+                "{}: demand {x:.0} in the last {recent} days, {word} the usual {:.0}",
+                subject.label, score.median
+            ),
+        };
         let mut narrative = format!(
-            "{} sold {x:.0} between {window_start} and {window_end}, against a median of {:.0} (MAD {:.1}) over the previous {window_count} windows of {recent} days; robust z-score {z_text} (threshold {threshold}).",
+            "{} sold {x:.0} between {window_start} and {window_end}, against a median of {:.0} (MAD {:.1}) over the previous {window_count} windows of {recent} days",
             subject.label, score.median, score.mad
         );
+        if let Some(l) = lift {
+            narrative.push_str(&format!(
+                ". A year earlier the same {recent} days sold {:.0} against a median of {:.0} in the windows before them, a seasonal lift of {:.2}× (weekly demand correlates r = {:.2} with the same weeks a year before), so {expected:.0} was expected",
+                l.last_year_recent, l.last_year_median, l.factor, l.correlation
+            ));
+        }
+        narrative.push_str(&format!(
+            "; robust z-score {z_text} (threshold {threshold})."
+        ));
         if let Some(c) = cover {
             narrative.push_str(&format!(
                 " At the recent rate of {recent_rate:.1}/day, the {:.0} on hand last {c:.1} days (vendor lead time {lead} days).",
                 item.on_hand
             ));
         }
-        let provenance = vec![
+        let mut provenance = vec![
             NumberSource::planops(
                 "recentQty",
                 format!("sum of daily sales history over the last {recent} days"),
@@ -150,6 +180,15 @@ pub fn detect(
             ),
             NumberSource::odoo("onHand", "product.product.qty_available in the warehouse"),
         ];
+        if let Some(l) = lift {
+            provenance.push(NumberSource::planops(
+                "seasonalFactor",
+                format!(
+                    "the recent window a season (52 weeks) earlier, {:.0}, over the median of the baseline windows then, {:.0}",
+                    l.last_year_recent, l.last_year_median
+                ),
+            ));
+        }
         let numbers = SpikeNumbers {
             window_start,
             window_end,
@@ -161,6 +200,7 @@ pub fn detect(
             change_qty: change,
             days_of_cover_at_recent_rate: cover,
             demand_class: class,
+            seasonal_factor: lift.map(|l| l.factor),
         };
         let finding = Finding {
             subject,
@@ -175,6 +215,41 @@ pub fn detect(
         found.push(finding.into_exception(rule, thresholds));
     }
     found
+}
+
+/// How the recent window stood against the baseline windows a season earlier.
+#[derive(Debug, Clone, Copy)]
+struct SeasonalLift {
+    factor: f64,
+    last_year_recent: f64,
+    last_year_median: f64,
+    correlation: f64,
+}
+
+/// The lift of the recent window's dates last season, when the series shows a
+/// season and last season had demand in both the window and its baseline.
+fn seasonal_lift(
+    series: &[f32],
+    recent: usize,
+    window_count: usize,
+    scratch: &mut Vec<f64>,
+) -> Option<SeasonalLift> {
+    let correlation = season::seasonality(series)?;
+    if correlation < season::SEASONAL_CORRELATION {
+        return None;
+    }
+    let last_year_recent = season::window_a_season_before(series, 0, recent)?;
+    scratch.clear();
+    for w in 1..=window_count {
+        scratch.push(season::window_a_season_before(series, w * recent, recent)?);
+    }
+    let last_year_median = stats::median_in_place(scratch)?;
+    (last_year_median > 0.0 && last_year_recent > 0.0).then(|| SeasonalLift {
+        factor: last_year_recent / last_year_median,
+        last_year_recent,
+        last_year_median,
+        correlation,
+    })
 }
 
 #[cfg(test)]
@@ -258,6 +333,67 @@ mod tests {
         assert_eq!(found[0].impact, 16.0);
         assert!((found[0].urgency - 1.0 / 14.0).abs() < 1e-12);
         assert_eq!(found[0].severity, Severity::Low);
+    }
+
+    /// Two seasons ending yesterday: 10 to 12 a day, except the last week of each
+    /// season, which sells 30 a day a year ago and `this_week` a day now.
+    fn two_seasons_with_a_peak_week(this_week: f32) -> Vec<f32> {
+        let days = 2 * season::SEASON_DAYS;
+        (0..days)
+            .map(|i| match i % season::SEASON_DAYS {
+                s if s >= season::SEASON_DAYS - 7 && i >= season::SEASON_DAYS => this_week,
+                s if s >= season::SEASON_DAYS - 7 => 30.0,
+                s => 10.0 + ((s / 7) % 3) as f32,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_peak_like_last_years_is_not_a_spike_when_seasonal() {
+        let params = |seasonal| DemandSpikeParams {
+            baseline_days: Some(35),
+            seasonal: Some(seasonal),
+            ..Default::default()
+        };
+        let run = |seasonal, this_week| {
+            detect(
+                &params(seasonal),
+                &RULE,
+                &SeverityThresholds::default(),
+                &input(two_seasons_with_a_peak_week(this_week), 500.0),
+            )
+        };
+        // The baseline weeks sell 70 to 84; this week 210, as the same week did a
+        // year ago. Against the baseline alone that is a spike.
+        let plain = run(false, 30.0);
+        assert_eq!(plain.len(), 1);
+        assert_eq!(spike_numbers(&plain[0]).seasonal_factor, None);
+        // Seasonal: last year's week sold 210 against a median of 77 before it, a
+        // lift of 2.73; 210 ÷ 2.73 = 77 is the usual.
+        assert!(run(true, 30.0).is_empty());
+        // Twice last year's peak is a spike, measured against the seasonal 210.
+        let found = run(true, 60.0);
+        assert_eq!(found.len(), 1);
+        let n = spike_numbers(&found[0]);
+        let factor = n.seasonal_factor.expect("seasonal factor");
+        assert!((factor - 210.0 / n.baseline_median).abs() < 1e-9, "{n:?}");
+        assert!((n.change_qty - (420.0 - 210.0)).abs() < 1e-9, "{n:?}");
+        assert!(
+            found[0].narrative.contains("a seasonal lift of 2.73×"),
+            "{}",
+            found[0].narrative
+        );
+        // With too little history to judge a season, nothing is scaled.
+        let series = two_seasons_with_a_peak_week(30.0);
+        let short = series[series.len() - (season::days_to_judge() - 7)..].to_vec();
+        let found = detect(
+            &params(true),
+            &RULE,
+            &SeverityThresholds::default(),
+            &input(short, 500.0),
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(spike_numbers(&found[0]).seasonal_factor, None);
     }
 
     #[test]

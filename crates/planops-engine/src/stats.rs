@@ -3,6 +3,7 @@
 
 use super::exception::DemandClass;
 use super::params::ForecastMethod;
+use super::season::SeasonalBasis;
 
 /// Median of `values`, reordering them in place (no allocation). `None` when empty.
 /// An even count averages the two middle values.
@@ -157,6 +158,9 @@ pub struct DemandForecast {
     pub adi: f64,
     /// Squared coefficient of variation of the non-zero sizes.
     pub cv2: f64,
+    /// What a `Seasonal` forecast stands on, with the weekly correlation with
+    /// the season before that chose it.
+    pub seasonal: Option<(SeasonalBasis, Option<f64>)>,
 }
 
 /// Forecasts a daily demand rate from `series` (oldest first; negative values, i.e.
@@ -174,7 +178,9 @@ pub struct DemandForecast {
 /// * `Auto`: Syntetos–Boylan–Croston classification; intermittent and lumpy series
 ///   (ADI ≥ 1.32) use `Sba`, smooth and erratic ones `Ses`.
 ///
-/// No demand at all gives a rate of 0 (class `NoDemand`).
+/// No demand at all gives a rate of 0 (class `NoDemand`). `Seasonal` needs the
+/// days ahead; here it forecasts as `Auto` does, and
+/// [`crate::season::seasonal_profile`] replaces the rate where the history allows.
 pub fn forecast_daily(series: &[f32], method: ForecastMethod, alpha: f64) -> DemandForecast {
     let days = series.len();
     let moments = Moments::of(series);
@@ -202,15 +208,15 @@ pub fn forecast_daily(series: &[f32], method: ForecastMethod, alpha: f64) -> Dem
         (_, true, true) => DemandClass::Lumpy,
     };
     let method = match method {
-        ForecastMethod::Auto if adi >= ADI_CUTOFF => ForecastMethod::Sba,
-        ForecastMethod::Auto => ForecastMethod::Ses,
+        ForecastMethod::Auto | ForecastMethod::Seasonal if adi >= ADI_CUTOFF => ForecastMethod::Sba,
+        ForecastMethod::Auto | ForecastMethod::Seasonal => ForecastMethod::Ses,
         other => other,
     };
     let daily_rate = if demand_days == 0 {
         0.0
     } else {
         match method {
-            ForecastMethod::MovingAverage | ForecastMethod::Auto => mean,
+            ForecastMethod::MovingAverage | ForecastMethod::Auto | ForecastMethod::Seasonal => mean,
             // A constant series smooths to itself; saying so exactly keeps the
             // unrolled sum's last-bit rounding out of hand-checkable cases.
             ForecastMethod::Ses if std_dev == 0.0 => mean,
@@ -232,6 +238,7 @@ pub fn forecast_daily(series: &[f32], method: ForecastMethod, alpha: f64) -> Dem
         std_dev,
         adi,
         cv2,
+        seasonal: None,
     }
 }
 

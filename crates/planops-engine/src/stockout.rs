@@ -48,6 +48,7 @@ use super::inputs::{
     DatedQty, PlanningInput, Product, StockItem, Warehouse, add_days, days_between,
 };
 use super::params::{ForecastMethod, ProjectedStockoutParams, SafetyStockMode, SeverityThresholds};
+use super::season;
 use super::stats::{self, DemandForecast};
 
 /// Runs the projected-stockout detector over every item of `input`.
@@ -79,6 +80,8 @@ pub fn detect(
 struct Scratch {
     receipts: Vec<f64>,
     deliveries: Vec<f64>,
+    /// Expected demand per day ahead, for a seasonal forecast.
+    seasonal_demand: Vec<f64>,
 }
 
 /// Where the lead time came from.
@@ -133,12 +136,6 @@ fn project_item<'a>(
         return None;
     }
     let use_odoo = params.use_odoo_figures();
-    let forecast = stats::forecast_daily(
-        history_window(item, params.history_days()),
-        params.forecast_method(),
-        params.smoothing_alpha(),
-    );
-    let d = forecast.daily_rate;
     let supplier = product.and_then(|p| p.main_supplier(today));
 
     let (lead_time, lead_source) = match (orderpoint.and_then(|op| op.lead_days), supplier) {
@@ -148,6 +145,9 @@ fn project_item<'a>(
     };
     let review = params.review_period_days();
     let horizon = params.horizon_for(lead_time);
+    let len = horizon as usize + 1;
+    let forecast = forecast(params, item, len, &mut scratch.seasonal_demand);
+    let d = forecast.daily_rate;
 
     let ss_params = params.safety_stock();
     let (safety_stock, safety_source) = match (ss_params.mode(), orderpoint) {
@@ -165,7 +165,6 @@ fn project_item<'a>(
         (SafetyStockMode::None, _) => (0.0, SafetyStockMode::None),
     };
 
-    let len = horizon as usize + 1;
     bucket(&mut scratch.receipts, len, today, &item.receipts);
     bucket(&mut scratch.deliveries, len, today, &item.deliveries);
 
@@ -178,10 +177,16 @@ fn project_item<'a>(
     let mut backlog: f64 = 0.0;
     let mut need_in_cycle: f64 = 0.0;
     let mut projected_at_lead = item.on_hand;
+    let mut forecast_demand = 0.0;
     for t in 0..len {
         received += scratch.receipts[t];
         committed += scratch.deliveries[t];
-        let demand = committed.max(d * (t as f64 + 1.0));
+        forecast_demand = if forecast.seasonal.is_some() {
+            forecast_demand + scratch.seasonal_demand[t]
+        } else {
+            d * (t as f64 + 1.0)
+        };
+        let demand = committed.max(forecast_demand);
         let pab = item.on_hand + received - demand;
         let gap = safety_stock - pab;
         if gap > 0.0 && below_safety_day.is_none() {
@@ -246,6 +251,46 @@ fn project_item<'a>(
     })
 }
 
+/// The demand forecast over the history window. A seasonal one (chosen, or
+/// picked by `Auto` for a series that is not intermittent and shows a season)
+/// also fills `seasonal_demand` with the expected demand of each of the `days`
+/// days ahead; its rate is their mean and its spread that of the last
+/// [`season::TREND_DAYS`], so the yearly swing itself does not count as noise.
+fn forecast(
+    params: &ProjectedStockoutParams,
+    item: &StockItem,
+    days: usize,
+    seasonal_demand: &mut Vec<f64>,
+) -> DemandForecast {
+    let window = history_window(item, params.history_days());
+    let method = params.forecast_method();
+    let alpha = params.smoothing_alpha();
+    let mut forecast = stats::forecast_daily(window, method, alpha);
+    let candidate = match method {
+        ForecastMethod::Seasonal => true,
+        ForecastMethod::Auto => forecast.adi < stats::ADI_CUTOFF,
+        _ => false,
+    };
+    if !candidate || window.len() < season::SEASON_DAYS + season::TREND_DAYS {
+        return forecast;
+    }
+    let correlation = season::seasonality(window);
+    let seasonal = method == ForecastMethod::Seasonal
+        || correlation.is_some_and(|r| r >= season::SEASONAL_CORRELATION);
+    if !seasonal {
+        return forecast;
+    }
+    let Some(basis) = season::seasonal_profile(window, days, seasonal_demand) else {
+        return forecast;
+    };
+    let recent = &window[window.len() - season::TREND_DAYS..];
+    forecast.std_dev = stats::forecast_daily(recent, ForecastMethod::MovingAverage, alpha).std_dev;
+    forecast.daily_rate = basis.same_period_rate * basis.trend;
+    forecast.method = ForecastMethod::Seasonal;
+    forecast.seasonal = Some((basis, correlation));
+    forecast
+}
+
 /// Rounds a need up to the reordering rule's multiple (as Odoo does; a multiple of
 /// 0 or 1 leaves it), then raises it to the vendor's minimum. No need, no order.
 pub fn round_order_qty(need: f64, multiple: f64, min_qty: f64) -> f64 {
@@ -308,6 +353,7 @@ fn method_name(method: ForecastMethod) -> &'static str {
         ForecastMethod::MovingAverage => "moving average",
         ForecastMethod::Ses => "simple exponential smoothing",
         ForecastMethod::Sba => "Croston-SBA",
+        ForecastMethod::Seasonal => "seasonal",
     }
 }
 
@@ -358,18 +404,33 @@ fn finding(
     let urgency = exception::urgency(i64::from(p.below_safety_day), p.lead_time);
     let floor = (p.action == StockoutAction::Expedite).then_some(Severity::High);
 
+    let daily_demand_source = match p.forecast.seasonal {
+        Some((basis, correlation)) => format!(
+            "the same {} days of the last {} year(s) of sales history ({:.2}/day) × trend {:.2} (the last {} days at {:.2}/day against {:.2}/day a year before, bounded to {}–{}){}",
+            p.horizon + 1,
+            basis.seasons,
+            basis.same_period_rate,
+            basis.trend,
+            season::TREND_DAYS,
+            basis.recent_rate,
+            basis.recent_rate_before,
+            season::TREND_BOUNDS.0,
+            season::TREND_BOUNDS.1,
+            correlation.map_or_else(String::new, |r| format!(
+                "; weekly demand correlates r = {r:.2} with the same weeks a year before"
+            )),
+        ),
+        None => format!(
+            "{} (α = {}) over the last {} days of sales history; {} days with demand",
+            method_name(p.forecast.method),
+            params.smoothing_alpha(),
+            p.forecast.days,
+            p.forecast.demand_days
+        ),
+    };
     let mut provenance = vec![
         NumberSource::odoo("onHand", "product.product.qty_available in the warehouse"),
-        NumberSource::planops(
-            "dailyDemand",
-            format!(
-                "{} (α = {}) over the last {} days of sales history; {} days with demand",
-                method_name(p.forecast.method),
-                params.smoothing_alpha(),
-                p.forecast.days,
-                p.forecast.demand_days
-            ),
-        ),
+        NumberSource::planops("dailyDemand", daily_demand_source),
         NumberSource::planops(
             "belowSafetyDate",
             "day-by-day projection: on hand + dated receipts − max(committed deliveries, forecast)",
@@ -456,11 +517,22 @@ fn finding(
     let mut narrative = String::with_capacity(400);
     let _ = write!(
         narrative,
-        "{} has {} on hand with forecast demand of {:.2}/day ({}). Projected stock falls below the safety stock of {} on {below_safety_date}",
+        "{} has {} on hand with forecast demand of {:.2}/day ({}",
         subject.label,
         Qty(item.on_hand),
         d,
         method_name(p.forecast.method),
+    );
+    if let Some((basis, _)) = p.forecast.seasonal {
+        let _ = write!(
+            narrative,
+            ": the same days last year sold {:.2}/day, and this year runs at {:.2}× last year's pace",
+            basis.same_period_rate, basis.trend
+        );
+    }
+    let _ = write!(
+        narrative,
+        "). Projected stock falls below the safety stock of {} on {below_safety_date}",
         Qty(p.safety_stock),
     );
     match stockout_date {
@@ -607,6 +679,85 @@ mod tests {
             ExceptionNumbers::ProjectedStockout(n) => n,
             other => panic!("wrong numbers {other:?}"),
         }
+    }
+
+    /// `days` of history where each year, 10 to 70 days after today's date, demand
+    /// runs at 20/day instead of 2.
+    fn yearly_peak_ahead(days: usize) -> Vec<f32> {
+        (0..days)
+            .map(|i| {
+                let day_of_season = (i + 3 * season::SEASON_DAYS - days) % season::SEASON_DAYS;
+                if (10..70).contains(&day_of_season) {
+                    20.0
+                } else {
+                    2.0
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_peak_last_year_is_forecast_this_year() {
+        // 65 on hand, no safety stock, 30 days ahead. At the recent 2/day the stock
+        // lasts the horizon (cumulative demand 60 on day 29).
+        // The same days last year: 2/day for 10 days, then 20/day; this year runs
+        // at last year's pace (trend 1). Cumulative 20 by day 9, then +20 a day:
+        // above 65 from day 12.
+        let params = |method, history_days| ProjectedStockoutParams {
+            horizon_days: Some(30),
+            history_days: Some(history_days),
+            forecast_method: Some(method),
+            safety_stock: Some(SafetyStockParams {
+                mode: Some(SafetyStockMode::None),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let run = |method, history: Vec<f32>, history_days| {
+            detect(
+                &params(method, history_days),
+                &RULE,
+                &SeverityThresholds::default(),
+                &input(vec![item(65.0, history)], product(0.0, 5)),
+            )
+        };
+        // Two years of history: Auto sees the season (weekly r close to 1).
+        let two_years = yearly_peak_ahead(2 * season::SEASON_DAYS + season::TREND_DAYS);
+        assert!(run(ForecastMethod::Ses, two_years.clone(), 730).is_empty());
+        let found = run(ForecastMethod::Auto, two_years, 730);
+        assert_eq!(found.len(), 1);
+        let ExceptionNumbers::ProjectedStockout(n) = &found[0].numbers else {
+            panic!("a stockout");
+        };
+        assert_eq!(n.stockout_date, Some(add_days(TODAY, 12)));
+        assert!(
+            found[0].narrative.contains("the same days last year sold"),
+            "{}",
+            found[0].narrative
+        );
+        let source = found[0]
+            .provenance
+            .iter()
+            .find(|s| s.number == "dailyDemand")
+            .expect("dailyDemand provenance");
+        assert!(source.detail.contains("trend 1.00"), "{}", source.detail);
+        assert!(
+            source.detail.contains("correlates r = "),
+            "{}",
+            source.detail
+        );
+
+        // A year and 8 weeks: too short for Auto to judge, enough for Seasonal.
+        let one_year = yearly_peak_ahead(season::SEASON_DAYS + season::TREND_DAYS);
+        assert!(run(ForecastMethod::Auto, one_year.clone(), 420).is_empty());
+        let found = run(ForecastMethod::Seasonal, one_year, 420);
+        let ExceptionNumbers::ProjectedStockout(n) = &found[0].numbers else {
+            panic!("a stockout");
+        };
+        assert_eq!(n.stockout_date, Some(add_days(TODAY, 12)));
+        // Shorter still: Seasonal forecasts as Auto does, and nothing is flagged.
+        let short = yearly_peak_ahead(200);
+        assert!(run(ForecastMethod::Seasonal, short, 200).is_empty());
     }
 
     #[test]
