@@ -881,7 +881,8 @@ async fn a_level_naming_nobody_in_odoo_stalls_the_policy() {
 }
 
 /// A kind of decision no PlanOps action makes yet: the policy says it has
-/// nothing to govern instead of looking idle and in effect.
+/// nothing to govern instead of looking idle and in effect, and it is stalled,
+/// which kstatus reads as Failed and Argo CD's health check as Degraded.
 #[tokio::test]
 async fn a_policy_for_a_kind_no_action_makes_says_it_governs_nothing() {
     let w = world("apc-kind", Edition::Community).await;
@@ -893,15 +894,25 @@ async fn a_policy_for_a_kind_no_action_makes_says_it_governs_nothing() {
         &w.ns,
         "ApprovalPolicy",
         POLICY,
-        "True",
-        "Reconciled",
+        "False",
+        "NotActive",
     )
     .await;
-    let (status, reason) = condition(&obj, "Synced").expect("a Synced condition");
+    for (kind, expected) in [("Synced", "False"), ("Stalled", "True")] {
+        let (status, reason) = condition(&obj, kind).expect("the condition");
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            (expected, "NotActive"),
+            "{kind}: {obj}"
+        );
+    }
     assert_eq!(
-        (status.as_str(), reason.as_str()),
-        ("False", "NotActive"),
-        "{obj}"
+        w.cluster
+            .kstatus("planops.io/v1alpha1/ApprovalPolicy", &w.ns, POLICY)
+            .await
+            .status,
+        "Failed",
+        "kstatus reads a policy that governs nothing as failed"
     );
     assert!(
         obj.to_string()

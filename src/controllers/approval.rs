@@ -209,23 +209,14 @@ impl Reconciler for ApprovalPolicy {
         let name = obj.name_any();
         if obj.spec.governs != GovernedAction::EmergencyPurchase {
             // The kind is in the API for policies written ahead of the actions
-            // that will make such decisions; say so instead of looking idle.
+            // that will make such decisions. A policy that governs nothing must
+            // not look healthy to kstatus or Argo CD: only a spec change (or a
+            // PlanOps release with such an action) helps, so it is stalled.
             let message = format!(
                 "no PlanOps action makes {:?} decisions yet (only proposePurchase's EmergencyPurchase is gated): this policy has nothing to govern",
                 obj.spec.governs
             );
-            settle(
-                conditions,
-                ConditionStatus::True,
-                reasons::RECONCILED,
-                message.clone(),
-            );
-            conditions.set(
-                ct::SYNCED,
-                ConditionStatus::False,
-                reasons::NOT_ACTIVE,
-                message,
-            );
+            stalled(conditions, reasons::NOT_ACTIVE, &message);
             return Ok(driver::DEFAULT_RESYNC);
         }
         let Some(client) = ctx.odoo.get(&namespace, &obj.spec.connection_ref.name) else {
