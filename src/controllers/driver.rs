@@ -188,10 +188,17 @@ async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<K::Context>) -> Result<Actio
         K::inactive(&obj, &ctx, &mut conditions, &mut status, reasons::SUSPENDED);
         None
     } else {
-        let after = evaluate_active(obj.clone(), ctx.clone(), &mut conditions, &mut status).await?;
-        match after {
-            Some(after) => Some(after),
-            None => {
+        let verdict =
+            evaluate_active(obj.clone(), ctx.clone(), &mut conditions, &mut status).await?;
+        match verdict {
+            Verdict::Evaluated(after) => Some(after),
+            // The connection has not been probed yet (the operator just
+            // started, or the connection was just created): writing
+            // ConnectionNotReady now would be a status write and a Warning
+            // per object for a state that lasts until the first probe, whose
+            // status change reaches this object through the connection watch.
+            Verdict::ConnectionPending => return Ok(Action::requeue(DEPENDENCY_RECHECK)),
+            Verdict::Inactive => {
                 let reason = conditions.reason(ct::READY).unwrap_or_default().to_string();
                 K::inactive(&obj, &ctx, &mut conditions, &mut status, &reason);
                 // The connection's change reaches this controller's watch and the
@@ -233,7 +240,8 @@ async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<K::Context>) -> Result<Actio
     if obj.status() != Some(&status) {
         write_status(&*obj, ctx.core(), &status).await?;
         for condition in transitions {
-            publish_transition(&*obj, ctx.core(), &condition).await;
+            let first = find_condition(&previous.core().conditions, &condition.type_).is_none();
+            publish_transition(&*obj, ctx.core(), &condition, first).await;
         }
     }
 
@@ -243,14 +251,24 @@ async fn apply<K: Reconciler>(obj: Arc<K>, ctx: Arc<K::Context>) -> Result<Actio
     })
 }
 
-/// Validation, dependencies, then the kind's own work. Returns `None` when
-/// only a change to the resource or a dependency can help.
+/// What [`evaluate_active`] came to.
+enum Verdict {
+    /// The kind's own work ran; look again after this long.
+    Evaluated(Duration),
+    /// Invalid, or waiting for a dependency: only a change to the resource or
+    /// a dependency can help. The conditions say why.
+    Inactive,
+    /// The OdooConnection has no verdict yet: nothing to report.
+    ConnectionPending,
+}
+
+/// Validation, dependencies, then the kind's own work.
 async fn evaluate_active<K: Reconciler>(
     obj: Arc<K>,
     ctx: Arc<K::Context>,
     conditions: &mut ConditionSet,
     status: &mut K::Status,
-) -> Result<Option<Duration>, Error> {
+) -> Result<Verdict, Error> {
     let core = ctx.core();
     let errors = obj.check_spec();
     if !errors.is_empty() {
@@ -274,7 +292,7 @@ async fn evaluate_active<K: Reconciler>(
                 reasons::INVALID_SPEC,
                 "",
             );
-        return Ok(None);
+        return Ok(Verdict::Inactive);
     }
     let namespace = obj.namespace().unwrap_or_default();
 
@@ -291,15 +309,17 @@ async fn evaluate_active<K: Reconciler>(
                         "spec.connectionRef.name: OdooConnection {namespace}/{connection} not found"
                     ),
                 );
-                return Ok(None);
+                return Ok(Verdict::Inactive);
             }
             Some(conn) => {
-                let ready = conn
+                let Some(ready) = conn
                     .status
                     .as_ref()
                     .and_then(|s| find_condition(&s.core.conditions, ct::READY))
-                    .filter(|c| c.status == ConditionStatus::True);
-                if ready.is_none() {
+                else {
+                    return Ok(Verdict::ConnectionPending);
+                };
+                if ready.status != ConditionStatus::True {
                     waiting(
                         conditions,
                         reasons::CONNECTION_NOT_READY,
@@ -307,7 +327,7 @@ async fn evaluate_active<K: Reconciler>(
                             "spec.connectionRef.name: OdooConnection {namespace}/{connection} is not Ready"
                         ),
                     );
-                    return Ok(None);
+                    return Ok(Verdict::Inactive);
                 }
             }
         }
@@ -326,7 +346,7 @@ async fn evaluate_active<K: Reconciler>(
                 reasons::SECRET_NOT_FOUND,
                 format!("{field}: Secret {namespace}/{} not found", secret_ref.name),
             );
-            return Ok(None);
+            return Ok(Verdict::Inactive);
         };
         let value = secret
             .data
@@ -348,7 +368,7 @@ async fn evaluate_active<K: Reconciler>(
                     secret_ref.name, secret_ref.key
                 ),
             );
-            return Ok(None);
+            return Ok(Verdict::Inactive);
         };
         if let Some(kind) = kinds::secret_use(&field)
             && let Err(problem) = check_secret(kind, &crate::odoo::Secret::new(value))
@@ -363,12 +383,12 @@ async fn evaluate_active<K: Reconciler>(
                     secret_ref.key, secret_ref.name
                 ),
             );
-            return Ok(None);
+            return Ok(Verdict::Inactive);
         }
     }
 
     let after = K::evaluate(obj, ctx, conditions, status).await?;
-    Ok(Some(after))
+    Ok(Verdict::Evaluated(after))
 }
 
 /// Waiting on something outside the resource: kstatus reads it as InProgress.
@@ -426,10 +446,13 @@ async fn write_status<K: Reconciler>(
     Ok(())
 }
 
+/// An Event for a condition that changed; `first`: the object had no
+/// condition of this type before (its first verdict).
 async fn publish_transition<K: Reconciler>(
     obj: &K,
     core: &Core,
     condition: &crate::api::common::Condition,
+    first: bool,
 ) {
     // Reconciling and Stalled mirror Ready's story; one Event per story is enough.
     if condition.type_ == ct::RECONCILING
@@ -441,6 +464,13 @@ async fn publish_transition<K: Reconciler>(
         ct::STALLED => false,
         _ => condition.status == ConditionStatus::True || condition.reason == reasons::SUSPENDED,
     };
+    // A new object that comes up healthy tells nothing its status does not:
+    // at start-up that Event would be one more write per object (two with
+    // Scheduled) for no news. A first verdict that is a problem still gets
+    // its Warning, and every later change its Event.
+    if first && healthy {
+        return;
+    }
     let note = if condition.message.is_empty() {
         format!("{} is {:?}", condition.type_, condition.status)
     } else {

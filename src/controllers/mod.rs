@@ -114,11 +114,14 @@ pub struct ProcessArgs {
     /// Identity of this replica (in the Lease, in Events). Default: the pod name, else a random id.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// Requests per second PlanOps sends to the API server beyond its watches.
-    #[arg(long, env = "PLANOPS_API_QPS", default_value_t = 20)]
+    /// Requests per second PlanOps sends to the API server beyond its watches:
+    /// a ceiling against a runaway loop, not the API server's protection
+    /// (Priority and Fairness queues each client's requests there); see
+    /// docs/operations.md, "Start-up at scale".
+    #[arg(long, env = "PLANOPS_API_QPS", default_value_t = 100)]
     pub api_qps: u32,
     /// Burst of requests above the rate.
-    #[arg(long, env = "PLANOPS_API_BURST", default_value_t = 40)]
+    #[arg(long, env = "PLANOPS_API_BURST", default_value_t = 200)]
     pub api_burst: u32,
 }
 

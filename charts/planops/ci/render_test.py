@@ -139,7 +139,7 @@ def test_defaults():
     assert env["PLANOPS_LEASE_NAME"] == "planops-leader"
     assert env["PLANOPS_LEASE_DURATION_SECONDS"] == "15"
     assert env["PLANOPS_CONCURRENCY"] == "8"
-    assert env["PLANOPS_API_QPS"] == "20" and env["PLANOPS_API_BURST"] == "40"
+    assert env["PLANOPS_API_QPS"] == "100" and env["PLANOPS_API_BURST"] == "200"
     assert env["PLANOPS_LOG_FORMAT"] == "text" and env["RUST_LOG"] == "info"
     assert env["PLANOPS_ALLOW_OUTBOUND"] == "" and env["PLANOPS_SERVICE_CIDR"] == ""
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
