@@ -173,7 +173,7 @@ def test_defaults():
     lease_role = one(docs, "Role", "planops-leader-election", NAMESPACE)
     assert {tuple(sorted(r["verbs"])): r.get("resourceNames") for r in lease_role["rules"]} == {
         ("create",): None,
-        ("get", "patch", "update"): ["planops-leader"],
+        ("get", "list", "patch", "update", "watch"): ["planops-leader"],
     }
     one(docs, "RoleBinding", "planops-leader-election", NAMESPACE)
 
