@@ -577,15 +577,13 @@ async fn upgrade(cluster: &TestCluster, home: &Path, ns: &str) {
         1,
     )
     .await;
-    let deployment = Api::<Deployment>::namespaced(cluster.client(), ns)
-        .get(CHART_FULLNAME)
-        .await
-        .expect("reading the operator's Deployment");
-    assert_eq!(
-        deployment.status.and_then(|s| s.updated_replicas),
-        Some(1),
-        "the Deployment counts the new Pod as updated"
-    );
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client(), ns);
+    // The Deployment's status follows its ReplicaSets' a moment later.
+    eventually("the Deployment counting the new Pod as updated", || async {
+        let status = deployments.get(CHART_FULLNAME).await.ok()?.status?;
+        (status.updated_replicas == Some(1)).then_some(())
+    })
+    .await;
     assert!(
         operator_replica_sets(cluster, ns)
             .await
