@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds (once, cached outside the repo) and runs a real Kubernetes control plane
 # for the integration tests: kube-apiserver + etcd from the Go module proxy,
-# plus the Go tools the tests use (kstatus reader, helm).
+# kube-controller-manager (only started with --controllers), plus the Go tools
+# the tests use (kstatus reader, helm).
 #
 #   scripts/envtest.sh build                         build what is missing, print the bin dir
 #   scripts/envtest.sh bin                           print the bin dir
-#   scripts/envtest.sh start DIR [--watch PID] [--ephemeral]
+#   scripts/envtest.sh start DIR [--watch PID] [--ephemeral] [--controllers]
 #                                                    start etcd + kube-apiserver, state in DIR,
 #                                                    print DIR/kubeconfig
 #   scripts/envtest.sh stop DIR                      stop them, remove the etcd data
@@ -21,6 +22,11 @@
 # --watch PID: a detached watchdog runs `stop DIR` once PID is gone, so a test
 #   binary that dies (even by SIGKILL) does not leave a control plane behind.
 # --ephemeral: stop removes the whole DIR, not only the etcd data.
+# --controllers: also run kube-controller-manager (ServiceAccount and token,
+#   ReplicaSet, Deployment, Job, CronJob, namespace and garbage-collector
+#   controllers) and the ServiceAccount admission plugin, so workloads get Pods
+#   that Pod Security admission judges. No scheduler and no kubelet: Pods stay
+#   Pending. Off by default: most tests need neither and it costs a process.
 #
 # Versions are pinned here; the cache is keyed by them so a bump rebuilds.
 set -euo pipefail
@@ -93,12 +99,16 @@ install_bin() { mv -f "$1" "$BIN_DIR/$2"; }
 # k8s.io/kubernetes requires every staging module at v0.0.0 and maps it to
 # ./staging with replace directives that do not apply to dependents, so a
 # throw-away main module pins each one to its published v0.<minor>.<patch> tag.
-build_apiserver() {
-  [[ -x "$BIN_DIR/kube-apiserver" ]] && return
-  need_go kube-apiserver
+# $1 names a command under k8s.io/kubernetes/cmd; each gets its own wrapper
+# module, so adding one never touches a binary that is already built, and the
+# Go build cache shares the packages they have in common.
+build_k8s_cmd() {
+  local name="$1"
+  [[ -x "$BIN_DIR/$name" ]] && return
+  need_go "$name"
   local started=$SECONDS staging="0.${K8S_VERSION#1.}" minor="${K8S_VERSION#1.}" work gomod goline
   minor="${minor%%.*}"
-  work=$(fresh_work "k8s-$K8S_VERSION")
+  work=$(fresh_work "$name-$K8S_VERSION")
   gomod=$(module_gomod "k8s.io/kubernetes@v$K8S_VERSION")
   [[ -f "$gomod" ]] || die "could not download k8s.io/kubernetes@v$K8S_VERSION"
   goline=$(go_line "$gomod")
@@ -110,16 +120,16 @@ build_apiserver() {
     echo "require k8s.io/kubernetes v$K8S_VERSION"
     grep -E '^[[:space:]]+k8s\.io/[a-z0-9-]+ v0\.0\.0([[:space:]]*//.*)?$' "$gomod" |
       awk -v s="$staging" '{print "replace "$1" => "$1" v"s}'
-    printf 'tool k8s.io/kubernetes/cmd/kube-apiserver\n'
+    printf 'tool k8s.io/kubernetes/cmd/%s\n' "$name"
   } >>go.mod
-  log "resolving k8s.io/kubernetes v$K8S_VERSION (go $goline)"
+  log "resolving k8s.io/kubernetes v$K8S_VERSION for $name (go $goline)"
   quiet build.log go mod tidy
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1"
   ld="$ld -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
-  log "building kube-apiserver v$K8S_VERSION (many minutes on a cold cache)"
-  quiet build.log go build -trimpath -ldflags "$ld" -o kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
-  install_bin kube-apiserver kube-apiserver
-  log "kube-apiserver built in $((SECONDS - started))s"
+  log "building $name v$K8S_VERSION (many minutes on a cold cache)"
+  quiet build.log go build -trimpath -ldflags "$ld" -o "$name" "k8s.io/kubernetes/cmd/$name"
+  install_bin "$name" "$name"
+  log "$name built in $((SECONDS - started))s"
 }
 
 # etcd lives in its own wrapper module so its grpc/otel versions stay out of the
@@ -191,7 +201,10 @@ cmd_build() {
   fi
   # Sequential on purpose: one Go build already saturates the machine.
   (build_etcd)
-  (build_apiserver)
+  (build_k8s_cmd kube-apiserver)
+  # Only `start --controllers` runs it; built after kube-apiserver so the
+  # packages they share come from the Go build cache.
+  (build_k8s_cmd kube-controller-manager)
   (build_kstatus)
   [[ "${PLANOPS_SKIP_HELM:-}" == 1 ]] || (build_helm)
   echo "$BIN_DIR"
@@ -224,7 +237,8 @@ alive() {
   local pid="$1" name="$2" stat
   [[ -n "$pid" && -r "/proc/$pid/comm" ]] || return 1
   # Right after launch the process may still be setsid, about to exec.
-  case "$(cat "/proc/$pid/comm" 2>/dev/null)" in "$name" | setsid) ;; *) return 1 ;; esac
+  # The kernel keeps only 15 characters of a program's name in comm.
+  case "$(cat "/proc/$pid/comm" 2>/dev/null)" in "${name:0:15}" | setsid) ;; *) return 1 ;; esac
   stat=$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null) || return 1
   [[ "$stat" != Z ]]
 }
@@ -249,7 +263,7 @@ stop_one() {
 
 show_logs() {
   local dir="$1" f
-  for f in "$dir/etcd.log" "$dir/kube-apiserver.log"; do
+  for f in "$dir/etcd.log" "$dir/kube-apiserver.log" "$dir/kube-controller-manager.log"; do
     [[ -s "$f" ]] || continue
     printf -- '--- last lines of %s ---\n' "$f" >&2
     tail -n 25 "$f" >&2
@@ -294,7 +308,10 @@ launch_etcd() {
 # generated into DIR/certs once and reused on a later launch, so a kubeconfig
 # written for the first launch still verifies the server after `up`.
 launch_apiserver() {
-  local dir="$1" ep="$2" ap="$3"
+  local dir="$1" ep="$2" ap="$3" admission=()
+  # Without the ServiceAccount controller no namespace has a "default"
+  # ServiceAccount, and the plugin would refuse every Pod that names none.
+  controllers_on "$dir" || admission=(--disable-admission-plugins=ServiceAccount)
   # A loopback advertise address keeps the self-signed cert valid for
   # 127.0.0.1; the endpoint reconciler refuses loopback, and nothing needs the
   # kubernetes Service endpoints here, so it is off.
@@ -305,7 +322,7 @@ launch_apiserver() {
     --endpoint-reconciler-type=none \
     --service-cluster-ip-range=10.0.0.0/24 \
     --allow-privileged=true \
-    --disable-admission-plugins=ServiceAccount \
+    "${admission[@]}" \
     --authorization-mode=RBAC \
     --token-auth-file="$dir/tokens.csv" \
     --service-account-issuer="https://127.0.0.1:$ap" \
@@ -314,15 +331,58 @@ launch_apiserver() {
   wait_ready "https://127.0.0.1:$ap/readyz" "$(cat "$dir/kube-apiserver.pid")" kube-apiserver "$dir"
 }
 
+# DIR/controllers-port exists when DIR's control plane runs with --controllers.
+controllers_on() { [[ -f "$1/controllers-port" ]]; }
+
+# The controllers a chart install needs to get as far as Pods (and back, for
+# uninstall and namespace deletion); the rest (nodes, endpoints, volumes,
+# certificates...) would only cost CPU on a machine without nodes.
+KCM_CONTROLLERS="serviceaccount-token-controller,serviceaccount-controller"
+KCM_CONTROLLERS+=",root-ca-certificate-publisher-controller"
+KCM_CONTROLLERS+=",replicaset-controller,deployment-controller,job-controller,cronjob-controller"
+KCM_CONTROLLERS+=",namespace-controller,garbage-collector-controller"
+
+# kube-controller-manager against the API server on port $2, serving its
+# health on port $3. It signs the ServiceAccount tokens of Secrets with the
+# key the API server verifies (DIR/sa.key), and each controller acts as its
+# own ServiceAccount with the RBAC the API server bootstraps for it, as in a
+# real cluster, not as the admin.
+launch_controller_manager() {
+  local dir="$1" ap="$2" cp="$3"
+  launch "$dir" kube-controller-manager "$BIN_DIR/kube-controller-manager" \
+    --kubeconfig="$dir/kubeconfig" \
+    --secure-port="$cp" --bind-address=127.0.0.1 --cert-dir="$dir/controller-manager-certs" \
+    --leader-elect=false \
+    --use-service-account-credentials=true \
+    --service-account-private-key-file="$dir/sa.key" \
+    --root-ca-file="$dir/certs/apiserver.crt" \
+    --controllers="$KCM_CONTROLLERS"
+  # /healthz is always allowed, without authentication.
+  wait_ready "https://127.0.0.1:$cp/healthz" "$(cat "$dir/kube-controller-manager.pid")" kube-controller-manager "$dir"
+}
+
+# $2: 1 to run kube-controller-manager too.
 try_start() {
-  local dir="$1" ep pp ap
-  read -r ep pp ap < <(pick_ports 3)
+  local dir="$1" controllers="$2" ep pp ap cp
+  read -r ep pp ap cp < <(pick_ports 4)
   rm -rf "$dir/etcd-data"
+  if ((controllers)); then echo "$cp" >"$dir/controllers-port"; else rm -f "$dir/controllers-port"; fi
   launch_etcd "$dir" "$ep" "$pp" || return 1
   launch_apiserver "$dir" "$ep" "$ap" || return 1
   echo "$ap" >"$dir/port"
   # For `up`: the same ports again, so clients keep their address.
   echo "$ep $pp $ap" >"$dir/ports"
+  write_kubeconfig "$dir"
+  if ((controllers)); then
+    launch_controller_manager "$dir" "$ap" "$cp" || return 1
+  fi
+}
+
+# Stops what start and up launch, the controllers first: they act on the API
+# server and would only log errors while it goes away.
+stop_all() {
+  local name
+  for name in kube-controller-manager kube-apiserver etcd; do stop_one "$1" "$name"; done
 }
 
 write_kubeconfig() {
@@ -362,18 +422,21 @@ EOF
 }
 
 cmd_start() {
-  local dir="" watch="" ephemeral=0 attempt started=$SECONDS
+  local dir="" watch="" ephemeral=0 controllers=0 attempt started=$SECONDS
   while (($#)); do
     case "$1" in
       --watch) watch="${2:?--watch needs a PID}"; shift 2 ;;
       --ephemeral) ephemeral=1; shift ;;
+      --controllers) controllers=1; shift ;;
       -*) die "unknown option $1" ;;
       *) [[ -z "$dir" ]] || die "one DIR only"; dir="$1"; shift ;;
     esac
   done
-  [[ -n "$dir" ]] || die "usage: $0 start DIR [--watch PID] [--ephemeral]"
+  [[ -n "$dir" ]] || die "usage: $0 start DIR [--watch PID] [--ephemeral] [--controllers]"
   [[ -x "$BIN_DIR/etcd" && -x "$BIN_DIR/kube-apiserver" ]] ||
     die "control-plane binaries missing in $BIN_DIR; run: $SELF build"
+  ((controllers == 0)) || [[ -x "$BIN_DIR/kube-controller-manager" ]] ||
+    die "kube-controller-manager missing in $BIN_DIR; run: $SELF build"
   for tool in curl openssl setsid; do
     command -v "$tool" >/dev/null || die "$tool is required to start the control plane"
   done
@@ -392,8 +455,7 @@ cmd_start() {
     printf 'Authorization: Bearer %s\n' "$(cut -d, -f1 "$dir/tokens.csv")" >"$dir/auth-header"
   )
   for attempt in 1 2 3; do
-    if try_start "$dir"; then
-      write_kubeconfig "$dir"
+    if try_start "$dir" "$controllers"; then
       if [[ -n "$watch" ]]; then
         # Detached, so it outlives the caller; ends itself after a normal stop.
         setsid bash -c '
@@ -408,8 +470,7 @@ cmd_start() {
       return 0
     fi
     show_logs "$dir"
-    stop_one "$dir" kube-apiserver
-    stop_one "$dir" etcd
+    stop_all "$dir"
     log "start attempt $attempt failed"
   done
   die "control plane did not start; logs in $dir"
@@ -423,8 +484,7 @@ cmd_stop() {
     kill -TERM "$wpid" 2>/dev/null || true
   fi
   rm -f "$dir/watchdog.pid"
-  stop_one "$dir" kube-apiserver
-  stop_one "$dir" etcd
+  stop_all "$dir"
   rm -rf "$dir/etcd-data" "$dir/.down"
   if [[ -f "$dir/.ephemeral" ]]; then
     rm -rf "$dir"
@@ -445,7 +505,7 @@ cmd_down() {
   done
   [[ -n "$dir" && -f "$dir/ports" ]] || die "usage: $0 down DIR [--kill] (DIR started by this script)"
   : >"$dir/.down"
-  for name in kube-apiserver etcd; do
+  for name in kube-controller-manager kube-apiserver etcd; do
     if ((kill)); then
       pid=$(cat "$dir/$name.pid" 2>/dev/null) || continue
       alive "$pid" "$name" && kill -KILL "$pid" 2>/dev/null
@@ -465,7 +525,8 @@ cmd_up() {
     die "the control plane in $dir is already running"
   fi
   read -r ep pp ap <"$dir/ports"
-  if ! launch_etcd "$dir" "$ep" "$pp" || ! launch_apiserver "$dir" "$ep" "$ap"; then
+  if ! launch_etcd "$dir" "$ep" "$pp" || ! launch_apiserver "$dir" "$ep" "$ap" ||
+    { controllers_on "$dir" && ! launch_controller_manager "$dir" "$ap" "$(cat "$dir/controllers-port")"; }; then
     show_logs "$dir"
     die "control plane did not come back up; logs in $dir"
   fi
@@ -481,7 +542,7 @@ main() {
     stop) shift; cmd_stop "$@" ;;
     down) shift; cmd_down "$@" ;;
     up) shift; cmd_up "$@" ;;
-    *) echo "usage: $0 build|bin|start DIR [--watch PID] [--ephemeral]|stop DIR|down DIR [--kill]|up DIR" >&2; exit 2 ;;
+    *) echo "usage: $0 build|bin|start DIR [--watch PID] [--ephemeral] [--controllers]|stop DIR|down DIR [--kill]|up DIR" >&2; exit 2 ;;
   esac
 }
 

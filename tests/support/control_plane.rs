@@ -132,8 +132,8 @@ async fn envtest(args: &[&str]) -> String {
 
 /// Builds the binaries (a no-op when cached) and starts a private control
 /// plane that is stopped and deleted once this process is gone; its state
-/// directory and kubeconfig.
-async fn start_private_control_plane() -> (String, PathBuf) {
+/// directory and kubeconfig. `extra`: more `envtest.sh start` flags.
+async fn start_private_control_plane(extra: &[&str]) -> (String, PathBuf) {
     envtest(&["build"]).await;
     let dir = tempfile::Builder::new()
         .prefix("planops-envtest-")
@@ -142,7 +142,9 @@ async fn start_private_control_plane() -> (String, PathBuf) {
         .keep();
     let dir = dir.to_str().expect("temp dir path is UTF-8").to_owned();
     let pid = std::process::id().to_string();
-    let kubeconfig = PathBuf::from(envtest(&["start", &dir, "--watch", &pid, "--ephemeral"]).await);
+    let mut args = vec!["start", &dir, "--watch", &pid, "--ephemeral"];
+    args.extend_from_slice(extra);
+    let kubeconfig = PathBuf::from(envtest(&args).await);
     (dir, kubeconfig)
 }
 
@@ -157,7 +159,19 @@ pub struct OwnControlPlane {
 
 impl OwnControlPlane {
     pub async fn start() -> OwnControlPlane {
-        let (dir, kubeconfig) = start_private_control_plane().await;
+        Self::start_with(&[]).await
+    }
+
+    /// With kube-controller-manager (`envtest.sh start --controllers`):
+    /// Deployments, ReplicaSets, CronJobs and Jobs get their Pods (admitted,
+    /// then Pending: there is no scheduler or kubelet), namespaces get their
+    /// `default` ServiceAccount and the garbage collector follows owners.
+    pub async fn start_with_controllers() -> OwnControlPlane {
+        Self::start_with(&["--controllers"]).await
+    }
+
+    async fn start_with(extra: &[&str]) -> OwnControlPlane {
+        let (dir, kubeconfig) = start_private_control_plane(extra).await;
         OwnControlPlane {
             dir,
             cluster: TestCluster::from_kubeconfig(kubeconfig).await,
@@ -199,7 +213,7 @@ impl TestCluster {
                 eprintln!(
                     "PLANOPS_TEST_KUBECONFIG not set: starting a control plane for this test binary"
                 );
-                start_private_control_plane().await.1
+                start_private_control_plane(&[]).await.1
             }
         };
         TestCluster::from_kubeconfig(kubeconfig).await

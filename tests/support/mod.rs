@@ -321,7 +321,17 @@ impl OperatorProcess {
 }
 
 /// Polls `check` until it returns `Some`, panicking with `what` after `SETTLE`.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_within(what, SETTLE, check).await
+}
+
+/// [`eventually`] with another guard, for waits that include a clock of
+/// their own (a CronJob fires only on its next minute).
+pub async fn eventually_within<T, F, Fut>(what: &str, guard: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -331,7 +341,7 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(start.elapsed() < SETTLE, "timed out waiting for {what}");
+        assert!(start.elapsed() < guard, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
