@@ -83,6 +83,12 @@ host_arch() {
   esac
 }
 
+# The dynamic loader an ELF binary names (its PT_INTERP, which the linker puts
+# in the first page), empty for a static one. For a binary ldd cannot run.
+elf_interpreter() {
+  LC_ALL=C head -c 4096 "$1" | tr '\0' '\n' | grep -m1 -aE '^/lib(64)?/ld-' || true
+}
+
 # The absolute paths of the shared libraries and loader the binary needs; none
 # for a static binary.
 shared_libraries() {
@@ -98,14 +104,15 @@ shared_libraries() {
 
 # The root filesystem of the image in $1, the binary from $2.
 assemble_rootfs() {
-  local rootfs="$1" binary="$2" lib
+  local rootfs="$1" binary="$2" libs lib
   install -D -m 0755 "$binary" "$rootfs$ENTRYPOINT"
-  while read -r lib; do
-    [[ -n "$lib" ]] || continue
+  # Not in a process substitution: a failing ldd must stop the build.
+  libs=$(shared_libraries "$binary")
+  for lib in $libs; do
     mkdir -p "$rootfs$(dirname "$lib")"
     cp -L "$lib" "$rootfs$lib"
     chmod 0755 "$rootfs$lib"
-  done < <(shared_libraries "$binary")
+  done
   mkdir -p "$rootfs/etc/ssl/certs" "$rootfs/home/nonroot" "$rootfs/tmp"
   [[ -s "$CA_BUNDLE" ]] || die "no CA bundle at $CA_BUNDLE (apt-get install ca-certificates)"
   install -m 0644 "$CA_BUNDLE" "$rootfs$CA_BUNDLE"
@@ -186,8 +193,8 @@ main() {
   [[ -f "$binary" && -x "$binary" ]] || die "$binary is not an executable file"
   arch=$(elf_arch "$binary")
   # ldd runs the binary's loader, which only works for this machine's architecture.
-  if [[ "$arch" != "$(host_arch)" ]] && shared_libraries "$binary" >/dev/null 2>&1; then
-    die "$binary is a dynamically linked $arch binary; build the image for it on an $arch machine (or with the Dockerfile)"
+  if [[ "$arch" != "$(host_arch)" && -n "$(elf_interpreter "$binary")" ]]; then
+    die "$binary is a dynamically linked $arch binary; build its image on an $arch machine (or with the Dockerfile)"
   fi
 
   revision=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo "${PLANOPS_GIT_COMMIT:-unknown}")
