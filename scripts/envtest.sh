@@ -2,7 +2,7 @@
 # Builds (once, cached outside the repo) and runs a real Kubernetes control plane
 # for the integration tests: kube-apiserver + etcd from the Go module proxy,
 # kube-controller-manager (only started with --controllers), plus the Go tools
-# the tests use (kstatus reader, helm).
+# the tests use (kstatus reader, helm, crane for the image).
 #
 #   scripts/envtest.sh build                         build what is missing, print the bin dir
 #   scripts/envtest.sh bin                           print the bin dir
@@ -35,6 +35,7 @@ K8S_VERSION="${PLANOPS_K8S_VERSION:-1.37.2}"
 ETCD_VERSION="${PLANOPS_ETCD_VERSION:-3.6.13}"
 HELM_VERSION="${PLANOPS_HELM_VERSION:-3.22.0}"
 CLI_UTILS_VERSION="${PLANOPS_CLI_UTILS_VERSION:-0.37.2}"
+CRANE_VERSION="${PLANOPS_CRANE_VERSION:-0.22.1}"
 # Used only when a module's `go` line is newer than the machine's Go; the Go
 # module proxy serves toolchains as modules, no other download source is needed.
 FALLBACK_TOOLCHAIN="${PLANOPS_GOTOOLCHAIN:-go1.27.3}"
@@ -191,6 +192,27 @@ build_kstatus() {
   log "kstatus built in $((SECONDS - started))s"
 }
 
+# go-containerregistry's crane, which scripts/image.sh assembles the container
+# image with. Its version is stamped beside it rather than in BIN_DIR's name,
+# so a crane bump does not rebuild the control plane.
+build_crane() {
+  [[ -x "$BIN_DIR/crane" && "$(cat "$BIN_DIR/crane.version" 2>/dev/null)" == "$CRANE_VERSION" ]] && return
+  need_go crane
+  local started=$SECONDS work gomod
+  work=$(fresh_work "crane-$CRANE_VERSION")
+  gomod=$(module_gomod "github.com/google/go-containerregistry@v$CRANE_VERSION")
+  [[ -f "$gomod" ]] || die "could not download github.com/google/go-containerregistry@v$CRANE_VERSION"
+  pick_toolchain "$(go_line "$gomod")"
+  cd "$work"
+  log "building crane v$CRANE_VERSION"
+  quiet build.log go mod init local.invalid/cranebin
+  quiet build.log go get -tool "github.com/google/go-containerregistry/cmd/crane@v$CRANE_VERSION"
+  quiet build.log go build -trimpath -ldflags "-s -w" -o crane github.com/google/go-containerregistry/cmd/crane
+  install_bin crane crane
+  echo "$CRANE_VERSION" >"$BIN_DIR/crane.version"
+  log "crane built in $((SECONDS - started))s"
+}
+
 cmd_build() {
   mkdir -p "$BIN_DIR" "$CACHE_ROOT/src"
   # Two test runs must not build the same binary at once (2 cores, GiBs of RAM).
@@ -207,6 +229,7 @@ cmd_build() {
   (build_k8s_cmd kube-controller-manager)
   (build_kstatus)
   [[ "${PLANOPS_SKIP_HELM:-}" == 1 ]] || (build_helm)
+  (build_crane)
   echo "$BIN_DIR"
 }
 

@@ -15,6 +15,15 @@
 //!
 //! The Odoo behaviours PlanOps relies on are in `docs/odoo.md`.
 
+/// The version line of `planops --version`: the package version and the git
+/// commit it was built from (see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PLANOPS_GIT_COMMIT"),
+    ")"
+);
+
 pub mod cli;
 pub mod controllers;
 pub mod errors;

@@ -3,7 +3,7 @@ use tracing_subscriber::EnvFilter;
 
 /// PlanOps: demand-planning coordination for Odoo, run as Kubernetes resources.
 #[derive(Debug, Parser)]
-#[command(name = "planops", version, about)]
+#[command(name = "planops", version = planops::VERSION, about)]
 struct Cli {
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(

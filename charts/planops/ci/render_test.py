@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 import traceback
 from pathlib import Path
 
@@ -23,6 +24,8 @@ import yaml
 CHART = Path(__file__).resolve().parent.parent
 RELEASE, NAMESPACE = "planops", "planops-system"
 KUBE_VERSION = os.environ.get("KUBE_VERSION", "1.37.2")
+APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+REPOSITORY = "ghcr.io/planops/planops"
 KINDS = ("odooconnections", "exceptionrules", "supplierconnectors", "approvalpolicies")
 
 
@@ -126,7 +129,7 @@ def test_defaults():
     container = pod["containers"][0]
     assert dep["spec"]["replicas"] == 1
     assert container["args"] == ["operator"]
-    assert container["image"] == "ghcr.io/planops/planops:0.1.0"
+    assert container["image"] == f"{REPOSITORY}:{APP_VERSION}"
     assert pod["automountServiceAccountToken"] is True
     assert pod["serviceAccountName"] == "planops"
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -353,6 +356,40 @@ def test_scan_service_account_name():
     env = env_of(one(docs, "Deployment"))
     assert env["PLANOPS_SCAN_SERVICE_ACCOUNT"] == "scanner"
     assert env["PLANOPS_IMAGE"] == "ghcr.io/planops/planops:1.2.3"
+
+
+def images(docs):
+    """Every image reference the render makes: each container's, and the one
+    the operator gives the scan CronJobs (PLANOPS_IMAGE)."""
+    refs = {}
+    for dep in find(docs, "Deployment"):
+        name = dep["metadata"]["name"]
+        for c in dep["spec"]["template"]["spec"]["containers"]:
+            refs[f"{name}/{c['name']}"] = c["image"]
+        if "PLANOPS_IMAGE" in env_of(dep):
+            refs[f"{name}/PLANOPS_IMAGE"] = env_of(dep)["PLANOPS_IMAGE"]
+    return refs
+
+
+def test_image_tag_follows_app_version():
+    # The tag scripts/image.sh and the release workflow give the image is the
+    # chart's appVersion, which is the operator's crate version.
+    cargo = tomllib.loads((CHART.parent.parent / "Cargo.toml").read_text())
+    assert APP_VERSION == cargo["workspace"]["package"]["version"], "appVersion != the Cargo version"
+    docs = render("gateway.deployment.enabled=true")
+    refs = images(docs)
+    assert set(refs) == {"planops/operator", "planops/PLANOPS_IMAGE", "planops-gateway/gateway"}, refs
+    assert set(refs.values()) == {f"{REPOSITORY}:{APP_VERSION}"}, refs
+    for dep in find(docs, "Deployment"):
+        assert dep["metadata"]["labels"]["app.kubernetes.io/version"] == APP_VERSION
+
+    docs = render("gateway.deployment.enabled=true", "image.tag=1.2.3-rc.1")
+    assert set(images(docs).values()) == {f"{REPOSITORY}:1.2.3-rc.1"}
+    assert one(docs, "Deployment", "planops")["metadata"]["labels"]["app.kubernetes.io/version"] == "1.2.3-rc.1"
+
+    digest = "sha256:" + "ab" * 32
+    docs = render("gateway.deployment.enabled=true", f"image.digest={digest}", "image.repository=registry.example/planops")
+    assert set(images(docs).values()) == {f"registry.example/planops:{APP_VERSION}@{digest}"}
 
 
 def test_outbound_policy():
