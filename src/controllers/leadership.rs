@@ -362,6 +362,8 @@ const LEASE_GROUP_LABEL: &str = "planops.io/lease-group";
 const LEASE_ROLE_LABEL: &str = "planops.io/lease-role";
 const ROLE_MEMBER: &str = "member";
 const ROLE_SHARD: &str = "shard";
+/// The `--shards` of the replica that wrote a Lease.
+const SHARDS_ANNOTATION: &str = "planops.io/shards";
 
 /// The share of `shards` each of `members` live replicas holds at most.
 fn fair_share(shards: u32, members: usize) -> usize {
@@ -466,6 +468,9 @@ impl ShardLeases {
             },
             ..Default::default()
         });
+        lease
+            .annotations_mut()
+            .insert(SHARDS_ANNOTATION.to_string(), self.count.to_string());
         let spec = lease.spec.get_or_insert_with(Default::default);
         if acquire {
             spec.acquire_time = Some(wall.clone());
@@ -499,6 +504,12 @@ impl ShardLeases {
             .list(&kube::api::ListParams::default().labels(&selector))
             .await?
             .items;
+        // Every Lease is watched from the first round on, so a shard whose
+        // holder dies is known to have expired by the time the fair share
+        // grows to include it.
+        for lease in &leases {
+            self.is_live(lease, now);
+        }
         let member_name = self.member_name();
         let member = self.claimed(
             &member_name,
@@ -510,6 +521,8 @@ impl ShardLeases {
             tracing::debug!(error = %err, "renewing the membership Lease");
         }
         let mut members = 1;
+        let mut other_counts = false;
+        let count = self.count.to_string();
         for lease in &leases {
             let is_member =
                 lease.labels().get(LEASE_ROLE_LABEL).map(String::as_str) == Some(ROLE_MEMBER);
@@ -518,7 +531,27 @@ impl ShardLeases {
                 && self.is_live(lease, now)
             {
                 members += 1;
+                other_counts |= lease.annotations().get(SHARDS_ANNOTATION) != Some(&count);
             }
+        }
+        // Replicas that split the connections differently (a change of
+        // `--shards`, or a leader of the unsharded operator, during a rollout)
+        // would act on the same objects under different Leases: hold nothing
+        // until they are gone.
+        let unsharded = self.api.get_opt(&self.base).await?;
+        let unsharded_leads = unsharded.is_some_and(|l| self.is_live(&l, now));
+        if other_counts || unsharded_leads {
+            tracing::warn!(
+                other_counts,
+                unsharded_leads,
+                "replicas with another shard count are running; holding no shard until they stop"
+            );
+            let held: Vec<Shard> = self.held.keys().copied().collect();
+            for shard in held {
+                let name = shards::lease_name(&self.base, shard, self.count);
+                self.release(shard, find(&leases, &name)).await;
+            }
+            return Ok(());
         }
         let fair = fair_share(self.count, members);
 
