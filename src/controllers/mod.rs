@@ -719,15 +719,11 @@ fn run_kind<K: Reconciler>(
     let shard_store = store.clone();
     let shard_count = ctx.core().terms.count();
     let shard_changes = futures::stream::unfold(ctx.core().terms.changes(), |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(shard) => return Some((Some(shard), rx)),
-                // Missed changes: reconcile every object rather than guess.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    return Some((None, rx));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
+        match rx.recv().await {
+            Ok(shard) => Some((Some(shard), rx)),
+            // Missed changes: reconcile every object rather than guess.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some((None, rx)),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
         }
     })
     .flat_map(move |changed| {
