@@ -206,3 +206,47 @@ async fn two_replicas_scan_a_shard_each_and_one_takes_over_the_other_after_sigki
         server.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_replica_stopped_with_sigterm_hands_its_shards_over_and_leaves() {
+    let (cluster, ns) = setup("shards-sigterm").await;
+    let mut replicas = vec![
+        sharded(cluster, &ns, "replica-a").await,
+        sharded(cluster, &ns, "replica-b").await,
+    ];
+    eventually("each replica to hold one shard", || async {
+        let a = holdings(&replicas[0]).await;
+        let b = holdings(&replicas[1]).await;
+        (a.len() == 1 && b.len() == 1 && a != b).then_some(())
+    })
+    .await;
+
+    let mut leaving = replicas.remove(0);
+    let staying = &replicas[0];
+    let pid = leaving.child.id().expect("the replica is running");
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(sent.success());
+    let exit = leaving.child.wait().await.expect("waiting for the replica");
+    assert!(exit.success(), "SIGTERM is a clean shutdown, got {exit}");
+
+    // Released, not expired: the Leases name no holder or the one staying.
+    for shard in 0..SHARDS {
+        let lease = shards::lease_name("planops-leader", shard, SHARDS);
+        let holder = lease_holder_of(cluster, &ns, &lease).await;
+        assert_ne!(holder.as_deref(), Some("replica-a"), "{lease} released");
+    }
+    let member = lease_holder_of(cluster, &ns, "planops-leader-member-replica-a").await;
+    assert_eq!(member, None, "the membership Lease is deleted");
+    let stopped = Instant::now();
+    eventually("the staying replica to hold both shards", || async {
+        (holdings(staying).await == vec![0, 1]).then_some(())
+    })
+    .await;
+    eprintln!(
+        "both shards held {:?} after the other replica exited",
+        stopped.elapsed()
+    );
+}

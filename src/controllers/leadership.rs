@@ -362,6 +362,9 @@ const LEASE_GROUP_LABEL: &str = "planops.io/lease-group";
 const LEASE_ROLE_LABEL: &str = "planops.io/lease-role";
 const ROLE_MEMBER: &str = "member";
 const ROLE_SHARD: &str = "shard";
+/// How many Lease durations a membership Lease stays unchanged before any
+/// replica deletes it as a dead replica's.
+const MEMBER_GONE_AFTER_DURATIONS: u32 = 10;
 /// The `--shards` of the replica that wrote a Lease.
 const SHARDS_ANNOTATION: &str = "planops.io/shards";
 
@@ -451,6 +454,41 @@ impl ShardLeases {
         now < seen.since + duration
     }
 
+    /// Whether `lease` has not changed for many of its durations: the
+    /// membership of a replica that died without leaving (a SIGKILL, a lost
+    /// node), which nobody will renew again.
+    fn long_gone(&self, lease: &Lease, now: Instant) -> bool {
+        let name = lease.metadata.name.clone().unwrap_or_default();
+        self.seen
+            .get(&name)
+            .is_some_and(|seen| now > seen.since + self.duration * MEMBER_GONE_AFTER_DURATIONS)
+    }
+
+    /// Deletes a dead replica's membership Lease, unless it changed since it
+    /// was read, so Pods that come and go do not leave Leases behind.
+    async fn forget_member(&mut self, lease: &Lease) {
+        let name = lease.metadata.name.clone().unwrap_or_default();
+        let params = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                resource_version: lease.metadata.resource_version.clone(),
+                uid: None,
+            }),
+            ..Default::default()
+        };
+        match self.api.delete(&name, &params).await {
+            Ok(_) => {
+                tracing::info!(
+                    lease = name,
+                    "deleted the membership Lease of a replica long gone"
+                );
+                self.seen.remove(&name);
+            }
+            Err(err) => {
+                tracing::debug!(lease = name, error = %err, "deleting a stale membership Lease")
+            }
+        }
+    }
+
     /// `lease` (or a new one named `name`) held by this replica from `now`.
     fn claimed(&self, name: &str, role: &str, lease: Option<&Lease>, acquire: bool) -> Lease {
         let wall = MicroTime(jiff::Timestamp::now());
@@ -526,12 +564,14 @@ impl ShardLeases {
         for lease in &leases {
             let is_member =
                 lease.labels().get(LEASE_ROLE_LABEL).map(String::as_str) == Some(ROLE_MEMBER);
-            if is_member
-                && lease.metadata.name.as_deref() != Some(&member_name)
-                && self.is_live(lease, now)
-            {
+            if !is_member || lease.metadata.name.as_deref() == Some(&member_name) {
+                continue;
+            }
+            if self.is_live(lease, now) {
                 members += 1;
                 other_counts |= lease.annotations().get(SHARDS_ANNOTATION) != Some(&count);
+            } else if self.long_gone(lease, now) {
+                self.forget_member(lease).await;
             }
         }
         // Replicas that split the connections differently (a change of
