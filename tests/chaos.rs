@@ -25,164 +25,22 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use planops::odoo::{OdooClient, RecordExt};
-use planops::sim::{DatasetParams, FaultConfig, SimConfig, SimServer};
 use serde_json::{Value, json};
-use support::odoo::{self, count};
+use support::odoo;
 use support::suppliers::{
     EventEffects, SIGNING_SECRET, acme_orders, apply_acme_connector, try_deliver,
 };
+use support::writes::*;
 use support::*;
 
 /// Short, so a standby takes over soon after the leader dies.
 const LEASE_SECONDS: u64 = 6;
-
-async fn sim(products: usize) -> SimServer {
-    odoo::start_sim(SimConfig {
-        dataset: DatasetParams {
-            seed: 29,
-            products,
-            warehouses: 1,
-            history_days: 30,
-            ..DatasetParams::default()
-        },
-        ..SimConfig::default()
-    })
-    .await
-}
-
-/// Every `latency_ms`, the simulator's answer to each call comes that much later.
-fn slow(server: &SimServer, latency_ms: u64) {
-    server
-        .set_faults(FaultConfig {
-            latency_ms,
-            ..FaultConfig::default()
-        })
-        .expect("setting the simulator's latency");
-}
-
-/// Products with a cost: each is one exception of [`cost_rule`].
-async fn priced_products(client: &OdooClient) -> usize {
-    count(
-        client,
-        "product.product",
-        json!([["standard_price", ">", 0]]),
-    )
-    .await as usize
-}
-
-/// `support::cost_rule` on `cron` that also posts a chatter note per product:
-/// two records per product, each carrying the exception's fingerprint. The
-/// notes are posted one call each, so against a slow Odoo the scan spends
-/// seconds writing them.
-fn cost_rule(name: &str, cron: &str) -> Value {
-    let mut rule = support::cost_rule(name, json!({"cron": cron}));
-    rule["spec"]["actions"]
-        .as_array_mut()
-        .expect("actions")
-        .push(json!({"chatterNote": {}}));
-    rule
-}
-
-/// What a rule wrote in Odoo, by record: `(model, id)` → the fingerprints in
-/// the activities (`mail.activity`) or notes (`mail.message`) it left there.
-#[derive(Debug, Default)]
-struct Written {
-    activities: BTreeMap<(String, i64), Vec<String>>,
-    notes: BTreeMap<(String, i64), Vec<String>>,
-}
-
-impl Written {
-    async fn read(client: &OdooClient, ns: &str, rule: &str) -> Written {
-        let marker = format!("planops-rule {ns}/{rule}");
-        let group = |rows: Vec<planops::odoo::Record>, model: &str, text: &str| {
-            let mut out: BTreeMap<(String, i64), Vec<String>> = BTreeMap::new();
-            for row in rows {
-                let key = (
-                    row.str_field(model)
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default()
-                        .to_string(),
-                    row.get("res_id")
-                        .and_then(Value::as_i64)
-                        .unwrap_or_default(),
-                );
-                let body = row.str_field(text).ok().flatten().unwrap_or_default();
-                out.entry(key)
-                    .or_default()
-                    .extend(planops::actions::fingerprints_in(body));
-            }
-            out
-        };
-        let activities = client
-            .search_read_all(
-                "mail.activity",
-                &json!([["note", "ilike", marker]]),
-                &["res_model", "res_id", "note"],
-                &Default::default(),
-            )
-            .await
-            .expect("reading the rule's activities");
-        let notes = client
-            .search_read_all(
-                "mail.message",
-                &json!([["body", "ilike", marker]]),
-                &["model", "res_id", "body"],
-                &Default::default(),
-            )
-            .await
-            .expect("reading the rule's notes");
-        Written {
-            activities: group(activities, "res_model", "note"),
-            notes: group(notes, "model", "body"),
-        }
-    }
-
-    fn notes_written(&self) -> usize {
-        self.notes.values().map(Vec::len).sum()
-    }
-
-    /// Exactly one activity and one note on each of `subjects` records, every
-    /// fingerprint once: nothing missing, nothing twice.
-    fn assert_once(&self, subjects: usize, context: &str) {
-        for (what, records) in [("activity", &self.activities), ("note", &self.notes)] {
-            let twice: Vec<_> = records.iter().filter(|(_, fps)| fps.len() != 1).collect();
-            assert!(
-                twice.is_empty(),
-                "{context}: records with other than one {what}: {twice:?}"
-            );
-            let fingerprints: BTreeSet<&String> = records.values().flatten().collect();
-            assert_eq!(
-                (records.len(), fingerprints.len()),
-                (subjects, subjects),
-                "{context}: one {what} per exception, each with its own fingerprint"
-            );
-        }
-    }
-}
-
-/// Waits until the rule has written some of its notes but not all: the scan
-/// is in the middle of its writes. Returns how many were there.
-async fn mid_write(client: &OdooClient, ns: &str, rule: &str, subjects: usize) -> usize {
-    let written = eventually("the scan half-way through its notes", || async {
-        let n = Written::read(client, ns, rule).await.notes_written();
-        (n > 0).then_some(n)
-    })
-    .await;
-    assert!(
-        written < subjects,
-        "the scan wrote all {subjects} notes before it could be interrupted; \
-         raise the simulator's latency"
-    );
-    written
-}
 
 /// An operator replica with leader election in `ns`, reaching the API server
 /// through `kubeconfig` (the cluster's own when `None`).
@@ -238,7 +96,7 @@ async fn leader_killed_mid_scan_the_standby_finishes_the_writes_once() {
 
     // Each call answered 150 ms late: the notes take seconds to write.
     slow(&server, 150);
-    apply(cluster, &ns, &cost_rule("bulk", "*/5 * * * * *")).await;
+    apply(cluster, &ns, &noted_cost_rule("bulk", "*/5 * * * * *")).await;
     let at_kill = mid_write(&client, &ns, "bulk", subjects).await;
     let killed_at = Timestamp::now();
     kill_leader(cluster, &ns, leader, &standby.identity).await;
@@ -489,7 +347,7 @@ async fn leader_cut_off_from_the_api_server_stops_acting_before_the_standby_take
     .await;
     let standby = elected(cluster, &ns, "replica-b", None).await;
     connect_odoo(cluster, &ns, &server).await;
-    apply(cluster, &ns, &cost_rule("steady", "*/2 * * * * *")).await;
+    apply(cluster, &ns, &noted_cost_rule("steady", "*/2 * * * * *")).await;
     wait_scan_after(cluster, &ns, "steady", None).await;
     Written::read(&client, &ns, "steady")
         .await
@@ -569,7 +427,7 @@ async fn apiserver_and_etcd_killed_and_restarted_the_operator_recovers_and_write
     let subjects = priced_products(&client).await;
     let mut operator = elected(cluster, &ns, "solo", None).await;
     connect_odoo(cluster, &ns, &server).await;
-    apply(cluster, &ns, &cost_rule("steady", "*/3 * * * * *")).await;
+    apply(cluster, &ns, &noted_cost_rule("steady", "*/3 * * * * *")).await;
     wait_scan_after(cluster, &ns, "steady", None).await;
 
     // Under load: scans every 3 s, each call 30 ms late, when both die at once.
@@ -587,7 +445,7 @@ async fn apiserver_and_etcd_killed_and_restarted_the_operator_recovers_and_write
     // Status is written again, for a scan after the restart.
     wait_scan_after(cluster, &ns, "steady", Some(back)).await;
     // Watches resumed: a rule created now is seen, reconciled and scanned.
-    apply(cluster, &ns, &cost_rule("after", "*/3 * * * * *")).await;
+    apply(cluster, &ns, &noted_cost_rule("after", "*/3 * * * * *")).await;
     wait_scan_after(cluster, &ns, "after", None).await;
     assert!(
         operator.is_running(),
@@ -618,7 +476,7 @@ async fn odoo_down_for_a_minute_mid_scan_is_reported_and_the_writes_complete_onc
     connect_odoo(cluster, &ns, &server).await;
 
     slow(&server, 150);
-    apply(cluster, &ns, &cost_rule("outage", "*/5 * * * * *")).await;
+    apply(cluster, &ns, &noted_cost_rule("outage", "*/5 * * * * *")).await;
     let before = mid_write(&client, &ns, "outage", subjects).await;
     // The listener goes away: connections are refused, as when Odoo's pod is gone.
     server.stop().await;

@@ -577,3 +577,45 @@ async fn python_standardwebhooks_sender_is_accepted() {
     let counts = gateway.route_counts(&path).unwrap();
     assert_eq!((counts.accepted, counts.duplicate), (3, 1));
 }
+
+/// With shards, a route lives as long as its shard's term here, and a path
+/// without a route may be another replica's: both answer 503 so the sender
+/// retries (and reaches the holder), never 404 and never an effect.
+#[tokio::test]
+async fn a_route_past_its_shard_term_and_other_replicas_paths_answer_503() {
+    let gateway = Gateway::new(GatewayOptions::default());
+    let base = serve(&gateway).await;
+    let path = RoutePath::supplier("ns", "held");
+    let recorder = Arc::new(Recorder::default());
+    let term = tokio_util::sync::CancellationToken::new();
+    gateway
+        .upsert_route_in_term(
+            path.clone(),
+            supplier_config(&[SECRET]),
+            recorder.clone(),
+            Some(term.child_token()),
+        )
+        .unwrap();
+    let url = format!("{base}{}", path.url_path());
+    let body = r#"{"po":"P"}"#;
+    let (status, _, _) = post_signed(&url, SECRET, "s1", now(), body).await;
+    assert_eq!(status, StatusCode::OK);
+
+    term.cancel();
+    let (status, retry, answer) = post_signed(&url, SECRET, "s2", now(), body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(retry.is_some());
+    assert_eq!(recorder.effects(), 1, "no effect once the term ended");
+
+    let other = format!(
+        "{base}{}",
+        RoutePath::supplier("ns", "elsewhere").url_path()
+    );
+    let (status, _, _) = post_signed(&other, SECRET, "s3", now(), body).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "unsharded: nothing there");
+    gateway.set_routes_elsewhere(true);
+    let (status, retry, answer) = post_signed(&other, SECRET, "s4", now(), body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"], "elsewhere");
+    assert!(retry.is_some());
+}

@@ -471,10 +471,11 @@ async fn sync_callback(
         connection: connection.clone(),
     };
     ctx.gateway
-        .upsert_route(
+        .upsert_route_in_term(
             path,
             super::routes::odoo_callback_route_config(token.clone()),
             Arc::new(handler),
+            Some(ctx.core.work_for(obj.as_ref())),
         )
         .map_err(|e| format!("cannot serve the gateway route: {e}"))?;
     let url = crate::odoo::Secret::new(automation::approval_hook_url(

@@ -77,6 +77,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         metrics,
         (args.process.api_qps, args.process.api_burst),
         ConnectionIndex::default(),
+        1,
     ));
     tracing::info!(upstream = %args.forward_to, "edge gateway: serving routes and forwarding to the leader");
 

@@ -38,6 +38,12 @@ pub trait PlanopsKind:
     fn deletion_policy(&self) -> DeletionPolicy;
     /// The `OdooConnection` this resource uses, if any.
     fn connection_name(&self) -> Option<&str>;
+    /// The OdooConnection whose shard this object belongs to (see
+    /// [`super::shards`]): the one it uses, or a connection's own name, so a
+    /// connection and everything that uses it are held by one replica.
+    fn shard_connection(&self) -> Option<&str> {
+        self.connection_name()
+    }
     /// Every Secret key the spec names, with the field path that names it.
     fn secret_refs(&self) -> Vec<(String, SecretKeyRef)>;
     /// Whether a change to the Secret `name` (in the object's namespace)
@@ -104,6 +110,9 @@ impl PlanopsKind for OdooConnection {
     gitops_controls!();
     fn connection_name(&self) -> Option<&str> {
         None
+    }
+    fn shard_connection(&self) -> Option<&str> {
+        self.metadata.name.as_deref()
     }
     fn secret_refs(&self) -> Vec<(String, SecretKeyRef)> {
         let creds = &self.spec.credentials_secret_ref;

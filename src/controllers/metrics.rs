@@ -64,6 +64,11 @@ pub struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabels {
+    pub shard: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: String,
 }
@@ -80,6 +85,8 @@ pub struct Metrics {
     pub status_writes: Family<KindLabels, Counter>,
     pub resource_ready: Family<ObjectLabels, Gauge>,
     pub leader: Gauge,
+    /// 1 for each shard this replica holds (and acts on), 0 for the others.
+    pub shard_held: Family<ShardLabels, Gauge>,
     /// Wall time of scheduled scans (scan and actions), by rule.
     pub scan_duration: Family<RuleLabels, Histogram>,
     /// Open exceptions after the last scan, by rule and severity.
@@ -147,6 +154,12 @@ impl Metrics {
             "leader",
             "1 while this replica holds the leader Lease",
             leader.clone(),
+        );
+        let shard_held = Family::<ShardLabels, Gauge>::default();
+        registry.register(
+            "shard_held",
+            "1 while this replica holds the shard's Lease and acts on its objects, else 0",
+            shard_held.clone(),
         );
         let scan_duration = Family::<RuleLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.05, 2.0, 14))
@@ -217,8 +230,18 @@ impl Metrics {
             status_writes,
             resource_ready,
             leader,
+            shard_held,
             ready_reasons: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records whether this replica holds `shard`.
+    pub fn set_shard_held(&self, shard: u32, held: bool) {
+        self.shard_held
+            .get_or_create(&ShardLabels {
+                shard: shard.to_string(),
+            })
+            .set(i64::from(held));
     }
 
     /// Adds the webhook gateway's families (`planops_gateway_*`) to what `/metrics` renders.

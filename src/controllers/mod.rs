@@ -16,6 +16,7 @@ pub mod routes;
 pub mod rule;
 pub mod rule_scan;
 pub mod scheduler;
+pub mod shards;
 pub mod supplier;
 pub mod tasks;
 pub mod validate;
@@ -160,6 +161,12 @@ pub struct OperatorArgs {
     /// Seconds a leader's claim stays valid without renewal; a standby takes over after it.
     #[arg(long, env = "PLANOPS_LEASE_DURATION_SECONDS", default_value_t = 15)]
     pub lease_duration_seconds: u64,
+    /// Shards the OdooConnections (with the rules, supplier connectors and
+    /// approval policies that use them) are spread over, one Lease each
+    /// (`<lease-name>-<i>`), so that several replicas act at once. 1: one
+    /// leader acts on everything, under `--lease-name` itself.
+    #[arg(long, env = "PLANOPS_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub shards: u32,
     /// Reconciliations run at once per kind.
     #[arg(long, env = "PLANOPS_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
@@ -211,8 +218,9 @@ pub struct Core {
     /// Client-side rate limit on requests to the API server outside the watches.
     pub api_limiter: DefaultDirectRateLimiter,
     pub connections: ConnectionIndex,
-    /// The term during which this replica may act; see [`leadership`].
-    pub term: leadership::Term,
+    /// The terms during which this replica may act, one per shard; see
+    /// [`leadership`] and [`shards`].
+    pub terms: leadership::Terms,
 }
 
 impl Core {
@@ -223,6 +231,7 @@ impl Core {
         metrics: Arc<Metrics>,
         api_rate: (u32, u32),
         connections: ConnectionIndex,
+        shards: u32,
     ) -> Core {
         let reporter = Reporter {
             controller: "planops".into(),
@@ -236,8 +245,14 @@ impl Core {
             metrics,
             api_limiter: RateLimiter::direct(quota),
             connections,
-            term: leadership::Term::default(),
+            terms: leadership::Terms::new(shards),
         }
+    }
+
+    /// A stop switch for work on `obj` (a scan, a poll loop): stopped already,
+    /// or when this replica no longer holds the object's shard.
+    pub fn work_for<K: PlanopsKind>(&self, obj: &K) -> CancellationToken {
+        self.terms.work(shards::shard_of(obj, self.terms.count()))
     }
 }
 
@@ -389,6 +404,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         metrics.clone(),
         (args.process.api_qps, args.process.api_burst),
         connections,
+        if args.leader_election { args.shards } else { 1 },
     ));
     let controllers = Arc::new(Controllers::new(
         core,
@@ -403,7 +419,17 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let gateway_pod = GatewayPod::from_args(&client, &args);
     // A restarted container may find its Pod still labelled from before the crash.
     gateway_pod.set(false).await;
-    if args.leader_election {
+    if args.leader_election && args.shards > 1 {
+        leadership::run_sharded(
+            &args,
+            &identity,
+            controllers,
+            scopes,
+            &gateway_pod,
+            shutdown.clone(),
+        )
+        .await?;
+    } else if args.leader_election {
         leadership::run_with_leader_election(
             &args,
             &identity,
@@ -416,8 +442,14 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     } else {
         metrics.leader.set(1);
         gateway_pod.set(true).await;
-        let term = controllers.core.term.begin(&shutdown);
-        run_controllers(controllers, scopes, args.concurrency, term).await;
+        controllers.core.terms.begin_all(&shutdown);
+        run_controllers(
+            controllers,
+            scopes,
+            args.concurrency,
+            shutdown.child_token(),
+        )
+        .await;
     }
     gateway_pod.set(false).await;
     shutdown.cancel();
@@ -685,6 +717,29 @@ fn run_kind<K: Reconciler>(
             .collect::<Vec<_>>()
     });
 
+    // A shard this replica took up (or gave up) has its objects reconciled:
+    // to act on them, or to drop what ran for them (see `reconcile_held`).
+    let shard_store = store.clone();
+    let shard_count = ctx.core().terms.count();
+    let shard_changes = futures::stream::unfold(ctx.core().terms.changes(), |mut rx| async move {
+        match rx.recv().await {
+            Ok(shard) => Some((Some(shard), rx)),
+            // Missed changes: reconcile every object rather than guess.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some((None, rx)),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+        }
+    })
+    .flat_map(move |changed| {
+        let objects: Vec<_> = shard_store
+            .state()
+            .into_iter()
+            .filter(|obj| changed.is_none_or(|s| shards::shard_of(&**obj, shard_count) == s))
+            .map(|obj| ObjectRef::from_obj(&*obj))
+            .collect();
+        futures::stream::iter(objects)
+    });
+    let controller = controller.reconcile_on(shard_changes);
+
     let connection_store = store.clone();
     let controller = controller.watches(
         scoped_api::<OdooConnection>(&client, &scope),
@@ -706,7 +761,7 @@ fn run_kind<K: Reconciler>(
     async move {
         controller
             .graceful_shutdown_on(async move { shutdown.cancelled().await })
-            .run(driver::reconcile::<K>, driver::error_policy::<K>, ctx)
+            .run(reconcile_held::<K>, driver::error_policy::<K>, ctx)
             .for_each(|result| {
                 if let Err(err) = result {
                     tracing::debug!(kind = K::KIND, error = %err, "controller event");
@@ -714,6 +769,32 @@ fn run_kind<K: Reconciler>(
                 futures::future::ready(())
             })
             .await;
+    }
+}
+
+/// Reconciles `obj` only while this replica holds its shard, and stops a
+/// reconcile in flight when the shard's term ends, so that nothing (status,
+/// finalizer, Odoo) is written for an object another replica may hold. An
+/// object of another replica's shard has whatever this replica ran for it
+/// dropped: schedules, routes and series from when it held the shard.
+async fn reconcile_held<K: Reconciler>(
+    obj: Arc<K>,
+    ctx: Arc<K::Context>,
+) -> Result<kube::runtime::controller::Action, Error> {
+    let term = ctx.core().work_for(&*obj);
+    if term.is_cancelled() {
+        K::forget(&obj, &ctx);
+        ctx.core().metrics.forget(
+            K::KIND,
+            &obj.namespace().unwrap_or_default(),
+            &obj.name_any(),
+        );
+        return Ok(kube::runtime::controller::Action::await_change());
+    }
+    tokio::select! {
+        biased;
+        _ = term.cancelled() => Ok(kube::runtime::controller::Action::await_change()),
+        result = driver::reconcile::<K>(obj, ctx.clone()) => result,
     }
 }
 

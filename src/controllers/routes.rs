@@ -61,7 +61,12 @@ pub fn upsert_rule_route(
         rule: rule.clone(),
     };
     ctx.gateway
-        .upsert_route(path, config, Arc::new(handler))
+        .upsert_route_in_term(
+            path,
+            config,
+            Arc::new(handler),
+            Some(ctx.core.work_for(rule.as_ref())),
+        )
         .map_err(|e| e.to_string())
 }
 
@@ -155,13 +160,14 @@ pub async fn upsert_supplier_route(
         runtime,
     };
     ctx.gateway
-        .upsert_route(
+        .upsert_route_in_term(
             RoutePath::supplier(
                 connector.namespace().unwrap_or_default(),
                 connector.name_any(),
             ),
             config,
             Arc::new(handler),
+            Some(ctx.core.work_for(connector.as_ref())),
         )
         .map_err(|e| format!("spec.inbound.webhook: {e}"))
 }
@@ -366,7 +372,7 @@ impl ChangePolls {
             &rule.name_any(),
             |running| running.generation == generation && !running.token.is_cancelled(),
             || {
-                let token = ctx.core.term.work();
+                let token = ctx.core.work_for(rule.as_ref());
                 tokio::spawn(change_poll_loop(
                     Arc::downgrade(ctx),
                     rule.clone(),

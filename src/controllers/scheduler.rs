@@ -173,7 +173,7 @@ impl Scheduler {
             let first = schedule.next_run(now, &jitter_key);
             state.next_fire = first.map(|n| n.fire_at);
             state.generation = generation;
-            let token = ctx.core.term.work();
+            let token = ctx.core.work_for(rule.as_ref());
             state.timer = Some(token.clone());
             tokio::spawn(timer_loop(
                 ctx.clone(),
@@ -267,7 +267,7 @@ async fn fire(
         let decision = schedule
             .concurrency_policy()
             .decide(!state.running.is_empty());
-        let token = ctx.core.term.work();
+        let token = ctx.core.work_for(rule.as_ref());
         match decision {
             StartDecision::Skip => {}
             StartDecision::ReplaceRunning => {

@@ -674,7 +674,7 @@ fn ensure_poll(
             state.stop();
             // A new spec's loop reports its own first poll, not the old loop's.
             state.last_poll = None;
-            let token = ctx.core.term.work();
+            let token = ctx.core.work_for(obj.as_ref());
             state.poll = Some(PollTask {
                 signature,
                 token: token.clone(),

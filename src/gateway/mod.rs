@@ -47,6 +47,7 @@ use serde_json::{Value, json};
 use serde_json_path::JsonPath;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
 pub use auth::{
     AuthConfigError, DEFAULT_HMAC_HEADER, DEFAULT_TOLERANCE, MAX_ID_LEN, MIN_KEY_BYTES,
@@ -304,6 +305,9 @@ struct Route {
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
     handler: Arc<dyn EventHandler>,
     shared: Arc<RouteShared>,
+    /// The term of the shard the route's object belongs to: once it ended,
+    /// another replica may hold the object and the route is not served.
+    term: Option<CancellationToken>,
 }
 
 struct Hint {
@@ -321,6 +325,9 @@ struct Inner {
     /// A standby replica (not the leader) has no routes: it answers 503, so
     /// that senders retry and reach the leader, rather than 404.
     standby: AtomicBool,
+    /// Sharded: a path without a route may be served by another replica, so
+    /// the sender is told to retry (503) rather than that nothing is there.
+    routes_elsewhere: AtomicBool,
     options: GatewayOptions,
     metrics: GatewayMetrics,
     hints: mpsc::Sender<Hint>,
@@ -355,6 +362,7 @@ impl Gateway {
             inner: Arc::new(Inner {
                 routes: RwLock::new(HashMap::new()),
                 standby: AtomicBool::new(false),
+                routes_elsewhere: AtomicBool::new(false),
                 options,
                 metrics,
                 hints: tx,
@@ -370,6 +378,19 @@ impl Gateway {
         path: RoutePath,
         config: RouteConfig,
         handler: Arc<dyn EventHandler>,
+    ) -> Result<(), RouteConfigError> {
+        self.upsert_route_in_term(path, config, handler, None)
+    }
+
+    /// [`Gateway::upsert_route`] for a route served only while `term` lasts
+    /// (the term of its object's shard): past it, requests get 503 +
+    /// `Retry-After` even before the route is removed.
+    pub fn upsert_route_in_term(
+        &self,
+        path: RoutePath,
+        config: RouteConfig,
+        handler: Arc<dyn EventHandler>,
+        term: Option<CancellationToken>,
     ) -> Result<(), RouteConfigError> {
         let verifier = Verifier::new(&config.auth, config.timestamp_tolerance)?;
         if config.max_body_bytes == 0 {
@@ -411,6 +432,7 @@ impl Gateway {
             limiter,
             handler,
             shared,
+            term,
         };
         routes.insert(path, Arc::new(route));
         Ok(())
@@ -438,6 +460,14 @@ impl Gateway {
                 self.inner.metrics.forget(path);
             }
         }
+    }
+
+    /// Sharded operators: a path without a route here answers 503 +
+    /// `Retry-After` instead of 404, since another replica may serve it.
+    pub fn set_routes_elsewhere(&self, elsewhere: bool) {
+        self.inner
+            .routes_elsewhere
+            .store(elsewhere, Ordering::SeqCst);
     }
 
     /// The counters of `path`, or `None` when no such route exists.
@@ -533,7 +563,21 @@ impl Gateway {
                 self.inner.options.in_progress_retry_after,
             );
         }
-        let Some(route) = self.read_routes().get(&path).cloned() else {
+        let found = self.read_routes().get(&path).cloned();
+        let term_ended = found
+            .as_ref()
+            .is_some_and(|route| route.term.as_ref().is_some_and(|t| t.is_cancelled()));
+        let Some(route) = found.filter(|_| !term_ended) else {
+            if term_ended || self.inner.routes_elsewhere.load(Ordering::SeqCst) {
+                return with_retry_after(
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "elsewhere",
+                        "another replica serves this path, or none does yet; retry later",
+                    ),
+                    self.inner.options.in_progress_retry_after,
+                );
+            }
             self.inner.metrics.unknown_route();
             return error(
                 StatusCode::NOT_FOUND,

@@ -17,6 +17,7 @@ use serde_json::Value;
 pub mod control_plane;
 pub mod odoo;
 pub mod suppliers;
+pub mod writes;
 
 pub use control_plane::*;
 
@@ -348,10 +349,15 @@ where
 
 /// Who holds the operator's Lease (`planops-leader`) in `namespace`, if anyone.
 pub async fn lease_holder(cluster: &TestCluster, namespace: &str) -> Option<String> {
+    lease_holder_of(cluster, namespace, "planops-leader").await
+}
+
+/// Who holds the Lease `name` in `namespace` (a shard's: `planops-leader-<i>`).
+pub async fn lease_holder_of(cluster: &TestCluster, namespace: &str, name: &str) -> Option<String> {
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(cluster.client(), namespace);
     leases
-        .get_opt("planops-leader")
+        .get_opt(name)
         .await
         .ok()
         .flatten()

@@ -400,8 +400,24 @@ def test_outbound_policy():
     assert "outbound" in render_fails("outbound.allow={example.com}")
 
 
+def test_shards():
+    assert env_of(one(render(), "Deployment"))["PLANOPS_SHARDS"] == "1"
+    docs = render("shards=4,replicaCount=3")
+    dep = one(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 3
+    assert env_of(dep)["PLANOPS_SHARDS"] == "4"
+    lease_role = one(docs, "Role", "planops-leader-election", NAMESPACE)
+    assert {tuple(sorted(r["verbs"])): r.get("resourceNames") for r in lease_role["rules"]} == {
+        ("create",): None,
+        ("get", "patch", "update"): ["planops-leader"],
+        ("delete", "get", "list", "update"): None,
+    }
+
+
 def test_rejected_values():
     assert "leaderElection" in render_fails("replicaCount=2", "leaderElection.enabled=false")
+    assert "leaderElection" in render_fails("shards=2", "leaderElection.enabled=false")
+    assert "shards" in render_fails("shards=0")
     assert "format" in render_fails("logging.format=xml")
     assert "additional properties" in render_fails("unknownValue=1").lower()
     assert "watchNamespaces" in render_fails("watchNamespaces={Not_A_Namespace}")

@@ -179,6 +179,9 @@ Fails rendering on value combinations that would install a broken operator.
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 requires leaderElection.enabled=true: without a Lease every replica would reconcile and write to Odoo" }}
 {{- end }}
+{{- if and (gt (int .Values.shards) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "shards > 1 requires leaderElection.enabled=true: a shard is held through its Lease" }}
+{{- end }}
 {{- range .Values.watchNamespaces }}
 {{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" .) }}
 {{- fail (printf "watchNamespaces: %q is not a valid namespace name" .) }}
