@@ -409,7 +409,7 @@ def test_shards():
     lease_role = one(docs, "Role", "planops-leader-election", NAMESPACE)
     assert {tuple(sorted(r["verbs"])): r.get("resourceNames") for r in lease_role["rules"]} == {
         ("create",): None,
-        ("get", "patch", "update"): ["planops-leader"],
+        ("get", "list", "patch", "update", "watch"): ["planops-leader"],
         ("delete", "get", "list", "update"): None,
     }
 
