@@ -7,9 +7,17 @@
 //! subjects (same fingerprints, so nothing is written twice) but never resolves
 //! anything: what a focused scan did not look at has not cleared. Status stays the
 //! scheduled scan's; events are visible in metrics and logs.
+//!
+//! Two things keep it at Odoo's pace. The scan reads over the stock snapshot
+//! the rule's scans keep for the connection (the event's products and what
+//! was written since, four calls with one warehouse touched; see
+//! [`crate::scan::snapshot`]), falling back to a plain focused read when there
+//! is none. And events of one rule that arrive while it runs wait together:
+//! the first to get the rule's lock evaluates all of them in one run, the
+//! others take its result, so a burst costs a few runs, not one per change.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use jiff::Timestamp;
@@ -22,6 +30,7 @@ use crate::api::ExceptionRule;
 use crate::automation::{HintedRecord, Visibility, await_hinted_write};
 use crate::engine::RuleRef;
 use crate::run::RuleRun;
+use crate::scan::focus::MAX_FOCUS_RECORDS;
 use crate::scan::{Focus, FocusError, ScanOptions};
 
 /// Why an event could not be evaluated.
@@ -46,6 +55,9 @@ pub enum EventError {
     /// The scan or its actions failed.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The run that took this event along with others failed.
+    #[error("{0}")]
+    Batch(String),
 }
 
 impl EventError {
@@ -60,10 +72,30 @@ impl EventError {
 }
 
 /// One async lock per rule, taken by its scans and its event re-evaluations
-/// around "read what exists, create what is missing".
+/// around "read what exists, create what is missing"; and the events of each
+/// rule waiting for it.
 #[derive(Default)]
 pub struct RuleLocks {
     locks: Mutex<HashMap<RuleKey, Arc<tokio::sync::Mutex<()>>>>,
+    waiting: Mutex<HashMap<RuleKey, Arc<Batch>>>,
+}
+
+/// Events of one rule gathered while they wait for its lock.
+#[derive(Default)]
+struct Batch {
+    focus: Mutex<Focus>,
+    /// Set by the run that evaluated the batch; a run that never finished
+    /// (cancelled) leaves it empty, and the next member runs it again.
+    done: OnceLock<Result<Arc<Acted>, String>>,
+}
+
+impl Batch {
+    fn focus(&self) -> Focus {
+        self.focus
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
 }
 
 /// `(namespace, name)` of a rule.
@@ -82,19 +114,74 @@ impl RuleLocks {
 
     /// Forgets a deleted rule's lock (a holder keeps its own clone).
     pub fn forget(&self, namespace: &str, rule: &str) {
+        let key = (namespace.to_string(), rule.to_string());
         self.locks
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(&(namespace.to_string(), rule.to_string()));
+            .remove(&key);
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&key);
+    }
+
+    /// Adds `focus` to the batch of `namespace/rule` that waits for the lock,
+    /// or to a new one when there is none or it is full.
+    fn join(&self, namespace: &str, rule: &str, focus: &Focus) -> Arc<Batch> {
+        let mut waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let batch = waiting
+            .entry((namespace.to_string(), rule.to_string()))
+            .or_default();
+        let full = {
+            let gathered = batch.focus.lock().unwrap_or_else(|p| p.into_inner());
+            gathered.products.len() + gathered.records.len() + focus.products.len()
+                > MAX_FOCUS_RECORDS
+        };
+        if full {
+            *batch = Arc::default();
+        }
+        let mut guard = batch.focus.lock().unwrap_or_else(|p| p.into_inner());
+        let gathered = &mut *guard;
+        for (into, from) in [
+            (&mut gathered.products, &focus.products),
+            (&mut gathered.records, &focus.records),
+        ] {
+            into.extend(from);
+            into.sort_unstable();
+            into.dedup();
+        }
+        drop(guard);
+        batch.clone()
+    }
+
+    /// Stops `batch` from taking more events: it is about to run, and an
+    /// event joining now could miss its reads.
+    fn close(&self, namespace: &str, rule: &str, batch: &Arc<Batch>) {
+        let mut waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (namespace.to_string(), rule.to_string());
+        if waiting
+            .get(&key)
+            .is_some_and(|open| Arc::ptr_eq(open, batch))
+        {
+            waiting.remove(&key);
+        }
     }
 }
 
 /// What one focused evaluation did.
 #[derive(Debug)]
 pub struct FocusedRun {
+    /// The event's own subjects.
     pub focus: Focus,
+    /// The run that evaluated them, with the other events it took along;
     /// `None` when the focus was empty and nothing was scanned.
-    pub run: Option<Acted>,
+    pub run: Option<Arc<Acted>>,
     pub elapsed: std::time::Duration,
 }
 
@@ -132,7 +219,32 @@ pub async fn reevaluate(
             elapsed: started.elapsed(),
         });
     }
-    reevaluate_focus(ctx, &client, rule, focus, started).await
+    let namespace = rule.namespace().unwrap_or_default();
+    let name = rule.name_any();
+    let batch = ctx.rule_locks.join(&namespace, &name, &focus);
+    let lock = ctx.rule_locks.of(&namespace, &name);
+    let _acting = lock.lock().await;
+    if let Some(done) = batch.done.get() {
+        let run = done.clone().map_err(EventError::Batch)?;
+        return Ok(FocusedRun {
+            focus,
+            run: Some(run),
+            elapsed: started.elapsed(),
+        });
+    }
+    ctx.rule_locks.close(&namespace, &name, &batch);
+    let result = reevaluate_focus(ctx, &client, rule, batch.focus(), started)
+        .await
+        .map(Arc::new);
+    let _ = batch.done.set(match &result {
+        Ok(run) => Ok(run.clone()),
+        Err(err) => Err(err.to_string()),
+    });
+    Ok(FocusedRun {
+        focus,
+        run: Some(result?),
+        elapsed: started.elapsed(),
+    })
 }
 
 /// Re-evaluates `rule` for the record an Odoo webhook names, once Odoo
@@ -181,17 +293,23 @@ pub async fn reevaluate_products(
     reevaluate(ctx, rule, "product.product", &products).await
 }
 
+/// One run of `rule` over `focus`, under the rule's lock.
 async fn reevaluate_focus(
     ctx: &Arc<RuleContext>,
     client: &crate::odoo::OdooClient,
     rule: &ExceptionRule,
     focus: Focus,
     started: Instant,
-) -> Result<FocusedRun, EventError> {
+) -> Result<Acted, EventError> {
     let namespace = rule.namespace().unwrap_or_default();
     let name = rule.name_any();
-    let lock = ctx.rule_locks.of(&namespace, &name);
-    let _acting = lock.lock().await;
+    // The connection's cache: the stock snapshot and demand history its
+    // scans keep, which the focused scan reads over.
+    let history_key = super::rule_scan::connection_history_key(
+        &ctx.core.connections,
+        &namespace,
+        &rule.spec.connection_ref.name,
+    );
     let memory = load_memory(ctx, &namespace, &name)
         .await
         .map_err(|source| EventError::Kube {
@@ -217,6 +335,7 @@ async fn reevaluate_focus(
         secrets: &secrets,
         options: ScanOptions {
             focus: Some(&focus),
+            history: history_key.as_ref().map(|k| (&ctx.history, k)),
             ..Default::default()
         },
         policies: &super::approval::ListedPolicies {
@@ -252,13 +371,11 @@ async fn reevaluate_focus(
         records = focus.records.len(),
         exceptions = run.outcome.exceptions.len(),
         opened = run.report.opened().len(),
+        scan_calls = run.outcome.calls.requests,
         odoo_calls = run.outcome.calls.requests + run.action_calls,
+        over_snapshot = run.outcome.stock_snapshot.is_some_and(|s| !s.rebuilt),
         millis = started.elapsed().as_millis() as u64,
         "event re-evaluated"
     );
-    Ok(FocusedRun {
-        focus,
-        run: Some(run),
-        elapsed: started.elapsed(),
-    })
+    Ok(run)
 }
