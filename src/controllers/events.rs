@@ -16,7 +16,7 @@
 //! the first to get the rule's lock evaluates all of them in one run, the
 //! others take its result, so a burst costs a few runs, not one per change.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -27,7 +27,7 @@ use super::rule::RuleContext;
 use super::scheduler::{load_memory, read_secrets, save_memory};
 use crate::actions::{Acted, RunError};
 use crate::api::ExceptionRule;
-use crate::automation::{HintedRecord, Visibility, await_hinted_write};
+use crate::automation::{HintedRecord, Visibility, await_hinted_writes};
 use crate::engine::RuleRef;
 use crate::run::RuleRun;
 use crate::scan::focus::MAX_FOCUS_RECORDS;
@@ -78,6 +78,16 @@ impl EventError {
 pub struct RuleLocks {
     locks: Mutex<HashMap<RuleKey, Arc<tokio::sync::Mutex<()>>>>,
     waiting: Mutex<HashMap<RuleKey, Arc<Batch>>>,
+    hints: Mutex<HashMap<RuleKey, HintQueue>>,
+}
+
+/// Odoo hints of one rule not taken by a round yet, by record, with the
+/// latest `write_date` hinted.
+#[derive(Default)]
+struct HintQueue {
+    waiting: BTreeMap<(String, i64), Option<jiff::civil::DateTime>>,
+    /// A task is draining the queue.
+    draining: bool,
 }
 
 /// Events of one rule gathered while they wait for its lock.
@@ -155,6 +165,47 @@ impl RuleLocks {
         }
         drop(guard);
         batch.clone()
+    }
+
+    /// Queues `hint` for `namespace/rule`; whether no task drains the rule's
+    /// hints (the caller then starts one).
+    fn push_hint(&self, namespace: &str, rule: &str, hint: HintedRecord) -> bool {
+        let mut hints = self
+            .hints
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let queue = hints
+            .entry((namespace.to_string(), rule.to_string()))
+            .or_default();
+        // A record hinted twice is read once, after its later write.
+        let written = queue
+            .waiting
+            .entry((hint.model, hint.id))
+            .or_insert(hint.written);
+        *written = (*written).max(hint.written);
+        !std::mem::replace(&mut queue.draining, true)
+    }
+
+    /// The hints waiting for `namespace/rule`; `None`, and the drainer stops,
+    /// when there are none.
+    fn take_hints(&self, namespace: &str, rule: &str) -> Option<Vec<HintedRecord>> {
+        let mut hints = self
+            .hints
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (namespace.to_string(), rule.to_string());
+        let queue = hints.get_mut(&key)?;
+        if queue.waiting.is_empty() {
+            hints.remove(&key);
+            return None;
+        }
+        let waiting = std::mem::take(&mut queue.waiting);
+        Some(
+            waiting
+                .into_iter()
+                .map(|((model, id), written)| HintedRecord { model, id, written })
+                .collect(),
+        )
     }
 
     /// Stops `batch` from taking more events: it is about to run, and an
@@ -247,41 +298,80 @@ pub async fn reevaluate(
     })
 }
 
-/// Re-evaluates `rule` for the record an Odoo webhook names, once Odoo
-/// holds the write it reports: 17 and 18 post before they commit, so a
-/// re-read made at once could see the old values and miss the exception.
-/// Runs after the gateway answered Odoo, never inside the request.
-pub async fn reevaluate_hint(
+/// Takes in the record an Odoo webhook names for `rule`. Hints of one rule
+/// are evaluated by one task at a time, which takes every hint waiting when it
+/// starts a round: a burst of changes costs a few rounds, each about a dozen
+/// Odoo calls, whatever the number of changes. Runs after the gateway answered
+/// Odoo, never inside the request; a failed round is logged, and the next
+/// scheduled scan covers what it missed.
+pub fn queue_hint(ctx: &Arc<RuleContext>, rule: &Arc<ExceptionRule>, hint: HintedRecord) {
+    let namespace = rule.namespace().unwrap_or_default();
+    let name = rule.name_any();
+    if ctx.rule_locks.push_hint(&namespace, &name, hint) {
+        tokio::spawn(drain_hints(ctx.clone(), rule.clone()));
+    }
+}
+
+/// Evaluates `rule`'s waiting hints, round after round, until none is left.
+async fn drain_hints(ctx: Arc<RuleContext>, rule: Arc<ExceptionRule>) {
+    let namespace = rule.namespace().unwrap_or_default();
+    let name = rule.name_any();
+    while let Some(hints) = ctx.rule_locks.take_hints(&namespace, &name) {
+        let count = hints.len();
+        if let Err(err) = reevaluate_hints(&ctx, &rule, hints).await {
+            tracing::warn!(
+                namespace = %namespace,
+                rule = %name,
+                hints = count,
+                error = %err,
+                "re-evaluating after Odoo hints failed; the next scan covers them"
+            );
+        }
+    }
+}
+
+/// Re-evaluates `rule` for the records Odoo webhooks named, once Odoo holds
+/// the writes they report: 17 and 18 post before they commit, so a re-read
+/// made at once could see the old values and miss the exception.
+async fn reevaluate_hints(
     ctx: &Arc<RuleContext>,
     rule: &ExceptionRule,
-    hint: &HintedRecord,
-) -> Result<FocusedRun, EventError> {
+    hints: Vec<HintedRecord>,
+) -> Result<(), EventError> {
     let namespace = rule.namespace().unwrap_or_default();
     let connection = &rule.spec.connection_ref.name;
     let client = ctx
         .odoo
         .get(&namespace, connection)
         .ok_or_else(|| EventError::NotConnected(format!("{namespace}/{connection}")))?;
-    match await_hinted_write(&client, hint)
-        .await
-        .map_err(EventError::Hint)?
-    {
-        Visibility::GaveUp => tracing::info!(
-            namespace = %namespace,
-            rule = %rule.name_any(),
-            model = %hint.model,
-            id = hint.id,
-            "the hinted write is still not readable; evaluating what Odoo holds"
-        ),
-        Visibility::Visible { retries } if retries > 0 => tracing::debug!(
-            model = %hint.model,
-            id = hint.id,
-            retries,
-            "hinted write readable after Odoo's commit"
-        ),
-        _ => {}
+    let mut by_model: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for hint in &hints {
+        by_model.entry(&hint.model).or_default().push(hint.id);
     }
-    reevaluate(ctx, rule, &hint.model, &[hint.id]).await
+    for (model, ids) in by_model {
+        match await_hinted_writes(&client, model, &hints)
+            .await
+            .map_err(EventError::Hint)?
+        {
+            Visibility::GaveUp => tracing::info!(
+                namespace = %namespace,
+                rule = %rule.name_any(),
+                model,
+                "a hinted write is still not readable; evaluating what Odoo holds"
+            ),
+            Visibility::Visible { retries } if retries > 0 => tracing::debug!(
+                model,
+                records = ids.len(),
+                retries,
+                "hinted writes readable after Odoo's commit"
+            ),
+            _ => {}
+        }
+        for chunk in ids.chunks(MAX_FOCUS_RECORDS) {
+            reevaluate(ctx, rule, model, chunk).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Re-evaluates `rule` for `products` (a supplier event's).
