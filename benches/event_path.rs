@@ -146,9 +146,10 @@ async fn bench(steps: Vec<Step>) {
     harness::wait_scan_after(cluster, &ns, "stockout", None).await;
     let seen = Activities::new(&server, &ns);
     assert!(
-        seen.products().is_empty(),
+        seen.res_ids().is_empty(),
         "the scheduled scan should find nothing"
     );
+    let watcher = tokio::spawn(seen.clone().watch(products.clone()));
 
     server
         .set_faults(FaultConfig {
@@ -171,9 +172,7 @@ async fn bench(steps: Vec<Step>) {
         let before = server.stats().total_model_calls();
         let committed = run_step(&changer, &wh, step, &chosen).await;
         let wanted: HashSet<i64> = chosen.iter().map(|(p, _)| *p).collect();
-        let arrived = seen
-            .wait_for(&wanted, &chosen, Duration::from_secs(180))
-            .await;
+        let arrived = seen.wait_for(&wanted, Duration::from_secs(180)).await;
         // The step's own creates are not the operator's.
         let operator_calls = server.stats().total_model_calls() - before - chosen.len() as u64;
         let mut latencies: Vec<Duration> = chosen
@@ -203,6 +202,7 @@ async fn bench(steps: Vec<Step>) {
     let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "activities written twice: {doubled:?}");
     assert_eq!(counts.len(), total);
+    watcher.abort();
     server.shutdown().await;
 }
 
@@ -328,6 +328,7 @@ async fn run_step(
 
 /// The rule's activities as the simulator holds them, read in process (no
 /// HTTP, no latency, not counted as Odoo calls), with when each was first seen.
+#[derive(Clone)]
 struct Activities {
     server_db: planops::sim::Database,
     uid: i64,
@@ -366,10 +367,6 @@ impl Activities {
             .unwrap_or_default()
     }
 
-    fn products(&self) -> HashSet<i64> {
-        self.res_ids().into_iter().collect()
-    }
-
     /// Activities per record.
     fn counts(&self) -> HashMap<i64, usize> {
         let mut counts = HashMap::new();
@@ -379,31 +376,40 @@ impl Activities {
         counts
     }
 
-    /// Polls until every product of `wanted` (or its template, in `pairs`)
-    /// has an activity, or `limit` passes; when each was first seen, by product.
-    async fn wait_for(
-        &self,
-        wanted: &HashSet<i64>,
-        pairs: &[(i64, i64)],
-        limit: Duration,
-    ) -> HashMap<i64, Instant> {
-        let product_of: HashMap<i64, i64> =
-            pairs.iter().flat_map(|&(p, t)| [(p, p), (t, p)]).collect();
-        let started = Instant::now();
+    /// Looks every 10 ms, noting when an activity on each of `products`
+    /// (product or template id) first shows.
+    async fn watch(self, products: Vec<(i64, i64)>) {
+        let product_of: HashMap<i64, i64> = products
+            .iter()
+            .flat_map(|&(p, t)| [(p, p), (t, p)])
+            .collect();
         loop {
+            let ids = self.res_ids();
             let now = Instant::now();
             {
                 let mut first_seen = self.first_seen.lock().expect("not poisoned");
-                for id in self.res_ids() {
+                for id in ids {
                     if let Some(&product) = product_of.get(&id) {
                         first_seen.entry(product).or_insert(now);
                     }
                 }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// When each product was first seen with an activity, once every one of
+    /// `wanted` has been or `limit` passed.
+    async fn wait_for(&self, wanted: &HashSet<i64>, limit: Duration) -> HashMap<i64, Instant> {
+        let started = Instant::now();
+        loop {
+            {
+                let first_seen = self.first_seen.lock().expect("not poisoned");
                 if wanted.iter().all(|p| first_seen.contains_key(p)) || started.elapsed() > limit {
                     return first_seen.clone();
                 }
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

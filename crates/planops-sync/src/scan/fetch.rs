@@ -17,10 +17,11 @@
 //! groups into engine inputs) are separate functions, unit-tested below.
 //!
 //! Products, vendors, stock figures, open moves and orderpoints are always read
-//! by [`super::snapshot`]: once in full for a scan without a cache (and a
-//! focused event run), or, for a scan handed a [`super::HistoryCache`], kept
-//! and after the first scan brought up to date with what was written since:
-//! about a dozen calls whatever the catalogue size. This module holds the
+//! by [`super::snapshot`]: once in full for a scan without a cache, or, for a
+//! scan handed a [`super::HistoryCache`], kept and after the first scan brought
+//! up to date with what was written since: about a dozen calls whatever the
+//! catalogue size. A focused event run handed the cache reads its products
+//! over that snapshot (four calls), else directly. This module holds the
 //! rest of the reads and the row parsers both use.
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -43,6 +43,13 @@
 //! its key carries the database's identity (URL, name and, where the login may
 //! read it, `database.uuid`), so a restored or replaced database is not served
 //! another's snapshot.
+//!
+//! An event's products are read over the snapshot of their scope without
+//! changing it ([`focused_stock`]): their moves written since its mark, their
+//! products with Odoo's figures for the warehouses those moves touched, their
+//! vendor lines and reordering rules (4 calls with one warehouse touched). The
+//! snapshot's marks stay where they were, so the next scan's delta reads what
+//! the event read again and nothing is missed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -443,8 +450,8 @@ fn prune_stale(dir: &std::path::Path) {
 }
 
 /// The products (and, for a stock rule, stock items) `plan` asks for, read
-/// once in full and not kept: a scan without a cache, a focused event run, or
-/// a rule that reads products only.
+/// once in full and not kept: a scan without a cache, a focused event run
+/// without a snapshot of its scope, or a rule that reads products only.
 pub(super) async fn read_once(
     client: &OdooClient,
     plan: &FetchPlan,
