@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
+use tokio_util::sync::CancellationToken;
 
 use super::rule::RuleContext;
 use super::scheduler::{load_memory, read_secrets, save_memory};
@@ -186,6 +187,17 @@ impl RuleLocks {
         !std::mem::replace(&mut queue.draining, true)
     }
 
+    /// Marks `key`'s queue as drained by nobody.
+    fn stop_draining(&self, key: &RuleKey) {
+        let mut hints = self
+            .hints
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(queue) = hints.get_mut(key) {
+            queue.draining = false;
+        }
+    }
+
     /// The hints waiting for `namespace/rule`; `None`, and the drainer stops,
     /// when there are none.
     fn take_hints(&self, namespace: &str, rule: &str) -> Option<Vec<HintedRecord>> {
@@ -308,24 +320,56 @@ pub fn queue_hint(ctx: &Arc<RuleContext>, rule: &Arc<ExceptionRule>, hint: Hinte
     let namespace = rule.namespace().unwrap_or_default();
     let name = rule.name_any();
     if ctx.rule_locks.push_hint(&namespace, &name, hint) {
-        tokio::spawn(drain_hints(ctx.clone(), rule.clone()));
+        // Work of this leadership term: a replica that stops leading stops
+        // acting on what it was told while it led.
+        let term = ctx.core.term.work();
+        tokio::spawn(drain_hints(ctx.clone(), rule.clone(), term));
     }
 }
 
-/// Evaluates `rule`'s waiting hints, round after round, until none is left.
-async fn drain_hints(ctx: Arc<RuleContext>, rule: Arc<ExceptionRule>) {
+/// Evaluates `rule`'s waiting hints, round after round, until none is left
+/// or `term` ends.
+async fn drain_hints(ctx: Arc<RuleContext>, rule: Arc<ExceptionRule>, term: CancellationToken) {
     let namespace = rule.namespace().unwrap_or_default();
     let name = rule.name_any();
-    while let Some(hints) = ctx.rule_locks.take_hints(&namespace, &name) {
-        let count = hints.len();
-        if let Err(err) = reevaluate_hints(&ctx, &rule, hints).await {
-            tracing::warn!(
-                namespace = %namespace,
-                rule = %name,
-                hints = count,
-                error = %err,
-                "re-evaluating after Odoo hints failed; the next scan covers them"
-            );
+    let mut draining = Draining {
+        locks: &ctx.rule_locks,
+        key: (namespace.clone(), name.clone()),
+        done: false,
+    };
+    let rounds = async {
+        while let Some(hints) = ctx.rule_locks.take_hints(&namespace, &name) {
+            let count = hints.len();
+            if let Err(err) = reevaluate_hints(&ctx, &rule, hints).await {
+                tracing::warn!(
+                    namespace = %namespace,
+                    rule = %name,
+                    hints = count,
+                    error = %err,
+                    "re-evaluating after Odoo hints failed; the next scan covers them"
+                );
+            }
+        }
+    };
+    tokio::select! {
+        () = rounds => draining.done = true,
+        () = term.cancelled() => {}
+    }
+}
+
+/// Lets the next hint of a rule start a drainer when this one stops early
+/// (its term ended, or it panicked): the queue would wait forever otherwise.
+struct Draining<'a> {
+    locks: &'a RuleLocks,
+    key: RuleKey,
+    /// The drainer found the queue empty (and removed it) itself.
+    done: bool,
+}
+
+impl Drop for Draining<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.locks.stop_draining(&self.key);
         }
     }
 }
@@ -468,4 +512,74 @@ async fn reevaluate_focus(
         "event re-evaluated"
     );
     Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint(id: i64, written: Option<&str>) -> HintedRecord {
+        HintedRecord {
+            model: "sale.order".into(),
+            id,
+            written: written.map(|w| w.parse().expect("a datetime")),
+        }
+    }
+
+    fn products(ids: &[i64]) -> Focus {
+        Focus {
+            products: ids.to_vec(),
+            ..Focus::default()
+        }
+    }
+
+    #[test]
+    fn hints_of_a_rule_are_drained_by_one_task_and_a_record_is_read_once() {
+        let locks = RuleLocks::default();
+        assert!(locks.push_hint("ns", "r", hint(1, Some("2026-01-01T10:00:00"))));
+        assert!(!locks.push_hint("ns", "r", hint(1, Some("2026-01-01T10:00:05"))));
+        assert!(!locks.push_hint("ns", "r", hint(2, None)));
+        assert!(
+            locks.push_hint("ns", "other", hint(1, None)),
+            "another rule has its own drainer"
+        );
+        assert_eq!(
+            locks.take_hints("ns", "r"),
+            Some(vec![hint(1, Some("2026-01-01T10:00:05")), hint(2, None)])
+        );
+        // While a round runs, new hints wait for the next one.
+        assert!(!locks.push_hint("ns", "r", hint(3, None)));
+        assert_eq!(locks.take_hints("ns", "r"), Some(vec![hint(3, None)]));
+        assert_eq!(locks.take_hints("ns", "r"), None);
+        assert!(
+            locks.push_hint("ns", "r", hint(4, None)),
+            "an emptied queue starts a drainer again"
+        );
+        // A drainer stopped early lets the next hint start another.
+        locks.stop_draining(&("ns".to_string(), "r".to_string()));
+        assert!(locks.push_hint("ns", "r", hint(5, None)));
+    }
+
+    #[test]
+    fn events_waiting_for_the_lock_join_one_batch_until_it_runs() {
+        let locks = RuleLocks::default();
+        let first = locks.join("ns", "r", &products(&[3, 1]));
+        let second = locks.join("ns", "r", &products(&[1, 2]));
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(first.focus().products, vec![1, 2, 3]);
+        locks.close("ns", "r", &first);
+        let later = locks.join("ns", "r", &products(&[5]));
+        assert!(
+            !Arc::ptr_eq(&first, &later),
+            "a running batch takes no more"
+        );
+        assert_eq!(first.focus().products, vec![1, 2, 3]);
+        let bulk: Vec<i64> = (10..10 + MAX_FOCUS_RECORDS as i64).collect();
+        let full = locks.join("ns", "r", &products(&bulk));
+        assert!(
+            !Arc::ptr_eq(&later, &full),
+            "a batch stays within the focus limit"
+        );
+        assert_eq!(later.focus().products, vec![5]);
+    }
 }
