@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use jiff::civil::{Date, date};
+use planops::actions::{self, ActionContext, NoSecrets};
 use planops::api::rule::ExceptionRuleSpec;
 use planops::engine::inputs::DemandHistory;
 use planops::engine::{PlanningException, RuleRef};
@@ -683,6 +684,226 @@ async fn a_persisted_snapshot_makes_the_first_scan_after_a_restart_a_delta() {
         snapshot_files(dir.path()).len(),
         2,
         "another database gets a snapshot of its own"
+    );
+    server.shutdown().await;
+}
+
+/// A stockout rule over the whole catalogue that writes activities.
+fn acting_stockout_rule(scope: &str) -> ExceptionRuleSpec {
+    serde_yaml_ng::from_str(&format!(
+        r#"
+connectionRef: {{name: odoo}}
+scope: {scope}
+detector: {STOCKOUT}
+triggers: {{schedule: {{cron: "0 6 * * *"}}}}
+actions: [{{activity: {{assignee: {{user: admin}}}}}}]
+"#
+    ))
+    .expect("rule")
+}
+
+const STOCKOUT_RULE: RuleRef<'static> = RuleRef {
+    namespace: "default",
+    rule: "stockout",
+};
+
+/// A stockout scan of `spec` focused on what `ids` of `model` touch, through
+/// `cache`; its outcome and the ORM calls the simulator counted for it.
+async fn focused_scan(
+    server: &SimServer,
+    client: &OdooClient,
+    spec: &ExceptionRuleSpec,
+    cache: Option<(&HistoryCache, &HistoryKey)>,
+    model: &str,
+    ids: &[i64],
+) -> (scan::ScanOutcome, u64) {
+    let detector = spec.detector.kind().expect("a detector");
+    let focus = scan::focus::focus_for(client, detector, None, model, ids)
+        .await
+        .expect("focus");
+    server.reset_stats();
+    let outcome = scan::run_scan_with(
+        client,
+        &STOCKOUT_RULE,
+        spec,
+        TODAY,
+        &ScanMemory::default(),
+        ScanOptions {
+            history: cache,
+            focus: Some(&focus),
+            ..ScanOptions::default()
+        },
+    )
+    .await
+    .expect("focused scan");
+    let counted = server.stats().total_model_calls();
+    assert_eq!(
+        outcome.calls.requests, counted,
+        "the client and the simulator count the same calls"
+    );
+    (outcome, counted)
+}
+
+/// The exceptions of `full` on `product`.
+fn on_product(full: &[PlanningException], product: i64) -> Vec<PlanningException> {
+    full.iter()
+        .filter(|e| e.subject.ids[0] == product)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn an_event_over_the_snapshot_costs_four_calls_and_finds_what_a_full_scan_finds() {
+    let (server, client) = start_with(300).await;
+    let cache = HistoryCache::new();
+    let key = key(&server);
+    let cached = Some((&cache, &key));
+    let spec = acting_stockout_rule("{}");
+
+    // The rule's scheduled scan leaves the snapshot and the history behind.
+    let scanned = scan_outcome(&client, STOCKOUT, cached).await;
+    let flagged: HashSet<i64> = scanned
+        .exceptions
+        .iter()
+        .map(|e| e.subject.ids[0])
+        .collect();
+    let (products, _) = scope(&client).await;
+    let mut calm: Vec<i64> = products.difference(&flagged).copied().collect();
+    calm.sort_unstable();
+    let product = calm[0];
+
+    // A customer delivery of far more than the stock, due tomorrow from the
+    // first warehouse: the product runs out there.
+    let stock = client
+        .search(
+            "stock.location",
+            &json!([["usage", "=", "internal"], ["warehouse_id", "!=", false]]),
+            &SearchOptions::default(),
+        )
+        .await
+        .expect("stock locations")[0];
+    let customers = location_of_usage(&client, "customer").await;
+    let delivery = client
+        .create(
+            "stock.move",
+            vec![vals(&[
+                ("name", json!("PlanOps test delivery")),
+                ("product_id", json!(product)),
+                ("product_uom_qty", json!(100000.0)),
+                ("location_id", json!(stock)),
+                ("location_dest_id", json!(customers)),
+                ("state", json!("confirmed")),
+                ("date", json!("2025-03-02 10:00:00")),
+            ])],
+        )
+        .await
+        .expect("delivery")[0];
+
+    let (focused, calls) =
+        focused_scan(&server, &client, &spec, cached, "stock.move", &[delivery]).await;
+    assert!(
+        !snapshot_rebuilt(&focused),
+        "the event was read over the snapshot"
+    );
+    // Moves since the snapshot, products with the figures of the one
+    // warehouse the delivery touches, vendor lines, reordering rules.
+    assert!(calls <= 4, "the event cost {calls} Odoo calls");
+    let (full, full_calls) = stockout_scan(&client, None).await;
+    let expected = on_product(&full, product);
+    assert!(!expected.is_empty(), "the delivery should make a stock-out");
+    assert_same(&focused.exceptions, &expected, "after a large delivery");
+    eprintln!("an event over the snapshot: {calls} Odoo calls (a full read: {full_calls})");
+
+    // The product renamed: no move, so no figures are read again, and the
+    // name is Odoo's current one.
+    let template = template_of(&client, product).await;
+    client
+        .write(
+            "product.template",
+            &[template],
+            vals(&[("name", json!("Renamed by the event test"))]),
+        )
+        .await
+        .expect("rename");
+    let (focused, calls) = focused_scan(
+        &server,
+        &client,
+        &spec,
+        cached,
+        "product.template",
+        &[template],
+    )
+    .await;
+    assert!(
+        !snapshot_rebuilt(&focused),
+        "a rename is read over the snapshot"
+    );
+    assert!(calls <= 4, "the rename cost {calls} Odoo calls");
+    let (full, _) = stockout_scan(&client, None).await;
+    assert_same(
+        &focused.exceptions,
+        &on_product(&full, product),
+        "after a rename",
+    );
+    assert!(
+        focused.exceptions[0].subject.label.contains("Renamed"),
+        "{:?}",
+        focused.exceptions[0].subject
+    );
+
+    // A scope no scan has read yet: read as before, with the same result.
+    let other = acting_stockout_rule("{productDomain: \"[('active', '=', True)]\"}");
+    let (fallback, fallback_calls) =
+        focused_scan(&server, &client, &other, cached, "stock.move", &[delivery]).await;
+    assert!(snapshot_rebuilt(&fallback), "no snapshot of that scope");
+    assert_same(
+        &fallback.exceptions,
+        &on_product(&full, product),
+        "without a snapshot",
+    );
+    eprintln!("the same event without a snapshot of its scope: {fallback_calls} Odoo calls");
+
+    // The same event acted on twice: every activity carries its fingerprint,
+    // so the second run finds them and creates nothing.
+    let focus = scan::focus::focus_for(
+        &client,
+        spec.detector.kind().expect("a detector"),
+        None,
+        "stock.move",
+        &[delivery],
+    )
+    .await
+    .expect("focus");
+    let ctx = ActionContext {
+        rule: STOCKOUT_RULE,
+        spec: &spec,
+        today: TODAY,
+        secrets: &NoSecrets,
+    };
+    let options = ScanOptions {
+        history: cached,
+        focus: Some(&focus),
+        ..ScanOptions::default()
+    };
+    let marker = json!([["note", "ilike", "planops-rule default/stockout"]]);
+    let mut counts = Vec::new();
+    for _ in 0..2 {
+        let run = actions::scan_and_act(&client, &ctx, &ScanMemory::default(), options)
+            .await
+            .expect("acting on the event");
+        counts.push((
+            run.report.opened().len(),
+            client
+                .search_count("mail.activity", &marker)
+                .await
+                .expect("counting activities"),
+        ));
+    }
+    let expected = on_product(&full, product).len();
+    assert_eq!(
+        counts,
+        vec![(expected, expected as u64), (0, expected as u64)],
+        "(opened, activities in Odoo) after each run"
     );
     server.shutdown().await;
 }

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Core;
-use super::events::{self, EventError, FocusedRun};
+use super::events::{self, FocusedRun};
 use super::rule::RuleContext;
 use super::scheduler::read_secrets;
 use super::supplier::SupplierContext;
@@ -97,7 +97,8 @@ pub fn remove_rule_route(ctx: &RuleContext, namespace: &str, rule: &str) {
     ctx.change_polls.stop(namespace, rule);
 }
 
-/// An Odoo automation callback for one rule: re-evaluates the record it names.
+/// An Odoo automation callback for one rule: queues the record it names for
+/// re-evaluation (see [`events::queue_hint`]).
 struct OdooHintHandler {
     ctx: Weak<RuleContext>,
     rule: Arc<ExceptionRule>,
@@ -119,21 +120,10 @@ impl EventHandler for OdooHintHandler {
                 .map(|e| e.model.as_str());
             let hint = HintedRecord::from_payload(&event.payload, watched)
                 .map_err(|e| HandlerError::rejected(e.to_string()))?;
-            let run = events::reevaluate_hint(&ctx, &self.rule, &hint)
-                .await
-                .map_err(handler_error)?;
-            Ok(HandlerOutcome {
-                detail: run_detail(&run),
-            })
+            let detail = json!({"queued": {"model": hint.model, "id": hint.id}});
+            events::queue_hint(&ctx, &self.rule, hint);
+            Ok(HandlerOutcome { detail })
         })
-    }
-}
-
-fn handler_error(err: EventError) -> HandlerError {
-    if err.is_transient() {
-        HandlerError::transient(err.to_string())
-    } else {
-        HandlerError::rejected(err.to_string())
     }
 }
 

@@ -9,6 +9,7 @@ use governor::DefaultDirectRateLimiter;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
 use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::kinds::PlanopsKind;
@@ -151,6 +152,18 @@ pub fn history_key(namespace: &str, connection: &crate::api::OdooConnection) -> 
         url: connection.spec.url.clone(),
         database: connection.spec.database.clone(),
     }
+}
+
+/// [`history_key`] of the OdooConnection `namespace/connection` as the
+/// operator's index holds it; `None` while the index has not seen it.
+pub(super) fn connection_history_key(
+    connections: &super::ConnectionIndex,
+    namespace: &str,
+    connection: &str,
+) -> Option<HistoryKey> {
+    connections
+        .get(&ObjectRef::<crate::api::OdooConnection>::new(connection).within(namespace))
+        .map(|c| history_key(namespace, &c))
 }
 
 /// Runs `rule` ([`RuleRun`]: scan, actions, approval gate) as of `today`, with

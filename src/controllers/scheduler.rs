@@ -33,8 +33,8 @@ use super::rule_scan::{self, Failure};
 pub use super::rule_scan::{ScanReport, memory_configmap_name};
 use super::tasks::{ObjectTasks, Stoppable};
 use crate::actions::StaticSecrets;
+use crate::api::ExceptionRule;
 use crate::api::common::reasons;
-use crate::api::{ExceptionRule, OdooConnection};
 use crate::scan::ScanMemory;
 use crate::schedule::{MissedRun, Schedule, StartDecision};
 
@@ -422,11 +422,8 @@ async fn run(
         ))
     })?;
     // Every rule of a connection reads its demand history through the one cache.
-    let history_key = ctx
-        .core
-        .connections
-        .get(&ObjectRef::<OdooConnection>::new(connection).within(&namespace))
-        .map(|c| rule_scan::history_key(&namespace, &c));
+    let history_key =
+        rule_scan::connection_history_key(&ctx.core.connections, &namespace, connection);
     let lock = ctx.rule_locks.of(&namespace, &name);
     let _acting = lock.lock().await;
     let memory = load_memory(ctx, &namespace, &name)

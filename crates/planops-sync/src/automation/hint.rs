@@ -112,16 +112,28 @@ pub async fn await_hinted_write(
     client: &OdooClient,
     hint: &HintedRecord,
 ) -> Result<Visibility, OdooError> {
-    let Some(written) = hint.written else {
-        return Ok(Visibility::NotNeeded);
-    };
+    await_hinted_writes(client, &hint.model, std::slice::from_ref(hint)).await
+}
+
+/// [`await_hinted_write`] for hints on records of `model` (others are not
+/// waited for), one search a look whatever their number: a burst of events
+/// waits as long as one. `GaveUp` when any of them is still not readable.
+pub async fn await_hinted_writes(
+    client: &OdooClient,
+    model: &str,
+    hints: &[HintedRecord],
+) -> Result<Visibility, OdooError> {
     if client.info().version.major >= FIRST_VERSION_POSTING_AFTER_COMMIT {
         return Ok(Visibility::NotNeeded);
     }
-    let domain = json!([
-        ["id", "=", hint.id],
-        ["write_date", ">=", domain_datetime(written)]
-    ]);
+    let mut waiting: Vec<(i64, DateTime)> = hints
+        .iter()
+        .filter(|h| h.model == model)
+        .filter_map(|h| Some((h.id, h.written?)))
+        .collect();
+    if waiting.is_empty() {
+        return Ok(Visibility::NotNeeded);
+    }
     let mut context = Map::new();
     // An archived record is hinted too (e.g. by a rule on archiving).
     context.insert("active_test".into(), json!(false));
@@ -129,9 +141,10 @@ pub async fn await_hinted_write(
     let mut retries = 0;
     loop {
         let found = client
-            .search(&hint.model, &domain, &SearchOptions::limit(1))
+            .search(model, &written_since(&waiting), &SearchOptions::default())
             .await?;
-        if !found.is_empty() {
+        waiting.retain(|(id, _)| !found.contains(id));
+        if waiting.is_empty() {
             return Ok(Visibility::Visible { retries });
         }
         let Some(pause) = BACKOFF.get(retries as usize) else {
@@ -140,6 +153,18 @@ pub async fn await_hinted_write(
         tokio::time::sleep(*pause).await;
         retries += 1;
     }
+}
+
+/// The records of `waiting` that carry at least their `write_date`:
+/// `(id = a AND write_date >= x) OR (id = b AND ...)`, in Odoo's prefix form.
+fn written_since(waiting: &[(i64, DateTime)]) -> Value {
+    let mut domain: Vec<Value> = vec![json!("|"); waiting.len().saturating_sub(1)];
+    for (id, written) in waiting {
+        domain.push(json!("&"));
+        domain.push(json!(["id", "=", id]));
+        domain.push(json!(["write_date", ">=", domain_datetime(*written)]));
+    }
+    Value::Array(domain)
 }
 
 #[cfg(test)]
@@ -179,6 +204,34 @@ mod tests {
                 id: 7,
                 written: None
             }
+        );
+    }
+
+    #[test]
+    fn several_hints_are_looked_for_in_one_domain() {
+        let at = |s: &str| s.parse::<DateTime>().unwrap();
+        assert_eq!(
+            written_since(&[(4, at("2026-12-05T17:06:18.5"))]),
+            json!([
+                "&",
+                ["id", "=", 4],
+                ["write_date", ">=", "2026-12-05 17:06:18.500000"]
+            ])
+        );
+        assert_eq!(
+            written_since(&[
+                (4, at("2026-12-05T17:06:18")),
+                (9, at("2026-12-05T17:06:19"))
+            ]),
+            json!([
+                "|",
+                "&",
+                ["id", "=", 4],
+                ["write_date", ">=", "2026-12-05 17:06:18.000000"],
+                "&",
+                ["id", "=", 9],
+                ["write_date", ">=", "2026-12-05 17:06:19.000000"]
+            ])
         );
     }
 

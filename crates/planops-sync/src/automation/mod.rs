@@ -19,7 +19,7 @@ pub mod hint;
 mod sync;
 pub mod token;
 
-pub use hint::{HintError, HintedRecord, Visibility, await_hinted_write};
+pub use hint::{HintError, HintedRecord, Visibility, await_hinted_write, await_hinted_writes};
 pub use sync::{
     AutomationKey, AutomationSpec, Change, Record, SyncError, SyncMode, SyncOutcome, Trigger,
     XMLID_MODULE, poll_changes, remove, sync,

@@ -17,10 +17,11 @@
 //! groups into engine inputs) are separate functions, unit-tested below.
 //!
 //! Products, vendors, stock figures, open moves and orderpoints are always read
-//! by [`super::snapshot`]: once in full for a scan without a cache (and a
-//! focused event run), or, for a scan handed a [`super::HistoryCache`], kept
-//! and after the first scan brought up to date with what was written since:
-//! about a dozen calls whatever the catalogue size. This module holds the
+//! by [`super::snapshot`]: once in full for a scan without a cache, or, for a
+//! scan handed a [`super::HistoryCache`], kept and after the first scan brought
+//! up to date with what was written since: about a dozen calls whatever the
+//! catalogue size. A focused event run handed the cache reads its products
+//! over that snapshot (four calls), else directly. This module holds the
 //! rest of the reads and the row parsers both use.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -66,9 +67,14 @@ pub struct FetchPlan {
     pub field_threshold: Option<(FieldThresholdParams, Value)>,
     /// Day 0 of the plan.
     pub today: Date,
-    /// Narrowed to an event's subjects: read directly, not through a snapshot
-    /// of the whole scope.
+    /// Narrowed to an event's subjects: read directly, or over the snapshot a
+    /// scan of the whole scope keeps (see [`super::snapshot`]).
     pub focused: bool,
+    /// The event's products when `focused`.
+    pub focus_products: Vec<i64>,
+    /// The scope's product domain before any narrowing: what a snapshot of
+    /// the scope is kept for.
+    pub scope_domain: Value,
 }
 
 impl FetchPlan {
@@ -100,6 +106,7 @@ impl FetchPlan {
         Ok(FetchPlan {
             detector,
             needs: planops_engine::InputNeeds::of(detector),
+            scope_domain: product_domain.clone(),
             product_domain,
             warehouse_codes: scope.warehouses,
             history_days,
@@ -108,6 +115,7 @@ impl FetchPlan {
             field_threshold,
             today,
             focused: false,
+            focus_products: Vec::new(),
         })
     }
 
@@ -115,6 +123,7 @@ impl FetchPlan {
     pub fn narrow_to(&mut self, focus: &super::Focus) {
         self.product_domain = super::Focus::narrow(&self.product_domain, &focus.products);
         self.focused = true;
+        self.focus_products = focus.products.clone();
         if let Some((_, domain)) = &mut self.field_threshold {
             *domain = super::Focus::narrow(domain, &focus.records);
         }
@@ -189,16 +198,30 @@ pub async fn fetch_with(
         });
     }
 
+    // An event's products over the snapshot a scan of the scope keeps, when
+    // there is one; else read as a scan reads them.
+    let over_snapshot = match history {
+        Some((cache, key)) if plan.focused && needs.stock_items => {
+            super::snapshot::focused_stock(client, cache, key, plan).await?
+        }
+        _ => None,
+    };
     let needs_warehouses = needs.stock_items || needs.sale_lines;
-    let (warehouses, locations) = if needs_warehouses {
-        fetch_warehouses(client, &plan.warehouse_codes).await?
-    } else {
-        (Vec::new(), HashMap::new())
+    let (warehouses, locations) = match &over_snapshot {
+        Some(focused) => (focused.warehouses.clone(), focused.locations.clone()),
+        None if needs_warehouses => fetch_warehouses(client, &plan.warehouse_codes).await?,
+        None => (Vec::new(), HashMap::new()),
     };
     input.warehouses = warehouses;
 
     let mut stock_snapshot = None;
-    if needs.products {
+    let mut history_attached = false;
+    if let Some(focused) = over_snapshot {
+        stock_snapshot = Some(focused.stats);
+        input.products = focused.products;
+        input.items = focused.items;
+        history_attached = focused.history_attached;
+    } else if needs.products {
         let kept = history.filter(|_| needs.stock_items && !plan.focused);
         let view = match kept {
             Some((cache, key)) => {
@@ -221,7 +244,7 @@ pub async fn fetch_with(
     }
     let product_ids: Vec<i64> = input.products.iter().map(|p| p.id).collect();
 
-    if needs.stock_items && needs.demand_history && plan.history_days > 0 {
+    if needs.stock_items && needs.demand_history && plan.history_days > 0 && !history_attached {
         let history = match history {
             Some((cache, key)) => {
                 let products: HashSet<i64> = product_ids.iter().copied().collect();
@@ -451,6 +474,20 @@ fn warehouse_context_key(client: &OdooClient) -> &'static str {
     }
 }
 
+/// `client` reading `qty_available` and `virtual_available` as a scan plans
+/// them: in `warehouse`, forecast to the end of the plan's forecast window.
+pub(super) fn stock_figures_client(
+    client: &OdooClient,
+    plan: &FetchPlan,
+    warehouse: i64,
+) -> OdooClient {
+    let to_date = add_days(plan.today, i64::from(plan.forecast_days));
+    let mut context = Map::new();
+    context.insert(warehouse_context_key(client).into(), json!(warehouse));
+    context.insert("to_date".into(), json!(format!("{to_date} 23:59:59")));
+    client.with_context(context)
+}
+
 /// One stock item per product × warehouse with Odoo's own on-hand and forecast.
 pub(super) async fn fetch_stock_items(
     client: &OdooClient,
@@ -458,13 +495,9 @@ pub(super) async fn fetch_stock_items(
     product_ids: &[i64],
     warehouses: &[Warehouse],
 ) -> Result<Vec<StockItem>, ScanError> {
-    let to_date = add_days(plan.today, i64::from(plan.forecast_days));
     let mut items = Vec::with_capacity(product_ids.len() * warehouses.len());
     for warehouse in warehouses {
-        let mut context = Map::new();
-        context.insert(warehouse_context_key(client).into(), json!(warehouse.id));
-        context.insert("to_date".into(), json!(format!("{to_date} 23:59:59")));
-        let scoped = client.with_context(context);
+        let scoped = stock_figures_client(client, plan, warehouse.id);
         for chunk in product_ids.chunks(PAGE as usize) {
             let rows = scoped
                 .read(
@@ -569,7 +602,10 @@ pub fn demand_history(
     out
 }
 
-fn attach_history(items: &mut [StockItem], mut history: HashMap<(i64, i64), DemandHistory>) {
+pub(super) fn attach_history(
+    items: &mut [StockItem],
+    mut history: HashMap<(i64, i64), DemandHistory>,
+) {
     for item in items {
         if let Some(series) = history.remove(&(item.product_id, item.warehouse_id)) {
             item.history = series;

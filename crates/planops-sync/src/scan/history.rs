@@ -145,6 +145,14 @@ impl HistoryCache {
         }
     }
 
+    /// [`HistoryCache::database_identity`] as this process already read it,
+    /// without calling Odoo.
+    pub(super) fn known_identity(&self, key: &HistoryKey) -> Option<String> {
+        let memo = identity_memo(key);
+        let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
+        identities.get(&memo).cloned()
+    }
+
     /// `url|database|database.uuid` of the database behind `key`: read from
     /// Odoo once per process and connection, it tells a restored or replaced
     /// database from the one a cache was filled from.
@@ -153,14 +161,10 @@ impl HistoryCache {
         client: &OdooClient,
         key: &HistoryKey,
     ) -> Result<String, ScanError> {
-        let memo = format!("{}|{}|{}", key.connection, key.url, key.database);
-        let known = {
-            let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
-            identities.get(&memo).cloned()
-        };
-        if let Some(known) = known {
+        if let Some(known) = self.known_identity(key) {
             return Ok(known);
         }
+        let memo = identity_memo(key);
         let found = identity(client, key).await?;
         self.identities
             .lock()
@@ -182,28 +186,31 @@ impl HistoryCache {
     ) -> Result<(HashMap<(i64, i64), DemandHistory>, HistoryStats), ScanError> {
         let start = add_days(today, -i64::from(days));
         let (entry, stats) = self.refresh(client, key, start, today).await?;
-        let end = add_days(today, -1);
-        let mut out: HashMap<(i64, i64), DemandHistory> = HashMap::new();
-        for m in entry.moves.values() {
-            if !products.contains(&m.product) {
-                continue;
-            }
-            let Some(&warehouse) = locations.get(&m.location) else {
-                continue;
-            };
-            let index = days_between(start, m.day);
-            if index < 0 || index >= i64::from(days) {
-                continue;
-            }
-            let series = out
-                .entry((m.product, warehouse))
-                .or_insert_with(|| DemandHistory {
-                    end: Some(end),
-                    daily: vec![0.0; days as usize],
-                });
-            series.daily[index as usize] += m.qty as f32;
-        }
+        let out = daily_series(entry.moves.values(), today, days, products, locations);
         Ok((out, stats))
+    }
+
+    /// [`HistoryCache::demand_history`] from the history held in memory, without
+    /// calling Odoo: for an event that saw no done move the history lacks.
+    /// `None` unless that history is of the database `identity` and covers
+    /// `[today - days, today)` (the event then reads as a scan does).
+    pub(super) fn held_demand(
+        &self,
+        key: &HistoryKey,
+        identity: &str,
+        today: Date,
+        days: u32,
+        products: &HashSet<i64>,
+        locations: &HashMap<i64, i64>,
+    ) -> Option<HashMap<(i64, i64), DemandHistory>> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = entries.get(&key.connection)?;
+        let start = add_days(today, -i64::from(days));
+        let covers = entry.version == FORMAT_VERSION
+            && entry.identity == identity
+            && entry.start <= start
+            && entry.end >= today;
+        covers.then(|| daily_series(entry.moves.values(), today, days, products, locations))
     }
 
     /// The entry of `connection` covering at least `[start, end)`, up to date.
@@ -267,6 +274,44 @@ impl HistoryCache {
             .insert(connection.to_string(), entry.clone());
         Ok((entry, stats))
     }
+}
+
+fn identity_memo(key: &HistoryKey) -> String {
+    format!("{}|{}|{}", key.connection, key.url, key.database)
+}
+
+/// Daily demand per product × warehouse over `[today - days, today)` of the
+/// `moves` of `products` leaving `locations` (internal location → warehouse).
+fn daily_series<'a>(
+    moves: impl Iterator<Item = &'a Move>,
+    today: Date,
+    days: u32,
+    products: &HashSet<i64>,
+    locations: &HashMap<i64, i64>,
+) -> HashMap<(i64, i64), DemandHistory> {
+    let start = add_days(today, -i64::from(days));
+    let end = add_days(today, -1);
+    let mut out: HashMap<(i64, i64), DemandHistory> = HashMap::new();
+    for m in moves {
+        if !products.contains(&m.product) {
+            continue;
+        }
+        let Some(&warehouse) = locations.get(&m.location) else {
+            continue;
+        };
+        let index = days_between(start, m.day);
+        if index < 0 || index >= i64::from(days) {
+            continue;
+        }
+        let series = out
+            .entry((m.product, warehouse))
+            .or_insert_with(|| DemandHistory {
+                end: Some(end),
+                daily: vec![0.0; days as usize],
+            });
+        series.daily[index as usize] += m.qty as f32;
+    }
+    out
 }
 
 /// Done moves from internal locations to customers, dated in `[start, end)`,

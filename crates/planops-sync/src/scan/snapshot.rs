@@ -43,6 +43,13 @@
 //! its key carries the database's identity (URL, name and, where the login may
 //! read it, `database.uuid`), so a restored or replaced database is not served
 //! another's snapshot.
+//!
+//! An event's products are read over the snapshot of their scope without
+//! changing it ([`focused_stock`]): their moves written since its mark, their
+//! products with Odoo's figures for the warehouses those moves touched, their
+//! vendor lines and reordering rules (4 calls with one warehouse touched). The
+//! snapshot's marks stay where they were, so the next scan's delta reads what
+//! the event read again and nothing is missed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -212,7 +219,40 @@ struct StoringSnapshot<'a> {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Snapshots {
     slots: Arc<Mutex<HashMap<String, (Instant, Slot)>>>,
+    /// What the last scan of each scope resolved, by [`scope_key`].
+    scopes: Arc<Mutex<HashMap<String, ScopeSeen>>>,
     dir: Option<PathBuf>,
+}
+
+/// What a scan of a scope resolved besides the snapshot: the snapshot's key
+/// and the warehouses and internal locations it was taken for, so that an
+/// event on the scope reads neither again.
+#[derive(Debug, Clone)]
+struct ScopeSeen {
+    slot: String,
+    warehouses: Vec<Warehouse>,
+    locations: HashMap<i64, i64>,
+}
+
+/// What a snapshot holds of an event's products, copied out so that the
+/// event's reads hold no lock.
+struct Held {
+    products: BTreeMap<i64, (Product, i64)>,
+    figures: HashMap<ItemKey, Figures>,
+    open_moves: BTreeMap<i64, OpenMove>,
+    moves: Mark,
+}
+
+/// An event's products read over the snapshot of their scope.
+pub(super) struct FocusedStock {
+    pub warehouses: Vec<Warehouse>,
+    pub locations: HashMap<i64, i64>,
+    pub products: Vec<Product>,
+    pub items: Vec<StockItem>,
+    /// The items carry their demand history (the history held in memory
+    /// lacks no move the event saw).
+    pub history_attached: bool,
+    pub stats: SnapshotStats,
 }
 
 /// The products and stock items (without history) of one scan.
@@ -275,10 +315,68 @@ impl Snapshots {
         };
         let (products, items) = reader.assemble(&snapshot);
         *guard = Some(snapshot);
+        drop(guard);
+        self.remember_scope(
+            scope_key(client, identity, plan),
+            ScopeSeen {
+                slot: key,
+                warehouses: warehouses.to_vec(),
+                locations: locations.clone(),
+            },
+        );
         Ok(StockView {
             products,
             items,
             stats,
+        })
+    }
+
+    fn remember_scope(&self, key: String, seen: ScopeSeen) {
+        let live: HashSet<String> = {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.keys().cloned().collect()
+        };
+        let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        scopes.retain(|_, s| live.contains(&s.slot));
+        scopes.insert(key, seen);
+    }
+
+    fn scope(&self, key: &str) -> Option<ScopeSeen> {
+        let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        scopes.get(key).cloned()
+    }
+
+    /// What the snapshot `key` holds of `products`; `None` when it holds no
+    /// snapshot fresh enough to build on (see [`fresh`]).
+    async fn held(&self, key: &str, products: &[i64]) -> Option<Held> {
+        let slot = {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.get(key).map(|(_, slot)| slot.clone())?
+        };
+        // Waits for a scan refreshing it: the event then builds on its result.
+        let guard = slot.lock().await;
+        let snapshot = guard.as_ref().filter(|s| fresh(s))?;
+        let wanted: HashSet<i64> = products.iter().copied().collect();
+        Some(Held {
+            products: snapshot
+                .products
+                .iter()
+                .filter(|(id, _)| wanted.contains(id))
+                .map(|(id, p)| (*id, p.clone()))
+                .collect(),
+            figures: snapshot
+                .figures
+                .iter()
+                .filter(|((product, _), _)| wanted.contains(product))
+                .map(|(k, f)| (*k, *f))
+                .collect(),
+            open_moves: snapshot
+                .open_moves
+                .iter()
+                .filter(|(_, m)| wanted.contains(&m.product))
+                .map(|(id, m)| (*id, *m))
+                .collect(),
+            moves: snapshot.marks.moves.clone(),
         })
     }
 
@@ -352,8 +450,8 @@ fn prune_stale(dir: &std::path::Path) {
 }
 
 /// The products (and, for a stock rule, stock items) `plan` asks for, read
-/// once in full and not kept: a scan without a cache, a focused event run, or
-/// a rule that reads products only.
+/// once in full and not kept: a scan without a cache, a focused event run
+/// without a snapshot of its scope, or a rule that reads products only.
 pub(super) async fn read_once(
     client: &OdooClient,
     plan: &FetchPlan,
@@ -376,6 +474,69 @@ pub(super) async fn read_once(
             changed_products: 0,
         },
     })
+}
+
+/// The stock inputs of a focused `plan` (an event's products) over the
+/// snapshot the last scan of the same scope left in `cache`: the event's
+/// moves written since the snapshot's mark say which warehouses' figures
+/// moved, and only those are read again. With one warehouse touched that is
+/// four calls (moves, products with that warehouse's figures, vendor lines,
+/// reordering rules) whatever the scope's size; the warehouses and locations
+/// are the scan's and the demand history is the one held in memory (a done
+/// move it may lack, dated before today, makes the caller refresh it).
+///
+/// `None` (the caller reads as a scan does) when there is nothing to build on:
+/// no scan of this scope (same domain, warehouses, day and needs) in this
+/// process, a snapshot older than [`SNAPSHOT_MAX_AGE`], or a product of the
+/// event that entered the scope since.
+pub(super) async fn focused_stock(
+    client: &OdooClient,
+    cache: &history::HistoryCache,
+    key: &history::HistoryKey,
+    plan: &FetchPlan,
+) -> Result<Option<FocusedStock>, ScanError> {
+    let Some(identity) = cache.known_identity(key) else {
+        return Ok(None);
+    };
+    let snapshots = cache.snapshots();
+    let Some(scope) = snapshots.scope(&scope_key(client, &identity, plan)) else {
+        return Ok(None);
+    };
+    let Some(held) = snapshots.held(&scope.slot, &plan.focus_products).await else {
+        return Ok(None);
+    };
+    let reader = Reader {
+        client,
+        plan,
+        warehouses: &scope.warehouses,
+        locations: &scope.locations,
+    };
+    let Some((products, mut items, stats, history_moved)) = reader.focused(held).await? else {
+        return Ok(None);
+    };
+    let mut history_attached = !(plan.needs.demand_history && plan.history_days > 0);
+    if !history_attached && !history_moved {
+        let ids: HashSet<i64> = products.iter().map(|p| p.id).collect();
+        if let Some(demand) = cache.held_demand(
+            key,
+            &identity,
+            plan.today,
+            plan.history_days,
+            &ids,
+            &scope.locations,
+        ) {
+            fetch::attach_history(&mut items, demand);
+            history_attached = true;
+        }
+    }
+    Ok(Some(FocusedStock {
+        warehouses: scope.warehouses,
+        locations: scope.locations,
+        products,
+        items,
+        history_attached,
+        stats,
+    }))
 }
 
 /// Read in full recently enough to be brought up to date by deltas.
@@ -430,6 +591,26 @@ fn slot_key(
     ])
     .to_string()
 }
+
+/// The key of [`Snapshots::scopes`]: a scope as a rule names it (warehouses
+/// by code), so that an event finds the snapshot without reading warehouses.
+fn scope_key(client: &OdooClient, identity: &str, plan: &FetchPlan) -> String {
+    json!([
+        identity,
+        client.info().version.major,
+        plan.scope_domain,
+        plan.warehouse_codes,
+        plan.today.to_string(),
+        plan.forecast_days,
+        plan.needs.dated_moves,
+        plan.needs.orderpoints,
+    ])
+    .to_string()
+}
+
+/// Products, stock items and stats of an event, and whether it saw a done move
+/// that demand history may lack.
+type FocusedRead = (Vec<Product>, Vec<StockItem>, SnapshotStats, bool);
 
 /// One scan's reads.
 struct Reader<'a> {
@@ -507,6 +688,168 @@ impl Reader<'_> {
             self.merge_orderpoints(&mut snapshot, &rows)?;
         }
         Ok(snapshot)
+    }
+
+    /// The event's products (`plan.focus_products`) from what the snapshot
+    /// `held` of them and what was written since; `None` when one of them is
+    /// in scope but not in the snapshot.
+    async fn focused(&self, held: Held) -> Result<Option<FocusedRead>, ScanError> {
+        let client = self.client;
+        let focus = &self.plan.focus_products;
+        let what = || ScanError::odoo("stock moves");
+        let rows = self
+            .read(
+                "stock moves",
+                "stock.move",
+                &leaf("product_id", Operator::In, json!(focus))
+                    .and(&held.moves.since())
+                    .to_json_value(),
+                MOVE_FIELDS,
+            )
+            .await?;
+        let mut open_moves = held.open_moves;
+        let mut touched: BTreeSet<i64> = BTreeSet::new();
+        let mut history_moved = false;
+        for row in &rows {
+            let id = row.id().map_err(what())?;
+            if let Some(before) = open_moves.remove(&id) {
+                touched.extend(before.from_warehouse.into_iter().chain(before.to_warehouse));
+            }
+            let warehouse_of = |field: &str| -> Result<Option<i64>, ScanError> {
+                Ok(row
+                    .many2one(field)
+                    .map_err(what())?
+                    .and_then(|l| self.locations.get(&l.id).copied()))
+            };
+            let (from, to) = (
+                warehouse_of("location_id")?,
+                warehouse_of("location_dest_id")?,
+            );
+            // Even a move inside one warehouse moves its figures once reserved or done.
+            touched.extend(from.into_iter().chain(to));
+            let state = row.str_field("state").map_err(what())?.unwrap_or_default();
+            if OPEN_MOVE_STATES.contains(&state)
+                && self.plan.needs.dated_moves
+                && let Some(m) = fetch::open_move_from(row, self.locations).map_err(what())?
+            {
+                open_moves.insert(id, m);
+            }
+            // Demand history ends yesterday: only a move done out of the
+            // scope's stock and dated before today can be demand it lacks.
+            let before_today = row
+                .datetime("date")
+                .map_err(what())?
+                .is_some_and(|d| d.to_zoned(jiff::tz::TimeZone::UTC).date() < self.plan.today);
+            history_moved |= state == "done" && from.is_some() && before_today;
+        }
+
+        // Products in scope, with the figures of the first warehouse touched.
+        let touched: Vec<&Warehouse> = self
+            .warehouses
+            .iter()
+            .filter(|w| touched.contains(&w.id))
+            .collect();
+        let domain = fetch::storable_domain(client, &self.plan.product_domain)?;
+        let mut fields = PRODUCT_FIELDS.to_vec();
+        let products_client = match touched.first() {
+            Some(w) => {
+                fields.extend(["qty_available", "virtual_available"]);
+                fetch::stock_figures_client(client, self.plan, w.id)
+            }
+            None => client.clone(),
+        };
+        let rows = products_client
+            .search_read_all("product.product", &domain, &fields, &fetch::page_options())
+            .await
+            .map_err(ScanError::odoo("products"))?;
+        let mut products: BTreeMap<i64, (Product, i64)> = BTreeMap::new();
+        let mut figures = held.figures;
+        for row in &rows {
+            let (product, template) =
+                fetch::product_from(row).map_err(ScanError::odoo("products"))?;
+            if !held.products.contains_key(&product.id) {
+                // New in scope since the scan: nothing held to build on.
+                return Ok(None);
+            }
+            if let Some(w) = touched.first() {
+                let what = || ScanError::odoo("stock quantities");
+                figures.insert(
+                    (product.id, w.id),
+                    Figures {
+                        on_hand: row.number("qty_available").map_err(what())?,
+                        virtual_available: Some(row.number("virtual_available").map_err(what())?),
+                    },
+                );
+            }
+            products.insert(product.id, (product, template));
+        }
+        let ids: Vec<i64> = products.keys().copied().collect();
+        let rest: Vec<Warehouse> = touched.iter().skip(1).map(|w| (*w).clone()).collect();
+        if !ids.is_empty() && !rest.is_empty() {
+            for item in fetch::fetch_stock_items(client, self.plan, &ids, &rest).await? {
+                figures.insert(
+                    (item.product_id, item.warehouse_id),
+                    Figures {
+                        on_hand: item.on_hand,
+                        virtual_available: item.virtual_available,
+                    },
+                );
+            }
+        }
+
+        // Vendor lines and reordering rules of the event's products, whole:
+        // as few calls as a delta would take, and deletions show.
+        let mut snapshot = Snapshot {
+            taken: Timestamp::now(),
+            products,
+            sellers: BTreeMap::new(),
+            figures,
+            open_moves: open_moves
+                .into_iter()
+                .filter(|(_, m)| ids.contains(&m.product))
+                .collect(),
+            orderpoints: BTreeMap::new(),
+            marks: Watermarks {
+                products: Mark::epoch(),
+                templates: Mark::epoch(),
+                sellers: Mark::epoch(),
+                moves: held.moves,
+                orderpoints: Mark::epoch(),
+            },
+        };
+        let templates = snapshot.templates();
+        if !templates.is_empty() {
+            let rows = self
+                .read(
+                    "vendor price lists",
+                    "product.supplierinfo",
+                    &json!([["product_tmpl_id", "in", templates]]),
+                    SELLER_FIELDS,
+                )
+                .await?;
+            merge_sellers(&mut snapshot, &rows)?;
+        }
+        if self.plan.needs.orderpoints && !ids.is_empty() {
+            let rows = self
+                .read(
+                    "reordering rules",
+                    "stock.warehouse.orderpoint",
+                    &fetch::orderpoints_domain(&ids, self.warehouses),
+                    &fetch::orderpoint_fields(client),
+                )
+                .await?;
+            self.merge_orderpoints(&mut snapshot, &rows)?;
+        }
+        let (products, items) = self.assemble(&snapshot);
+        let stats = SnapshotStats {
+            rebuilt: false,
+            changed_products: if touched.is_empty() {
+                0
+            } else {
+                ids.len() as u64
+            },
+        };
+        Ok(Some((products, items, stats, history_moved)))
     }
 
     /// Brings `snapshot` up to date; returns how many products changed.
