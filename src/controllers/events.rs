@@ -320,9 +320,9 @@ pub fn queue_hint(ctx: &Arc<RuleContext>, rule: &Arc<ExceptionRule>, hint: Hinte
     let namespace = rule.namespace().unwrap_or_default();
     let name = rule.name_any();
     if ctx.rule_locks.push_hint(&namespace, &name, hint) {
-        // Work of this leadership term: a replica that stops leading stops
-        // acting on what it was told while it led.
-        let term = ctx.core.term.work();
+        // Work of the rule's shard's term: a replica that stops holding it
+        // stops acting on what it was told while it held it.
+        let term = ctx.core.work_for(rule.as_ref());
         tokio::spawn(drain_hints(ctx.clone(), rule.clone(), term));
     }
 }
