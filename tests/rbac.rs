@@ -81,10 +81,19 @@ async fn operator_works_with(cluster: &support::TestCluster, ns: &str, kubeconfi
     )
     .await;
 
+    // A healthy first verdict is not an Event (the status says it); a rule
+    // naming a connection that does not exist is a Warning the role must allow.
+    apply(cluster, ns, &spike_rule("orphan", "no-such-connection")).await;
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(cluster.client(), ns);
-    let reported = eventually("an Event from the operator", || async {
+    let reported = eventually("a Warning Event from the operator", || async {
         let list = events.list(&ListParams::default()).await.ok()?;
-        (!list.items.is_empty()).then_some(list.items.len())
+        let warnings = list
+            .items
+            .iter()
+            .filter(|e| e.type_.as_deref() == Some("Warning"))
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("orphan"))
+            .count();
+        (warnings > 0).then_some(warnings)
     })
     .await;
     assert!(reported > 0);
