@@ -216,6 +216,13 @@ fn step_down_margin(duration: Duration, grace: Duration) -> Duration {
         .min(duration / 2)
 }
 
+/// The Lease duration and the renewal grace, in seconds: a Lease of at least
+/// 3 s, renewed a third of it before it expires.
+fn lease_timing(args: &OperatorArgs) -> (u64, u64) {
+    let duration = args.lease_duration_seconds.max(3);
+    (duration, (duration / 3).max(1))
+}
+
 /// A replica's run under leader election: the controllers run while it holds
 /// the Lease and has seen its renewals land in time.
 pub(super) async fn run_with_leader_election(
@@ -227,8 +234,7 @@ pub(super) async fn run_with_leader_election(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let duration_seconds = args.lease_duration_seconds.max(3);
-    let grace_seconds = (duration_seconds / 3).max(1);
+    let (duration_seconds, grace_seconds) = lease_timing(args);
     let client = controllers.core.client.clone();
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
         .with_namespace(&args.lease_namespace)
@@ -773,8 +779,7 @@ pub(super) async fn run_sharded(
     gateway_pod: &GatewayPod,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let duration_seconds = args.lease_duration_seconds.max(3);
-    let grace_seconds = (duration_seconds / 3).max(1);
+    let (duration_seconds, grace_seconds) = lease_timing(args);
     let duration = Duration::from_secs(duration_seconds);
     let every = Duration::from_secs(grace_seconds);
     let mut leases = ShardLeases {

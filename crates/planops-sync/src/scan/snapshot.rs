@@ -659,34 +659,13 @@ impl Reader<'_> {
             .read("products", "product.product", &domain, PRODUCT_FIELDS)
             .await?;
         self.merge_products(&mut snapshot, &rows)?;
-        let templates = snapshot.templates();
-        if !templates.is_empty() {
-            let rows = self
-                .read(
-                    "vendor price lists",
-                    "product.supplierinfo",
-                    &json!([["product_tmpl_id", "in", templates]]),
-                    SELLER_FIELDS,
-                )
-                .await?;
-            merge_sellers(&mut snapshot, &rows)?;
-        }
+        self.read_all_sellers(&mut snapshot).await?;
         let ids: Vec<i64> = snapshot.products.keys().copied().collect();
         if self.plan.needs.stock_items {
             self.read_figures(&mut snapshot, &ids).await?;
         }
         self.read_open_moves(&mut snapshot, &ids).await?;
-        if self.plan.needs.orderpoints && !ids.is_empty() {
-            let rows = self
-                .read(
-                    "reordering rules",
-                    "stock.warehouse.orderpoint",
-                    &fetch::orderpoints_domain(&ids, self.warehouses),
-                    &fetch::orderpoint_fields(client),
-                )
-                .await?;
-            self.merge_orderpoints(&mut snapshot, &rows)?;
-        }
+        self.read_all_orderpoints(&mut snapshot, &ids).await?;
         Ok(snapshot)
     }
 
@@ -817,29 +796,8 @@ impl Reader<'_> {
                 orderpoints: Mark::epoch(),
             },
         };
-        let templates = snapshot.templates();
-        if !templates.is_empty() {
-            let rows = self
-                .read(
-                    "vendor price lists",
-                    "product.supplierinfo",
-                    &json!([["product_tmpl_id", "in", templates]]),
-                    SELLER_FIELDS,
-                )
-                .await?;
-            merge_sellers(&mut snapshot, &rows)?;
-        }
-        if self.plan.needs.orderpoints && !ids.is_empty() {
-            let rows = self
-                .read(
-                    "reordering rules",
-                    "stock.warehouse.orderpoint",
-                    &fetch::orderpoints_domain(&ids, self.warehouses),
-                    &fetch::orderpoint_fields(client),
-                )
-                .await?;
-            self.merge_orderpoints(&mut snapshot, &rows)?;
-        }
+        self.read_all_sellers(&mut snapshot).await?;
+        self.read_all_orderpoints(&mut snapshot, &ids).await?;
         let (products, items) = self.assemble(&snapshot);
         let stats = SnapshotStats {
             rebuilt: false,
@@ -1033,6 +991,45 @@ impl Reader<'_> {
             .search_read_all(model, domain, fields, &fetch::page_options())
             .await
             .map_err(ScanError::odoo(what))
+    }
+
+    /// Every vendor line of the snapshot's product templates.
+    async fn read_all_sellers(&self, snapshot: &mut Snapshot) -> Result<(), ScanError> {
+        let templates = snapshot.templates();
+        if templates.is_empty() {
+            return Ok(());
+        }
+        let rows = self
+            .read(
+                "vendor price lists",
+                "product.supplierinfo",
+                &json!([["product_tmpl_id", "in", templates]]),
+                SELLER_FIELDS,
+            )
+            .await?;
+        merge_sellers(snapshot, &rows)?;
+        Ok(())
+    }
+
+    /// The reordering rules of `ids` in the scope's warehouses, when the
+    /// detector uses them.
+    async fn read_all_orderpoints(
+        &self,
+        snapshot: &mut Snapshot,
+        ids: &[i64],
+    ) -> Result<(), ScanError> {
+        if !self.plan.needs.orderpoints || ids.is_empty() {
+            return Ok(());
+        }
+        let rows = self
+            .read(
+                "reordering rules",
+                "stock.warehouse.orderpoint",
+                &fetch::orderpoints_domain(ids, self.warehouses),
+                &fetch::orderpoint_fields(self.client),
+            )
+            .await?;
+        self.merge_orderpoints(snapshot, &rows)
     }
 
     async fn read_figures(&self, snapshot: &mut Snapshot, ids: &[i64]) -> Result<(), ScanError> {
